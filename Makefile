@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+# Both create .venv with $(PYTHON) and install what is missing; quick when nothing is.
+PYTHON ?= python3.12
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+# Under pyenv a `python3.12` shim exists but refuses to run unless 3.12 is the
+# selected version; expose every installed version so the shims resolve.
+ifeq ($(origin PYENV_VERSION),undefined)
+PYENV_ALL := $(shell command -v pyenv >/dev/null 2>&1 && pyenv versions --bare 2>/dev/null | paste -sd: -)
+ifneq ($(PYENV_ALL),)
+export PYENV_VERSION := $(PYENV_ALL)
+endif
+endif
+
+STAMP := $(VENV)/.installed-$(notdir $(PYTHON))
+
+.PHONY: demo test test-fast install clean bench
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 && $(PYTHON) --version >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python >= 3.12 or pass PYTHON=..." >&2; exit 2; }
+	@if [ -x $(PY) ] && [ ! -f $(STAMP) ]; then echo "recreating $(VENV) for $(PYTHON)"; rm -rf $(VENV); fi
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/bayes-lse demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not browser"
+
+clean:
+	rm -rf $(VENV) build *.egg-info
