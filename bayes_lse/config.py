@@ -1,0 +1,115 @@
+"""JSON-able model and fit configuration, merged over defaults, with a stable hash.
+
+Every fit records both dicts so a saved model says exactly which priors, noise
+and sampler settings produced it, and so that loading can refuse a mismatch.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from typing import Any
+
+#: σ_L default: the original LSE code's learning-update variance of 0.5.
+DEFAULT_LEARNING_NOISE = math.sqrt(0.5)
+
+DEFAULT_PRIORS: dict[str, float] = {
+    # half-normal scales (what keeps every embedding non-negative)
+    "initial_state_scale": 1.0,
+    "requirement_scale": 1.0,
+    "gain_scale": 1.0,
+    "prerequisite_scale": 1.0,
+    # normal standard deviations of the bias terms
+    "student_bias_sd": 1.0,
+    "assessment_bias_sd": 1.0,
+    # half-normal scale of σ_L when it is learned
+    "learning_noise_scale": 1.0,
+}
+
+DEFAULT_MODEL_CONFIG: dict[str, Any] = {
+    "n_skills": 2,
+    "prerequisites": True,
+    "biases": True,
+    "lessons": True,
+    # a positive float (fixed σ_L) or the string "learned"
+    "learning_noise": DEFAULT_LEARNING_NOISE,
+    "priors": DEFAULT_PRIORS,
+}
+
+DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
+    "map": {"starts": 4, "maxiter": 5000, "ftol": 1e-9, "gtol": 1e-5, "jitter": 1.0, "jacobian": False, "normalised": False, "seed": None},
+    "advi": {
+        "kind": "meanfield",  # or "fullrank"
+        "max_iterations": 30000,
+        "learning_rate": 0.02,
+        "tolerance": 1e-3,  # relative change of the smoothed loss between windows
+        "window": 500,
+        "draws": 1000,
+        "seed": None,
+    },
+    "nuts": {
+        "sampler": "nutpie",
+        "chains": 4,
+        "draws": 1000,
+        "tune": 1000,
+        "target_accept": 0.9,
+        "seed": None,
+        "cores": None,
+    },
+}
+
+
+def merge(defaults: dict[str, Any], overrides: dict[str, Any] | None, where: str) -> dict[str, Any]:
+    """Deep-merge `overrides` over `defaults`, refusing keys the defaults do not know."""
+    out = copy.deepcopy(defaults)
+    for key, value in (overrides or {}).items():
+        if key not in out:
+            known = ", ".join(sorted(out))
+            raise ValueError(f"unknown {where} setting {key!r}; known settings: {known}")
+        if isinstance(out[key], dict) and isinstance(value, dict):
+            out[key] = merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def validate_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    d = cfg["n_skills"]
+    if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+        raise ValueError(f"n_skills must be an integer >= 1, got {d!r}")
+    noise = cfg["learning_noise"]
+    if noise != "learned":
+        if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise > 0:
+            raise ValueError(f"learning_noise must be a positive number or 'learned', got {noise!r}")
+        cfg["learning_noise"] = float(noise)
+    for key in ("prerequisites", "biases", "lessons"):
+        if not isinstance(cfg[key], bool):
+            raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
+    for key, value in cfg["priors"].items():
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"prior {key} must be a positive number, got {value!r}")
+        cfg["priors"][key] = float(value)
+    return cfg
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_jsonable)
+
+
+def _jsonable(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON-able: {type(obj).__name__}")
+
+
+def config_hash(*objs: Any) -> str:
+    h = hashlib.sha256()
+    for obj in objs:
+        h.update(canonical_json(obj).encode())
+    return h.hexdigest()[:16]

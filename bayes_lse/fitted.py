@@ -1,0 +1,466 @@
+"""`FittedLSE`: what a fit returns.  It carries the posterior, the training
+interactions and the configs in one `xarray.DataTree` (layout in ARCHITECTURE.md),
+predicts pass probabilities, and saves/loads itself as a folder of open formats.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import equations as eq
+from . import storage
+from .config import canonical_json, config_hash
+from .errors import InteractionLogError
+
+if TYPE_CHECKING:
+    from .data import InteractionLog
+    from .model import IndexArrays
+
+GROUPS_OPTIONAL = ("sample_stats", "optimization")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _table_dataset(table: pd.DataFrame) -> xr.Dataset:
+    """The training table as a netCDF-safe Dataset (strings stay strings)."""
+    data = {}
+    for col in table.columns:
+        s = table[col]
+        if pd.api.types.is_bool_dtype(s):
+            data[col] = ("row", s.to_numpy(dtype=np.int8))
+        elif pd.api.types.is_numeric_dtype(s):
+            data[col] = ("row", s.to_numpy(dtype=float if s.isna().any() else None))
+        else:
+            data[col] = ("row", s.astype(str).to_numpy(dtype=object))
+    return xr.Dataset(data, coords={"row": np.arange(len(table))})
+
+
+def data_fingerprint(table: pd.DataFrame) -> str:
+    cols = [c for c in ("student_id", "module_id", "module_type", "outcome", "timestep") if c in table]
+    h = pd.util.hash_pandas_object(table[cols], index=False).to_numpy()
+    return config_hash(h.tolist())
+
+
+def build_datatree(
+    model_config: dict[str, Any],
+    fit_config: dict[str, Any],
+    method: str,
+    log: InteractionLog,
+    idx: IndexArrays,
+    raw: xr.Dataset,
+    extra: dict[str, xr.Dataset],
+    runtime: float,
+) -> xr.DataTree:
+    """Assemble the contract layout from the fit's raw free variables."""
+    d = int(model_config["n_skills"])
+    first = raw[list(raw.data_vars)[0]]
+    n_chain, n_draw = first.shape[0], first.shape[1]
+    state = np.empty((n_chain, n_draw, idx.n_states, d))
+    state[:, :, idx.initial_state] = np.asarray(raw["initial_state"])
+    if len(idx.later_state):
+        state[:, :, idx.later_state] = np.asarray(raw["later_state"])
+    students = np.asarray(log.students, dtype=object)
+    coords = {
+        "chain": np.arange(n_chain),
+        "draw": np.arange(n_draw),
+        "state": np.arange(idx.n_states),
+        "skill": np.arange(d),
+        "student": students,
+        "assessment": np.asarray(log.assessments, dtype=object),
+        "lesson": np.asarray(log.lessons, dtype=object),
+    }
+    cd = ("chain", "draw")
+    post = {"student_state": ((*cd, "state", "skill"), state)}
+    dims = {
+        "requirement": ("assessment", "skill"),
+        "gain": ("lesson", "skill"),
+        "prerequisite": ("lesson", "skill"),
+        "student_bias": ("student",),
+        "assessment_bias": ("assessment",),
+        "learning_noise": (),
+    }
+    for name, dd in dims.items():
+        if name in raw:
+            post[name] = ((*cd, *dd), np.asarray(raw[name]))
+    posterior = xr.Dataset(post, coords=coords)
+    posterior = posterior.assign_coords(
+        state_student=("state", students[idx.state_student]),
+        state_step=("state", idx.state_step),
+    )
+    posterior = posterior.drop_vars([c for c in ("student", "assessment", "lesson") if c not in posterior.dims])
+
+    observed = xr.Dataset({"outcome": ("obs", idx.outcome)}, coords={"obs": np.arange(len(idx.outcome))})
+    constant = xr.Dataset(
+        {
+            "obs_state": ("obs", idx.obs_state),
+            "obs_student": ("obs", idx.obs_student),
+            "obs_assessment": ("obs", idx.obs_assessment),
+            "transition_from": ("transition", idx.transition_from),
+            "transition_to": ("transition", idx.transition_to),
+            "transition_lesson": ("transition", idx.transition_lesson),
+        },
+        coords={"obs": np.arange(len(idx.outcome)), "transition": np.arange(len(idx.transition_from))},
+    )
+    table = log.table
+    groups = {
+        "posterior": posterior,
+        "observed_data": observed,
+        "constant_data": constant,
+        "interactions": _table_dataset(table),
+        **{k: v for k, v in extra.items() if k in GROUPS_OPTIONAL},
+    }
+    tree = xr.DataTree.from_dict(groups)
+    fingerprint = data_fingerprint(table)
+    tree.attrs = {
+        "format_version": storage.FORMAT_VERSION,
+        "method": method,
+        "model_config": canonical_json(model_config),
+        "fit_config": canonical_json(fit_config),
+        "data_fingerprint": fingerprint,
+        "config_hash": config_hash(model_config, fit_config, method, fingerprint),
+        "bayes_lse_version": _version(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "runtime_seconds": float(runtime),
+        "source": str(log.source),
+    }
+    return tree
+
+
+class FittedLSE:
+    """A fitted Latent Skill Embedding: posterior draws plus everything needed to use them."""
+
+    def __init__(self, idata: xr.DataTree) -> None:
+        self.idata = idata
+
+    # ------------------------------------------------------------ properties
+    @property
+    def method(self) -> str:
+        return str(self.idata.attrs["method"])
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        return json.loads(self.idata.attrs["model_config"])
+
+    @property
+    def fit_config(self) -> dict[str, Any]:
+        return json.loads(self.idata.attrs["fit_config"])
+
+    @property
+    def config_hash(self) -> str:
+        return str(self.idata.attrs["config_hash"])
+
+    @property
+    def runtime_seconds(self) -> float:
+        return float(self.idata.attrs["runtime_seconds"])
+
+    @property
+    def n_skills(self) -> int:
+        return int(self.model_config["n_skills"])
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.idata["posterior"].to_dataset()
+
+    @property
+    def students(self) -> pd.Index:
+        return pd.Index(self.idata["posterior"]["student_bias"]["student"].values if "student_bias" in self.idata["posterior"] else self._ids("student"))
+
+    def _ids(self, dim: str) -> np.ndarray:
+        post = self.idata["posterior"]
+        if dim in post.coords:
+            return np.asarray(post.coords[dim].values)
+        ids = json.loads(self.idata.attrs.get("ids", "{}"))
+        return np.asarray(ids.get(dim, []), dtype=object)
+
+    @property
+    def assessments(self) -> pd.Index:
+        return pd.Index(self._ids("assessment"))
+
+    @property
+    def lessons(self) -> pd.Index:
+        return pd.Index(self._ids("lesson"))
+
+    @property
+    def interactions(self) -> pd.DataFrame:
+        return self.idata["interactions"].to_dataset().to_dataframe().reset_index(drop=True)
+
+    @property
+    def n_samples(self) -> int:
+        p = self.idata["posterior"]
+        return int(p.sizes["chain"] * p.sizes["draw"])
+
+    def __repr__(self) -> str:
+        p = self.idata["posterior"]
+        return (
+            f"<FittedLSE method={self.method} d={self.n_skills} students={p.sizes.get('student', '?')} "
+            f"states={p.sizes['state']} chains={p.sizes['chain']} draws={p.sizes['draw']} hash={self.config_hash}>"
+        )
+
+    # ------------------------------------------------------------------ draws
+    def draws(self, name: str) -> np.ndarray:
+        """Posterior draws of a variable, chains stacked: shape (chain·draw, ...)."""
+        v = np.asarray(self.idata["posterior"][name].values)
+        return v.reshape(-1, *v.shape[2:])
+
+    def has(self, name: str) -> bool:
+        return name in self.idata["posterior"]
+
+    def learning_noise_draws(self) -> np.ndarray:
+        if self.has("learning_noise"):
+            return self.draws("learning_noise")
+        noise = self.model_config["learning_noise"]
+        return np.full(self.n_samples, float(noise))
+
+    def state_index(self) -> pd.DataFrame:
+        """Flat state index per (student_id, step) — the ragged layout of `student_state`."""
+        p = self.idata["posterior"]
+        return pd.DataFrame(
+            {
+                "student_id": np.asarray(p["state_student"].values, dtype=object),
+                "step": np.asarray(p["state_step"].values),
+                "state": np.arange(p.sizes["state"]),
+            }
+        )
+
+    def last_states(self) -> pd.DataFrame:
+        """Each student's last fitted step and its flat state index."""
+        si = self.state_index()
+        return si.groupby("student_id", sort=False).last()
+
+    def student_states(self, student: str) -> np.ndarray:
+        """Draws of every state of `student`: shape (samples, steps, skills)."""
+        si = self.state_index()
+        rows = si.index[si["student_id"] == str(student)]
+        if len(rows) == 0:
+            raise KeyError(f"student {student!r} is not in the fitted model")
+        return self.draws("student_state")[:, rows.to_numpy()]
+
+    def current_state(self, student: str) -> np.ndarray:
+        """Draws of the student's state after its last fitted step: (samples, skills)."""
+        return self.student_states(student)[:, -1]
+
+    # --------------------------------------------------------------- predict
+    def pass_probability_draws(self) -> np.ndarray:
+        """Pass probability of every observed training row, per draw: (samples, obs)."""
+        cd = self.idata["constant_data"]
+        st = cd["obs_state"].values
+        stu = cd["obs_student"].values
+        asm = cd["obs_assessment"].values
+        return _pass_draws(self, self.draws("student_state")[:, st], asm, stu)
+
+    def predict(
+        self,
+        interactions: pd.DataFrame | str | Path | InteractionLog,
+        *,
+        ci: float = 0.9,
+        update: str = "expected",
+        seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Pass probability of every assessment row: posterior mean and central `ci` interval.
+
+        A row within a student's fitted history uses that step's state; a row beyond it
+        starts from the student's last fitted state and follows the lessons given in the
+        same table (`update="expected"`: the expected learning update; `"sample"`: one
+        noisy update per draw, the full posterior predictive).
+        """
+        from .data import InteractionLog, read_interactions
+
+        log = interactions if isinstance(interactions, InteractionLog) else read_interactions(interactions)
+        if not 0 < ci < 1:
+            raise ValueError(f"ci must be in (0, 1), got {ci}")
+        if update not in ("expected", "sample"):
+            raise ValueError("update must be 'expected' or 'sample'")
+        t = log.table
+        src = str(log.source)
+        known_students = self.last_states()
+        a_codes = pd.Index(self.assessments)
+        l_codes = pd.Index(self.lessons)
+
+        def fail(mask: np.ndarray, column: str, what: str) -> None:
+            i = int(np.flatnonzero(mask)[0])
+            raise InteractionLogError(
+                src,
+                f"{what} {t[column].iloc[i]!r} is not in the fitted model",
+                row=int(t["source_row"].iloc[i]),
+                column=column,
+                row_kind=getattr(log, "row_kind", "row"),
+            )
+
+        is_a = (t["module_type"] == "assessment").to_numpy()
+        unknown_s = ~t["student_id"].isin(known_students.index).to_numpy()
+        if unknown_s.any():
+            fail(unknown_s, "student_id", "student")
+        a_idx = a_codes.get_indexer(t["module_id"])
+        if (is_a & (a_idx < 0)).any():
+            fail(is_a & (a_idx < 0), "module_id", "assessment")
+        l_idx = l_codes.get_indexer(t["module_id"])
+        last_step = known_students["step"].reindex(t["student_id"]).to_numpy()
+        last_state = known_students["state"].reindex(t["student_id"]).to_numpy()
+        step = t["timestep"].to_numpy()
+        is_l = ~is_a
+        future_lesson = is_l & (step >= last_step)
+        if (future_lesson & (l_idx < 0)).any() and self.model_config["lessons"]:
+            fail(future_lesson & (l_idx < 0), "module_id", "lesson")
+
+        rows = np.flatnonzero(is_a)
+        states = self.draws("student_state")
+        n = states.shape[0]
+        d = states.shape[-1]
+        within = step[rows] <= last_step[rows]
+        row_state = np.empty((n, len(rows), d))
+        flat = (last_state[rows] - last_step[rows] + step[rows]).astype(np.int64)
+        row_state[:, within] = states[:, flat[within]]
+
+        beyond = np.flatnonzero(~within)
+        if len(beyond):
+            row_state[:, beyond] = self._push_forward(t, rows[beyond], is_l, l_idx, last_step, last_state, states, update, seed)
+
+        stu_codes = pd.Index(self._ids("student")).get_indexer(t["student_id"].iloc[rows]) if self.has("student_bias") else None
+        p = _pass_draws(self, row_state, a_idx[rows], stu_codes)
+        alpha = (1 - ci) / 2
+        out = pd.DataFrame(
+            {
+                "student_id": t["student_id"].iloc[rows].to_numpy(),
+                "module_id": t["module_id"].iloc[rows].to_numpy(),
+                "timestep": step[rows],
+                "p_mean": p.mean(axis=0),
+                "p_low": np.quantile(p, alpha, axis=0),
+                "p_high": np.quantile(p, 1 - alpha, axis=0),
+            }
+        )
+        for extra in ("outcome", "p_true"):
+            if extra in t:
+                out[extra] = t[extra].iloc[rows].to_numpy()
+        return out
+
+    def _push_forward(self, t, rows, is_l, l_idx, last_step, last_state, states, update, seed) -> np.ndarray:
+        """States of rows beyond the fitted history, stepping all students at once."""
+        rng = np.random.default_rng(seed)
+        noise = self.learning_noise_draws()
+        use_lessons = self.model_config["lessons"] and self.has("gain")
+        gain = self.draws("gain") if use_lessons else None
+        prereq = self.draws("prerequisite") if use_lessons and self.has("prerequisite") else None
+        sid = t["student_id"].to_numpy()
+        step = t["timestep"].to_numpy()
+        # lessons per (student, step) from the prediction table
+        lesson_at: dict[tuple[str, int], int] = {}
+        for i in np.flatnonzero(is_l & (step >= last_step)):
+            lesson_at[(sid[i], int(step[i]))] = int(l_idx[i])
+        out = np.empty((states.shape[0], len(rows), states.shape[-1]))
+        students = pd.unique(sid[rows])
+        target = {s: [] for s in students}
+        for j, r in enumerate(rows):
+            target[sid[r]].append((int(step[r]), j))
+        first = {s: int(last_step[rows][sid[rows] == s][0]) for s in students}
+        cur = np.stack([states[:, int(last_state[rows][sid[rows] == s][0])] for s in students], axis=1)
+        base = np.array([first[s] for s in students])
+        horizon = max(max(st for st, _ in target[s]) - first[s] for s in students)
+        for k in range(horizon + 1):
+            # record rows answered at this step
+            for si, s in enumerate(students):
+                for st, j in target[s]:
+                    if st == base[si] + k:
+                        out[:, j] = cur[:, si]
+            if k == horizon:
+                break
+            lk = np.array([lesson_at.get((s, int(base[si] + k)), -1) for si, s in enumerate(students)])
+            mu = cur.copy()
+            if gain is not None:
+                has = lk >= 0
+                if has.any():
+                    g = gain[:, lk[has]]
+                    q = prereq[:, lk[has]] if prereq is not None else None
+                    mu[:, has] = eq.expected_update(cur[:, has], g, q)
+            sigma = noise[:, None, None]
+            if update == "expected":
+                z = mu / sigma
+                from scipy.special import log_ndtr
+
+                cur = mu + sigma * np.exp(-0.5 * z * z - 0.5 * np.log(2 * np.pi) - log_ndtr(z))
+            else:
+                from scipy import stats
+
+                cur = stats.truncnorm.rvs(a=-mu / sigma, b=np.inf, loc=mu, scale=sigma, random_state=rng)
+        return out
+
+    # ---------------------------------------------------------- save / load
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the model folder atomically; refuses to replace an existing model unless `overwrite`."""
+        tree = self.idata
+        config = {
+            "method": self.method,
+            "model_config": self.model_config,
+            "fit_config": self.fit_config,
+            "config_hash": self.config_hash,
+        }
+        ids = {
+            "students": [str(s) for s in self._ids("student")],
+            "assessments": [str(a) for a in self._ids("assessment")],
+            "lessons": [str(x) for x in self._ids("lesson")],
+        }
+
+        def write_nc(p: Path) -> None:
+            tree.to_netcdf(p, engine="h5netcdf")
+
+        writers = {
+            "config.json": lambda p: p.write_text(json.dumps(config, indent=1, sort_keys=True)),
+            "ids.json": lambda p: p.write_text(json.dumps(ids, indent=1)),
+            "fit.nc": write_nc,
+        }
+        manifest = {
+            "bayes_lse_version": _version(),
+            "method": self.method,
+            "config_hash": self.config_hash,
+            "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        return storage.write_folder(Path(path), writers, manifest, overwrite)
+
+
+def _pass_draws(fitted: FittedLSE, state: np.ndarray, assessment: np.ndarray, student: np.ndarray | None) -> np.ndarray:
+    """σ(D(s, a) + biases) for (samples, rows) given row states (samples, rows, d)."""
+    req = fitted.draws("requirement")[:, assessment]
+    g_u = fitted.draws("student_bias")[:, student] if student is not None and fitted.has("student_bias") else 0.0
+    g_j = fitted.draws("assessment_bias")[:, assessment] if fitted.has("assessment_bias") else 0.0
+    return eq.pass_probability(state, req, g_u, g_j)
+
+
+def load(path: str | Path) -> FittedLSE:
+    """Open a saved model folder, refusing one that is incomplete, tampered with,
+    from another format version, or whose draws and config do not belong together."""
+    path = Path(path)
+    manifest = storage.check_folder(path)
+    try:
+        config = json.loads((path / "config.json").read_text())
+        ids = json.loads((path / "ids.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise storage.ModelFolderError(f"{path}: config.json or ids.json is not valid JSON ({exc})") from None
+    try:
+        tree = xr.open_datatree(path / "fit.nc", engine="h5netcdf").load()
+    except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable folder
+        raise storage.ModelFolderError(f"{path}: fit.nc could not be read ({type(exc).__name__}: {exc})") from None
+    for key in ("method", "config_hash"):
+        if str(tree.attrs.get(key)) != str(config.get(key)) or str(manifest.get(key)) != str(config.get(key)):
+            raise storage.ModelFolderError(f"{path}: the draws and config.json disagree on {key}; refusing to load")
+    mc = json.loads(tree.attrs["model_config"])
+    fc = json.loads(tree.attrs["fit_config"])
+    if canonical_json(mc) != canonical_json(config["model_config"]) or canonical_json(fc) != canonical_json(config["fit_config"]):
+        raise storage.ModelFolderError(f"{path}: the draws were made with a different config than config.json records")
+    recomputed = config_hash(mc, fc, tree.attrs["method"], tree.attrs["data_fingerprint"])
+    if recomputed != tree.attrs["config_hash"]:
+        raise storage.ModelFolderError(f"{path}: config hash does not match the recorded config; refusing to load")
+    post = tree["posterior"]
+    if "state_student" in post.coords and len(ids.get("students", [])) and not set(np.asarray(post["state_student"].values, dtype=str)) <= set(ids["students"]):
+        raise storage.ModelFolderError(f"{path}: ids.json does not match the students in the draws")
+    tree.attrs["ids"] = json.dumps({"student": ids["students"], "assessment": ids["assessments"], "lesson": ids["lessons"]})
+    return FittedLSE(tree)

@@ -1,0 +1,262 @@
+"""Fitting: MAP (L-BFGS-B from several jittered starts), ADVI (mean-field or
+full-rank, with a stopping rule that checks the loss has levelled off) and NUTS
+(PyMC, nutpie or numpyro).  Every method returns the same posterior layout.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import xarray as xr
+from pymc.pytensorf import join_nonshared_inputs
+from scipy import optimize
+
+from .config import DEFAULT_FIT_CONFIG, merge
+
+if TYPE_CHECKING:
+    from .data import InteractionLog
+    from .fitted import FittedLSE
+    from .model import IndexArrays, LatentSkillEmbedding
+
+log = logging.getLogger(__name__)
+
+#: free variables in the order they are reported
+PARAMETERS = (
+    "requirement",
+    "gain",
+    "prerequisite",
+    "student_bias",
+    "assessment_bias",
+    "learning_noise",
+)
+
+
+def default_progressbar() -> bool:
+    """PyMC's progress bars when a person is watching, quiet otherwise (tests, CI, pipes)."""
+    return sys.stderr.isatty()
+
+
+def run_fit(
+    spec: LatentSkillEmbedding, data: InteractionLog, method: str, progressbar: bool | None = None, **overrides: Any
+) -> FittedLSE:
+    from .fitted import FittedLSE, build_datatree
+
+    fit_cfg = merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit")
+    if progressbar is None:
+        progressbar = default_progressbar()
+    if data.table["module_type"].eq("assessment").sum() == 0:
+        raise ValueError("the interaction log has no assessment rows: there is nothing to fit")
+    normalised = not (method == "map" and not fit_cfg.get("normalised", True))
+    model, idx = spec.build_model(data, normalised=normalised)
+    t0 = time.perf_counter()
+    if method == "map":
+        raw, extra = fit_map(model, fit_cfg, progressbar)
+    elif method == "advi":
+        raw, extra = fit_advi(model, fit_cfg, progressbar)
+    else:
+        raw, extra = fit_nuts(model, fit_cfg, progressbar)
+    runtime = time.perf_counter() - t0
+    idata = build_datatree(spec.config, fit_cfg, method, data, idx, raw, extra, runtime)
+    return FittedLSE(idata)
+
+
+# ----------------------------------------------------------------------- MAP
+def _logp_and_grad(model: pm.Model, jacobian: bool):
+    """One compiled function x ↦ (−log p, −∇ log p) over the raveled unconstrained point."""
+    point = model.initial_point()
+    value_vars = model.value_vars
+    cost = model.logp(jacobian=jacobian)
+    grads = pt.grad(cost, value_vars)
+    flat_grad = pt.concatenate([g.ravel() for g in grads])
+    (cost_j, grad_j), x = join_nonshared_inputs(point, [cost, flat_grad], value_vars)
+    fn = pytensor.function([x], [-cost_j, -grad_j], mode=None, on_unused_input="ignore")
+    bij = pm.blocking.DictToArrayBijection
+    x0 = bij.map({v.name: point[v.name] for v in value_vars})
+    return fn, x0
+
+
+def fit_map(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr.Dataset, dict]:
+    """Posterior mode by L-BFGS-B from `starts` jittered points; the best is kept.
+
+    The mode is taken in the unconstrained (log) space with the transform's Jacobian
+    (`jacobian=True`, the default): this is the mode of the density NUTS samples.
+    Without it, the joint mode over the latent trajectory sits at a degenerate point
+    where states follow their expected path and gains shrink towards zero (the
+    truncated-normal normaliser rewards small means) — the collapse a prototype hit.
+    """
+    rng = np.random.default_rng(cfg["seed"])
+    fn, x0 = _logp_and_grad(model, jacobian=cfg.get("jacobian", True))
+    bij = pm.blocking.DictToArrayBijection
+    results = []
+    for start in range(int(cfg["starts"])):
+        x_init = x0.data + rng.uniform(-cfg["jitter"], cfg["jitter"], size=x0.data.shape)
+        t0 = time.perf_counter()
+
+        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+            f, g = fn(x)
+            if not np.isfinite(f):
+                return 1e300, np.zeros_like(x)
+            return float(f), np.asarray(g, dtype=float)
+
+        res = optimize.minimize(
+            fun,
+            x_init,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": int(cfg["maxiter"]), "ftol": cfg["ftol"], "gtol": cfg["gtol"], "maxcor": 20},
+        )
+        _, g = fn(res.x)
+        results.append(
+            {
+                "x": res.x,
+                "objective": float(res.fun),
+                "n_iterations": int(res.nit),
+                "n_evaluations": int(res.nfev),
+                "grad_norm": float(np.linalg.norm(g)),
+                "grad_max": float(np.max(np.abs(g))) if len(g) else 0.0,
+                "success": bool(res.success),
+                "message": str(res.message),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        if progressbar:
+            print(
+                f"MAP start {start + 1}/{cfg['starts']}: -log p = {res.fun:.2f} "
+                f"after {res.nit} iterations ({results[-1]['message']})",
+                file=sys.stderr,
+            )
+    best = int(np.argmin([r["objective"] for r in results]))
+    point_t = bij.rmap(pm.blocking.RaveledVars(results[best]["x"], x0.point_map_info))
+    point = _constrained_point(model, point_t)
+    raw = xr.Dataset({k: (("chain", "draw", *[f"_{k}_{i}" for i in range(np.ndim(v))]), np.asarray(v)[None, None]) for k, v in point.items()})
+    opt = xr.Dataset(
+        {
+            key: ("start", np.array([r[key] for r in results]))
+            for key in ("objective", "n_iterations", "n_evaluations", "grad_norm", "grad_max", "success", "message", "seconds")
+        },
+        coords={"start": np.arange(len(results))},
+        attrs={"best_start": best, "jacobian": int(bool(cfg.get("jacobian", True)))},
+    )
+    return raw, {"optimization": opt}
+
+
+def _constrained_point(model: pm.Model, point_t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Map an unconstrained point back to the free variables' own values."""
+    outs = model.unobserved_value_vars
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", point_fn=False)
+    values = fn(*[point_t[v.name] for v in model.value_vars])
+    wanted = {rv.name for rv in model.free_RVs}
+    return {o.name: np.asarray(v) for o, v in zip(outs, values, strict=True) if o.name in wanted}
+
+
+# ---------------------------------------------------------------------- ADVI
+class LossPlateau:
+    """Stop when the mean loss over the last `window` iterations has changed by less
+    than `tolerance` (relative) from the window before — on a noisy stochastic loss
+    this is what "converged" can mean; PyMC's parameter-change check stops too early
+    or never at the default settings."""
+
+    def __init__(self, window: int, tolerance: float) -> None:
+        self.window = int(window)
+        self.tolerance = float(tolerance)
+        self.converged_at: int | None = None
+
+    def __call__(self, approx: Any, losses: np.ndarray, i: int) -> None:
+        w = self.window
+        if i < 4 * w or i % w:
+            return
+        recent = np.mean(losses[-w:])
+        before = np.mean(losses[-2 * w : -w])
+        if abs(before - recent) / max(abs(recent), 1e-12) < self.tolerance:
+            self.converged_at = i
+            raise StopIteration(f"ADVI loss changed by < {self.tolerance:g} between windows at iteration {i}")
+
+
+def fit_advi(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr.Dataset, dict]:
+    kinds = {"meanfield": "advi", "fullrank": "fullrank_advi"}
+    if cfg["kind"] not in kinds:
+        raise ValueError(f"ADVI kind must be 'meanfield' or 'fullrank', got {cfg['kind']!r}")
+    stop = LossPlateau(cfg["window"], cfg["tolerance"])
+    seed = cfg["seed"]
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ii]nference data.*")
+        approx = pm.fit(
+            n=int(cfg["max_iterations"]),
+            method=kinds[cfg["kind"]],
+            random_seed=seed,
+            obj_optimizer=pm.adam(learning_rate=cfg["learning_rate"]),
+            callbacks=[stop],
+            progressbar=progressbar,
+        )
+        draws = approx.sample(int(cfg["draws"]), random_seed=seed, return_inferencedata=True)
+    posterior = _posterior_dataset(draws)
+    hist = np.asarray(approx.hist, dtype=float)
+    opt = xr.Dataset(
+        {"loss": ("iteration", hist)},
+        coords={"iteration": np.arange(1, len(hist) + 1)},
+        attrs={
+            "kind": cfg["kind"],
+            "converged": int(stop.converged_at is not None),
+            "iterations": len(hist),
+            "converged_at": -1 if stop.converged_at is None else stop.converged_at,
+            "rule": f"relative change of the {cfg['window']}-iteration mean loss < {cfg['tolerance']:g}",
+        },
+    )
+    if stop.converged_at is None:
+        warnings.warn(
+            f"ADVI did not meet its stopping rule within {cfg['max_iterations']} iterations; "
+            "raise max_iterations or check the loss history",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return posterior, {"optimization": opt}
+
+
+# ---------------------------------------------------------------------- NUTS
+def fit_nuts(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr.Dataset, dict]:
+    sampler = cfg["sampler"]
+    if sampler not in ("pymc", "nutpie", "numpyro"):
+        raise ValueError(f"sampler must be 'pymc', 'nutpie' or 'numpyro', got {sampler!r}")
+    if sampler == "numpyro":
+        try:
+            import numpyro  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "sampler='numpyro' needs the optional JAX backend: pip install 'bayes-lse[numpyro]'"
+            ) from None
+    kwargs: dict[str, Any] = dict(
+        draws=int(cfg["draws"]),
+        tune=int(cfg["tune"]),
+        chains=int(cfg["chains"]),
+        random_seed=cfg["seed"],
+        progressbar=progressbar,
+        nuts_sampler=sampler,
+        compute_convergence_checks=False,
+    )
+    if cfg.get("cores"):
+        kwargs["cores"] = int(cfg["cores"])
+    if sampler == "pymc":
+        kwargs["target_accept"] = cfg["target_accept"]
+    else:
+        kwargs["nuts_sampler_kwargs"] = {"target_accept": cfg["target_accept"]}
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*[Cc]hains.*fewer.*")
+        idata = pm.sample(**kwargs)
+    posterior = _posterior_dataset(idata)
+    extra: dict[str, Any] = {}
+    if "sample_stats" in idata.children:
+        extra["sample_stats"] = idata["sample_stats"].to_dataset()
+    return posterior, extra
+
+
+def _posterior_dataset(idata: Any) -> xr.Dataset:
+    post = idata["posterior"]
+    return post.to_dataset() if hasattr(post, "to_dataset") else post

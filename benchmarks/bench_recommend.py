@@ -1,0 +1,97 @@
+"""Speed of the recommender (issue 4): prints figures, asserts nothing.
+
+    python -m benchmarks.bench_recommend        # from the repository root
+
+Targets on the 2-core reference machine: ranking every sequence of up to 3
+lessons from 20 candidates with 1,000 draws, d = 2, in < 2 s; placing a new
+student from 20 interactions with 1,000 draws in < 1 s.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+
+from bayes_lse.recommend import ModuleDraws, count_sequences, place_student, recommend_sequences
+
+
+def _draws(rng: np.random.Generator, S: int, L: int, A: int, d: int) -> dict[str, np.ndarray]:
+    return {
+        "gain": np.abs(rng.normal(0.5, 0.3, (S, L, d))),
+        "prerequisite": np.abs(rng.normal(0.5, 0.3, (S, L, d))),
+        "requirement": np.abs(rng.normal(1.5, 0.3, (S, A, d))),
+        "assessment_bias": rng.normal(0, 0.3, (S, A)),
+    }
+
+
+def _best_of(fn, repeats: int = 3) -> tuple[float, object]:
+    best, out = np.inf, None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    S, L, A, d = 1000, 20, 30, 2
+    dr = _draws(rng, S, L, A, d)
+    lessons = [f"L{k:02d}" for k in range(L)]
+    assessments = [f"A{j:02d}" for j in range(A)]
+    goals = ["A00", "A01"]
+    modules = ModuleDraws.from_arrays(
+        gain=dr["gain"], prerequisite=dr["prerequisite"], lesson_ids=lessons,
+        requirement=dr["requirement"], assessment_ids=assessments, goals=goals,
+        assessment_bias=dr["assessment_bias"], student_bias=rng.normal(0, 0.3, S), noise=0.5**0.5,
+    )
+    state = np.abs(rng.normal(0.5, 0.3, (S, d)))
+    print(f"draws S={S}, skills d={d}, candidates={L}, goals={len(goals)}, max_length=3\n")
+
+    for repeats, label in [(False, "without repeats"), (True, "with repeats")]:
+        n = count_sequences(L, 3, repeats)
+        for noise in (False, True):
+            t, rec = _best_of(lambda: recommend_sequences(
+                state, modules, max_length=3, allow_repeats=repeats, search="exhaustive",
+                include_noise=noise, seed=1))
+            assert rec.n_evaluated == n
+            print(f"exhaustive, {label:15s}, {'MC noise' if noise else 'expected update'}: "
+                  f"{n:>5} sequences ({n - 1} of length 1-3)  {t:6.3f} s   best {rec.table.lessons[0]} "
+                  f"p={rec.table.p_mean[0]:.3f}")
+
+    t, rec = _best_of(lambda: recommend_sequences(state, modules, max_length=6, search="beam", beam_width=50))
+    print(f"beam (width 50), max_length=6 without repeats: {rec.n_evaluated} sequences  {t:6.3f} s")
+
+    nop = ModuleDraws(gain=modules.gain, prerequisite=None, requirement=modules.requirement,
+                      lesson_ids=lessons, goal_ids=goals, assessment_bias=modules.assessment_bias,
+                      student_bias=modules.student_bias)
+    costs = {k: float(c) for k, c in zip(lessons, rng.integers(1, 4, L))}
+    for ml, budget in [(3, None), (6, 10.0)]:
+        t, rec = _best_of(lambda: recommend_sequences(state, nop, max_length=ml, search="knapsack",
+                                                      costs=costs if budget else None, budget=budget))
+        print(f"knapsack (no prerequisites), max_length={ml}, budget={budget}: "
+              f"{rec.n_evaluated} sets evaluated  {t:6.3f} s")
+
+    # placing a new student: 20 interactions (14 answers, 6 lessons)
+    hist = []
+    ts = 0
+    for i in range(20):
+        if i % 3 == 2:
+            hist.append(("lesson", lessons[rng.integers(L)], None, ts))
+            ts += 1
+        else:
+            hist.append(("assessment", assessments[rng.integers(A)], int(rng.integers(2)), ts))
+    history = pd.DataFrame(hist, columns=["module_type", "module_id", "outcome", "timestep"])
+    for K in (250, 500, 1000):
+        t, pl = _best_of(lambda: place_student(
+            history, requirement=dr["requirement"], assessment_ids=assessments, gain=dr["gain"],
+            lesson_ids=lessons, prerequisite=dr["prerequisite"], assessment_bias=dr["assessment_bias"],
+            bias_scale=1.0, n_particles=K, seed=2))
+        print(f"place_student, 20 interactions, S={S}, {K} particles/draw: {t:6.3f} s   "
+              f"median ESS {np.median(pl.ess):.0f}")
+
+
+if __name__ == "__main__":
+    main()
