@@ -39,7 +39,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
 }
 
 DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
-    "map": {"starts": 4, "maxiter": 5000, "ftol": 1e-9, "gtol": 1e-5, "jitter": 1.0, "jacobian": False, "normalised": False, "seed": None},
+    "map": {"starts": 4, "maxiter": 5000, "ftol": 1e-9, "gtol": 1e-5, "jitter": 1.0, "jacobian": False, "normalised": False, "constrained": True, "seed": None},
     "advi": {
         "kind": "meanfield",  # or "fullrank"
         "max_iterations": 30000,

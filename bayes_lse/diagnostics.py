@@ -29,18 +29,22 @@ from scipy.special import ndtri
 from bayes_lse import equations as eq
 
 __all__ = [
+    "DEFAULT_THRESHOLDS",
     "Diagnostics",
     "align_chains",
+    "calibration_tables",
+    "convergence_stats",
     "convergence_table",
     "diagnose",
     "identified_quantities",
     "predictive_checks",
+    "student_labels",
 ]
 
 SAMPLE_DIMS = ("chain", "draw")
 #: Observed rows whose pass probability / D-value enter the convergence tables.
-#: A random subsample (fixed seed) beyond this: R-hat of 1,000 rows already shows
-#: whether chains agree on the predictions; all rows would cost minutes.
+#: A random subsample (fixed seed) beyond this: a few hundred rows already show
+#: whether chains agree on the predictions; every row would cost minutes.
 MAX_OBS = 500
 #: Transitions whose prerequisite satisfaction D(s_t, q) enters the tables.
 MAX_TRANSITIONS = 300
@@ -71,7 +75,8 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "max_divergences": 0,
     "treedepth_saturation_max": 0.0,  # fraction of draws at the maximum tree depth
     "ebfmi_min": 0.3,
-    "ppc_outside_max": 0.2,  # fraction of students/assessments/bins outside their 90% interval
+    "ppc_outside_max": 0.2,  # fraction of students/assessments outside their 90% interval
+    "calibration_outside_max": 0.3,  # fraction of calibration bins outside their 90% interval
     "ppc_min_answers": 5,  # entities with fewer answers are not judged
     "pareto_k_max": 0.7,
     "advi_rel_tol": 0.01,  # relative change of windowed mean loss at the end
@@ -104,10 +109,12 @@ TABLE_INFO: dict[str, tuple[str, str]] = {
         "z = (mean in divergent draws − mean elsewhere) / sd; large |z| points at where the sampler struggles.",
     ),
     "advi": ("ADVI convergence", "Summary of the loss (negative ELBO) history."),
+    "loss_history": ("ADVI loss history", "Loss (negative ELBO) at every iteration."),
     "map": ("MAP optimiser, per start", "L-BFGS-B result of every start; the best one is kept."),
     "calibration": (
         "Calibration (binned)",
-        "Observed pass rate against the mean predicted pass probability, with 90% posterior predictive intervals.",
+        "Observed pass rate against the mean predicted pass probability (leave-one-out when PSIS-LOO is "
+        "available, else in-sample), with 90% predictive intervals.",
     ),
     "students": (
         "Per-student pass rates",
@@ -760,7 +767,7 @@ def _rate_table(codes: np.ndarray, labels: np.ndarray, y: np.ndarray, p_draws: n
     safe = np.maximum(count, 1)
     observed = (m @ y) / safe
     predicted = np.asarray(m @ p_draws.mean(axis=0)) / safe
-    rep = np.asarray((m @ y_rep.T)).T / safe  # (S, n)
+    rep = np.asarray(m @ y_rep.T).T / safe  # (S, n)
     lo, hi = np.percentile(rep, [5, 95], axis=0)
     t = pd.DataFrame({name: labels, "answers": count.astype(int), "observed": observed, "predicted": predicted,
                       "lo90": lo, "hi90": hi})
@@ -770,6 +777,42 @@ def _rate_table(codes: np.ndarray, labels: np.ndarray, y: np.ndarray, p_draws: n
     width = np.maximum(t["hi90"] - t["lo90"], 1.0 / np.maximum(t["answers"], 1))
     t["surprise"] = (t["observed"] - t["predicted"]).abs() / width
     return t.sort_values("surprise", ascending=False).reset_index(drop=True)
+
+
+def calibration_tables(p: np.ndarray, y: np.ndarray, y_rep: np.ndarray, *, n_bins: int = 10,
+                       seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Binned reliability table and PAV-adjusted reliability curve of predictions `p`.
+
+    `y_rep` (replicates × rows) are outcomes drawn from the model; their spread gives
+    the 90% intervals (bins) and consistency band (PAV curve, as ArviZ's plot_ppc_pava
+    computes it: Dimitriadis et al. 2021).
+    """
+    n = len(y)
+    edges = np.linspace(0, 1, n_bins + 1)
+    b = np.clip(np.digitize(p, edges[1:-1]), 0, n_bins - 1)
+    rows = []
+    for k in range(n_bins):
+        sel = b == k
+        if not sel.any():
+            continue
+        rep_rate = y_rep[:, sel].mean(axis=1)
+        lo, hi = np.percentile(rep_rate, [5, 95])
+        obs_rate = y[sel].mean()
+        rows.append({"bin": f"{edges[k]:.1f}–{edges[k + 1]:.1f}", "answers": int(sel.sum()),
+                     "predicted": float(p[sel].mean()), "observed": float(obs_rate),
+                     "lo90": float(lo), "hi90": float(hi), "outside": bool(obs_rate < lo or obs_rate > hi)})
+    cal = pd.DataFrame(rows, columns=["bin", "answers", "predicted", "observed", "lo90", "hi90", "outside"])
+    pr = _subsample(n, MAX_PAVA_ROWS, seed + 2)
+    order = pr[np.argsort(p[pr], kind="stable")]
+    cep = isotonic_regression(y[order], increasing=True).x
+    n_band = min(len(y_rep), 100)
+    band = np.array([isotonic_regression(y_rep[i, order], increasing=True).x for i in range(n_band)])
+    lo, hi = np.percentile(band, [5, 95], axis=0)
+    pava = pd.DataFrame({"predicted": p[order], "cep": cep, "lo90": lo, "hi90": hi})
+    if len(pava) > 400:  # keep the curve's shape, not every row
+        keep = np.unique(np.linspace(0, len(pava) - 1, 400).round().astype(int))
+        pava = pava.iloc[keep].reset_index(drop=True)
+    return cal, pava
 
 
 def predictive_checks(
@@ -811,34 +854,8 @@ def predictive_checks(
     assessment = np.asarray(cd["obs_assessment"].values).astype(int)
     tables: dict[str, pd.DataFrame] = {}
 
-    # binned reliability table
-    edges = np.linspace(0, 1, n_bins + 1)
-    b = np.clip(np.digitize(p_mean, edges[1:-1]), 0, n_bins - 1)
-    rows = []
-    for k in range(n_bins):
-        sel = b == k
-        if not sel.any():
-            continue
-        rep_rate = y_rep[:, sel].mean(axis=1)
-        lo, hi = np.percentile(rep_rate, [5, 95])
-        obs_rate = y[sel].mean()
-        rows.append({"bin": f"{edges[k]:.1f}–{edges[k + 1]:.1f}", "answers": int(sel.sum()),
-                     "predicted": float(p_mean[sel].mean()), "observed": float(obs_rate),
-                     "lo90": float(lo), "hi90": float(hi), "outside": bool(obs_rate < lo or obs_rate > hi)})
-    tables["calibration"] = pd.DataFrame(rows)
-
-    # PAV-adjusted reliability curve (Dimitriadis et al. 2021; as arviz_plots.plot_ppc_pava)
-    pr = _subsample(n, MAX_PAVA_ROWS, seed + 2)
-    order = pr[np.argsort(p_mean[pr], kind="stable")]
-    cep = isotonic_regression(y[order], increasing=True).x
-    n_band = min(len(y_rep), 100)
-    band = np.array([isotonic_regression(y_rep[i, order], increasing=True).x for i in range(n_band)])
-    lo, hi = np.percentile(band, [5, 95], axis=0)
-    pava = pd.DataFrame({"predicted": p_mean[order], "cep": cep, "lo90": lo, "hi90": hi})
-    if len(pava) > 400:  # keep the curve's shape, not every row
-        keep = np.unique(np.linspace(0, len(pava) - 1, 400).round().astype(int))
-        pava = pava.iloc[keep].reset_index(drop=True)
-    tables["pava"] = pava
+    tables["calibration"], tables["pava"] = calibration_tables(p_mean, y, y_rep, n_bins=n_bins, seed=seed)
+    tables["calibration"].attrs["source"] = "in-sample"
 
     tables["students"] = _rate_table(student, student_labels(idata), y, p_draws, y_rep, "student", min_answers)
     ass_labels = _labels(post, "assessment", post.sizes.get("assessment", int(assessment.max()) + 1))
@@ -865,6 +882,7 @@ def _loo(idata: xr.DataTree, seed: int = 0) -> tuple[dict[str, pd.DataFrame], di
     rows = _subsample(n, m, seed + 3)
     chains, draws = np.repeat(np.arange(n_c), len(d_idx)), np.tile(d_idx, n_c)
     logit = _row_logits(post, cd, chains, draws, rows)
+    p_rows = eq.sigmoid(logit)  # (S, m)
     yy = y[rows]
     ll = -(yy * np.logaddexp(0.0, -logit) + (1 - yy) * np.logaddexp(0.0, logit))
     ll = ll.reshape(n_c, len(d_idx), len(rows))
@@ -909,8 +927,12 @@ def _loo(idata: xr.DataTree, seed: int = 0) -> tuple[dict[str, pd.DataFrame], di
     worst_t = pd.DataFrame({"row": rows[worst], "student": students[su] if len(students) else su,
                             "assessment": ass[aj] if len(ass) else aj, "outcome": yy[worst],
                             "pareto_k": k[worst], "elpd_i": elpd_i[worst]})
+    # leave-one-out predictive pass probability of every row: the PSIS-weighted mean
+    lw = np.asarray(res.log_weights.transpose("chain", "draw", "obs").values).reshape(-1, len(rows))
+    w = np.exp(lw - lw.max(axis=0))
+    p_loo = (w * p_rows).sum(axis=0) / w.sum(axis=0)
     info = {"elpd": elpd, "se": se, "good_k": good_k, "max_k": float(np.nanmax(k)) if k.size else np.nan,
-            "n_bad": int((k > good_k).sum()), "n": len(k)}
+            "n_bad": int((k > good_k).sum()), "n": len(k), "p_loo": p_loo, "y": yy}
     return {"loo": summary, "pareto_k": pk, "pareto_k_worst": worst_t}, info
 
 
@@ -1169,6 +1191,9 @@ def diagnose(
         opt = _group(idata, "optimization")
         table, verdict = _advi_table(opt, th["advi_rel_tol"])
         tables["advi"] = table
+        if opt is not None and "loss" in opt:
+            it = opt["iteration"].values if "iteration" in opt.coords else np.arange(opt.sizes["iteration"])
+            tables["loss_history"] = pd.DataFrame({"iteration": it, "loss": np.asarray(opt["loss"].values)})
         add("ADVI convergence", verdict["status"], verdict["value"], f"relative change ≤ {th['advi_rel_tol']:g}",
             verdict["message"])
         tables["identified_summary"] = _summarise(convergence_table(ident, seed=seed, stats=False))
@@ -1202,37 +1227,15 @@ def diagnose(
         notes.append("MAP gives a point estimate: no intervals from the posterior, and no R-hat/ESS or LOO.")
         tables["identified_summary"] = _summarise(convergence_table(ident, seed=seed, stats=False))
 
-    # posterior predictive checks
+    # posterior predictive checks and PSIS-LOO
     pred = None
+    ptabs: dict[str, pd.DataFrame] = {}
     if predictive:
         t0 = time.perf_counter()
         ptabs, pred = predictive_checks(idata, seed=seed, min_answers=int(th["ppc_min_answers"]))
         tables.update(ptabs)
         timings["predictive"] = time.perf_counter() - t0
-        if "calibration" in ptabs and len(ptabs["calibration"]):
-            cal = ptabs["calibration"]
-            big = cal[cal["answers"] >= th["ppc_min_answers"]]
-            frac = float(big["outside"].mean()) if len(big) else 0.0
-            ece = float(np.average(np.abs(cal["observed"] - cal["predicted"]), weights=cal["answers"]))
-            ok = frac <= th["ppc_outside_max"]
-            add("Calibration", "ok" if ok else "warn", frac, f"≤ {th['ppc_outside_max']:g} of bins outside 90%",
-                f"Mean |observed − predicted| pass rate across bins is {ece:.3f}; {int(big['outside'].sum())} of "
-                f"{len(big)} bins fall outside their 90% predictive interval"
-                + ("." if ok else ": predicted probabilities are miscalibrated on the training data."))
-        for key, what in (("students", "students"), ("assessments", "assessments")):
-            if key in ptabs and len(ptabs[key]):
-                t = ptabs[key]
-                j = t[t["judged"]]
-                if not len(j):
-                    continue
-                frac = float(j["outside"].mean())
-                ok = frac <= th["ppc_outside_max"]
-                top = ", ".join(str(x) for x in j[j["outside"]].iloc[:3, 0])
-                add(f"Pass rates per {what[:-1]}", "ok" if ok else "warn", frac,
-                    f"≤ {th['ppc_outside_max']:g} outside 90%",
-                    f"{int(j['outside'].sum())} of {len(j)} {what} (with ≥ {int(th['ppc_min_answers'])} answers) have an "
-                    f"observed pass rate outside their 90% predictive interval"
-                    + (f" (e.g. {top})" if top else "") + ("." if ok else ": the model misfits these " + what + "."))
+    info = None
     if loo and method != "map" and n_chain * n_draw >= 20:
         t0 = time.perf_counter()
         try:
@@ -1242,17 +1245,54 @@ def diagnose(
             notes.append(f"PSIS-LOO could not be computed: {err}")
         tables.update(ltabs)
         timings["loo"] = time.perf_counter() - t0
-        if info is not None:
-            kmax = th["pareto_k_max"]
-            thr = min(kmax, info["good_k"])
-            n_bad = info["n_bad"]
-            msg = f"ELPD-LOO {info['elpd']:.1f} (SE {info['se']:.1f}); "
-            msg += ("every Pareto k is below " + f"{thr:.2f}: LOO estimates are reliable." if n_bad == 0 else
-                    f"{n_bad} of {info['n']} rows have Pareto k above {thr:.2f} (max {info['max_k']:.2f}): "
-                    "their LOO estimates are unreliable; those answers are highly influential.")
-            if method == "advi":
-                msg += " (Draws come from the ADVI approximation, not the exact posterior.)"
-            add("PSIS-LOO Pareto k", "ok" if n_bad == 0 else "warn", info["max_k"], f"≤ {thr:.2f}", msg)
+    if predictive and info is not None:
+        # Calibrate held-out predictions: in-sample probabilities were fit to these very
+        # answers, which makes observed rates look more extreme than predicted.
+        rng = np.random.default_rng(seed + 7)
+        y_rep = (rng.random((MAX_PREDICTIVE_DRAWS, len(info["y"]))) < info["p_loo"]).astype(float)
+        cal, pava = calibration_tables(info["p_loo"], info["y"], y_rep, seed=seed)
+        cal.attrs["source"] = "leave-one-out"
+        tables["calibration"], tables["pava"] = cal, pava
+    if "calibration" in tables and len(tables["calibration"]):
+        cal = tables["calibration"]
+        source = cal.attrs.get("source", "in-sample")
+        big = cal[cal["answers"] >= th["ppc_min_answers"]]
+        frac = float(big["outside"].mean()) if len(big) else 0.0
+        ece = float(np.average(np.abs(cal["observed"] - cal["predicted"]), weights=cal["answers"]))
+        ok = frac <= th["calibration_outside_max"]
+        msg = (f"{'Leave-one-out' if source == 'leave-one-out' else 'In-sample'} predicted pass probabilities: "
+               f"mean |observed − predicted| rate across bins {ece:.3f}; {int(big['outside'].sum())} of {len(big)} "
+               f"bins outside their 90% interval")
+        msg += "." if ok else ": predicted probabilities are miscalibrated."
+        if source != "leave-one-out":
+            msg += (" (In-sample: the predictions were fit to these answers, so observed rates tend to look more "
+                    "extreme than predicted even for a good model.)")
+        add("Calibration", "ok" if ok else "warn", frac, f"≤ {th['calibration_outside_max']:g} of bins outside 90%",
+            msg)
+    for key, what in (("students", "students"), ("assessments", "assessments")):
+        if key in ptabs and len(ptabs[key]):
+            t = ptabs[key]
+            j = t[t["judged"]]
+            if not len(j):
+                continue
+            frac = float(j["outside"].mean())
+            ok = frac <= th["ppc_outside_max"]
+            top = ", ".join(str(x) for x in j[j["outside"]].iloc[:3, 0])
+            add(f"Pass rates per {what[:-1]}", "ok" if ok else "warn", frac,
+                f"≤ {th['ppc_outside_max']:g} outside 90%",
+                f"{int(j['outside'].sum())} of {len(j)} {what} (with ≥ {int(th['ppc_min_answers'])} answers) have an "
+                f"observed pass rate outside their 90% posterior predictive interval"
+                + (f" (e.g. {top})" if top else "") + ("." if ok else ": the model misfits these " + what + "."))
+    if info is not None:
+        thr = min(th["pareto_k_max"], info["good_k"])
+        n_bad = info["n_bad"]
+        msg = f"ELPD-LOO {info['elpd']:.1f} (SE {info['se']:.1f}); "
+        msg += ("every Pareto k is below " + f"{thr:.2f}: LOO estimates are reliable." if n_bad == 0 else
+                f"{n_bad} of {info['n']} rows have Pareto k above {thr:.2f} (max {info['max_k']:.2f}): "
+                "their LOO estimates are unreliable; those answers are highly influential.")
+        if method == "advi":
+            msg += " (Draws come from the ADVI approximation, not the exact posterior.)"
+        add("PSIS-LOO Pareto k", "ok" if n_bad == 0 else "warn", info["max_k"], f"≤ {thr:.2f}", msg)
     vt = pd.DataFrame(verdicts, columns=["check", "status", "value", "threshold", "message"])
     return Diagnostics(method=method, verdicts=vt, tables=tables, thresholds=th, notes=notes,
                        aligned=aligned, identified=ident, predictive=pred, timings=timings)

@@ -159,21 +159,25 @@ class LatentSkillEmbedding:
             "transition": np.arange(len(idx.transition_from)),
         }
 
-    def build_model(self, log: InteractionLog, *, normalised: bool = True) -> tuple[pm.Model, IndexArrays]:
+    def build_model(
+        self, log: InteractionLog, *, normalised: bool = True, constrained: bool = False
+    ) -> tuple[pm.Model, IndexArrays]:
         """The PyMC model for `log` and the index arrays it was built from.
 
-        `normalised=False` drops the truncation normaliser −log Φ(mu/σ) from the
+        `constrained=True` leaves the positive variables untransformed (for an optimiser
+        with box constraints). `normalised=False` drops the truncation normaliser −log Φ(mu/σ) from the
         transition density (the original LSE objective); MAP uses it, see inference.fit_map.
         """
         cfg, pri = self.config, self.config["priors"]
         idx = IndexArrays.from_log(log)
         use_lessons = cfg["lessons"] and log.n_lessons > 0
+        tr = {"default_transform": None} if constrained else {}
         with pm.Model(coords=self.coords(log, idx)) as model:
-            s0 = pm.HalfNormal("initial_state", sigma=pri["initial_state_scale"], dims=("student", "skill"))
-            req = pm.HalfNormal("requirement", sigma=pri["requirement_scale"], dims=("assessment", "skill"))
+            s0 = pm.HalfNormal("initial_state", sigma=pri["initial_state_scale"], dims=("student", "skill"), **tr)
+            req = pm.HalfNormal("requirement", sigma=pri["requirement_scale"], dims=("assessment", "skill"), **tr)
             if len(idx.later_state):
                 later = pm.HalfFlat(
-                    "later_state", dims=("later", "skill"), initval=np.ones((len(idx.later_state), self.n_skills))
+                    "later_state", dims=("later", "skill"), initval=np.ones((len(idx.later_state), self.n_skills)), **tr
                 )
                 # flat state order: position of every flat state in [s0; later]
                 pos = np.empty(idx.n_states, dtype=np.int64)
@@ -185,19 +189,19 @@ class LatentSkillEmbedding:
 
             if len(idx.transition_from):
                 if cfg["learning_noise"] == "learned":
-                    noise = pm.HalfNormal("learning_noise", sigma=pri["learning_noise_scale"])
+                    noise = pm.HalfNormal("learning_noise", sigma=pri["learning_noise_scale"], **tr)
                 else:
                     noise = cfg["learning_noise"]
                 s_from = states[idx.transition_from]
                 mu = s_from
                 if use_lessons:
-                    gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"))
+                    gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"), **tr)
                     has = idx.transition_lesson >= 0
                     k = np.where(has, idx.transition_lesson, 0)
                     step_gain = gain[k]
                     if cfg["prerequisites"]:
                         prereq = pm.HalfNormal(
-                            "prerequisite", sigma=pri["prerequisite_scale"], dims=("lesson", "skill")
+                            "prerequisite", sigma=pri["prerequisite_scale"], dims=("lesson", "skill"), **tr
                         )
                         step_gain = step_gain * pm.math.sigmoid(_relevance(s_from, prereq[k]))[:, None]
                     if not has.all():
@@ -209,9 +213,9 @@ class LatentSkillEmbedding:
                 )
             elif use_lessons:
                 # lessons exist but no student has a step after one: gains are prior-only
-                gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"))
+                gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"), **tr)
                 if cfg["prerequisites"]:
-                    pm.HalfNormal("prerequisite", sigma=pri["prerequisite_scale"], dims=("lesson", "skill"))
+                    pm.HalfNormal("prerequisite", sigma=pri["prerequisite_scale"], dims=("lesson", "skill"), **tr)
 
             logit = _relevance(states[idx.obs_state], req[idx.obs_assessment])
             if cfg["biases"]:

@@ -8,7 +8,8 @@ returned figure).  Per-dimension pictures use chain-aligned draws
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
@@ -278,7 +279,7 @@ def plot_skill_space(
         order = np.argsort(-norms)[:max_assessments]
         alab = _labels(post, "assessment", post.sizes["assessment"])
         ax.scatter(am[order, 0], am[order, 1], s=28, c="k", marker="o", zorder=3)
-        for r, o in enumerate(order[:max_labels]):
+        for o in order[:max_labels]:
             ax.annotate(_t(alab[o])[:24], am[o], xytext=(4, 3), textcoords="offset points", fontsize=7)
         grow(am[order])
     if "gain" in post:
@@ -309,7 +310,7 @@ def plot_skill_space(
         ax.scatter(path[:, 0], path[:, 1], color=col, s=14, zorder=5)
         if len(path) > 1:
             ax.annotate("", xy=path[-1], xytext=path[-2], arrowprops={"arrowstyle": "->", "color": col, "lw": 1.4})
-        for t, st in enumerate(idx):
+        for st in idx:
             _ellipse(ax, s[:, st], cred, col)
         ax.annotate(_t(labels[u])[:24] + " (step 0)", path[0], xytext=(-6, -12), textcoords="offset points",
                     fontsize=7, color=col)
@@ -497,9 +498,11 @@ def plot_calibration(source: xr.DataTree | Diagnostics) -> Figure:
                    c=np.where(cal["outside"], COLORS[3], "k"), zorder=5, label="bins (size ∝ answers)")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("predicted pass probability (posterior mean)")
     ax.set_ylabel("observed pass rate")
-    ax.set_title("Calibration on the training answers", fontsize=10)
+    source = cal.attrs.get("source", "in-sample")
+    ax.set_xlabel("predicted pass probability (" + ("leave-one-out, PSIS" if source == "leave-one-out"
+                                                    else "in-sample posterior mean") + ")")
+    ax.set_title("Calibration of predicted pass probabilities", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     return fig
 

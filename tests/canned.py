@@ -158,9 +158,10 @@ def _posterior(truth: Truth, chains: int, draws: int, sd: float, rng, learn_nois
     p = {
         "student_state": _draws(truth.state, chains, draws, sd, rng, True),
         "requirement": _draws(truth.requirement, chains, draws, sd, rng, True),
-        "gain": _draws(truth.gain, chains, draws, sd, rng, True),
     }
-    if truth.prerequisite is not None:
+    if len(truth.lesson_ids):  # an assessments-only model has no lesson variables at all
+        p["gain"] = _draws(truth.gain, chains, draws, sd, rng, True)
+    if truth.prerequisite is not None and len(truth.lesson_ids):
         p["prerequisite"] = _draws(truth.prerequisite, chains, draws, sd, rng, True)
     if truth.biases:
         p["student_bias"] = _draws(truth.student_bias, chains, draws, sd, rng, False)

@@ -1,0 +1,258 @@
+"""`bayes-lse` command line.  Bad input gets one line on stderr and exit status 2;
+nothing already saved is overwritten unless --overwrite is given."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import InteractionLogError
+
+EXIT_INPUT = 2
+
+
+class UserError(click.ClickException):
+    """One line on stderr, exit status 2, no traceback."""
+
+    exit_code = EXIT_INPUT
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"bayes-lse: error: {self.format_message()}", err=True)
+
+
+def _guard(fn):
+    """Turn input errors from anywhere below into a one-line UserError."""
+    import functools
+
+    from .storage import ModelFolderError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (InteractionLogError, ModelFolderError, FileNotFoundError, FileExistsError) as exc:
+            raise UserError(str(exc)) from None
+        except (ValueError, KeyError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise UserError(str(msg)) from None
+
+    return wrapper
+
+
+def _refuse_existing(path: Path, overwrite: bool, what: str = "file") -> None:
+    if path.exists() and not overwrite:
+        raise UserError(f"{path}: {what} already exists; pass --overwrite to replace it")
+
+
+def _write_text(path: Path | None, text: str) -> None:
+    if path is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    from .storage import atomic_write_text
+
+    atomic_write_text(path, text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bayes-lse")
+def main() -> None:
+    """Bayesian Latent Skill Embedding: fit, diagnose and use models of how students learn."""
+
+
+# ----------------------------------------------------------------- simulate
+@main.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV to write.")
+@click.option("--students", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=1), help="Timesteps per student.")
+@click.option("--assessments", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--lessons", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--skills", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--answers-per-step", default=3, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", type=int, default=None, help="Random seed (default: fresh entropy).")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), help="Also write the true parameters as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@_guard
+def simulate(output: Path, students: int, steps: int, assessments: int, lessons: int, skills: int,
+             answers_per_step: int, seed: int | None, truth: Path | None, overwrite: bool) -> None:
+    """Draw a cohort from the generative model (with p_true per assessment row)."""
+    from .simulate import simulate as run
+
+    _refuse_existing(output, overwrite)
+    if truth is not None:
+        _refuse_existing(truth, overwrite)
+    cohort = run(n_students=students, n_steps=steps, n_assessments=assessments, n_lessons=lessons,
+                 n_skills=skills, answers_per_step=answers_per_step, seed=seed)
+    cohort.write(output, truth)
+    click.echo(f"wrote {len(cohort.table)} interactions of {students} students to {output}")
+    if truth is not None:
+        click.echo(f"wrote the true parameters to {truth}")
+
+
+# ---------------------------------------------------------------------- fit
+def _model_options(fn):
+    opts = [
+        click.option("--skills", "n_skills", default=2, show_default=True, type=click.IntRange(min=1), help="Latent skills d."),
+        click.option("--no-prerequisites", is_flag=True, help="Lessons give their full gain to everyone."),
+        click.option("--no-biases", is_flag=True, help="No student/assessment bias terms."),
+        click.option("--no-lessons", is_flag=True, help="Ignore lesson content: states drift by noise only."),
+        click.option("--learning-noise", default=None, help="σ_L: a positive number or 'learned' (default √0.5)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, no_lessons: bool,
+                        learning_noise: str | None):
+    from .config import DEFAULT_LEARNING_NOISE
+    from .model import LatentSkillEmbedding
+
+    noise: float | str = DEFAULT_LEARNING_NOISE
+    if learning_noise is not None:
+        if learning_noise == "learned":
+            noise = "learned"
+        else:
+            try:
+                noise = float(learning_noise)
+            except ValueError:
+                raise UserError(f"--learning-noise must be a positive number or 'learned', got {learning_noise!r}") from None
+    return LatentSkillEmbedding(n_skills=n_skills, prerequisites=not no_prerequisites, biases=not no_biases,
+                                lessons=not no_lessons, learning_noise=noise)
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model folder (default models/<data name>).")
+@click.option("--method", type=click.Choice(["map", "advi", "nuts"]), default="nuts", show_default=True)
+@_model_options
+@click.option("--sampler", type=click.Choice(["nutpie", "pymc", "numpyro"]), default=None, help="NUTS backend (default nutpie).")
+@click.option("--draws", type=click.IntRange(min=1), default=None, help="Posterior draws per chain (NUTS/ADVI).")
+@click.option("--tune", type=click.IntRange(min=0), default=None, help="NUTS tuning steps per chain.")
+@click.option("--chains", type=click.IntRange(min=1), default=None, help="NUTS chains.")
+@click.option("--starts", type=click.IntRange(min=1), default=None, help="MAP optimiser starts.")
+@click.option("--advi-kind", type=click.Choice(["meanfield", "fullrank"]), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON file with fit settings merged over the method's defaults.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
+@_guard
+def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequisites: bool, no_biases: bool,
+        no_lessons: bool, learning_noise: str | None, sampler: str | None, draws: int | None, tune: int | None,
+        chains: int | None, starts: int | None, advi_kind: str | None, seed: int | None,
+        config_file: Path | None, overwrite: bool) -> None:
+    """Fit the model to DATA (CSV or Parquet) and save it as a model folder."""
+    from .data import read_interactions
+    from .storage import MANIFEST
+
+    output = output or Path("models") / data.stem
+    if output.exists() and any(output.iterdir()) if output.is_dir() else output.exists():
+        if not overwrite:
+            raise UserError(f"{output}: already exists; pass --overwrite to replace it")
+        if output.is_dir() and not (output / MANIFEST).exists():
+            raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
+    model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise)
+    log = read_interactions(data)
+    overrides: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            overrides.update(json.loads(config_file.read_text()))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{config_file}: not valid JSON ({exc})") from None
+    for key, value in {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "starts": starts,
+                       "kind": advi_kind, "seed": seed}.items():
+        if value is not None:
+            overrides[key] = value
+    from .config import DEFAULT_FIT_CONFIG
+
+    unknown = sorted(set(overrides) - set(DEFAULT_FIT_CONFIG[method]))
+    if unknown:
+        raise UserError(f"option(s) {', '.join(unknown)} do not apply to --method {method}")
+    click.echo(f"fitting {model} by {method.upper()} to {log.n_students} students, "
+               f"{log.summary().get('n_assessment_rows', '?')} answers ...", err=True)
+    fitted = model.fit(log, method=method, **overrides)
+    fitted.save(output, overwrite=overwrite)
+    click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
+
+
+# ------------------------------------------------------------------ predict
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here instead of stdout.")
+@click.option("--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9, show_default=True,
+              help="Credible interval mass for p_low/p_high.")
+@click.option("--overwrite", is_flag=True)
+@_guard
+def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, overwrite: bool) -> None:
+    """Pass probability of every assessment row of DATA under a saved MODEL."""
+    from .fitted import load
+
+    if output is not None:
+        _refuse_existing(output, overwrite)
+    fitted = load(model)
+    pred = fitted.predict(data, ci=ci)
+    cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"]
+    pred = pred[cols]
+    text = pred.to_csv(index=False) if fmt == "csv" else pred.to_json(orient="records", indent=1) + "\n"
+    _write_text(output, text)
+    if output is not None:
+        click.echo(f"wrote {len(pred)} predictions to {output}", err=True)
+
+
+# ------------------------------------------------------------------ convert
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--from", "fmt", required=True, type=click.Choice(["assistments-dkt", "ednet-kt4", "riiid"]))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--items-as-lessons", is_flag=True, help="assistments-dkt: every answered item is also a lesson.")
+@click.option("--explanations-as-lessons", is_flag=True, help="ednet-kt4: entering an explanation is a lesson.")
+@click.option("--overwrite", is_flag=True)
+@_guard
+def convert(inputs: tuple[Path, ...], fmt: str, output: Path, items_as_lessons: bool,
+            explanations_as_lessons: bool, overwrite: bool) -> None:
+    """Convert public interaction logs (ASSISTments DKT, EdNet-KT4, Riiid) to the bayes-lse table."""
+    from .readers import convert as run
+
+    _refuse_existing(output, overwrite)
+    options: dict[str, Any] = {}
+    if items_as_lessons:
+        options["items_as_lessons"] = True
+    if explanations_as_lessons:
+        options["explanations_as_lessons"] = True
+    table = run(fmt, [str(p) for p in inputs], **options)
+    from .storage import atomic_write_text
+
+    atomic_write_text(output, table.to_csv(index=False))
+    n_a = int((table["module_type"] == "assessment").sum())
+    click.echo(f"wrote {len(table)} interactions ({n_a} assessments, {len(table) - n_a} lessons, "
+               f"{table['student_id'].nunique()} students) to {output}")
+
+
+# --------------------------------------------------------------------- demo
+@main.command()
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
+              show_default=True)
+@click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True)
+@click.option("--method", type=click.Choice(["map", "advi", "nuts"]), default="nuts", show_default=True)
+@click.option("--seed", type=int, default=2015, show_default=True)
+@_guard
+def demo(models_dir: Path, reports_dir: Path, method: str, seed: int) -> None:
+    """Simulate the built-in cohort (~200 students), fit it, and show what the model learned."""
+    from .demo import run_demo
+
+    run_demo(models_dir=models_dir, reports_dir=reports_dir, method=method, seed=seed)
+
+
+def run() -> None:  # pragma: no cover - console entry when imported as a module
+    main(prog_name="bayes-lse")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Diagnostics on canned posteriors with known answers (no sampling)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from bayes_lse import equations as eq
+from bayes_lse.diagnostics import (
+    DEFAULT_THRESHOLDS,
+    Diagnostics,
+    _average_ranks,
+    align_chains,
+    convergence_stats,
+    diagnose,
+    identified_quantities,
+)
+
+from canned import advi_idata, map_idata, nuts_idata, simulate_truth
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return simulate_truth(hostile_ids=True)
+
+
+@pytest.fixture(scope="module")
+def good(truth):
+    dt = nuts_idata(truth)
+    return dt, diagnose(dt)
+
+
+@pytest.fixture(scope="module")
+def stuck(truth):
+    dt = nuts_idata(truth, stuck_chain=2)
+    return dt, diagnose(dt)
+
+
+@pytest.fixture(scope="module")
+def permuted(truth):
+    dt = nuts_idata(truth, permuted_chain=1)
+    return dt, diagnose(dt)
+
+
+@pytest.fixture(scope="module")
+def pathological(truth):
+    dt = nuts_idata(truth, n_divergent=7, divergent_chain=1, implicated_student=1, saturated_fraction=0.1,
+                    low_bfmi_chain=3)
+    return dt, diagnose(dt)
+
+
+# --------------------------------------------------------------------------- NUTS
+def test_healthy_fit_passes_every_check(good):
+    _, d = good
+    assert isinstance(d, Diagnostics)
+    assert d.status == "ok", d.verdicts
+    assert d.ok
+    for check in ("R-hat (identified)", "Bulk ESS (identified)", "Tail ESS (identified)", "Divergences",
+                  "E-BFMI", "Tree depth saturation", "R-hat (raw, aligned)", "Calibration", "PSIS-LOO Pareto k"):
+        assert d.check(check)["status"] == "ok", d.check(check)["message"]
+    assert list(d.verdicts.columns) == ["check", "status", "value", "threshold", "message"]
+    assert set(d.verdicts["status"]) <= {"ok", "warn", "fail"}
+
+
+def test_bad_chain_is_flagged_and_named(stuck):
+    _, d = stuck
+    row = d.check("R-hat (identified)")
+    assert row["status"] == "fail"
+    assert row["value"] > 1.05
+    assert "chain 2" in row["message"]
+    assert not d.ok
+    chains = d.tables["chains"]
+    assert int(np.argmax(chains["identified_deviation"])) == 2
+
+
+def test_permuted_chain_is_realigned_and_passes(truth, permuted):
+    dt, d = permuted
+    table = d.tables["alignment"]
+    assert table["permuted"].tolist() == [False, True, False, False]
+    assert table.loc[1, "permutation"] == "[1, 0]"
+    assert table.loc[1, "mismatch_after"] < table.loc[1, "mismatch_before"] / 5
+    # identified quantities never saw the permutation; raw coordinates pass after alignment
+    assert d.check("R-hat (identified)")["status"] == "ok"
+    assert d.check("R-hat (raw, aligned)")["status"] == "ok"
+    raw = d.tables["raw_summary"].set_index("variable")
+    assert raw.loc["requirement", "max_rhat_unaligned"] > 1.2
+    assert raw.loc["requirement", "max_rhat"] <= DEFAULT_THRESHOLDS["rhat_max"]
+    assert "1" in d.check("Skill alignment")["message"]
+    # the aligned draws of chain 1 are the original ones with skills swapped back
+    post = dt["posterior"].to_dataset()
+    np.testing.assert_array_equal(d.aligned["requirement"].isel(chain=1).values,
+                                  post["requirement"].isel(chain=1).values[..., ::-1])
+    np.testing.assert_array_equal(d.aligned["gain"].isel(chain=0).values, post["gain"].isel(chain=0).values)
+
+
+def test_alignment_keeps_the_majority_labelling(truth):
+    dt = nuts_idata(truth, permuted_chain=0)
+    aligned, table = align_chains(dt)
+    assert table["permuted"].tolist() == [True, False, False, False]
+    a = aligned["requirement"].mean("draw").values
+    assert np.allclose(a[0], a[1], atol=0.05)
+
+
+def test_align_chains_single_chain_and_single_skill(truth):
+    _, t = align_chains(map_idata(truth))
+    assert t["permuted"].tolist() == [False]
+    dt1 = nuts_idata(simulate_truth(n_skills=1, n_students=6))
+    aligned, t = align_chains(dt1)
+    assert not t["permuted"].any()
+    assert aligned is not None
+
+
+def test_divergences_counted_located_and_implicated(pathological):
+    _, d = pathological
+    row = d.check("Divergences")
+    assert row["status"] == "fail"
+    assert row["value"] == 7
+    assert d.tables["chains"]["divergent"].tolist() == [0, 7, 0, 0]
+    draws = d.tables["divergent_draws"]
+    assert len(draws) == 7 and set(draws["chain"]) == {1}
+    implicated = d.tables["divergence_implicated"]
+    assert "s001" in set(implicated["student"].head(5))
+    assert "s001" in row["message"]
+
+
+def test_treedepth_saturation_and_low_ebfmi(pathological):
+    _, d = pathological
+    assert d.check("Tree depth saturation")["status"] == "warn"
+    assert 0.05 < d.check("Tree depth saturation")["value"] < 0.15
+    eb = d.check("E-BFMI")
+    assert eb["status"] == "fail" and "3" in eb["message"]
+    assert d.tables["chains"]["e_bfmi"].iloc[3] < 0.3
+    assert (d.tables["chains"]["e_bfmi"].drop(index=3) > 1).all()
+
+
+def test_thresholds_are_configurable(stuck):
+    dt, _ = stuck
+    lenient = diagnose(dt, rhat_max=2.0, rhat_fail=3.0, ess_min=1, ess_fail=1, mcse_p_max=1, loo=False)
+    assert lenient.check("R-hat (identified)")["status"] == "ok"
+    assert lenient.thresholds["rhat_max"] == 2.0
+    assert "≤ 2.0" in lenient.check("R-hat (identified)")["threshold"]
+    warn = diagnose(dt, rhat_max=1.01, rhat_fail=2.0, loo=False)
+    assert warn.check("R-hat (identified)")["status"] == "warn"
+    with pytest.raises(TypeError, match="unknown threshold"):
+        diagnose(dt, rhat_maximum=1.1)
+
+
+def test_diagnose_prints_nothing(good, capsys):
+    dt, _ = good
+    diagnose(dt, loo=False)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+
+
+def test_tables_are_labelled(good):
+    _, d = good
+    ident = d.tables["identified"]
+    assert {"variable", "label", "mean", "sd", "rhat", "ess_bulk", "ess_tail", "mcse_mean"} <= set(ident.columns)
+    assert set(ident["variable"]) >= {"pass_probability", "relevance", "requirement_norm", "gain_norm",
+                                      "prerequisite_norm", "student_bias", "assessment_bias", "learning_noise"}
+    assert ident["label"].str.len().gt(0).all()
+    summary = d.tables["identified_summary"]
+    assert {"variable", "n", "max_rhat", "min_ess_bulk", "min_ess_tail", "max_mcse_mean", "worst"} <= set(summary.columns)
+
+
+# --------------------------------------------------------------------------- identified quantities
+def test_identified_quantities_are_invariant_to_skill_permutation(truth):
+    dt = nuts_idata(truth, chains=2, draws=50)
+    perm = dt.copy()
+    post = dt["posterior"].to_dataset()
+    swapped = post.assign({v: post[v].isel(skill=[1, 0]).assign_coords(skill=post.skill)
+                           for v in ("student_state", "requirement", "gain", "prerequisite")})
+    perm["posterior"] = xr.DataTree(swapped)
+    a, b = identified_quantities(dt), identified_quantities(perm)
+    for v in a.data_vars:
+        np.testing.assert_allclose(a[v].values, b[v].values, rtol=1e-12, atol=1e-12)
+
+
+def test_identified_pass_probability_uses_the_equations(truth):
+    dt = nuts_idata(truth, chains=1, draws=5)
+    q = identified_quantities(dt, max_obs=10)
+    assert q.sizes["obs"] == 10
+    post = dt["posterior"].to_dataset()
+    cd = dt["constant_data"].to_dataset()
+    row = int(q["obs"].values[3])
+    st, aj, su = (int(cd[k].values[row]) for k in ("obs_state", "obs_assessment", "obs_student"))
+    expect = eq.pass_probability(post["student_state"].values[0, 2, st], post["requirement"].values[0, 2, aj],
+                                 post["student_bias"].values[0, 2, su], post["assessment_bias"].values[0, 2, aj])
+    assert q["pass_probability"].values[0, 2, 3] == pytest.approx(expect)
+    assert q["relevance"].values[0, 2, 3] == pytest.approx(
+        eq.relevance(post["student_state"].values[0, 2, st], post["requirement"].values[0, 2, aj]))
+    assert str(q["obs_student"].values[3]) == truth.student_ids[su]
+
+
+# --------------------------------------------------------------------------- vectorised ArviZ estimators
+def test_convergence_stats_match_arviz():
+    import arviz_stats as azs
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 121, 30))
+    x[:, :, 1] = np.cumsum(x[:, :, 1], axis=1)  # random walk
+    x[1, :, 2] += 2.0  # a shifted chain
+    x[:, :, 3] = np.round(x[:, :, 3])  # ties
+    for k in range(4, 14):  # AR(1) with growing correlation, and one anticorrelated
+        r = (k - 4) / 10 if k < 13 else -0.7
+        for t in range(1, x.shape[1]):
+            x[:, t, k] = r * x[:, t - 1, k] + x[:, t, k]
+    mine = convergence_stats(x)
+    ref = {
+        "rhat": azs.rhat(x, chain_axis=0, draw_axis=1),
+        "ess_bulk": azs.ess(x, chain_axis=0, draw_axis=1, method="bulk"),
+        "ess_tail": azs.ess(x, chain_axis=0, draw_axis=1, method="tail", prob=(0.05, 0.95)),
+        "mcse_mean": azs.mcse(x, chain_axis=0, draw_axis=1, method="mean"),
+    }
+    for name, values in ref.items():
+        np.testing.assert_allclose(mine[name], np.asarray(values), rtol=1e-9, err_msg=name)
+
+
+def test_average_ranks_match_scipy():
+    from scipy.stats import rankdata
+
+    a = np.round(np.random.default_rng(1).normal(size=(300, 12)), 1)
+    a[:, 4] = 2.0
+    np.testing.assert_array_equal(_average_ranks(a), rankdata(a, axis=0))
+
+
+# --------------------------------------------------------------------------- ADVI / MAP
+def test_advi_convergence_verdicts(truth):
+    ok = diagnose(advi_idata(truth))
+    assert ok.method == "advi"
+    assert ok.check("ADVI convergence")["status"] == "ok"
+    assert "advi" in ok.tables and "loo" in ok.tables
+    assert len(ok.tables["loss_history"]) == 2000
+    bad = diagnose(advi_idata(truth, converged=False), loo=False)
+    row = bad.check("ADVI convergence")
+    assert row["status"] == "warn" and "still moving" in row["message"]
+
+
+def test_advi_nan_loss_fails(truth):
+    dt = advi_idata(truth)
+    opt = dt["optimization"].to_dataset()
+    loss = opt["loss"].values.copy()
+    loss[-5:] = np.nan
+    dt["optimization"] = xr.DataTree(opt.assign(loss=("iteration", loss)))
+    assert diagnose(dt, loo=False).check("ADVI convergence")["status"] == "fail"
+
+
+def test_map_optimiser_table_and_verdicts(truth):
+    d = diagnose(map_idata(truth))
+    assert d.method == "map"
+    t = d.tables["map"]
+    assert {"start", "objective", "n_iterations", "grad_norm", "success", "message", "best"} <= set(t.columns)
+    assert t["best"].tolist() == [True, False, False]
+    assert d.check("MAP optimiser")["status"] == "ok"
+    assert d.check("MAP gradient norm")["status"] == "ok"
+    assert "loo" not in d.tables  # no LOO for a point estimate
+    assert "R-hat (identified)" not in set(d.verdicts["check"])
+    assert any("MAP" in n for n in d.notes)
+    bad = diagnose(map_idata(truth, success=False, grad_norm=5.0))
+    assert bad.check("MAP optimiser")["status"] == "fail"
+    assert bad.check("MAP gradient norm")["status"] == "warn"
+
+
+# --------------------------------------------------------------------------- predictive checks and LOO
+def test_predictive_tables(good):
+    _, d = good
+    cal = d.tables["calibration"]
+    assert {"bin", "answers", "predicted", "observed", "lo90", "hi90", "outside"} <= set(cal.columns)
+    # held-out (PSIS-LOO) predictions are calibrated: in-sample ones were fit to these answers
+    assert cal.attrs["source"] == "leave-one-out"
+    assert cal["answers"].sum() == len(d.predictive.outcome)
+    assert d.check("Calibration")["message"].startswith("Leave-one-out")
+    pava = d.tables["pava"]
+    assert np.all(np.diff(pava["cep"]) >= -1e-12)  # isotonic
+    assert np.all(np.diff(pava["predicted"]) >= 0)
+    students = d.tables["students"]
+    assert {"student", "answers", "observed", "predicted", "lo90", "hi90", "outside"} <= set(students.columns)
+    assert (students["lo90"] <= students["hi90"]).all()
+    assert d.check("Pass rates per student")["status"] == "ok"
+
+
+def test_map_predictive_intervals_are_not_degenerate(truth):
+    d = diagnose(map_idata(truth))
+    st = d.tables["students"]
+    assert (st["hi90"] > st["lo90"]).mean() > 0.9
+    assert d.tables["calibration"].attrs["source"] == "in-sample"
+    assert "In-sample" in d.check("Calibration")["message"]
+
+
+def test_loo_summary(good):
+    _, d = good
+    loo = d.tables["loo"].set_index("item")["value"]
+    assert np.isfinite(loo["elpd_loo"]) and loo["elpd_loo"] < 0
+    assert loo["rows used"] == loo["rows"]
+    assert d.tables["pareto_k"]["rows"].sum() == loo["rows"]
+    assert {"row", "student", "assessment", "pareto_k"} <= set(d.tables["pareto_k_worst"].columns)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(n_skills=1), dict(n_skills=3), dict(prerequisites=False), dict(biases=False), dict(n_lessons=0)],
+    ids=["d1", "d3", "no-prereq", "no-bias", "no-lessons"],
+)
+def test_model_variants_diagnose(kwargs):
+    tr = simulate_truth(n_students=10, seed=7, **kwargs)
+    d = diagnose(nuts_idata(tr, draws=100))
+    assert d.check("R-hat (identified)")["status"] in {"ok", "warn"}
+    assert "calibration" in d.tables

@@ -1,0 +1,307 @@
+"""The HTML report and the pictures, on canned posteriors (no sampling)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from bayes_lse import plots
+from bayes_lse import report as report_mod
+from bayes_lse.diagnostics import diagnose
+from bayes_lse.report import write_report
+
+from canned import HOSTILE_ASSESSMENT, HOSTILE_STUDENT, advi_idata, map_idata, nuts_idata, simulate_truth
+
+
+class _Page(HTMLParser):
+    """Collects tags, attributes and text of a page (and fails on nothing: it just records)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        d = dict(attrs)
+        self.tags.append((tag, d))
+        if d.get("id"):
+            self.ids.add(d["id"])
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def _parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    page.close()
+    return page
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return simulate_truth(hostile_ids=True)
+
+
+@pytest.fixture(scope="module")
+def reports(truth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reports")
+    fits = {
+        "map": map_idata(truth),
+        "advi": advi_idata(truth),
+        "nuts": nuts_idata(truth, permuted_chain=1, n_divergent=3),
+    }
+    # max_rows above the 24 students: every (hostile) id is printed somewhere
+    return {m: write_report(dt, out / f"{m}.html", title=f"Canned {m}", max_rows=30) for m, dt in fits.items()}
+
+
+# --------------------------------------------------------------------------- the page
+@pytest.mark.parametrize("method", ["map", "advi", "nuts"])
+def test_report_renders_for_each_method(reports, method):
+    path = reports[method]
+    assert path.exists() and path.suffix == ".html"
+    html = path.read_text(encoding="utf-8")
+    page = _parse(html)
+    for section in ("verdicts", "data", "fit", "pictures", "tables", "embeddings", "versions"):
+        assert section in page.ids, section
+    assert "t-verdicts" in page.ids
+    imgs = [a for t, a in page.tags if t == "img"]
+    assert len(imgs) >= 4
+    text = " ".join(page.text)
+    assert f"Canned {method}" in text
+    assert method.upper() in text
+    assert "Latent skill space" in text and "Vector field of skill gains" in text
+    assert "could not be drawn" not in text
+    # verdicts come before everything else in the document
+    assert html.index('id="verdicts"') < html.index('id="data"') < html.index('id="pictures"')
+
+
+def test_report_sections_by_method(reports):
+    nuts = reports["nuts"].read_text(encoding="utf-8")
+    for s in ("R-hat (identified)", "Divergences", "E-BFMI", "Trace and rank plots", "Energy", "Skill alignment",
+              "PSIS-LOO", "Relabelled skills of chain(s) 1"):
+        assert s in nuts
+    advi = reports["advi"].read_text(encoding="utf-8")
+    assert "ADVI convergence" in advi and "ELBO" in advi
+    map_ = reports["map"].read_text(encoding="utf-8")
+    assert "MAP optimiser" in map_ and "MAP optimiser, per start" in map_
+    assert "Trace and rank plots" not in map_
+
+
+@pytest.mark.parametrize("method", ["map", "advi", "nuts"])
+def test_report_is_self_contained(reports, method):
+    page = _parse(reports[method].read_text(encoding="utf-8"))
+    for tag, attrs in page.tags:
+        for attr in ("src", "href", "srcset", "action", "data", "poster"):
+            value = attrs.get(attr)
+            if value is None:
+                continue
+            assert value.startswith(("data:image/png;base64,", "#")), f"<{tag} {attr}={value[:60]!r}>"
+        assert tag not in ("link", "iframe", "object", "embed", "base")
+        if tag == "script":
+            assert "src" not in attrs
+    html = reports[method].read_text(encoding="utf-8")
+    assert "@import" not in html and "url(" not in html
+
+
+def test_hostile_ids_are_escaped(reports):
+    for path in reports.values():
+        html = path.read_text(encoding="utf-8")
+        assert HOSTILE_STUDENT not in html
+        assert "<img src=x" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert "&lt;img src=x onerror=alert(2)&gt;" in html
+        page = _parse(html)
+        # the parsed page shows the ids as text ...
+        text = "".join(page.text)
+        assert HOSTILE_ASSESSMENT in text
+        # ... and holds no element the data injected
+        assert sum(1 for t, _ in page.tags if t == "script") == 1  # our table sorter only
+        assert all(a.get("src", "").startswith("data:") for t, a in page.tags if t == "img")
+
+
+def test_report_overwrites_atomically(truth, tmp_path, monkeypatch):
+    target = tmp_path / "r.html"
+    target.write_text("previous report", encoding="utf-8")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("rendering failed")
+
+    monkeypatch.setattr(report_mod, "render_report", boom)
+    with pytest.raises(RuntimeError):
+        write_report(map_idata(truth), target)
+    assert target.read_text(encoding="utf-8") == "previous report"
+    monkeypatch.undo()
+
+    real_replace = report_mod.os.replace
+
+    def fail_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report_mod.os, "replace", fail_replace)
+    with pytest.raises(OSError):
+        write_report(map_idata(truth), target)
+    assert target.read_text(encoding="utf-8") == "previous report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]  # no temp file left behind
+    monkeypatch.setattr(report_mod.os, "replace", real_replace)
+    out = write_report(map_idata(truth), target)
+    assert out == target and target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
+
+
+def test_report_creates_folder_and_caps_rows(truth, tmp_path):
+    tr = simulate_truth(n_students=40, n_assessments=30, seed=11)
+    path = write_report(nuts_idata(tr, draws=100), tmp_path / "sub" / "dir" / "r.html", max_rows=5)
+    html = path.read_text(encoding="utf-8")
+    assert "Showing 5 of 30 rows." in html
+    assert "the 5 hardest by |a|" in html
+
+
+def test_report_reuses_given_diagnostics_and_options(tmp_path):
+    tr = simulate_truth(n_skills=3, n_students=12, seed=3)
+    dt = nuts_idata(tr, draws=100)
+    d = diagnose(dt, loo=False)
+    path = write_report(dt, tmp_path / "r.html", diagnostics=d, skills=(0, 2), lesson="L1")
+    html = path.read_text(encoding="utf-8")
+    assert "t-loo" not in html and "t-pareto_k" not in html  # the given diagnostics were used as they are
+    with pytest.raises(ValueError):
+        plots.plot_skill_space(dt, skills=(0, 5))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(n_skills=1), dict(n_skills=3), dict(prerequisites=False, biases=False), dict(n_lessons=0)],
+    ids=["d1", "d3", "plain", "no-lessons"],
+)
+def test_report_model_variants(kwargs, tmp_path):
+    tr = simulate_truth(n_students=10, seed=5, **kwargs)
+    html = write_report(nuts_idata(tr, draws=80), tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "could not be drawn" not in html
+    _parse(html)
+
+
+def test_report_thresholds_reach_diagnose(truth, tmp_path):
+    dt = nuts_idata(truth, stuck_chain=2, draws=100)
+    html = write_report(dt, tmp_path / "r.html", thresholds={"rhat_max": 5.0, "rhat_fail": 9.0}).read_text()
+    assert "≤ 5.0 (fail &gt; 9.0)" in html
+
+
+# --------------------------------------------------------------------------- pictures
+def _dollar_truth():
+    """Ids that would start matplotlib mathtext if passed through unescaped."""
+    tr = simulate_truth(n_students=8, seed=2)
+    tr.student_ids[0] = "$x_{1"
+    tr.lesson_ids[0] = "a$b"
+    tr.assessment_ids[0] = "$\\frac{1}{0}$"
+    tr.table["student_id"] = [tr.student_ids[u] for u in tr.table["student"]]
+    return tr
+
+
+@pytest.mark.parametrize("n_skills", [1, 2, 3])
+def test_plots_return_figures(n_skills, tmp_path):
+    tr = simulate_truth(n_skills=n_skills, n_students=10, seed=1) if n_skills != 2 else _dollar_truth()
+    dt = nuts_idata(tr, draws=60, permuted_chain=1 if n_skills > 1 else None)
+    d = diagnose(dt, loo=False)
+    figs = [
+        plots.plot_trace_rank(d),
+        plots.plot_trace_rank(dt, n=2),
+        plots.plot_energy(dt),
+        plots.plot_skill_space(dt, aligned=d.aligned),
+        plots.plot_skill_space(dt, students=[tr.student_ids[0]], max_students=1),
+        plots.plot_gain_field(dt, aligned=d.aligned),
+        plots.plot_gain_field(dt, lesson=tr.lesson_ids[0]),
+        plots.plot_calibration(d),
+        plots.plot_calibration(dt),
+        plots.plot_pass_rates(d),
+        plots.plot_elbo(advi_idata(tr)),
+        plots.plot_elbo(dt),  # no loss: a figure saying so
+        plots.plot_energy(map_idata(tr)),
+        plots.plot_trace_rank(diagnose(map_idata(tr))),
+    ]
+    for i, fig in enumerate(figs):
+        assert isinstance(fig, Figure)
+        fig.savefig(tmp_path / f"{i}.png", dpi=40)  # drawing is where mathtext would fail
+
+
+def test_choose_skills_prefers_most_variance():
+    tr = simulate_truth(n_skills=3, n_students=10, seed=1)
+    tr.state[:, 1] *= 10
+    tr.requirement[:, 1] *= 10
+    dt = nuts_idata(tr, draws=20)
+    aligned = dt["posterior"].to_dataset()
+    i, j = plots.choose_skills(aligned)
+    assert 1 in (i, j)
+    assert plots.choose_skills(aligned, (2, 0)) == (2, 0)
+
+
+def test_unknown_student_or_lesson_is_refused(truth):
+    dt = nuts_idata(truth, draws=20)
+    with pytest.raises(KeyError):
+        plots.plot_skill_space(dt, students=["nobody"])
+    with pytest.raises(KeyError):
+        plots.plot_gain_field(dt, lesson="no such lesson")
+
+
+# --------------------------------------------------------------------------- scale
+@pytest.mark.slow
+def test_thousand_student_nuts_report_under_30s(tmp_path):
+    tr = simulate_truth(n_students=1000, n_assessments=50, n_lessons=20, max_lessons=9, answers_per_state=3, seed=5)
+    dt = nuts_idata(tr, draws=1000, permuted_chain=3, n_divergent=10)
+    t0 = time.perf_counter()
+    write_report(dt, tmp_path / "big.html")
+    assert time.perf_counter() - t0 < 30
+
+
+# --------------------------------------------------------------------------- a real browser
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--enable-logging=stderr", "--v=0"]
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.mark.browser
+def test_report_in_headless_chromium(reports, tmp_path):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium); "
+                    "the headless-browser check of the report was not run")
+    url = reports["nuts"].resolve().as_uri()
+    shot = tmp_path / "shot.png"
+    run = subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000",
+         f"--screenshot={shot}", url],
+        capture_output=True, text=True, timeout=180,
+    )
+    dom = subprocess.run(
+        [exe, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=180,
+    )
+    logs = run.stderr + dom.stderr
+    # Chromium logs every console message of the page as "...:CONSOLE:<line>] "<text>", source: ...";
+    # the report logs nothing, so any such line (an uncaught error, a failed load) is a failure.
+    console = [line for line in logs.splitlines() if ":CONSOLE" in line or "Uncaught" in line]
+    assert not console, "\n".join(console)
+    assert run.returncode == 0, logs[-2000:]
+    assert dom.returncode == 0, logs[-2000:]
+    assert 'id="t-verdicts"' in dom.stdout and "Latent skill space" in dom.stdout
+    assert HOSTILE_STUDENT not in dom.stdout  # still text after the browser parsed it
+    assert shot.exists()
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)
+    assert pixels.shape[0] > 500 and pixels.shape[1] > 500
+    assert float(np.std(pixels[..., :3])) > 0.05, "the screenshot is blank"
