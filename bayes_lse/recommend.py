@@ -472,7 +472,19 @@ def _knapsack_search(
             cc = np.cumsum(np.sort(costs[s0:]))
             CC[s0, : len(cc)] = cc
 
+    cflat = c.reshape(C, S * G).T / S  # (S·G, C): mean over draws as a matmul
+    later = np.arange(C)[None, :]
+
     def bound(s0: NDArray[np.int64], n: int, spent: FloatArray, lg: FloatArray):
+        """Upper bounds (mean, conf) over every extension, and whether one exists.
+
+        Two bounds on the mean, the smaller is used. (1) Per draw: Π_g σ(x + Y),
+        Y = top-m increments. (2) Linear in the lessons added, coupling the draws:
+        with 0 ≤ y ≤ Y, σ(x+y) − σ(x) ≤ σ'(clip(0, x, x+Y))·y (mean value theorem;
+        σ' peaks at 0), and telescoping the product over goals,
+        f(x+y) − f(x) ≤ Σ_g slope_g·y_g·Π_{h≠g} σ(x_h+Y_h); so the gain of a set T
+        is at most Σ_{k∈T} v_k — an additive knapsack, bounded by its top-m values.
+        """
         room = budget - spent + 1e-9
         if allow_repeats:
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -481,7 +493,29 @@ def _knapsack_search(
         else:
             fit = (CC[s0] <= room[:, None]).sum(axis=1)
         m = np.minimum(M - n, fit).astype(np.int64)
-        ubm, ubc = score(lg + TC[s0, :, m, :])
+        Y = TC[s0, :, m, :]  # (N, S, G)
+        hi = eq.sigmoid(lg + Y)
+        p_hi = hi.prod(-1)
+        ubm = p_hi.mean(1)
+        ubc = (p_hi > target).mean(1) if by_target else np.zeros(len(p_hi))
+        z = np.clip(0.0, lg, lg + Y)
+        slope = eq.sigmoid(z) * eq.sigmoid(-z)
+        if G == 1:
+            others = np.ones_like(hi)
+        else:
+            others = np.stack([np.delete(hi, g, axis=-1).prod(-1) for g in range(G)], axis=-1)
+        v = (slope * others).reshape(len(lg), S * G) @ cflat  # (N, C)
+        allowed = later >= s0[:, None]
+        v = np.where(allowed & fits[None, :], v, 0.0)
+        kmax = min(M, C)
+        if kmax:
+            vtop = -np.sort(-v, axis=1)[:, :kmax]
+            csum = np.concatenate([np.zeros((len(v), 1)), np.cumsum(vtop, axis=1)], axis=1)
+            if allow_repeats:  # a lesson may be taken m times: m × the largest value
+                lin = m * vtop[:, 0]
+            else:
+                lin = csum[np.arange(len(v)), np.minimum(m, kmax)]
+            ubm = np.minimum(ubm, eq.sigmoid(lg).prod(-1).mean(1) + lin)
         return ubm, ubc, m > 0
 
     # incumbent: greedy beam over sets, its k-th best value is a floor for pruning

@@ -1,0 +1,96 @@
+"""The command line end to end, in a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+EXE = str(Path(sys.executable).with_name("bayes-lse"))
+
+
+def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run([EXE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.mark.parametrize("cmd", ["simulate", "fit", "predict", "convert", "demo"])
+def test_help(cmd, tmp_path):
+    out = run(cmd, "--help", cwd=tmp_path).stdout
+    assert "Usage: bayes-lse " + cmd in out
+
+
+def test_simulate_fit_predict(tmp_path):
+    run("simulate", "-o", "data.csv", "--students", "10", "--steps", "3", "--assessments", "4", "--lessons", "2",
+        "--seed", "3", "--truth", "truth.json", cwd=tmp_path)
+    table = pd.read_csv(tmp_path / "data.csv")
+    assert {"student_id", "module_id", "module_type", "outcome", "timestep", "p_true"} <= set(table.columns)
+    assert table.student_id.nunique() == 10
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    assert set(truth["students"]) == set(table.student_id)
+    assert set(truth["lessons"]) == set(table[table.module_type == "lesson"].module_id) | set(truth["lessons"])
+
+    out = run("fit", "data.csv", "-o", "models/m", "--method", "map", "--starts", "1", "--skills", "1",
+              "--seed", "0", cwd=tmp_path)
+    assert "models/m" in out.stdout
+    assert (tmp_path / "models/m/manifest.json").exists()
+
+    # refuses to overwrite the saved model, and leaves it as it was
+    before = (tmp_path / "models/m/fit.nc").read_bytes()
+    proc = run("fit", "data.csv", "-o", "models/m", "--method", "map", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "already exists" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "models/m/fit.nc").read_bytes() == before
+
+    out = run("predict", "models/m", "data.csv", cwd=tmp_path).stdout
+    lines = out.strip().splitlines()
+    assert lines[0] == "student_id,module_id,timestep,p_mean,p_low,p_high"
+    assert len(lines) - 1 == int((table.module_type == "assessment").sum())
+    run("predict", "models/m", "data.csv", "--format", "json", "-o", "pred.json", cwd=tmp_path)
+    recs = json.loads((tmp_path / "pred.json").read_text())
+    assert set(recs[0]) == {"student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"}
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("student_id,module_id,module_type,outcome\ns1,A1,assessment,1\ns1,A1,quiz,1\n",
+         "bad.csv, line 3, column 'module_type'"),
+        ("student_id,module_id,outcome\ns1,A1,1\n", "bad.csv"),
+        ("", "bad.csv"),
+        ("student_id,module_id,module_type,outcome,timestep\ns1,A1,assessment,1,-2\n",
+         "bad.csv, line 2, column 'timestep'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path, content, expected):
+    (tmp_path / "bad.csv").write_text(content)
+    proc = run("fit", "bad.csv", "-o", "models/x", "--method", "map", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1, err
+    assert expected in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "models/x").exists()
+
+
+def test_missing_model_is_clear(tmp_path):
+    (tmp_path / "d.csv").write_text("student_id,module_id,module_type,outcome\ns1,A1,assessment,1\n")
+    proc = run("predict", "nope", "d.csv", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "bayes-lse: error: nope: no such model folder"
+
+
+def test_convert_dkt(tmp_path):
+    (tmp_path / "dkt.csv").write_text("3\n11,12,11,\n0,1,1,\n2\n12,13\n1,1\n")
+    run("convert", "--from", "assistments-dkt", "dkt.csv", "-o", "out.csv", "--items-as-lessons", cwd=tmp_path)
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert (out.module_type == "assessment").sum() == 5
+    assert (out.module_type == "lesson").sum() == 5

@@ -1,0 +1,121 @@
+"""Save/load: exact round trip, and a clear refusal for every broken folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import bayes_lse as bl
+from bayes_lse.storage import ModelFolderError
+
+
+def test_round_trip_is_exact(tiny_map, tmp_path):
+    path = tiny_map.save(tmp_path / "m")
+    loaded = bl.load(path)
+    assert loaded.method == tiny_map.method
+    assert loaded.config_hash == tiny_map.config_hash
+    assert loaded.model_config == tiny_map.model_config
+    for group in ("posterior", "observed_data", "constant_data", "optimization"):
+        a = tiny_map.idata[group].to_dataset()
+        b = loaded.idata[group].to_dataset()
+        xr.testing.assert_identical(a, b)
+    pd_a = tiny_map.interactions
+    pd_b = loaded.interactions
+    assert pd_a.equals(pd_b)
+    p1 = tiny_map.predict(pd_a)
+    p2 = loaded.predict(pd_b)
+    np.testing.assert_array_equal(p1["p_mean"].to_numpy(), p2["p_mean"].to_numpy())
+
+
+def test_nuts_round_trip(tiny_nuts, tmp_path):
+    loaded = bl.load(tiny_nuts.save(tmp_path / "n"))
+    xr.testing.assert_identical(tiny_nuts.idata["posterior"].to_dataset(), loaded.idata["posterior"].to_dataset())
+    xr.testing.assert_identical(tiny_nuts.idata["sample_stats"].to_dataset(), loaded.idata["sample_stats"].to_dataset())
+
+
+def test_refuses_to_overwrite(tiny_map, tmp_path):
+    path = tiny_map.save(tmp_path / "m")
+    before = (path / "fit.nc").read_bytes()
+    with pytest.raises(ModelFolderError, match="already holds files"):
+        tiny_map.save(path)
+    assert (path / "fit.nc").read_bytes() == before
+    tiny_map.save(path, overwrite=True)
+    bl.load(path)
+
+
+def test_never_replaces_a_foreign_folder(tiny_map, tmp_path):
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "notes.txt").write_text("precious")
+    with pytest.raises(ModelFolderError, match="not a bayes-lse model"):
+        tiny_map.save(d, overwrite=True)
+    assert (d / "notes.txt").read_text() == "precious"
+
+
+def test_failed_write_leaves_nothing(tiny_map, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", boom)
+    with pytest.raises(OSError, match="disk full"):
+        tiny_map.save(tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "manifest.json").unlink(), "manifest.json is missing"),
+        (lambda p: (p / "fit.nc").unlink(), "fit.nc is missing"),
+        (lambda p: (p / "ids.json").write_text('{"students": []}'), "ids.json does not match its recorded hash"),
+        (lambda p: (p / "fit.nc").write_bytes((p / "fit.nc").read_bytes()[:-10] + b"0123456789"),
+         "fit.nc does not match its recorded hash"),
+        (lambda p: _set_manifest(p, format_version=99), "format version 99"),
+        (lambda p: _set_manifest(p, format="something-else"), "not a bayes-lse model folder"),
+        (lambda p: (p / "manifest.json").write_text("{not json"), "not valid JSON"),
+    ],
+)
+def test_refuses_broken_folders(tiny_map, tmp_path, damage, message):
+    path = tiny_map.save(tmp_path / "m")
+    damage(path)
+    with pytest.raises(ModelFolderError, match=message):
+        bl.load(path)
+
+
+def test_refuses_config_that_does_not_match_the_draws(tiny_map, tmp_path):
+    """A consistent-looking folder whose config.json was swapped (hashes recomputed) is refused."""
+    path = tiny_map.save(tmp_path / "m")
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["model_config"]["priors"]["gain_scale"] = 5.0
+    (path / "config.json").write_text(json.dumps(cfg))
+    from bayes_lse.storage import sha256_file
+
+    m = json.loads((path / "manifest.json").read_text())
+    m["files"]["config.json"] = sha256_file(path / "config.json")
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelFolderError, match="different config"):
+        bl.load(path)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ModelFolderError, match="no such model folder"):
+        bl.load(tmp_path / "nope")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ModelFolderError, match="not a folder"):
+        bl.load(tmp_path / "f")
+
+
+def _set_manifest(path, **changes):
+    m = json.loads((path / "manifest.json").read_text())
+    m.update(changes)
+    (path / "manifest.json").write_text(json.dumps(m))
+
+
+def test_copy_of_folder_loads(tiny_map, tmp_path):
+    path = tiny_map.save(tmp_path / "m")
+    shutil.copytree(path, tmp_path / "copy")
+    assert bl.load(tmp_path / "copy").config_hash == tiny_map.config_hash
