@@ -205,6 +205,64 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, o
         click.echo(f"wrote {len(pred)} predictions to {output}", err=True)
 
 
+# ---------------------------------------------------------------- recommend
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--student", default=None, help="A student of the training data (or a name for --history).")
+@click.option("--goal", "goals", multiple=True, required=True, help="Goal assessment id; repeat for several.")
+@click.option("--max-length", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--candidates", default=None, help="Comma-separated lesson ids to choose from (default: all).")
+@click.option("--history", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV of a new student's interactions so far: place them without refitting.")
+@click.option("--target", type=click.FloatRange(0, 1), default=None,
+              help="Find the shortest sequence reaching this pass probability ...")
+@click.option("--confidence", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="... with this posterior probability.")
+@click.option("--costs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV with columns lesson_id,cost (default 1 per lesson).")
+@click.option("--budget", type=float, default=None, help="Time budget for --costs (default --max-length).")
+@click.option("--search", type=click.Choice(["auto", "exhaustive", "beam", "knapsack"]), default="auto", show_default=True)
+@click.option("--beam-width", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--repeats/--no-repeats", default=False, show_default=True, help="Allow a lesson more than once.")
+@click.option("--noise/--expected", "include_noise", default=False, show_default=True,
+              help="Include the learning-update noise by Monte Carlo, or use the expected update.")
+@click.option("--band", default="0.05,0.95", show_default=True, help="Credible band quantiles.")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--seed", type=int, default=None)
+@_guard
+def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int, candidates: str | None,
+              history: Path | None, target: float | None, confidence: float, costs: Path | None,
+              budget: float | None, search: str, beam_width: int, repeats: bool, include_noise: bool, band: str,
+              top: int, fmt: str, seed: int | None) -> None:
+    """Rank lesson sequences for a student by the probability of passing the goals."""
+    import pandas as pd
+
+    from .fitted import load
+
+    if student is None and history is None:
+        raise UserError("give --student (a student of the training data) or --history (a new student's log)")
+    try:
+        lo, hi = (float(x) for x in band.split(","))
+    except ValueError:
+        raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
+    cost_map = None
+    if costs is not None:
+        table = pd.read_csv(costs, dtype={"lesson_id": str})
+        if not {"lesson_id", "cost"} <= set(table.columns):
+            raise UserError(f"{costs}: needs columns lesson_id,cost; found {', '.join(table.columns)}")
+        cost_map = dict(zip(table["lesson_id"], table["cost"].astype(float), strict=True))
+    fitted = load(model)
+    result = fitted.recommend(
+        student, list(goals), max_length=max_length,
+        candidates=[c.strip() for c in candidates.split(",") if c.strip()] if candidates else None,
+        history=history, seed=seed, band=(lo, hi), include_noise=include_noise, search=search,
+        beam_width=beam_width, top=top, costs=cost_map, budget=budget, target=target, confidence=confidence,
+        allow_repeats=repeats,
+    )
+    click.echo(result.to_json() if fmt == "json" else result.to_text())
+
+
 # ------------------------------------------------------------------ convert
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))

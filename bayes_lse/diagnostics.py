@@ -230,12 +230,6 @@ def _status(value: float, ok: bool, warn: bool) -> str:
     return "warn" if warn else "fail"
 
 
-def _fmt(x: float, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "n/a"
-    return f"{x:.{digits}g}"
-
-
 # --------------------------------------------------------------------------- alignment
 ALIGN_VARS = ("requirement", "gain", "prerequisite", "student_state")
 

@@ -15,7 +15,7 @@ NORM_EPS = 1e-12
 
 def norm(v: ArrayLike) -> NDArray[np.float64]:
     v = np.asarray(v, dtype=float)
-    return np.sqrt(np.sum(v * v, axis=-1) + NORM_EPS)
+    return np.sqrt(np.vecdot(v, v) + NORM_EPS)
 
 
 def relevance(s: ArrayLike, v: ArrayLike) -> NDArray[np.float64]:
@@ -23,7 +23,7 @@ def relevance(s: ArrayLike, v: ArrayLike) -> NDArray[np.float64]:
     s = np.asarray(s, dtype=float)
     v = np.asarray(v, dtype=float)
     n = norm(v)
-    return np.sum(s * v, axis=-1) / n - n
+    return np.vecdot(s, v) / n - n
 
 
 def sigmoid(x: ArrayLike) -> NDArray[np.float64]:

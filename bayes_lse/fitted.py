@@ -394,6 +394,79 @@ class FittedLSE:
                 cur = stats.truncnorm.rvs(a=-mu / sigma, b=np.inf, loc=mu, scale=sigma, random_state=rng)
         return out
 
+    # ------------------------------------------------------------- recommend
+    def recommend(
+        self,
+        student: str | None,
+        goals: list[str] | str,
+        max_length: int = 3,
+        candidates: list[str] | None = None,
+        *,
+        history: pd.DataFrame | str | Path | None = None,
+        n_particles: int = 500,
+        seed: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Rank lesson sequences by the posterior probability of passing `goals`.
+
+        `student` is a student of the training data, or (with `history`) a new one
+        placed from their interactions so far without refitting. Other options
+        (band, include_noise, search, beam_width, top, costs, budget, target,
+        confidence, allow_repeats) go to `recommend.recommend_sequences`.
+        """
+        from . import recommend as rec
+
+        if not self.model_config["lessons"] or not self.has("gain"):
+            raise ValueError("this model has no lessons (fit with lessons=True): there is nothing to recommend")
+        goals = [goals] if isinstance(goals, str) else list(goals)
+        if not goals:
+            raise ValueError("give at least one goal assessment")
+        noise = self.learning_noise_draws()
+        prereq = self.draws("prerequisite") if self.has("prerequisite") else None
+        a_bias = self.draws("assessment_bias") if self.has("assessment_bias") else None
+        if history is not None:
+            hist = history if isinstance(history, pd.DataFrame) else _read_history(history)
+            pri = self.model_config["priors"]
+            placed = rec.place_student(
+                hist,
+                requirement=self.draws("requirement"),
+                assessment_ids=[str(a) for a in self.assessments],
+                gain=self.draws("gain"),
+                lesson_ids=[str(x) for x in self.lessons],
+                prerequisite=prereq,
+                assessment_bias=a_bias,
+                state_scale=pri["initial_state_scale"],
+                bias_scale=pri["student_bias_sd"] if self.has("student_bias") else None,
+                noise=noise,
+                n_particles=n_particles,
+                seed=seed,
+            )
+            state, s_bias = placed.state, placed.student_bias
+            student = student or "new student"
+        else:
+            if student is None:
+                raise ValueError("give a student id, or a history for a new student")
+            if str(student) not in set(self.last_states().index):
+                raise KeyError(f"student {student!r} is not in the fitted model; pass history= to place a new student")
+            state = self.current_state(str(student))
+            s_bias = None
+            if self.has("student_bias"):
+                s_bias = self.draws("student_bias")[:, list(self._ids("student")).index(str(student))]
+        modules = rec.ModuleDraws.from_arrays(
+            gain=self.draws("gain"),
+            lesson_ids=[str(x) for x in self.lessons],
+            requirement=self.draws("requirement"),
+            assessment_ids=[str(a) for a in self.assessments],
+            goals=goals,
+            prerequisite=prereq,
+            assessment_bias=a_bias,
+            student_bias=s_bias,
+            noise=noise,
+        )
+        return rec.recommend_sequences(
+            state, modules, max_length=max_length, candidates=candidates, seed=seed, student=str(student), **options
+        )
+
     # ---------------------------------------------------------- save / load
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the model folder atomically; refuses to replace an existing model unless `overwrite`."""
@@ -433,6 +506,16 @@ def _pass_draws(fitted: FittedLSE, state: np.ndarray, assessment: np.ndarray, st
     g_u = fitted.draws("student_bias")[:, student] if student is not None and fitted.has("student_bias") else 0.0
     g_j = fitted.draws("assessment_bias")[:, assessment] if fitted.has("assessment_bias") else 0.0
     return eq.pass_probability(state, req, g_u, g_j)
+
+
+def _read_history(path: str | Path) -> pd.DataFrame:
+    """A new student's interactions so far, validated like any interaction log."""
+    from .data import read_interactions
+
+    t = read_interactions(path).table
+    if t["student_id"].nunique() != 1:
+        raise ValueError(f"{path}: a history holds one student's interactions, found {t['student_id'].nunique()}")
+    return t[["student_id", "module_id", "module_type", "outcome", "timestep"]]
 
 
 def load(path: str | Path) -> FittedLSE:

@@ -141,7 +141,7 @@ def plot_trace_rank(source: xr.DataTree | Diagnostics, *, n: int = 4, max_draws:
         edges = np.linspace(0, n_c * n_d, bins + 1)
         for c in range(n_c):
             h, _ = np.histogram(ranks[c], bins=edges)
-            ax_r.stairs(h, edges, color=COLORS[c % len(COLORS)], lw=1.2)
+            ax_r.stairs(h, edges, color=COLORS[c % len(COLORS)], lw=1.2, baseline=None)
         ax_r.axhline(n_d / bins, color="k", ls="--", lw=0.8)
         ax_r.set_yticks([])
         ax_r.tick_params(labelsize=8)
@@ -215,9 +215,20 @@ def _student_choice(idata: xr.DataTree, post: xr.Dataset, students: Sequence[str
         if missing:
             raise KeyError(f"unknown student(s) {missing!r}")
         chosen = [lookup[str(s)] for s in students][:max_students]
-    else:  # the longest histories show the most learning
+    else:  # long histories show the most learning; spread them over where they end up
         counts = np.bincount(owner[owner >= 0], minlength=len(labels))
-        chosen = list(np.argsort(-counts, kind="stable")[:max_students])
+        ranked = np.argsort(-counts, kind="stable")
+        n_long = int((counts >= np.quantile(counts[counts > 0], 0.75)).sum()) if counts.any() else 0
+        candidates = ranked[: min(max(n_long, max_students), 200)]
+        chosen = [int(u) for u in candidates]
+        if len(candidates) > max_students and "student_state" in post:
+            steps = state_steps(post)
+            last = np.array([np.flatnonzero(owner == u)[np.argmax(steps[owner == u])] for u in candidates])
+            end = _arr(post["student_state"].isel(state=last), "state", "skill").mean(axis=(0, 1))  # (cand, d)
+            key = np.arctan2(end[:, -1], end[:, 0]) if end.shape[1] > 1 else end[:, 0]
+            order = np.argsort(key, kind="stable")
+            picks = np.unique(np.linspace(0, len(order) - 1, max_students).round().astype(int))
+            chosen = [int(candidates[order[k]]) for k in picks]
     return labels, owner, chosen
 
 
@@ -234,7 +245,7 @@ def _ellipse(ax: Any, pts: np.ndarray, cred: float, color: str) -> None:
     k = chi2.ppf(cred, 2)
     angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
     ax.add_patch(Ellipse(pts.mean(axis=0), 2 * np.sqrt(k * vals[1]), 2 * np.sqrt(k * vals[0]), angle=angle,
-                         facecolor=color, alpha=0.15, edgecolor=color, lw=0.6))
+                         facecolor=color, alpha=0.10, edgecolor=color, lw=0.8))
 
 
 def plot_skill_space(
@@ -310,11 +321,12 @@ def plot_skill_space(
         ax.scatter(path[:, 0], path[:, 1], color=col, s=14, zorder=5)
         if len(path) > 1:
             ax.annotate("", xy=path[-1], xytext=path[-2], arrowprops={"arrowstyle": "->", "color": col, "lw": 1.4})
-        for st in idx:
+        # credible ellipses at every step of short paths, else at the first and last step
+        for st in (idx if len(idx) <= 4 else idx[[0, -1]]):
             _ellipse(ax, s[:, st], cred, col)
         ax.annotate(_t(labels[u])[:24] + " (step 0)", path[0], xytext=(-6, -12), textcoords="offset points",
                     fontsize=7, color=col)
-        grow(np.percentile(s[:, idx], 95, axis=0))
+        grow(path)
     ax.set_xlim(0, max(extent[0] * 1.12, 0.5))
     ax.set_ylim(0, max(extent[1] * 1.12, 0.5))
     ax.set_xlabel(f"skill {i}")
@@ -326,8 +338,9 @@ def plot_skill_space(
                Line2D([], [], color=COLORS[3], marker=">", label="lesson gain l (from origin)")]
     if "prerequisite" in post:
         handles.append(Line2D([], [], marker="^", color=COLORS[3], mfc="none", ls="", label="lesson prerequisite q"))
-    handles.append(Line2D([], [], color=COLORS[0], marker=".", label=f"student path, {int(cred * 100)}% ellipses"))
-    ax.legend(handles=handles, fontsize=8, loc="upper right")
+    handles.append(Line2D([], [], color=COLORS[0], marker=".",
+                          label=f"student path (means), {int(cred * 100)}% ellipses"))
+    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
     return fig
 
 
@@ -438,8 +451,9 @@ def plot_gain_field(
     i, j = choose_skills(post, skills)
     base = states.mean(axis=0)
     smax = [max(1.0, float(np.percentile(states[:, c], 99)) * 1.2) for c in (i, j)]
-    if qk is not None:
-        smax = [max(smax[0], 2 * float(qk[:, i].mean())), max(smax[1], 2 * float(qk[:, j].mean()))]
+    if qk is not None:  # where the prerequisites bite: up to a few units past |q|
+        qn = float(eq.norm(qk).mean())
+        smax = [max(min(m, qn + 3.0), 2 * float(qk[:, c].mean()), 1.0) for m, c in zip(smax, (i, j))]
 
     def field(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         gx, gy = np.meshgrid(np.linspace(0, smax[0], n), np.linspace(0, smax[1], n))

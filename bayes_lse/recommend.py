@@ -12,9 +12,10 @@ Searches
   sequence that extends it; children are evaluated in chunks to bound memory.
 * ``beam`` – the same level-by-level expansion keeping only the ``beam_width``
   best prefixes at each level (not exact; for long horizons).
-* ``knapsack`` – models without prerequisites, where order is irrelevant. Exact
-  branch and bound over lesson *sets* (see `_knapsack_search` for why a classical
-  DP table is not exact for this objective and what is optimised instead).
+* ``knapsack`` – models without prerequisites, where order is irrelevant, with
+  lesson costs and a time budget. Exact branch and bound over lesson *sets*
+  (see `_knapsack_search` for why a classical DP table is not exact for this
+  objective, and for the bounds: per draw, and an additive-knapsack relaxation).
 
 Update used when pushing draws along a sequence
 -----------------------------------------------
@@ -509,12 +510,24 @@ def _knapsack_search(
         v = np.where(allowed & fits[None, :], v, 0.0)
         kmax = min(M, C)
         if kmax:
+            # the additive knapsack's optimum is at most (i) the m largest values
+            # (count limit) and (ii) its fractional relaxation (cost limit)
+            rows = np.arange(len(v))
             vtop = -np.sort(-v, axis=1)[:, :kmax]
-            csum = np.concatenate([np.zeros((len(v), 1)), np.cumsum(vtop, axis=1)], axis=1)
-            if allow_repeats:  # a lesson may be taken m times: m × the largest value
-                lin = m * vtop[:, 0]
+            ratio = v / costs[None, :]
+            if allow_repeats:  # a lesson may be taken several times
+                lin = np.minimum(m * vtop[:, 0], room * ratio.max(axis=1))
             else:
-                lin = csum[np.arange(len(v)), np.minimum(m, kmax)]
+                csum = np.concatenate([np.zeros((len(v), 1)), np.cumsum(vtop, axis=1)], axis=1)
+                o = np.argsort(-ratio, axis=1)
+                vo, co = np.take_along_axis(v, o, axis=1), costs[o]
+                cum = np.cumsum(co, axis=1)
+                full = cum <= room[:, None]
+                nfull = full.sum(axis=1)
+                frac_i = np.minimum(nfull, C - 1)
+                left = room - np.where(nfull > 0, cum[rows, np.maximum(nfull - 1, 0)], 0.0)
+                frac = np.where(nfull < C, vo[rows, frac_i] * np.clip(left / co[rows, frac_i], 0, 1), 0.0)
+                lin = np.minimum(csum[rows, np.minimum(m, kmax)], (vo * full).sum(axis=1) + frac)
             ubm = np.minimum(ubm, eq.sigmoid(lg).prod(-1).mean(1) + lin)
         return ubm, ubc, m > 0
 
@@ -554,21 +567,22 @@ def _knapsack_search(
     n_eval = 1
     if by_target and c0[0] >= confidence:
         return n_eval
-    per_chunk = max(1, CHUNK_STATES // (S * G * max(C, 1)))  # parents per chunk
+    per_chunk = max(64, 4 * CHUNK_STATES // (S * G))  # children per chunk
     for depth in range(1, M + 1):
+        first = (paths[:, -1] if allow_repeats else paths[:, -1] + 1) if depth > 1 else np.zeros(1, np.int64)
+        ok = (np.arange(C)[None, :] >= first[:, None]) & (spent[:, None] + costs[None, :] <= budget + 1e-9)
+        par_all, les_all = np.nonzero(ok)
+        if len(par_all) == 0:
+            break
         new_paths, new_spent = [], []
         reached = False
-        for lo in range(0, len(paths), per_chunk):
-            pa, sp = paths[lo : lo + per_chunk], spent[lo : lo + per_chunk]
-            first = (pa[:, -1] if allow_repeats else pa[:, -1] + 1) if depth > 1 else np.zeros(len(pa), np.int64)
-            ok = (np.arange(C)[None, :] >= first[:, None]) & (sp[:, None] + costs[None, :] <= budget + 1e-9)
-            par, les = np.nonzero(ok)
-            if len(par) == 0:
-                continue
-            plg = base[None] + c[pa].sum(axis=1)  # parents' logits, recomputed: bounded memory
-            lg = plg[par] + c[les]
-            kid_paths = np.concatenate([pa[par], les[:, None]], axis=1)
-            kid_spent = sp[par] + costs[les]
+        for lo in range(0, len(par_all), per_chunk):
+            par, les = par_all[lo : lo + per_chunk], les_all[lo : lo + per_chunk]
+            kid_paths = np.concatenate([paths[par], les[:, None]], axis=1)
+            kid_spent = spent[par] + costs[les]
+            lg = base[None] + c[les]  # logits recomputed from the path: memory stays bounded
+            for j in range(depth - 1):
+                lg += c[kid_paths[:, j]]
             m, cf = score(lg)
             top.add(order[kid_paths], m, cf)
             n_eval += len(par)
@@ -757,11 +771,14 @@ def recommend_sequences(
     total cost ≤ `budget`, costs default 1 per lesson, budget default
     `max_length`). (b) With `target`: the shortest sequences whose posterior
     probability that the pass probability exceeds `target` is ≥ `confidence`;
-    if there is none, `reachable` is False, `message` says so and the table ranks
-    the sequences closest to it. `p_best` is the probability, over draws, that a
-    row is the best among the rows of the table (exact ties share). `search`:
-    "auto" = knapsack for a model without prerequisites and without noise, else
-    exhaustive up to `EXHAUSTIVE_LIMIT` sequences, else beam.
+    the sufficient ones are ranked by that probability, then by mean; if there is
+    none, `reachable` is False, `message` says so and the table ranks the
+    sequences closest to it. `top` rows are kept (None: every one evaluated).
+    `p_best` is the probability, over draws, that a row is the best among the
+    rows of the table (exact ties share), so it sums to 1 over the table.
+    `search`: "auto" = knapsack for a model without prerequisites and without
+    noise (rows are then lesson sets, shown in candidate order), else exhaustive
+    up to `EXHAUSTIVE_LIMIT` sequences, else beam. `student` only labels output.
     """
     st = np.asarray(state, dtype=float)
     S, d = modules.n_draws, modules.n_skills

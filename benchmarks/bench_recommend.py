@@ -9,6 +9,7 @@ student from 20 interactions with 1,000 draws in < 1 s.
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -64,15 +65,19 @@ def main() -> None:
     t, rec = _best_of(lambda: recommend_sequences(state, modules, max_length=6, search="beam", beam_width=50))
     print(f"beam (width 50), max_length=6 without repeats: {rec.n_evaluated} sequences  {t:6.3f} s")
 
-    nop = ModuleDraws(gain=modules.gain, prerequisite=None, requirement=modules.requirement,
-                      lesson_ids=lessons, goal_ids=goals, assessment_bias=modules.assessment_bias,
-                      student_bias=modules.student_bias)
-    costs = {k: float(c) for k, c in zip(lessons, rng.integers(1, 4, L))}
-    for ml, budget in [(3, None), (6, 10.0)]:
+    # knapsack (no prerequisites): lessons that differ, as in a real posterior
+    # (each lesson's draws scatter around its own gain), so the bounds can cut
+    for Lk, ml, budget in [(20, 3, None), (40, 8, None), (40, 8, 12.0)]:
+        g = np.abs(rng.normal(0, 0.6, (Lk, d))) * np.exp(rng.normal(0, 0.2, (S, Lk, d)))
+        ids = [f"L{k:02d}" for k in range(Lk)]
+        nop = ModuleDraws(gain=g, prerequisite=None, requirement=modules.requirement, lesson_ids=ids,
+                          goal_ids=goals, assessment_bias=modules.assessment_bias, student_bias=modules.student_bias)
+        costs = {k: float(c) for k, c in zip(ids, rng.integers(1, 4, Lk))} if budget else None
         t, rec = _best_of(lambda: recommend_sequences(state, nop, max_length=ml, search="knapsack",
-                                                      costs=costs if budget else None, budget=budget))
-        print(f"knapsack (no prerequisites), max_length={ml}, budget={budget}: "
-              f"{rec.n_evaluated} sets evaluated  {t:6.3f} s")
+                                                      costs=costs, budget=budget))
+        total = sum(math.comb(Lk, k) for k in range(ml + 1))
+        print(f"knapsack, {Lk} lessons, max_length={ml}, budget={budget or ml} ({'costs 1-3' if costs else 'cost 1'}):"
+              f" {rec.n_evaluated} of {total} sets evaluated  {t:6.3f} s")
 
     # placing a new student: 20 interactions (14 answers, 6 lessons)
     hist = []

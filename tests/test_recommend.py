@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -126,6 +127,41 @@ def test_knapsack_equals_brute_force(repeats, top):
     assert rec.table.lessons[0] == brute[0][0]
     np.testing.assert_allclose(rec.table.p_mean, [b[1] for b in brute[:top]], rtol=1e-9)
     assert np.all(rec.table.cost <= 6.0)
+
+
+def structured_modules(seed: int, L: int, G: int, S: int = 200) -> tuple:
+    """Lessons that differ (a lesson's draws scatter around its own gain), as in a
+    real posterior: here the bounds cut most branches, so check them hardest."""
+    rng = np.random.default_rng(seed)
+    gain = np.abs(rng.normal(0, 0.6, (L, 2))) * np.exp(rng.normal(0, 0.2, (S, L, 2)))
+    req = (np.abs(rng.normal(0, 1.5, (G, 2))) + 0.5) * np.exp(rng.normal(0, 0.1, (S, G, 2)))
+    mods = ModuleDraws(
+        gain=gain, prerequisite=None, requirement=req, lesson_ids=[f"L{k}" for k in range(L)],
+        goal_ids=[f"A{j}" for j in range(G)], assessment_bias=rng.normal(0, 0.3, (S, G)),
+        student_bias=rng.normal(0, 0.3, S),
+    )
+    return np.abs(rng.normal(0.5, 0.3, (S, 2))), mods
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_knapsack_branch_and_bound_is_exact(seed):
+    G = 1 + seed % 3
+    state, mods = structured_modules(seed, L=8, G=G)
+    rng = np.random.default_rng(seed)
+    costs = {k: float(v) for k, v in zip(mods.lesson_ids, rng.integers(1, 4, 8))}
+    repeats = bool(seed % 2)
+    rec = recommend_sequences(state, mods, max_length=5, costs=costs, budget=6.0, allow_repeats=repeats, top=3)
+    brute = brute_force_sets(state, mods, costs, 6.0, 5, repeats)
+    assert rec.table.lessons[0] == brute[0][0]
+    np.testing.assert_allclose(rec.table.p_mean, [b[1] for b in brute[:3]], rtol=1e-9)
+
+
+def test_knapsack_prunes_on_a_large_problem():
+    state, mods = structured_modules(0, L=40, G=2, S=300)
+    rec = recommend_sequences(state, mods, max_length=6, top=5)
+    total = sum(math.comb(40, k) for k in range(7))
+    assert rec.search == "knapsack" and len(rec.table.lessons[0]) == 6
+    assert rec.n_evaluated < total / 1000
 
 
 def test_knapsack_matches_exhaustive_without_prerequisites():
