@@ -205,6 +205,39 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, o
         click.echo(f"wrote {len(pred)} predictions to {output}", err=True)
 
 
+# ------------------------------------------------------------------- report
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file (default reports/<model name>.html).")
+@click.option("--title", default=None)
+@click.option("--rhat-max", type=float, default=1.01, show_default=True)
+@click.option("--ess-min", type=float, default=400, show_default=True)
+@click.option("--ebfmi-min", type=float, default=0.3, show_default=True)
+@click.option("--skills", default=None, help="Two skill indices to plot when d > 2, e.g. 0,2.")
+@click.option("--lesson", default=None, help="Lesson whose gain field to draw (default: the largest gain).")
+@click.option("--overwrite", is_flag=True)
+@_guard
+def report(model: Path, output: Path | None, title: str | None, rhat_max: float, ess_min: float, ebfmi_min: float,
+           skills: str | None, lesson: str | None, overwrite: bool) -> None:
+    """Write a self-contained HTML diagnostic report for a saved MODEL."""
+    from .fitted import load
+
+    output = output or Path("reports") / f"{Path(model).name}.html"
+    _refuse_existing(output, overwrite)
+    fitted = load(model)
+    pair = None
+    if skills:
+        try:
+            pair = tuple(int(x) for x in skills.split(","))
+        except ValueError:
+            raise UserError(f"--skills must be two integers like 0,1, got {skills!r}") from None
+    path = fitted.report(output, title=title or f"bayes-lse report: {Path(model).name}",
+                         thresholds={"rhat_max": rhat_max, "ess_min": ess_min, "ebfmi_min": ebfmi_min},
+                         skills=pair, lesson=lesson)
+    click.echo(str(path))
+
+
 # ---------------------------------------------------------------- recommend
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))

@@ -394,6 +394,19 @@ class FittedLSE:
                 cur = stats.truncnorm.rvs(a=-mu / sigma, b=np.inf, loc=mu, scale=sigma, random_state=rng)
         return out
 
+    # ----------------------------------------------------------- diagnostics
+    def diagnostics(self, **thresholds: Any) -> Any:
+        """Convergence and predictive checks with ok/warn/fail verdicts (see `diagnostics.diagnose`)."""
+        from .diagnostics import diagnose
+
+        return diagnose(self.idata, **thresholds)
+
+    def report(self, path: str | Path, *, title: str | None = None, **options: Any) -> Path:
+        """Write the self-contained HTML diagnostic report (see `report.write_report`)."""
+        from .report import write_report
+
+        return write_report(self.idata, Path(path), title=title, **options)
+
     # ------------------------------------------------------------- recommend
     def recommend(
         self,
