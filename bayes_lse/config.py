@@ -39,9 +39,10 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
 }
 
 DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
-    "map": {"starts": 4, "maxiter": 5000, "ftol": 1e-9, "gtol": 1e-5, "jitter": 1.0, "jacobian": False, "normalised": False, "constrained": True, "seed": None},
+    "map": {"starts": 4, "maxiter": 5000, "ftol": 1e-9, "gtol": 1e-5, "jitter": 1.0, "jacobian": False, "normalised": False, "constrained": True, "parametrization": "centered", "seed": None},
     "advi": {
         "kind": "meanfield",  # or "fullrank"
+        "parametrization": "auto",
         "max_iterations": 30000,
         "learning_rate": 0.02,
         "tolerance": 1e-3,  # relative change of the smoothed loss between windows
@@ -51,6 +52,7 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
     },
     "nuts": {
         "sampler": "nutpie",
+        "parametrization": "auto",  # "centered" | "noncentered" (see model.build_model)
         "chains": 4,
         "draws": 1000,
         "tune": 1000,

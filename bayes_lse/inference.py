@@ -59,6 +59,7 @@ def run_fit(
     is_map = method == "map"
     model, idx = spec.build_model(
         data,
+        parametrization=fit_cfg["parametrization"],
         normalised=not (is_map and not fit_cfg.get("normalised", True)),
         constrained=is_map and fit_cfg.get("constrained", False),
     )
@@ -176,7 +177,7 @@ def _constrained_point(model: pm.Model, point_t: dict[str, np.ndarray]) -> dict[
     outs = model.unobserved_value_vars
     fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", point_fn=False)
     values = fn(*[point_t[v.name] for v in model.value_vars])
-    wanted = {rv.name for rv in model.free_RVs}
+    wanted = {rv.name for rv in model.free_RVs} | {d.name for d in model.deterministics}
     return {o.name: np.asarray(v) for o, v in zip(outs, values, strict=True) if o.name in wanted}
 
 

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 METHODS = ("map", "advi", "nuts")
 
+#: longest history for which "auto" picks the non-centred trajectory (its graph grows with the steps)
+NONCENTERED_MAX_STEPS = 64
+
 
 @dataclass(frozen=True)
 class IndexArrays:
@@ -100,6 +103,43 @@ def truncated_normal_logp(
     return logp
 
 
+def _max_step(idx: IndexArrays) -> int:
+    return int(idx.state_step.max()) if len(idx.state_step) else 0
+
+
+def truncated_normal_from_innovation(mu: Any, sigma: Any, z: Any) -> Any:
+    """mu + σ·Y with Y ~ N(0, 1) restricted to Y > −mu/σ, as a function of z ~ N(0, 1).
+
+    Inverse-CDF map in the upper-tail form, Y = −Φ⁻¹(Φ(mu/σ)·Φ(−z)), computed from
+    log-probabilities (Φ⁻¹(p) = −√2·erfcinv(2p)); mu ≥ 0 here, so Φ(mu/σ) ≥ ½.
+    For mu ≫ σ it reduces to the plain non-centred mu + σ·z.
+    """
+    log_p = normal_lcdf(0.0, 1.0, mu / sigma) + normal_lcdf(0.0, 1.0, -z)
+    y = math.sqrt(2.0) * pt.erfcinv(2.0 * pt.exp(log_p))
+    return pt.maximum(mu + sigma * y, 0.0)
+
+
+def _noncentered_states(s0: Any, z: Any, idx: IndexArrays, update_mean: Any, noise: Any) -> Any:
+    """All flat states from the initial ones and the innovations, one vectorised block per step."""
+    step_from = idx.state_step[idx.transition_from]
+    blocks = [s0]
+    flat_ids = [idx.initial_state]
+    current_ids = idx.initial_state  # flat indices held by the latest block, ascending
+    for k in range(_max_step(idx)):
+        tk = np.flatnonzero(step_from == k)
+        if not len(tk):
+            break
+        pos = np.searchsorted(current_ids, idx.transition_from[tk])
+        mu = update_mean(blocks[-1][pos], idx.transition_lesson[tk])
+        blocks.append(truncated_normal_from_innovation(mu, noise, z[tk]))
+        current_ids = idx.transition_to[tk]
+        flat_ids.append(current_ids)
+    order = np.concatenate(flat_ids)
+    perm = np.empty(idx.n_states, dtype=np.int64)
+    perm[order] = np.arange(len(order))
+    return pt.concatenate(blocks, axis=0)[perm]
+
+
 class LatentSkillEmbedding:
     """Students, lessons and assessments in one non-negative latent skill space.
 
@@ -160,10 +200,21 @@ class LatentSkillEmbedding:
         }
 
     def build_model(
-        self, log: InteractionLog, *, normalised: bool = True, constrained: bool = False
+        self,
+        log: InteractionLog,
+        *,
+        parametrization: str = "auto",
+        normalised: bool = True,
+        constrained: bool = False,
     ) -> tuple[pm.Model, IndexArrays]:
         """The PyMC model for `log` and the index arrays it was built from.
 
+        `parametrization`: "centered" makes every later state a free positive variable
+        with the transition density as a potential (vectorised, any history length);
+        "noncentered" draws a standard-normal innovation per transition and maps it
+        through the truncated-normal inverse CDF, building states step by step — the
+        same joint distribution with far better NUTS geometry, for histories up to
+        NONCENTERED_MAX_STEPS steps ("auto" picks it there).
         `constrained=True` leaves the positive variables untransformed (for an optimiser
         with box constraints). `normalised=False` drops the truncation normaliser −log Φ(mu/σ) from the
         transition density (the original LSE objective); MAP uses it, see inference.fit_map.
@@ -171,11 +222,39 @@ class LatentSkillEmbedding:
         cfg, pri = self.config, self.config["priors"]
         idx = IndexArrays.from_log(log)
         use_lessons = cfg["lessons"] and log.n_lessons > 0
+        if parametrization == "auto":
+            parametrization = "noncentered" if _max_step(idx) <= NONCENTERED_MAX_STEPS else "centered"
+        if parametrization not in ("centered", "noncentered"):
+            raise ValueError(f"parametrization must be 'auto', 'centered' or 'noncentered', got {parametrization!r}")
         tr = {"default_transform": None} if constrained else {}
         with pm.Model(coords=self.coords(log, idx)) as model:
             s0 = pm.HalfNormal("initial_state", sigma=pri["initial_state_scale"], dims=("student", "skill"), **tr)
             req = pm.HalfNormal("requirement", sigma=pri["requirement_scale"], dims=("assessment", "skill"), **tr)
-            if len(idx.later_state):
+            gain = prereq = None
+            if use_lessons:
+                gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"), **tr)
+                if cfg["prerequisites"]:
+                    prereq = pm.HalfNormal("prerequisite", sigma=pri["prerequisite_scale"], dims=("lesson", "skill"), **tr)
+            noise: Any = cfg["learning_noise"]
+            if len(idx.transition_from) and noise == "learned":
+                noise = pm.HalfNormal("learning_noise", sigma=pri["learning_noise_scale"], **tr)
+
+            def update_mean(s_from: Any, lesson: np.ndarray) -> Any:
+                """s + l·σ(D(s, q)) for each transition (zero gain where no lesson)."""
+                if gain is None:
+                    return s_from
+                has = lesson >= 0
+                k = np.where(has, lesson, 0)
+                step_gain = gain[k]
+                if prereq is not None:
+                    step_gain = step_gain * pm.math.sigmoid(_relevance(s_from, prereq[k]))[:, None]
+                if not has.all():
+                    step_gain = step_gain * has[:, None].astype("float64")
+                return s_from + step_gain
+
+            if not len(idx.later_state):
+                states = s0  # every student has a single state: flat index = student code
+            elif parametrization == "centered":
                 later = pm.HalfFlat(
                     "later_state", dims=("later", "skill"), initval=np.ones((len(idx.later_state), self.n_skills)), **tr
                 )
@@ -184,39 +263,15 @@ class LatentSkillEmbedding:
                 pos[idx.initial_state] = np.arange(len(idx.initial_state))
                 pos[idx.later_state] = len(idx.initial_state) + np.arange(len(idx.later_state))
                 states = pt.concatenate([s0, later], axis=0)[pos]
-            else:
-                states = s0  # every student has a single state: flat index = student code
-
-            if len(idx.transition_from):
-                if cfg["learning_noise"] == "learned":
-                    noise = pm.HalfNormal("learning_noise", sigma=pri["learning_noise_scale"], **tr)
-                else:
-                    noise = cfg["learning_noise"]
-                s_from = states[idx.transition_from]
-                mu = s_from
-                if use_lessons:
-                    gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"), **tr)
-                    has = idx.transition_lesson >= 0
-                    k = np.where(has, idx.transition_lesson, 0)
-                    step_gain = gain[k]
-                    if cfg["prerequisites"]:
-                        prereq = pm.HalfNormal(
-                            "prerequisite", sigma=pri["prerequisite_scale"], dims=("lesson", "skill"), **tr
-                        )
-                        step_gain = step_gain * pm.math.sigmoid(_relevance(s_from, prereq[k]))[:, None]
-                    if not has.all():
-                        step_gain = step_gain * has[:, None].astype("float64")
-                    mu = s_from + step_gain
+                mu = update_mean(states[idx.transition_from], idx.transition_lesson)
                 pm.Potential(
                     "learning_update",
                     pt.sum(truncated_normal_logp(states[idx.transition_to], mu, noise, normalised)),
                 )
-            elif use_lessons:
-                # lessons exist but no student has a step after one: gains are prior-only
-                gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"), **tr)
-                if cfg["prerequisites"]:
-                    pm.HalfNormal("prerequisite", sigma=pri["prerequisite_scale"], dims=("lesson", "skill"), **tr)
-
+            else:
+                z = pm.Normal("innovation", 0.0, 1.0, dims=("transition", "skill"))
+                states = _noncentered_states(s0, z, idx, update_mean, noise)
+                pm.Deterministic("later_state", states[idx.later_state], dims=("later", "skill"))
             logit = _relevance(states[idx.obs_state], req[idx.obs_assessment])
             if cfg["biases"]:
                 g_u = pm.Normal("student_bias", 0.0, pri["student_bias_sd"], dims="student")

@@ -33,7 +33,7 @@ def test_model_density_is_the_simulators_density(tiny_cohort):
     written independently with scipy: same priors, same truncated transition."""
     log = read_interactions(tiny_cohort.table)
     spec = bl.LatentSkillEmbedding(n_skills=2)
-    model, idx = spec.build_model(log)
+    model, idx = spec.build_model(log, parametrization="centered")
     t = _truth_arrays(tiny_cohort, log)
     point = {
         "initial_state_log__": np.log(t["states"][idx.initial_state]),
@@ -63,6 +63,47 @@ def test_model_density_is_the_simulators_density(tiny_cohort):
     ref += stats.bernoulli.logpmf(idx.outcome, p).sum()
     assert np.isfinite(pymc_logp)
     assert pymc_logp == pytest.approx(ref, rel=1e-9, abs=1e-6)
+
+
+def test_innovation_map_is_the_truncated_normal():
+    """The non-centred map z ↦ s is exactly the truncated-normal transition (KS test)."""
+    import pytensor.tensor as pt
+
+    from bayes_lse.model import truncated_normal_from_innovation
+
+    rng = np.random.default_rng(0)
+    for mu, sigma in [(0.0, 0.7), (0.3, 0.7), (2.5, 0.7), (0.05, 0.2)]:
+        z = rng.standard_normal(20000)
+        x = truncated_normal_from_innovation(pt.as_tensor(mu), sigma, pt.as_tensor(z)).eval()
+        assert (x >= 0).all()
+        ks = stats.kstest(x, stats.truncnorm(a=-mu / sigma, b=np.inf, loc=mu, scale=sigma).cdf)
+        assert ks.pvalue > 0.001, (mu, sigma, ks)
+
+
+def test_noncentered_prior_matches_the_simulator():
+    """Prior draws of the (non-centred) PyMC model match the simulator's moments:
+    states at each step and pass rates, on the same cohort structure."""
+    import pymc as pm
+
+    coh = bl.simulate(n_students=150, n_steps=4, n_assessments=10, n_lessons=5, seed=3)
+    log = read_interactions(coh.table)
+    model, idx = bl.LatentSkillEmbedding().build_model(log, parametrization="noncentered")
+    with model:
+        prior = pm.sample_prior_predictive(draws=300, random_seed=1, var_names=["later_state", "initial_state", "outcome"])
+    pri = prior["prior"]
+    states = np.concatenate([pri["initial_state"].values.reshape(300, -1, 2),
+                             pri["later_state"].values.reshape(300, -1, 2)], axis=1)
+    flat_ids = np.concatenate([idx.initial_state, idx.later_state])
+    step = idx.state_step[flat_ids]
+    sims = [bl.simulate(n_students=150, n_steps=4, n_assessments=10, n_lessons=5, seed=100 + i) for i in range(60)]
+    for k in range(4):
+        model_k = states[:, step == k].ravel()
+        sim_k = np.concatenate([np.array([v["states"][k] for v in c.truth["students"].values()]).ravel() for c in sims])
+        assert model_k.mean() == pytest.approx(sim_k.mean(), rel=0.06), k
+        assert model_k.std() == pytest.approx(sim_k.std(), rel=0.08), k
+    y_model = prior["prior_predictive"]["outcome"].values.mean()
+    y_sim = np.mean([c.table.loc[c.table.module_type == "assessment", "outcome"].astype(float).mean() for c in sims])
+    assert y_model == pytest.approx(y_sim, abs=0.03)
 
 
 def test_simulator_moments_match_the_priors():
