@@ -39,13 +39,26 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
 }
 
 DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
-    "map": {"starts": 4, "maxiter": 5000, "ftol": 1e-9, "gtol": 1e-5, "jitter": 1.0, "jacobian": False, "normalised": False, "constrained": True, "parametrization": "centered", "seed": None},
+    "map": {
+        "starts": 4,
+        "maxiter": 3000,
+        "ftol": 1e-10,
+        "gtol": 1e-5,
+        "jitter": 1.0,
+        # where the mode is taken; see inference.fit_map for what each choice measured
+        "parametrization": "auto",  # non-centred trajectory when histories are short
+        "constrained": False,  # True: box constraints on raw positive values instead of log space
+        "jacobian": False,
+        "normalised": False,  # centred form only: keep the truncation normaliser (collapses)
+        "trajectory": "joint",  # "median": hold innovations at 0 (non-centred only)
+        "seed": None,
+    },
     "advi": {
         "kind": "meanfield",  # or "fullrank"
         "parametrization": "auto",
         "max_iterations": 30000,
         "learning_rate": 0.02,
-        "tolerance": 1e-3,  # relative change of the smoothed loss between windows
+        "tolerance": 1e-4,  # relative change of the windowed mean loss
         "window": 500,
         "draws": 1000,
         "seed": None,

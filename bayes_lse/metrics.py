@@ -27,3 +27,24 @@ def log_loss(y: ArrayLike, p: ArrayLike, eps: float = 1e-12) -> float:
 
 def brier(y: ArrayLike, p: ArrayLike) -> float:
     return float(np.mean((np.asarray(p, dtype=float) - np.asarray(y, dtype=float)) ** 2))
+
+
+def accuracy(y: ArrayLike, p: ArrayLike, threshold: float = 0.5) -> float:
+    """Share of rows where the prediction p >= `threshold` agrees with the outcome."""
+    y = np.asarray(y).astype(bool)
+    p = np.asarray(p, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    return float(np.mean((p >= threshold) == y))
+
+
+def expected_calibration_error(y: ArrayLike, p: ArrayLike, bins: int = 10) -> float:
+    """Expected calibration error: sum over `bins` equal-width probability bins of
+    (share of rows in the bin) · |mean outcome − mean prediction| in the bin."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    b = np.clip((p * bins).astype(np.int64), 0, bins - 1)
+    gap = np.abs(np.bincount(b, y, minlength=bins) - np.bincount(b, p, minlength=bins))
+    return float(gap.sum() / len(y))
