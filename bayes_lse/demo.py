@@ -61,5 +61,23 @@ def run_demo(models_dir: Path, reports_dir: Path, method: str = "nuts", seed: in
 
     out = Path(models_dir) / "demo"
     fitted.save(out, overwrite=True)
-    click.echo(f"\nModel saved to {out}")
+    report = fitted.report(Path(reports_dir) / "demo.html", title="bayes-lse demo: simulated cohort")
+    verdicts = fitted.diagnostics().verdicts
+    bad = verdicts[verdicts["status"] != "ok"]
+    click.echo(f"\nDiagnostics: {len(verdicts) - len(bad)} of {len(verdicts)} checks ok"
+               + (f"; not ok: {', '.join(f'{c} ({s})' for c, s in zip(bad['check'], bad['status'], strict=True))}"
+                  if len(bad) else ""))
+
+    # recommendations for the two held-out students least likely to pass the hardest assessment now
+    goal = str(fitted.assessments[hard[0]])
+    recs = [fitted.recommend(str(sid), [goal], max_length=2, top=3, seed=seed) for sid in sorted(held)]
+    recs.sort(key=lambda r: r.current["p_mean"])
+    click.echo(f"\nRecommended lesson sequences (up to 2 lessons) towards {goal}, for the two held-out "
+               "students least likely to pass it now:")
+    for rec in recs[:2]:
+        click.echo("")
+        click.echo(rec.to_text())
+
+    click.echo(f"\nModel saved to   {out}")
+    click.echo(f"Report written to {report}")
     click.echo(f"Total time {time.perf_counter() - t_start:.0f} s")
