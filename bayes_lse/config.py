@@ -41,8 +41,8 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
 DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
     "map": {
         "starts": 4,
-        "maxiter": 3000,
-        "ftol": 1e-10,
+        "maxiter": 5000,
+        "ftol": 1e-12,
         "gtol": 1e-5,
         "jitter": 1.0,
         # where the mode is taken; see inference.fit_map for what each choice measured
