@@ -133,6 +133,14 @@ def build_datatree(
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "runtime_seconds": float(runtime),
         "source": str(log.source),
+        # the user's ids, also for dims a variant has no variable on (e.g. students without biases)
+        "ids": json.dumps(
+            {
+                "student": [str(x) for x in log.students],
+                "assessment": [str(x) for x in log.assessments],
+                "lesson": [str(x) for x in log.lessons],
+            }
+        ),
     }
     return tree
 
@@ -174,14 +182,14 @@ class FittedLSE:
 
     @property
     def students(self) -> pd.Index:
-        return pd.Index(self.idata["posterior"]["student_bias"]["student"].values if "student_bias" in self.idata["posterior"] else self._ids("student"))
+        return pd.Index(self._ids("student"))
 
     def _ids(self, dim: str) -> np.ndarray:
-        post = self.idata["posterior"]
-        if dim in post.coords:
-            return np.asarray(post.coords[dim].values)
         ids = json.loads(self.idata.attrs.get("ids", "{}"))
-        return np.asarray(ids.get(dim, []), dtype=object)
+        if dim in ids:
+            return np.asarray(ids[dim], dtype=object)
+        post = self.idata["posterior"]
+        return np.asarray(post.coords[dim].values) if dim in post.coords else np.asarray([], dtype=object)
 
     @property
     def assessments(self) -> pd.Index:

@@ -119,3 +119,11 @@ def test_copy_of_folder_loads(tiny_map, tmp_path):
     path = tiny_map.save(tmp_path / "m")
     shutil.copytree(path, tmp_path / "copy")
     assert bl.load(tmp_path / "copy").config_hash == tiny_map.config_hash
+
+
+def test_variant_without_biases_round_trips(tiny_cohort, tmp_path):
+    f = bl.LatentSkillEmbedding(n_skills=1, biases=False, prerequisites=False).fit(
+        tiny_cohort.table, method="map", starts=1, seed=0, maxiter=200)
+    loaded = bl.load(f.save(tmp_path / "nb"))
+    assert list(loaded.students) == list(f.students) and len(f.students) == tiny_cohort.table.student_id.nunique()
+    np.testing.assert_array_equal(loaded.predict(tiny_cohort.table)["p_mean"], f.predict(tiny_cohort.table)["p_mean"])
