@@ -150,7 +150,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
     from .storage import MANIFEST
 
     output = output or Path("models") / data.stem
-    if output.exists() and any(output.iterdir()) if output.is_dir() else output.exists():
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
         if not overwrite:
             raise UserError(f"{output}: already exists; pass --overwrite to replace it")
         if output.is_dir() and not (output / MANIFEST).exists():

@@ -370,8 +370,11 @@ class FittedLSE:
         target = {s: [] for s in students}
         for j, r in enumerate(rows):
             target[sid[r]].append((int(step[r]), j))
-        first = {s: int(last_step[rows][sid[rows] == s][0]) for s in students}
-        cur = np.stack([states[:, int(last_state[rows][sid[rows] == s][0])] for s in students], axis=1)
+        first_pos: dict[str, int] = {}
+        for j, r in enumerate(rows):
+            first_pos.setdefault(sid[r], int(r))
+        first = {s: int(last_step[first_pos[s]]) for s in students}
+        cur = states[:, [int(last_state[first_pos[s]]) for s in students]]
         base = np.array([first[s] for s in students])
         horizon = max(max(st for st, _ in target[s]) - first[s] for s in students)
         for k in range(horizon + 1):
