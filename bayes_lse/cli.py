@@ -341,6 +341,15 @@ def demo(models_dir: Path, reports_dir: Path, method: str, seed: int) -> None:
     run_demo(models_dir=models_dir, reports_dir=reports_dir, method=method, seed=seed)
 
 
+def _register_optional_commands() -> None:
+    from .cli_evaluate import evaluate_command
+
+    main.add_command(evaluate_command, name="evaluate")
+
+
+_register_optional_commands()
+
+
 def run() -> None:  # pragma: no cover - console entry when imported as a module
     main(prog_name="bayes-lse")
 

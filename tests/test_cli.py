@@ -22,7 +22,7 @@ def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
     return proc
 
 
-@pytest.mark.parametrize("cmd", ["simulate", "fit", "predict", "convert", "demo"])
+@pytest.mark.parametrize("cmd", ["simulate", "fit", "predict", "convert", "demo", "report", "recommend", "evaluate"])
 def test_help(cmd, tmp_path):
     out = run(cmd, "--help", cwd=tmp_path).stdout
     assert "Usage: bayes-lse " + cmd in out
