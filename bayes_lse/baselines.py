@@ -156,7 +156,20 @@ class Baseline:
             pm.Bernoulli("outcome", logit_p=logit, observed=frame["outcome"].to_numpy().astype(np.int8))
         return model
 
-    def fit(self, log: InteractionLog, *, maxiter: int = 5000, seed: int | None = 0) -> FittedBaseline:
+    def fit_key(self) -> tuple:
+        """Baselines with equal keys have the same fit (they differ only in prediction)."""
+        return (type(self).__name__, getattr(self, "n_skills", None), tuple(sorted(self.priors.items())))
+
+    def with_fit(self, fitted: FittedBaseline) -> FittedBaseline:
+        """This baseline predicting with another's fit of the same model (see `fit_key`)."""
+        if fitted.baseline.fit_key() != self.fit_key():
+            raise ValueError(f"{self.name} cannot reuse the fit of {fitted.name}: different models")
+        return FittedBaseline(baseline=self, params=fitted.params, students=fitted.students,
+                              assessments=fitted.assessments, info={**fitted.info, "seconds": 0.0},
+                              history=fitted.history)
+
+    def fit(self, log: InteractionLog, *, maxiter: int = 3000, ftol: float = 1e-9,
+            seed: int | None = 0) -> FittedBaseline:
         """Joint MAP by L-BFGS-B on the PyMC log-density (one start)."""
         from .inference import _logp_and_grad
 
@@ -176,7 +189,7 @@ class Baseline:
 
         res = optimize.minimize(
             fun, x_init, jac=True, method="L-BFGS-B",
-            options={"maxiter": int(maxiter), "ftol": 1e-10, "gtol": 1e-6, "maxcor": 20},
+            options={"maxiter": int(maxiter), "ftol": float(ftol), "gtol": 1e-5, "maxcor": 20},
         )
         point = pm.blocking.DictToArrayBijection.rmap(pm.blocking.RaveledVars(res.x, x0.point_map_info))
         params = {k: np.asarray(v) for k, v in point.items()}

@@ -44,13 +44,13 @@ def _name_list(text: str) -> list[str]:
     return list(dict.fromkeys(x.strip().lower() for x in text.split(",") if x.strip()))
 
 
-def build_models(skills: list[int], variants: list[str], baselines: list[str]) -> dict[str, Any]:
+def build_models(skills: list[int], variants: list[str], baselines: list[str], **lse_options: Any) -> dict[str, Any]:
     """LSE variants for every d, then the baselines; ``mirt`` becomes one ``mirt-d<d>`` per
     d >= 2 in `skills` (``mirt-d2`` if there is none)."""
     from .baselines import make_baseline
     from .evaluate import lse_variants
 
-    models: dict[str, Any] = dict(lse_variants(skills, variants)) if variants else {}
+    models: dict[str, Any] = dict(lse_variants(skills, variants, **lse_options)) if variants else {}
     for name in baselines:
         if name == "mirt":
             for d in [d for d in skills if d >= 2] or [2]:
@@ -75,7 +75,9 @@ def run_evaluate_cli(
     fraction: float = 0.1,
     test_students: float = 0.2,
     seed: int | None = 0,
+    learning_noise: str | None = None,
     starts: int | None = None,
+    maxiter: int | None = None,
     draws: int | None = None,
     tune: int | None = None,
     chains: int | None = None,
@@ -110,10 +112,20 @@ def run_evaluate_cli(
     for b in b_list:
         if b not in BASELINES and not (b.startswith("mirt-d") and b[6:].isdigit()):
             raise ValueError(f"unknown --baselines entry {b!r}; choose from {', '.join(BASELINES)} (or none)")
-    models = build_models(d_list, v_list, b_list)
+    lse_options: dict[str, Any] = {}
+    if learning_noise is not None:
+        if str(learning_noise).strip().lower() == "learned":
+            lse_options["learning_noise"] = "learned"
+        else:
+            try:
+                lse_options["learning_noise"] = float(learning_noise)
+            except ValueError:
+                raise ValueError(f"--learning-noise must be a positive number or 'learned', got {learning_noise!r}") from None
+    models = build_models(d_list, v_list, b_list, **lse_options)
     if not models:
         raise ValueError("nothing to evaluate: --variants none and --baselines none")
-    fit_options = {k: v for k, v in {"starts": starts, "draws": draws, "tune": tune, "chains": chains}.items()
+    fit_options = {k: v for k, v in {"starts": starts, "maxiter": maxiter, "draws": draws, "tune": tune,
+                                     "chains": chains}.items()
                    if v is not None}
     from .config import DEFAULT_FIT_CONFIG
 
@@ -177,7 +189,9 @@ def run_evaluate_cli(
 @click.option("--test-students", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True,
               help="Share of students set apart as the test set (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the fits and the bootstrap.")
+@click.option("--learning-noise", default=None, help="σ_L of the LSE models: a positive number or 'learned' (default √0.5).")
 @click.option("--starts", type=click.IntRange(min=1), default=None, help="MAP starts per LSE fit (default 4).")
+@click.option("--maxiter", type=click.IntRange(min=1), default=None, help="MAP L-BFGS iterations per LSE start (default 5000).")
 @click.option("--draws", type=click.IntRange(min=1), default=None, help="ADVI/NUTS draws (per chain).")
 @click.option("--tune", type=click.IntRange(min=0), default=None, help="NUTS tuning steps.")
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="NUTS chains.")

@@ -748,6 +748,18 @@ class EvaluationResult:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1)
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EvaluationResult:
+        """Rebuild the tables of a result saved with `to_json` (no predictions, no split rows)."""
+        loo_df = pd.DataFrame(d["loo"]).set_index("model") if d.get("loo") else None
+        empty_split = Split(table=pd.DataFrame(columns=_SPLIT_COLUMNS), protocol=d["settings"]["protocol"],
+                            folds=d["settings"]["folds"], fraction=d["settings"]["fraction"],
+                            test_students=d["settings"]["test_students"], seed=d["settings"]["seed"])
+        return cls(metrics=pd.DataFrame(d["metrics"]), comparisons=pd.DataFrame(d["comparisons"]),
+                   predictions=pd.DataFrame(), timings=pd.DataFrame(d["timings"]),
+                   lessons=pd.DataFrame(d["lessons_check"]), split=empty_split, settings=dict(d["settings"]),
+                   loo=loo_df)
+
     def to_text(self) -> str:
         return format_text(self)
 
@@ -821,6 +833,7 @@ def evaluate(
     lesson_frames: dict[str, list[pd.DataFrame]] = {}
     fits: dict[str, dict[str, Any]] = {}
     last_lse_fits: dict[str, FittedLSE] = {}
+    lse_configs: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
     for ri, run in enumerate(runs):
         train_mask = split.training_mask(run)
@@ -839,31 +852,47 @@ def evaluate(
         })
         say(f"run {run} ({ri + 1}/{len(runs)}): {train_log.n_students} students, "
             f"{int((train['module_type'] == 'assessment').sum())} training answers, {int(preds['scored'].sum())} to predict")
+        shared_fits: dict[tuple, Any] = {}
         for name, spec in specs.items():
             t0 = time.perf_counter()
+            t_lessons = float("nan")
             if isinstance(spec, LatentSkillEmbedding):
                 opts = {"progressbar": False, **fit_options}
                 if seed is not None and "seed" not in opts:
                     opts["seed"] = seed
                 fitted = spec.fit(train_log, method=method, **opts)
                 t_fit = time.perf_counter() - t0
+                t1 = time.perf_counter()
                 p = _predict_lse(fitted, held, preds)
+                t_pred = time.perf_counter() - t1
                 if lessons and spec.config["lessons"]:
+                    t2 = time.perf_counter()
                     lc = lessons_check(fitted, train, held[held["role"].isin(["scored", "context"])])
                     lc.insert(0, "run", run)
                     lesson_frames.setdefault(name, []).append(lc)
+                    t_lessons = time.perf_counter() - t2
                 if ri == len(runs) - 1:
                     last_lse_fits[name] = fitted
+                lse_configs.setdefault(name, {"model_config": fitted.model_config, "fit_config": fitted.fit_config})
             else:
-                fitted = spec.fit(train_log, seed=seed)
-                t_fit = time.perf_counter() - t0
+                key = spec.fit_key()
+                if key in shared_fits:  # e.g. pfa and pfa-online: one fit, two ways to predict
+                    fitted = spec.with_fit(shared_fits[key])
+                    t_fit = 0.0
+                else:
+                    fitted = spec.fit(train_log, seed=seed)
+                    shared_fits[key] = fitted
+                    t_fit = time.perf_counter() - t0
+                t1 = time.perf_counter()
                 p = fitted.predict(held_a)
-            t_pred = time.perf_counter() - t0 - t_fit
+                t_pred = time.perf_counter() - t1
             preds[name] = p
-            timing_rows.append({"model": name, "run": run, "fit_seconds": t_fit, "predict_seconds": t_pred})
+            timing_rows.append({"model": name, "run": run, "fit_seconds": t_fit, "predict_seconds": t_pred,
+                                "lessons_check_seconds": t_lessons, **_optimizer_info(fitted)})
             if keep_fits:
                 fits.setdefault(name, {})[run] = fitted
-            say(f"  {name}: fit {t_fit:.1f} s, predict {t_pred:.1f} s, "
+            shared = " (shares the fit above)" if t_fit == 0.0 else ""
+            say(f"  {name}: fit {t_fit:.1f} s{shared}, predict {t_pred:.1f} s, "
                 f"AUC {mt.auc(preds['outcome'][preds['scored']], np.asarray(p)[preds['scored'].to_numpy()]):.3f}")
         pred_frames.append(preds)
     predictions = pd.concat(pred_frames, ignore_index=True)
@@ -909,9 +938,31 @@ def evaluate(
         "fit_options": {k: v for k, v in fit_options.items()}, "models": list(specs), "reference": reference,
         "n_boot": n_boot, "runs": runs, "seconds": time.perf_counter() - t_all,
         "n_students": log.n_students, "n_interactions": log.n_interactions,
+        "lse_configs": lse_configs, "bayes_lse_version": _package_version(),
     }
     return EvaluationResult(metrics=metrics_df, comparisons=comparisons, predictions=predictions, timings=timings,
                             lessons=lessons_df, split=split, settings=settings, loo=loo_table, fits=fits)
+
+
+def _optimizer_info(fitted: Any) -> dict[str, Any]:
+    """Iterations and stop message of a MAP fit (best start), or ADVI iterations."""
+    info = getattr(fitted, "info", None)
+    if isinstance(info, dict):  # a baseline
+        return {"iterations": info.get("n_iterations"), "stop": info.get("message")}
+    try:
+        opt = fitted.idata["optimization"]
+    except KeyError:
+        return {"iterations": None, "stop": None}
+    if "n_iterations" in opt:
+        best = int(opt.attrs.get("best_start", 0))
+        return {"iterations": int(opt["n_iterations"].values[best]), "stop": str(opt["message"].values[best])}
+    return {"iterations": opt.attrs.get("iterations"), "stop": f"converged={opt.attrs.get('converged')}"}
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def _groups(runs: list[str]) -> dict[str, list[str]]:
@@ -1026,6 +1077,19 @@ def format_text(res: EvaluationResult) -> str:
         rows = [[str(idx), f"{r['elpd']:.1f}", f"{r['se']:.1f}", f"{r['elpd_diff']:.1f}", f"{r['dse']:.1f}",
                  f"{r['p']:.1f}", f"{r['pareto_k_bad']:.1%}"] for idx, r in res.loo.iterrows()]
         parts.append(_render(["model", "elpd", "se", "Δelpd", "dse", "p_loo", "k>thr"], rows))
+    tm = res.timings
+    if len(tm):
+        parts.append("")
+        parts.append("time per run (seconds; mean over runs) and optimiser iterations")
+        rows = []
+        for name in s["models"]:
+            sub = tm[tm["model"] == name]
+            it = sub["iterations"].dropna() if "iterations" in sub else pd.Series(dtype=float)
+            stop = sub["stop"].dropna().astype(str) if "stop" in sub else pd.Series(dtype=str)
+            rows.append([name, f"{sub['fit_seconds'].mean():.1f}", f"{sub['predict_seconds'].mean():.1f}",
+                         f"{it.astype(float).mean():.0f}" if len(it) else "-",
+                         (stop.iloc[0][:48] if len(stop) else "-")])
+        parts.append(_render(["model", "fit", "predict", "iterations", "stop (first run)"], rows))
     parts.append("")
     parts.append(f"total {s['seconds']:.1f} s")
     return "\n".join(parts) + "\n"

@@ -153,7 +153,7 @@ def hard_goals(fitted: Any) -> dict[str, list[str]]:
     last = fitted.last_states()
     states = fitted.draws("student_state")[:, last["state"].to_numpy()]  # (S, U, d)
     req = fitted.draws("requirement")  # (S, A, d)
-    sids = list(fitted._ids("student"))
+    sids = [str(s) for s in fitted.students]
     sb = fitted.draws("student_bias")[:, [sids.index(s) for s in last.index]] if fitted.has("student_bias") else 0.0
     ab = fitted.draws("assessment_bias")[:, None, :] if fitted.has("assessment_bias") else 0.0
     sb = sb[..., None] if np.ndim(sb) else sb
@@ -191,7 +191,8 @@ def evaluate(
         p_exp = true_pass(truth, sid, gi, seqs, "expected")
         curves = {"expected": p_exp}
         if averaged:
-            curves["averaged"] = true_pass(truth, sid, gi, seqs, "averaged", n_noise, np.random.default_rng([seed, i, 1]))
+            rng = np.random.default_rng([seed, i, 1])
+            curves["averaged"] = true_pass(truth, sid, gi, seqs, "averaged", n_noise, rng)
         for name, p in curves.items():
             row[f"{name}_best"] = p.max()
             row[f"{name}_none"] = p[0]
@@ -200,6 +201,7 @@ def evaluate(
         top = rec.table.iloc[0]
         j = index[tuple(lessons.index(x) for x in top.lessons)]
         row.update(lessons=tuple(top.lessons), p_mean=top.p_mean, p_low=top.p_low, p_high=top.p_high)
+        row.update(current_p_low=rec.current["p_low"], current_p_high=rec.current["p_high"])
         for name, p in curves.items():
             row[f"{name}_rec"] = p[j]
             row[f"{name}_is_best"] = bool(p[j] >= p.max() - 1e-12)
@@ -255,7 +257,7 @@ def figure4(fitted: Any, lesson: str = "L1", goal: str = "A3", threshold: float 
     pushed through the recommender (expected update, per-draw σ_L)."""
     from bayes_lse.recommend import ModuleDraws, recommend_sequences
 
-    sids = list(fitted._ids("student"))
+    sids = [str(s) for s in fitted.students]
     prereq = fitted.draws("prerequisite") if fitted.has("prerequisite") else None
     rows = []
     for s in sids:
@@ -322,6 +324,7 @@ def _report_cohort(label: str, cohort: Any, fitted: Any, seed: int) -> None:
         if with_noise:
             print("  regret, noise rec,   truth=averaged :", _fmt(regret(df, "averaged", "noise_")))
         print(f"  recommended = exactly the true best (expected): {df['expected_is_best'].mean():.3f}")
+        print("  90% band, no lesson (current) vs truth   :", _fmt(coverage(df, "expected_none", "current_")))
         print("  90% band, default rec vs expected truth :", _fmt(coverage(df, "expected_rec")))
         print("  90% band, default rec vs averaged truth :", _fmt(coverage(df, "averaged_rec")))
         if with_noise:

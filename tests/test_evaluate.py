@@ -398,3 +398,10 @@ def test_ednet_sample_evaluates():
     res = evaluate(log, ["lse-d1", "irt1pl"], protocol="last-fraction", folds=1, test_students=0.4, seed=0,
                    fit_options={"starts": 1}, n_boot=20)
     assert (res.metrics["n"] > 0).all()
+
+
+def test_result_json_round_trip(small_result):
+    from bayes_lse.evaluate import EvaluationResult
+
+    back = EvaluationResult.from_dict(json.loads(small_result.to_json()))
+    assert back.to_text().splitlines()[:-1] == small_result.to_text().splitlines()[:-1]
