@@ -376,12 +376,21 @@ def run_case(
     rec["command"] = " ".join(cmd[1:])
     rec["load_average_before"] = load_average()
     rec["started"] = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    out_f = tempfile.TemporaryFile(mode="w+")
-    err_f = tempfile.TemporaryFile(mode="w+")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out_f, stderr=err_f, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        text=True, errors="replace",
+    )
     sampler = _TreeSampler(proc.pid)
     sampler.start()
+    out_lines: list[str] = []
+    err_lines: list[str] = []
+    readers = [
+        threading.Thread(target=_pump, args=(proc.stdout, out_lines, echo), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, err_lines, False), daemon=True),
+    ]
+    for t in readers:
+        t.start()
     timed_out = False
     status, ru = None, None
     deadline = None if timeout is None else t0 + timeout
@@ -401,11 +410,9 @@ def run_case(
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)  # keep Popen from waiting again
     sampler.stop()
-    out_f.seek(0)
-    err_f.seek(0)
-    stdout, stderr = out_f.read(), err_f.read()
-    out_f.close()
-    err_f.close()
+    for t in readers:  # a descendant still holding the pipes open must not hang the run
+        t.join(timeout=10)
+    stdout, stderr = "".join(out_lines), "".join(err_lines)
     maxrss_mb = ru.ru_maxrss / 1024  # Linux: kB
     tree_mb = sampler.peak_kb / 1024
     rec.update(
@@ -450,16 +457,24 @@ def run_case(
     rec["stdout_tail"] = _tail(stdout, 6000)
     if rec["status"] != "ok":
         rec["stderr_tail"] = _tail(stderr, 4000)
-    if echo:
-        sys.stdout.write(_indent(stdout))
-        if rec["status"] not in ("ok", "skipped"):
-            sys.stdout.write(_indent(_tail(stderr, 3000)))
+    if echo and rec["status"] not in ("ok", "skipped"):
+        sys.stdout.write(_indent(_tail(stderr, 3000)))
         sys.stdout.flush()
     return rec
 
 
+def _pump(stream: Any, sink: list[str], echo: bool) -> None:
+    """Collect a pipe line by line, echoing it indented when asked (live progress)."""
+    for line in stream:
+        sink.append(line)
+        if echo:
+            sys.stdout.write("    | " + line if line.endswith("\n") else "    | " + line + "\n")
+            sys.stdout.flush()
+    stream.close()
+
+
 def _indent(text: str) -> str:
-    return "".join(f"    | {ln}\n" for ln in text.splitlines())
+    return "".join(f"    ! {ln}\n" for ln in text.splitlines())
 
 
 # ------------------------------------------------------------------------ report

@@ -1,0 +1,231 @@
+"""The benchmark runner (benchmarks/runner.py): protocol parsing and a run of fake tiny cases.
+
+No timing assertions: benchmarks are not tests.  Only the runner's bookkeeping is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package
+
+from benchmarks import runner  # noqa: E402
+
+# ------------------------------------------------------------------ RESULT lines
+
+
+def test_parse_result_takes_the_last_line():
+    out = 'figures...\nmore\nRESULT {"case": "x", "quality": {"auc": 0.8}, "figures": {}, "targets": {}, "notes": "n"}\n\n'
+    assert runner.parse_result(out) == {"case": "x", "quality": {"auc": 0.8}, "figures": {}, "targets": {}, "notes": "n"}
+
+
+@pytest.mark.parametrize(
+    ("stdout", "message"),
+    [
+        ("", "printed nothing"),
+        ("hello\n", "last stdout line is not"),
+        ('RESULT {"case": "x"}\ntrailing\n', "printed earlier"),
+        ("RESULT {not json\n", "not valid JSON"),
+        ("RESULT [1, 2]\n", "one JSON object"),
+        ('RESULT {"quality": {}}\n', "no 'case' key"),
+        ('RESULT {"case": "x", "quality": [1]}\n', "'quality' must be an object"),
+    ],
+)
+def test_parse_result_errors_say_what_is_wrong(stdout, message):
+    with pytest.raises(ValueError, match=message):
+        runner.parse_result(stdout)
+
+
+def test_emit_result_round_trips_and_makes_plain_json(capsys):
+    np = pytest.importorskip("numpy")
+    obj = runner.emit_result("c", quality={"auc": np.float64(0.9), "bad": math.nan}, figures={"n": np.int64(3)},
+                             targets={"t": "< 1 s"}, notes="two\n lines", extra=[1, 2])
+    out = capsys.readouterr().out
+    parsed = runner.parse_result("noise\n" + out)
+    assert parsed == obj
+    assert parsed["quality"] == {"auc": 0.9, "bad": None}
+    assert parsed["figures"] == {"n": 3}
+    assert parsed["notes"] == "two lines"
+    assert parsed["extra"] == [1, 2]
+
+
+# ------------------------------------------------------------------ fake cases
+
+CASES = {
+    "tiny": """
+        \"\"\"A tiny case that allocates ~60 MB.\"\"\"
+        import sys
+        from benchmarks.runner import emit_result
+
+        def main(argv=None):
+            argv = sys.argv[1:] if argv is None else argv
+            block = b"\\x01" * (60 << 20)
+            print("figures: fine")
+            emit_result("tiny", quality={"quick": "--quick" in argv, "n": len(block) >> 20},
+                        figures={"x": 1.5}, targets={"speed": "< 1 s"}, notes="ok")
+
+        if __name__ == "__main__":
+            main()
+        """,
+    "broken": """
+        \"\"\"Fails.\"\"\"
+        import sys
+        print("about to fail")
+        sys.stderr.write("boom: something went wrong\\n")
+        sys.exit(3)
+        """,
+    "silent": """
+        \"\"\"Exits 0 without a RESULT line.\"\"\"
+        print("no result here")
+        """,
+    "selfskip": """
+        \"\"\"Skips itself.\"\"\"
+        from benchmarks.runner import emit_result
+        emit_result("selfskip", skipped="no GPU here")
+        """,
+    "needsdata": """
+        \"\"\"Reads ../shared/data (absent in the test).\"\"\"
+        PATH = "../shared/data/assistments2009"
+        raise SystemExit("must not run")
+        """,
+    "flags": """
+        \"\"\"Reports the cache environment it was given.\"\"\"
+        import os
+        from benchmarks.runner import emit_result
+        emit_result("flags", quality={"pytensor_flags": os.environ.get("PYTENSOR_FLAGS", ""),
+                                      "numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR", "")})
+        """,
+    "tree": """
+        \"\"\"Parent and child hold memory at the same time.\"\"\"
+        import subprocess, sys
+        from benchmarks.runner import emit_result
+        parent = b"\\x01" * (80 << 20)
+        subprocess.run([sys.executable, "-c", "import time; b = b'\\\\x01' * (120 << 20); time.sleep(1.0)"], check=True)
+        emit_result("tree", quality={"held": len(parent) >> 20})
+        """,
+    "sleepy": """
+        \"\"\"Never finishes in time.\"\"\"
+        import time
+        time.sleep(60)
+        """,
+}
+
+
+@pytest.fixture
+def fake_bench(tmp_path, monkeypatch):
+    pkg = tmp_path / "fakebench"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for name, src in CASES.items():
+        (pkg / f"bench_{name}.py").write_text(textwrap.dedent(src))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setenv("BAYES_LSE_DATA", str(tmp_path / "no-such-data"))
+    # the PyTensor cache probe starts PyTensor in a subprocess; not needed for the bookkeeping
+    monkeypatch.setattr(runner, "cache_locations", lambda env=None: {"pytensor_base_compiledir": str(tmp_path / "pt")})
+    return pkg
+
+
+def _run(fake_bench, tmp_path, *args):
+    out = tmp_path / "out" / "results.json"
+    code = runner.main(["--bench-dir", str(fake_bench), "--module-prefix", "fakebench.bench_", "--json", str(out), *args])
+    return code, json.loads(out.read_text())
+
+
+def test_runner_writes_json_with_every_field(fake_bench, tmp_path, capsys):
+    code, res = _run(fake_bench, tmp_path, "--cases", "tiny,broken,silent,selfskip,needsdata", "--quick")
+    assert code == 1  # a case failed: reported, the run went on
+    for key in ("started", "command", "machine", "versions", "cases", "total_seconds", "default_cache_locations"):
+        assert key in res
+    m = res["machine"]
+    assert m["nproc"] >= 1 and m["ram_gb"] and m["cpu_model"] and len(m["load_average_start"]) == 3
+    assert len(m["load_average_end"]) == 3
+    v = res["versions"]
+    for key in ("python", "pymc", "pytensor", "numpy", "scipy", "nutpie", "numba", "jax", "git_commit", "git_dirty"):
+        assert key in v
+    by = {c["case"]: c for c in res["cases"]}
+    assert [c["case"] for c in res["cases"]] == ["tiny", "broken", "silent", "selfskip", "needsdata"]
+
+    tiny = by["tiny"]
+    assert tiny["status"] == "ok" and tiny["exit_code"] == 0
+    assert tiny["quality"] == {"quick": True, "n": 60}
+    assert tiny["figures"] == {"x": 1.5} and tiny["targets"] == {"speed": "< 1 s"} and tiny["notes"] == "ok"
+    assert tiny["wall_seconds"] > 0 and tiny["cpu_seconds"] >= 0
+    assert tiny["peak_rss_mb"] >= 60 and tiny["maxrss_mb"] >= 60
+    assert tiny["cache"]["state"] == "default"
+    assert "--quick" in tiny["command"]
+    assert len(tiny["load_average_before"]) == 3 and len(tiny["load_average_after"]) == 3
+
+    assert by["broken"]["status"] == "failed" and by["broken"]["exit_code"] == 3
+    assert "exit status 3" in by["broken"]["reason"]
+    assert "boom" in by["broken"]["stderr_tail"]
+    assert by["silent"]["status"] == "failed" and "RESULT" in by["silent"]["reason"]
+    assert by["selfskip"]["status"] == "skipped" and by["selfskip"]["reason"] == "no GPU here"
+    assert by["needsdata"]["status"] == "skipped" and "shared data" in by["needsdata"]["reason"]
+    assert "wall_seconds" not in by["needsdata"]  # never started
+
+    printed = capsys.readouterr().out
+    assert "figures: fine" in printed  # the case's own output is shown live
+    assert "tiny" in printed and "failed" in printed and "skipped" in printed
+
+
+def test_cold_cache_gives_each_case_fresh_folders(fake_bench, tmp_path):
+    code, res = _run(fake_bench, tmp_path, "--cases", "flags", "--cache", "cold")
+    assert code == 0
+    case = res["cases"][0]
+    assert res["cache_mode"] == "cold" and case["cache"]["state"] == "cold"
+    base = case["cache"]["pytensor_base_compiledir"]
+    assert f"base_compiledir={base}" in case["quality"]["pytensor_flags"]
+    assert case["quality"]["numba_cache_dir"] == case["cache"]["numba_cache_dir"]
+    assert "size_after" in case["cache"]
+
+
+def test_peak_memory_covers_the_process_tree(fake_bench, tmp_path):
+    _, res = _run(fake_bench, tmp_path, "--cases", "tree")
+    case = res["cases"][0]
+    assert case["status"] == "ok"
+    assert case["maxrss_mb"] >= 110  # wait4: the larger of parent and reaped child
+    assert case["tree_rss_peak_mb"] >= 180  # sampled sum while both held memory
+    assert case["peak_rss_mb"] == max(case["maxrss_mb"], case["tree_rss_peak_mb"])
+    assert case["max_processes"] >= 2
+
+
+def test_timeout_kills_the_case(fake_bench, tmp_path):
+    _, res = _run(fake_bench, tmp_path, "--cases", "sleepy", "--timeout", "1")
+    assert res["cases"][0]["status"] == "timeout"
+
+
+def test_unknown_case_is_an_error(fake_bench, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _run(fake_bench, tmp_path, "--cases", "tiny,nope")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark case(s): nope" in err and "tiny" in err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_list_names_cases_without_running_them(fake_bench, tmp_path, capsys):
+    assert runner.main(["--bench-dir", str(fake_bench), "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny" in out and "A tiny case that allocates" in out
+    assert "needsdata" in out and "[needs shared data]" in out
+
+
+def test_the_real_cases_follow_the_protocol():
+    """Every benchmarks/bench_*.py has main(argv) and a docstring; discovery puts the known ones first."""
+    import ast
+
+    cases = runner.discover()
+    assert "recommend" in cases and "gradient_scaling" in cases and "cold_start" in cases
+    for name, path in cases.items():
+        tree = ast.parse(path.read_text())
+        mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main"]
+        assert mains, f"bench_{name}.py has no main()"
+        assert mains[0].args.args and mains[0].args.args[0].arg == "argv", f"bench_{name}.main takes argv"
+        assert runner.case_doc(path), f"bench_{name}.py has no docstring"
+    assert list(cases)[:3] == ["recommend", "gradient_scaling", "cold_start"]
