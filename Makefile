@@ -15,7 +15,7 @@ endif
 
 STAMP := $(VENV)/.installed-$(notdir $(PYTHON))
 
-.PHONY: demo test test-fast install clean bench
+.PHONY: demo test test-fast install clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 && $(PYTHON) --version >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python >= 3.12 or pass PYTHON=..." >&2; exit 2; }
@@ -36,6 +36,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not browser"
+
+# Benchmarks print figures and write benchmarks/results/latest.json; they are not tests.
+# Pass BENCH_ARGS, e.g. make bench BENCH_ARGS="--cases recommend --cache cold".
+bench: $(STAMP)
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
