@@ -21,9 +21,13 @@ from .evaluate import DEFAULT_BASELINES, PROTOCOLS, VARIANTS
 def _guarded(fn):
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from .cli import _guard
+        from .cli import UserError, _guard
+        from .distributed import SchedulerUnreachable
 
-        return _guard(fn)(*args, **kwargs)
+        try:
+            return _guard(fn)(*args, **kwargs)
+        except SchedulerUnreachable as exc:
+            raise UserError(str(exc)) from None
 
     return wrapper
 
@@ -92,12 +96,19 @@ def run_evaluate_cli(
     output: Path | None = None,
     overwrite: bool = False,
     quiet: bool = False,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> Any:
     """Everything `bayes-lse evaluate` does, callable from Python; returns the EvaluationResult."""
     from .data import read_interactions
+    from .distributed import check_engine
     from .evaluate import evaluate
     from .storage import atomic_write_text
 
+    try:
+        check_engine(scheduler, workers)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("scheduler", "--scheduler").replace("workers", "--workers")) from None
     for path in (output, split_out, predictions_out):
         if path is not None and Path(path).exists() and not overwrite:
             raise FileExistsError(f"{path}: already exists; pass --overwrite to replace it")
@@ -150,7 +161,7 @@ def run_evaluate_cli(
     result = evaluate(
         log, models, folds=folds, protocol=protocol, fraction=fraction, test_students=test_students, seed=seed,
         method=method, fit_options=fit_options, split=split_in, reference=reference, lessons=lessons_check,
-        loo=loo, n_boot=bootstrap, progress=say,
+        loo=loo, n_boot=bootstrap, progress=say, scheduler=scheduler, workers=workers,
     )
     if split_out is not None:
         result.split.write(split_out, overwrite=True)
@@ -212,6 +223,11 @@ def run_evaluate_cli(
               help="Write the results here instead of stdout.")
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run the fits on the Dask scheduler at ADDRESS, e.g. tcp://host:8786 "
+                   "(its workers need the same bayes-lse).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Run the fits on a local Dask cluster of this many worker processes (default: in-process).")
 @_guarded
 def evaluate_command(**kwargs: Any) -> None:
     """Compare LSE variants and baselines on held-out answers of DATA.
@@ -221,5 +237,7 @@ def evaluate_command(**kwargs: Any) -> None:
     --fraction of answers) and every model predicts the cut answers after fitting
     on everything else. Prints AUC, log-loss, Brier, accuracy and calibration
     error with standard errors, paired differences, and the lessons check.
+    Every (run, model) fit is a job: in-process by default, or on Dask with
+    --workers N (a local cluster) or --scheduler tcp://host:8786 (an existing one).
     """
     run_evaluate_cli(**kwargs)

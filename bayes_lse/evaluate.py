@@ -782,6 +782,8 @@ def evaluate(
     n_boot: int = 200,
     keep_fits: bool = False,
     progress: Callable[[str], None] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> EvaluationResult:
     """Fit every model on every run of the split and score the held-out rows.
 
@@ -795,6 +797,11 @@ def evaluate(
     the first model). `lessons`: run the lessons check for LSE models with lessons.
     `loo`: PSIS-LOO comparison of the LSE fits of the last run (test run if any),
     ADVI/NUTS only. `keep_fits`: keep every fitted model in ``result.fits``.
+
+    Every (run, model) fit is one job (baselines that share a fit share a job), run
+    in-process by default, on a local Dask cluster of `workers` processes, or on the
+    Dask scheduler at `scheduler` (:mod:`bayes_lse.distributed`); the results are the
+    same on every engine.
     """
     from .data import InteractionLog, read_interactions
     from .model import METHODS, LatentSkillEmbedding
@@ -808,6 +815,9 @@ def evaluate(
         raise ValueError("PSIS-LOO needs posterior draws: use method 'advi' or 'nuts' with loo")
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 0:
         raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+    from .distributed import check_engine, executor
+
+    check_engine(scheduler, workers)
     specs = _resolve_models(models)
     if split is None:
         split = make_split(log, folds=folds, protocol=protocol, fraction=fraction,
@@ -835,6 +845,8 @@ def evaluate(
     last_lse_fits: dict[str, FittedLSE] = {}
     lse_configs: dict[str, dict[str, Any]] = {}
     t_all = time.perf_counter()
+    # ---- each run's training and held-out rows, built once here ------------ #
+    contexts: list[dict[str, Any]] = []
     for ri, run in enumerate(runs):
         train_mask = split.training_mask(run)
         train = table.loc[train_mask, base_cols].reset_index(drop=True)
@@ -852,48 +864,53 @@ def evaluate(
         })
         say(f"run {run} ({ri + 1}/{len(runs)}): {train_log.n_students} students, "
             f"{int((train['module_type'] == 'assessment').sum())} training answers, {int(preds['scored'].sum())} to predict")
-        shared_fits: dict[tuple, Any] = {}
+        contexts.append({"run": run, "train_log": train_log, "train": train, "held": held, "preds": preds})
+
+    # ---- every (run, model) fit is one job; baselines sharing a fit share one #
+    jobs: list[_FitJob] = []
+    for ri, run in enumerate(runs):
+        grouped: dict[tuple, list[str]] = {}
         for name, spec in specs.items():
-            t0 = time.perf_counter()
-            t_lessons = float("nan")
+            key = ("lse", name) if isinstance(spec, LatentSkillEmbedding) else ("baseline", spec.fit_key())
+            grouped.setdefault(key, []).append(name)
+        for (kind, _), names in grouped.items():
+            jobs.append(_FitJob(run_index=ri, run=run, specs={n: specs[n] for n in names}, method=method,
+                                fit_options=fit_options, seed=seed, lessons=lessons,
+                                return_fit=keep_fits or (loo and kind == "lse" and ri == len(runs) - 1)))
+    n_done = 0
+
+    def report(i: int, res: dict[str, dict[str, Any]]) -> None:
+        nonlocal n_done
+        n_done += 1
+        preds = contexts[jobs[i].run_index]["preds"]
+        sc = preds["scored"].to_numpy()
+        for name, r in res.items():
+            shared = f" (shares the fit of {r['shares']})" if r["shares"] else ""
+            say(f"  [{n_done}/{len(jobs)}] run {jobs[i].run}, {name}: fit {r['fit_seconds']:.1f} s{shared}, "
+                f"predict {r['predict_seconds']:.1f} s, "
+                f"AUC {mt.auc(preds['outcome'][sc], np.asarray(r['p'])[sc]):.3f}")
+
+    with executor(scheduler, workers) as ex:
+        say(f"{len(jobs)} fit(s) of {len(specs)} model(s) on {len(runs)} run(s), {ex.description}")
+        shared_contexts = [ex.share(ctx) for ctx in contexts]
+        results = ex.map(_run_fit_job, [shared_contexts[j.run_index] for j in jobs], jobs, on_result=report)
+    by_key = {(job.run_index, name): r for job, res in zip(jobs, results, strict=True) for name, r in res.items()}
+    for ri, ctx in enumerate(contexts):
+        run, preds = ctx["run"], ctx["preds"]
+        for name, spec in specs.items():
+            r = by_key[(ri, name)]
+            preds[name] = r["p"]
+            timing_rows.append({"model": name, "run": run, "fit_seconds": r["fit_seconds"],
+                                "predict_seconds": r["predict_seconds"],
+                                "lessons_check_seconds": r["lessons_check_seconds"], **r["optimizer"]})
+            if r["lessons"] is not None:
+                lesson_frames.setdefault(name, []).append(r["lessons"])
             if isinstance(spec, LatentSkillEmbedding):
-                opts = {"progressbar": False, **fit_options}
-                if seed is not None and "seed" not in opts:
-                    opts["seed"] = seed
-                fitted = spec.fit(train_log, method=method, **opts)
-                t_fit = time.perf_counter() - t0
-                t1 = time.perf_counter()
-                p = _predict_lse(fitted, held, preds)
-                t_pred = time.perf_counter() - t1
-                if lessons and spec.config["lessons"]:
-                    t2 = time.perf_counter()
-                    lc = lessons_check(fitted, train, held[held["role"].isin(["scored", "context"])])
-                    lc.insert(0, "run", run)
-                    lesson_frames.setdefault(name, []).append(lc)
-                    t_lessons = time.perf_counter() - t2
-                if ri == len(runs) - 1:
-                    last_lse_fits[name] = fitted
-                lse_configs.setdefault(name, {"model_config": fitted.model_config, "fit_config": fitted.fit_config})
-            else:
-                key = spec.fit_key()
-                if key in shared_fits:  # e.g. pfa and pfa-online: one fit, two ways to predict
-                    fitted = spec.with_fit(shared_fits[key])
-                    t_fit = 0.0
-                else:
-                    fitted = spec.fit(train_log, seed=seed)
-                    shared_fits[key] = fitted
-                    t_fit = time.perf_counter() - t0
-                t1 = time.perf_counter()
-                p = fitted.predict(held_a)
-                t_pred = time.perf_counter() - t1
-            preds[name] = p
-            timing_rows.append({"model": name, "run": run, "fit_seconds": t_fit, "predict_seconds": t_pred,
-                                "lessons_check_seconds": t_lessons, **_optimizer_info(fitted)})
+                lse_configs.setdefault(name, r["configs"])
+                if loo and ri == len(runs) - 1:
+                    last_lse_fits[name] = r["fitted"]
             if keep_fits:
-                fits.setdefault(name, {})[run] = fitted
-            shared = " (shares the fit above)" if t_fit == 0.0 else ""
-            say(f"  {name}: fit {t_fit:.1f} s{shared}, predict {t_pred:.1f} s, "
-                f"AUC {mt.auc(preds['outcome'][preds['scored']], np.asarray(p)[preds['scored'].to_numpy()]):.3f}")
+                fits.setdefault(name, {})[run] = r["fitted"]
         pred_frames.append(preds)
     predictions = pd.concat(pred_frames, ignore_index=True)
     scored = predictions[predictions["scored"]].reset_index(drop=True)
@@ -942,6 +959,69 @@ def evaluate(
     }
     return EvaluationResult(metrics=metrics_df, comparisons=comparisons, predictions=predictions, timings=timings,
                             lessons=lessons_df, split=split, settings=settings, loo=loo_table, fits=fits)
+
+
+@dataclass
+class _FitJob:
+    """One job of :func:`evaluate`: a model (or baselines sharing one fit) on one run."""
+
+    run_index: int
+    run: str
+    specs: dict[str, Any]
+    method: str
+    fit_options: dict[str, Any]
+    seed: int | None
+    lessons: bool
+    return_fit: bool  # send the fitted object back (keep_fits, or PSIS-LOO on the last run)
+
+
+def _run_fit_job(ctx: Mapping[str, Any], job: _FitJob) -> dict[str, dict[str, Any]]:
+    """Fit, predict the held-out rows and run the lessons check for one job.
+
+    Runs wherever the engine puts it (this process or a Dask worker), so it returns
+    only small things: predictions, timings, configs, and the fit if asked for."""
+    from .model import LatentSkillEmbedding
+
+    train_log, train, held, preds = ctx["train_log"], ctx["train"], ctx["held"], ctx["preds"]
+    out: dict[str, dict[str, Any]] = {}
+    first: tuple[str, Any] | None = None  # the fit the baselines of this job share
+    for name, spec in job.specs.items():
+        t0 = time.perf_counter()
+        t_lessons = float("nan")
+        lc = None
+        configs = None
+        shares = None
+        if isinstance(spec, LatentSkillEmbedding):
+            opts = {"progressbar": False, **job.fit_options}
+            if job.seed is not None and "seed" not in opts:
+                opts["seed"] = job.seed
+            fitted = spec.fit(train_log, method=job.method, **opts)
+            t_fit = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            p = _predict_lse(fitted, held, preds)
+            t_pred = time.perf_counter() - t1
+            if job.lessons and spec.config["lessons"]:
+                t2 = time.perf_counter()
+                lc = lessons_check(fitted, train, held[held["role"].isin(["scored", "context"])])
+                lc.insert(0, "run", job.run)
+                t_lessons = time.perf_counter() - t2
+            configs = {"model_config": fitted.model_config, "fit_config": fitted.fit_config}
+        else:
+            if first is None:
+                fitted = spec.fit(train_log, seed=job.seed)
+                first = (name, fitted)
+                t_fit = time.perf_counter() - t0
+            else:  # e.g. pfa and pfa-online: one fit, two ways to predict
+                fitted = spec.with_fit(first[1])
+                shares = first[0]
+                t_fit = 0.0
+            t1 = time.perf_counter()
+            p = fitted.predict(held[held["module_type"] == "assessment"])
+            t_pred = time.perf_counter() - t1
+        out[name] = {"p": p, "fit_seconds": t_fit, "predict_seconds": t_pred, "lessons_check_seconds": t_lessons,
+                     "optimizer": _optimizer_info(fitted), "lessons": lc, "configs": configs, "shares": shares,
+                     "fitted": fitted if job.return_fit else None}
+    return out
 
 
 def _optimizer_info(fitted: Any) -> dict[str, Any]:
