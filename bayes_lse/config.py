@@ -51,6 +51,9 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
         "jacobian": False,
         "normalised": False,  # centred form only: keep the truncation normaliser (collapses)
         "trajectory": "joint",  # "median": hold innovations at 0 (non-centred only)
+        # "auto": centred MAP on the compiled kernel (map_kernel.py), else PyTensor; or force one
+        "engine": "auto",
+        "maxcor": 20,  # L-BFGS memory: corrections kept (each costs 2 vectors of the parameter size)
         "seed": None,
     },
     "advi": {
@@ -62,6 +65,10 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
         "window": 500,
         "draws": 1000,
         "seed": None,
+        # minibatch ADVI (bayes_lse/minibatch.py): students per batch; None = full batch (PyMC's pm.fit)
+        "batch_size": None,
+        "max_seconds": None,  # stop optimising after this many seconds (None: no time limit)
+        "backend": None,  # full-batch only: None (PyTensor default) or "jax" (pm.fit(backend="jax"); GPU-capable)
     },
     "nuts": {
         "sampler": "nutpie",
@@ -72,6 +79,8 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
         "target_accept": 0.9,
         "seed": None,
         "cores": None,
+        # numpyro only: "auto" | "parallel" | "sequential" | "vectorized" (inference.jax_chain_method)
+        "chain_method": "auto",
     },
 }
 

@@ -9,6 +9,7 @@ import logging
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +20,7 @@ import xarray as xr
 from pymc.pytensorf import join_nonshared_inputs
 from pytensor.graph.replace import clone_replace
 from scipy import optimize
+from threadpoolctl import threadpool_limits
 
 from .config import DEFAULT_FIT_CONFIG, merge
 
@@ -57,7 +59,21 @@ def run_fit(
         progressbar = default_progressbar()
     if data.table["module_type"].eq("assessment").sum() == 0:
         raise ValueError("the interaction log has no assessment rows: there is nothing to fit")
+    if method == "advi" and fit_cfg.get("batch_size") is not None:
+        # minibatch ADVI over students: its own per-batch graph, no full PyMC model (minibatch.py)
+        from .minibatch import run_minibatch_advi
+
+        return run_minibatch_advi(spec, data, fit_cfg, progressbar)
     is_map = method == "map"
+    if is_map and _use_kernel(spec, data, fit_cfg):
+        # centred MAP: one compiled pass over the data, no PyMC model (map_kernel.py)
+        from .model import IndexArrays
+
+        idx = IndexArrays.from_log(data)
+        t0 = time.perf_counter()
+        raw, extra = fit_map_kernel(spec, data, idx, fit_cfg, progressbar)
+        idata = build_datatree(spec.config, fit_cfg, method, data, idx, raw, extra, time.perf_counter() - t0)
+        return FittedLSE(idata)
     model, idx = spec.build_model(
         data,
         parametrization=fit_cfg["parametrization"],
@@ -114,7 +130,6 @@ def fit_map(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr
     form is used with the normaliser dropped (the original LSE objective), which
     does not collapse but shrinks gains (about 3× against NUTS).
     """
-    rng = np.random.default_rng(cfg["seed"])
     fixed = {}
     if cfg.get("trajectory", "joint") == "median" and "innovation" in model.named_vars:
         fixed["innovation"] = np.zeros(model.initial_point()["innovation"].shape)
@@ -127,58 +142,93 @@ def fit_map(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr
             for name, _, size, _ in x0.point_map_info
         ]
     )
-    bounds = [(0.0, None) if p else (None, None) for p in positive] if positive.any() else None
-    results = []
-    for start in range(int(cfg["starts"])):
-        x_init = x0.data + rng.uniform(-cfg["jitter"], cfg["jitter"], size=x0.data.shape)
-        x_init[positive] = np.abs(x_init[positive]) + 0.05
-        t0 = time.perf_counter()
 
-        def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-            try:
-                f, g = fn(x)
-            except ValueError:  # a line-search probe outside the support (PyMC's parameter checks)
-                return 1e300, np.zeros_like(x)
-            if not np.isfinite(f):
-                return 1e300, np.zeros_like(x)
-            return float(f), np.asarray(g, dtype=float)
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        try:
+            f, g = fn(x)
+        except ValueError:  # a line-search probe outside the support (PyMC's parameter checks)
+            return 1e300, np.zeros_like(x)
+        return float(f), np.asarray(g, dtype=float)
 
-        res = optimize.minimize(
-            fun,
-            x_init,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            options={"maxiter": int(cfg["maxiter"]), "ftol": cfg["ftol"], "gtol": cfg["gtol"], "maxcor": 20},
-        )
-        _, g = fn(res.x)
-        g = np.asarray(g, dtype=float)
-        # projected gradient: a coordinate held at its bound by a push outward is stationary
-        g[positive & (res.x <= 0.0) & (g > 0)] = 0.0
-        results.append(
-            {
-                "x": res.x,
-                "objective": float(res.fun),
-                "n_iterations": int(res.nit),
-                "n_evaluations": int(res.nfev),
-                "grad_norm": float(np.linalg.norm(g)),
-                "grad_max": float(np.max(np.abs(g))) if len(g) else 0.0,
-                "success": bool(res.success),
-                "message": str(res.message),
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-        if progressbar:
-            print(
-                f"MAP start {start + 1}/{cfg['starts']}: -log p = {res.fun:.2f} "
-                f"after {res.nit} iterations ({results[-1]['message']})",
-                file=sys.stderr,
-            )
-    best = int(np.argmin([r["objective"] for r in results]))
-    point_t = bij.rmap(pm.blocking.RaveledVars(results[best]["x"], x0.point_map_info))
+    best_x, opt = _multistart(fun, x0.data, positive, cfg, progressbar)
+    point_t = bij.rmap(pm.blocking.RaveledVars(best_x, x0.point_map_info))
     point_t.update(fixed)
     point = _constrained_point(model, point_t)
-    raw = xr.Dataset({k: (("chain", "draw", *[f"_{k}_{i}" for i in range(np.ndim(v))]), np.asarray(v)[None, None]) for k, v in point.items()})
+    return _point_dataset(point), {"optimization": opt}
+
+
+def _point_dataset(point: dict[str, np.ndarray]) -> xr.Dataset:
+    """A point estimate in the (chain, draw, ...) layout that every method returns."""
+    return xr.Dataset(
+        {k: (("chain", "draw", *[f"_{k}_{i}" for i in range(np.ndim(v))]), np.asarray(v)[None, None]) for k, v in point.items()}
+    )
+
+
+def _multistart(
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray,
+    positive: np.ndarray,
+    cfg: dict[str, Any],
+    progressbar: bool,
+) -> tuple[np.ndarray, xr.Dataset]:
+    """L-BFGS-B from `starts` jittered copies of `x0`; `positive` marks coordinates kept
+    ≥ 0 by box constraints.  Returns the best point and every start's record.
+
+    BLAS is held to one thread: L-BFGS-B's vector updates on ~10⁶ parameters are
+    memory-bound, and OpenBLAS threads spinning on a busy 2-core machine made each
+    iteration 5× slower (measured on ASSISTments, 667k parameters).
+    """
+    rng = np.random.default_rng(cfg["seed"])
+    bounds = [(0.0, None) if p else (None, None) for p in positive] if positive.any() else None
+
+    def safe(x: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g = fun(x)
+        if not np.isfinite(f) or not np.all(np.isfinite(g)):
+            return 1e300, np.zeros_like(x)
+        return f, g
+
+    results = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for start in range(int(cfg["starts"])):
+            x_init = x0 + rng.uniform(-cfg["jitter"], cfg["jitter"], size=x0.shape)
+            x_init[positive] = np.abs(x_init[positive]) + 0.05
+            t0 = time.perf_counter()
+            res = optimize.minimize(
+                safe,
+                x_init,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={
+                    "maxiter": int(cfg["maxiter"]),
+                    "ftol": cfg["ftol"],
+                    "gtol": cfg["gtol"],
+                    "maxcor": int(cfg.get("maxcor", 20)),
+                },
+            )
+            _, g = safe(res.x)
+            # projected gradient: a coordinate held at its bound by a push outward is stationary
+            g[positive & (res.x <= 0.0) & (g > 0)] = 0.0
+            results.append(
+                {
+                    "x": res.x,
+                    "objective": float(res.fun),
+                    "n_iterations": int(res.nit),
+                    "n_evaluations": int(res.nfev),
+                    "grad_norm": float(np.linalg.norm(g)),
+                    "grad_max": float(np.max(np.abs(g))) if len(g) else 0.0,
+                    "success": bool(res.success),
+                    "message": str(res.message),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            if progressbar:
+                print(
+                    f"MAP start {start + 1}/{cfg['starts']}: -log p = {res.fun:.2f} "
+                    f"after {res.nit} iterations ({results[-1]['message']})",
+                    file=sys.stderr,
+                )
+    best = int(np.argmin([r["objective"] for r in results]))
     opt = xr.Dataset(
         {
             key: ("start", np.array([r[key] for r in results]))
@@ -187,7 +237,47 @@ def fit_map(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr
         coords={"start": np.arange(len(results))},
         attrs={"best_start": best, "jacobian": int(bool(cfg.get("jacobian", True)))},
     )
-    return raw, {"optimization": opt}
+    return results[best]["x"], opt
+
+
+def _use_kernel(spec: LatentSkillEmbedding, data: InteractionLog, cfg: dict[str, Any]) -> bool:
+    """Whether MAP runs on the compiled centred kernel rather than a PyMC graph."""
+    from .model import NONCENTERED_MAX_STEPS
+
+    engine = cfg.get("engine", "auto")
+    if engine not in ("auto", "kernel", "pytensor"):
+        raise ValueError(f"MAP engine must be 'auto', 'kernel' or 'pytensor', got {engine!r}")
+    par = cfg["parametrization"]
+    if par == "auto":
+        steps = np.asarray(data.state_step)
+        par = "noncentered" if (int(steps.max()) if len(steps) else 0) <= NONCENTERED_MAX_STEPS else "centered"
+    if engine == "kernel" and par != "centered":
+        raise ValueError("MAP engine 'kernel' computes the centred trajectory only: pass parametrization='centered'")
+    return par == "centered" and engine != "pytensor"
+
+
+def fit_map_kernel(
+    spec: LatentSkillEmbedding, data: InteractionLog, idx: IndexArrays, cfg: dict[str, Any], progressbar: bool
+) -> tuple[xr.Dataset, dict]:
+    """Centred MAP on `map_kernel.CentredObjective`: the same density and optimiser
+    settings as the PyMC path (fit_map), evaluated in one compiled pass."""
+    from .map_kernel import CentredObjective
+
+    constrained = bool(cfg.get("constrained", False))
+    obj = CentredObjective(
+        idx,
+        spec.config,
+        n_students=data.n_students,
+        n_assessments=data.n_assessments,
+        n_lessons=data.n_lessons,
+        normalised=bool(cfg.get("normalised", True)),
+        log_space=not constrained,
+        jacobian=bool(cfg.get("jacobian", True)),
+    )
+    positive = obj.positive if constrained else np.zeros(obj.size, dtype=bool)
+    best_x, opt = _multistart(obj, obj.initial_point(), positive, cfg, progressbar)
+    opt.attrs["engine"] = "kernel"
+    return _point_dataset(obj.named_point(best_x)), {"optimization": opt}
 
 
 def _constrained_point(model: pm.Model, point_t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -222,11 +312,28 @@ class LossPlateau:
             raise StopIteration(f"ADVI loss changed by < {self.tolerance:g} between windows at iteration {i}")
 
 
+class _TimeLimit:
+    """ADVI callback: stop after `seconds` of optimisation (fit option max_seconds)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.t0 = time.perf_counter()
+
+    def __call__(self, approx: Any, losses: np.ndarray, i: int) -> None:
+        if time.perf_counter() - self.t0 > self.seconds:
+            raise StopIteration(f"ADVI stopped after max_seconds={self.seconds:g} s at iteration {i}")
+
+
 def fit_advi(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr.Dataset, dict]:
+    """Full-batch ADVI through `pm.fit`.  With `batch_size` set, `run_fit` goes to
+    `minibatch.run_minibatch_advi` instead (minibatches of students, no full model)."""
     kinds = {"meanfield": "advi", "fullrank": "fullrank_advi"}
     if cfg["kind"] not in kinds:
         raise ValueError(f"ADVI kind must be 'meanfield' or 'fullrank', got {cfg['kind']!r}")
     stop = LossPlateau(cfg["window"], cfg["tolerance"])
+    callbacks: list[Any] = [stop]
+    if cfg.get("max_seconds") is not None:
+        callbacks.append(_TimeLimit(float(cfg["max_seconds"])))
     seed = cfg["seed"]
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Ii]nference data.*")
@@ -235,8 +342,9 @@ def fit_advi(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[x
             method=kinds[cfg["kind"]],
             random_seed=seed,
             obj_optimizer=pm.adam(learning_rate=cfg["learning_rate"]),
-            callbacks=[stop],
+            callbacks=callbacks,
             progressbar=progressbar,
+            backend=_advi_backend(cfg),  # None (PyTensor default, numba) or "jax"; see _advi_backend
         )
         draws = approx.sample(int(cfg["draws"]), random_seed=seed, return_inferencedata=True)
     posterior = _posterior_dataset(draws)
@@ -262,17 +370,78 @@ def fit_advi(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[x
     return posterior, {"optimization": opt}
 
 
+def _advi_backend(cfg: dict[str, Any]) -> str | None:
+    """ADVI fit option `backend`: None (PyTensor's default linker) or "jax", which PyMC 6.4
+    offers as `pm.fit(..., backend="jax")`: the whole optimisation step (ELBO gradient and
+    Adam update) is compiled by JAX, so it runs on a GPU when `jax[cuda12]` is installed.
+    (The JAX linker copies the model's RNG shared variables and warns that it does; the
+    copies advance between steps, so the Monte Carlo ELBO is still fresh every step.)"""
+    backend = cfg.get("backend")
+    if backend is None:
+        return None
+    if backend != "jax":
+        raise ValueError(f"ADVI backend must be None or 'jax', got {backend!r}")
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        raise ImportError("backend='jax' needs JAX: pip install 'bayes-lse[jax]'") from None
+    warnings.filterwarnings("ignore", category=UserWarning, message=".*RandomType SharedVariables.*")
+    return "jax"
+
+
 # ---------------------------------------------------------------------- NUTS
+JAX_CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
+
+
+def jax_chain_method(requested: str, chains: int) -> str:
+    """How numpyro runs `chains` chains: 'parallel' (one XLA device per chain, `jax.pmap`),
+    'sequential' or 'vectorized' (`jax.vmap` on one device).
+
+    'auto': on CPU, ask XLA for one host device per chain — possible only before JAX
+    has run anything in this process, and only if neither the user nor PyMC (importing
+    `pymc.sampling.jax` sets `--xla_force_host_platform_device_count=100`) has set a
+    count — then 'parallel' when there are enough devices, else 'sequential' on CPU
+    and 'vectorized' on a single GPU/TPU.  More chains than cores is fine: the chains'
+    threads share the cores.
+    """
+    if requested not in JAX_CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {', '.join(JAX_CHAIN_METHODS)}; got {requested!r}")
+    if requested != "auto" or chains <= 1:
+        return "sequential" if requested == "auto" else requested
+    import os
+
+    import jax
+
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "") and jax.config.jax_num_cpu_devices < 0:
+        try:
+            jax.config.update("jax_num_cpu_devices", int(chains))
+        except RuntimeError:  # JAX already initialised its backends in this process: keep what it has
+            pass
+    if jax.local_device_count() >= chains:
+        return "parallel"
+    return "sequential" if jax.default_backend() == "cpu" else "vectorized"
+
+
 def fit_nuts(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr.Dataset, dict]:
+    """NUTS through `pm.sample(nuts_sampler=...)`: 'nutpie' (Rust, numba-compiled
+    log-density; the default), 'pymc' (PyMC's own NUTS, one process per chain) or
+    'numpyro' (JAX; the GPU path: `pip install "bayes-lse[jax]"`, plus `"jax[cuda12]"`
+    for a GPU).  Every sampler returns `sample_stats` with diverging / energy /
+    tree depth, so `FittedLSE.diagnostics()` works the same for all three."""
     sampler = cfg["sampler"]
     if sampler not in ("pymc", "nutpie", "numpyro"):
         raise ValueError(f"sampler must be 'pymc', 'nutpie' or 'numpyro', got {sampler!r}")
+    chain_method = cfg.get("chain_method", "auto")
+    if chain_method not in JAX_CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {', '.join(JAX_CHAIN_METHODS)}; got {chain_method!r}")
     if sampler == "numpyro":
         try:
+            import jax  # noqa: F401
             import numpyro  # noqa: F401
         except ImportError:
             raise ImportError(
-                "sampler='numpyro' needs the optional JAX backend: pip install 'bayes-lse[numpyro]'"
+                "sampler='numpyro' needs the optional JAX backend: pip install 'bayes-lse[jax]' "
+                "(the same as 'bayes-lse[numpyro]'; add 'jax[cuda12]' for an NVIDIA GPU)"
             ) from None
     kwargs: dict[str, Any] = dict(
         draws=int(cfg["draws"]),
@@ -289,8 +458,12 @@ def fit_nuts(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[x
         kwargs["target_accept"] = cfg["target_accept"]
     else:
         kwargs["nuts"] = {"target_accept": cfg["target_accept"]}
+    if sampler == "numpyro":
+        kwargs["nuts"]["chain_method"] = jax_chain_method(chain_method, int(cfg["chains"]))
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, message=".*[Cc]hains.*fewer.*")
+        # the JAX linker copies the model's RNG shared variables; sampling uses none of them
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*RandomType SharedVariables.*")
         idata = pm.sample(**kwargs)
     posterior = _posterior_dataset(idata)
     extra: dict[str, Any] = {}

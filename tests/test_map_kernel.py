@@ -1,0 +1,124 @@
+"""The compiled centred MAP objective is the PyMC model's density, term for term."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bayes_lse as bl
+from bayes_lse.map_kernel import CentredObjective
+from bayes_lse.model import IndexArrays, LatentSkillEmbedding
+
+VARIANTS = [
+    {},
+    {"prerequisites": False},
+    {"biases": False},
+    {"lessons": False},
+    {"learning_noise": "learned"},
+    {"n_skills": 3},
+]
+
+
+@pytest.fixture(scope="module")
+def small_log() -> bl.InteractionLog:
+    return bl.read_interactions(bl.simulate(n_students=15, n_steps=4, n_assessments=6, n_lessons=4, seed=3).table)
+
+
+def _objective(log: bl.InteractionLog, spec: LatentSkillEmbedding, idx: IndexArrays, **kw) -> CentredObjective:
+    return CentredObjective(
+        idx, spec.config, n_students=log.n_students, n_assessments=log.n_assessments, n_lessons=log.n_lessons, **kw
+    )
+
+
+CASES = [(v, True) for v in VARIANTS] + [({}, False), ({"learning_noise": "learned"}, False)]
+
+
+@pytest.mark.parametrize(
+    ("variant", "normalised"),
+    CASES,
+    ids=[(",".join(f"{k}={x}" for k, x in v.items()) or "full") + f"-normalised={n}" for v, n in CASES],
+)
+def test_matches_pymc_logp_and_gradient(small_log, variant, normalised):
+    spec = LatentSkillEmbedding(**variant)
+    model, idx = spec.build_model(small_log, parametrization="centered", normalised=normalised, constrained=True)
+    obj = _objective(small_log, spec, idx, normalised=normalised, log_space=False)
+    rng = np.random.default_rng(1)
+    x = np.abs(rng.normal(size=obj.size)) + 0.05
+    point = obj.named_point(x)
+    values = {v.name: point[v.name] for v in model.value_vars}
+    lp_pm = float(model.compile_logp(jacobian=False)(values))
+    g_pm = model.compile_dlogp(jacobian=False)(values)
+    lp, g = obj.logp_and_grad(x)
+    # PyMC's normal_lcdf is an approximation good to ~2e-8 per term; without the normaliser the match is exact
+    assert lp == pytest.approx(lp_pm, rel=1e-9, abs=1e-6 if normalised else 1e-9)
+    named = {name: g[b.start : b.stop].reshape(b.shape) for name, b in obj.blocks.items()}
+    states = named.pop("state")
+    named["initial_state"] = states[idx.initial_state]
+    named["later_state"] = states[idx.later_state]
+    offset = 0
+    for v in model.value_vars:
+        n = values[v.name].size
+        np.testing.assert_allclose(named[v.name].ravel(), g_pm[offset : offset + n], rtol=1e-6, atol=1e-6)
+        offset += n
+    assert offset == g_pm.size and set(named) == {v.name for v in model.value_vars}
+
+
+@pytest.mark.parametrize("jacobian", [False, True])
+def test_log_space_gradient_is_the_derivative(small_log, jacobian):
+    spec = LatentSkillEmbedding(learning_noise="learned")
+    idx = IndexArrays.from_log(small_log)
+    obj = _objective(small_log, spec, idx, normalised=True, log_space=True, jacobian=jacobian)
+    rng = np.random.default_rng(2)
+    x = obj.initial_point() + rng.uniform(-0.5, 0.5, size=obj.size)
+    _, g = obj.logp_and_grad(x)
+    for i in rng.choice(obj.size, size=25, replace=False):
+        e = np.zeros(obj.size)
+        e[i] = 1e-6
+        fd = (obj.logp_and_grad(x + e)[0] - obj.logp_and_grad(x - e)[0]) / 2e-6
+        assert g[i] == pytest.approx(fd, rel=1e-4, abs=1e-5)
+
+
+def test_jacobian_adds_the_log_values_of_positive_blocks(small_log):
+    spec = LatentSkillEmbedding()
+    idx = IndexArrays.from_log(small_log)
+    plain = _objective(small_log, spec, idx, log_space=True, jacobian=False)
+    jac = _objective(small_log, spec, idx, log_space=True, jacobian=True)
+    x = plain.initial_point() + 0.3
+    assert jac.logp_and_grad(x)[0] - plain.logp_and_grad(x)[0] == pytest.approx(x[plain.positive].sum())
+
+
+def test_kernel_map_fit_is_used_for_centred_map_and_predicts(small_log):
+    fit = LatentSkillEmbedding().fit(small_log, method="map", parametrization="centered", starts=2, seed=0)
+    opt = fit.idata["optimization"]
+    assert opt.attrs["engine"] == "kernel"
+    assert opt["objective"].shape == (2,)
+    pred = fit.predict(small_log.table[small_log.table["module_type"] == "assessment"].head(20))
+    assert pred["p_mean"].between(0, 1).all()
+    # the optimum: the gradient is small relative to where the optimiser started
+    assert float(opt["grad_norm"].min()) < 1e-2
+
+
+def test_kernel_and_pytensor_engines_agree_on_the_objective_at_the_kernel_optimum(small_log):
+    spec = LatentSkillEmbedding()
+    fit = spec.fit(small_log, method="map", parametrization="centered", starts=1, seed=0)
+    model, idx = spec.build_model(small_log, parametrization="centered", normalised=False)
+    post = fit.posterior
+    point = {
+        "initial_state": post["student_state"].values[0, 0][idx.initial_state],
+        "later_state": post["student_state"].values[0, 0][idx.later_state],
+        **{k: post[k].values[0, 0] for k in ("requirement", "gain", "prerequisite", "student_bias", "assessment_bias")},
+    }
+    # PyMC's value variables are log-values of the positive ones
+    values = {}
+    for v in model.value_vars:
+        base = v.name.removesuffix("_log__")
+        values[v.name] = np.log(point[base]) if v.name.endswith("_log__") else point[base]
+    lp = float(model.compile_logp(jacobian=False)(values))
+    assert -lp == pytest.approx(float(fit.idata["optimization"]["objective"].min()), rel=1e-9)
+
+
+def test_engine_kernel_refuses_the_noncentred_form(small_log):
+    with pytest.raises(ValueError, match="centred trajectory only"):
+        LatentSkillEmbedding().fit(small_log, method="map", engine="kernel", parametrization="noncentered")
+    with pytest.raises(ValueError, match="engine must be"):
+        LatentSkillEmbedding().fit(small_log, method="map", engine="gpu")
