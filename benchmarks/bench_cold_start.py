@@ -12,7 +12,8 @@ A small simulated cohort (60 students x 6 steps) is fitted by the command line,
 
 Each method gets its own empty cache, so each first fit is cold.  Reported: both
 wall times, the fit's own ``runtime_seconds`` (optimisation or sampling, compiling
-included), the start-up time of ``bayes-lse --help`` and of importing the package,
+included), the CPU time of each run (user + system: less stretched by other jobs on a
+shared machine than wall time), the start-up time of ``bayes-lse --help`` and of importing the package,
 how big the caches grew, and where they live by default.
 
 ``--quick``: MAP only (one start), 30 students x 4 steps.
@@ -24,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -42,10 +44,15 @@ def _cli() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "bayes_lse.cli"]
 
 
-def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
+def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall seconds, CPU seconds (user + system of the child and its reaped descendants) and the result."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True)
-    return time.perf_counter() - t0, out
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall, cpu, out
 
 
 def cache_env(root: Path) -> dict[str, str]:
@@ -107,13 +114,13 @@ def main(argv: list[str] | None = None) -> None:
         bl.simulate(**size, n_assessments=15, n_lessons=6, seed=3).write(data)
         cli = _cli()
         env0 = cache_env(work / "cache_startup")
-        t_help, _ = timed([*cli, "--help"], env0, work)
-        t_import, _ = timed([sys.executable, "-c", "import bayes_lse, pymc"], env0, work)
+        t_help, _, _ = timed([*cli, "--help"], env0, work)
+        t_import, _, _ = timed([sys.executable, "-c", "import bayes_lse, pymc"], env0, work)
         figures["cli_help_s"] = round(t_help, 2)
         figures["import_bayes_lse_pymc_s"] = round(t_import, 2)
         print(f"data: {data.name}, {sum(1 for _ in data.open()) - 1} interactions; cli: {' '.join(cli)}")
         print(f"bayes-lse --help: {t_help:.1f} s;  python -c 'import bayes_lse, pymc': {t_import:.1f} s")
-        print(f"\n{'method':6} {'run':5} {'wall s':>7} {'fit s':>7} {'cache MB':>9} {'files':>6}")
+        print(f"\n{'method':6} {'run':5} {'wall s':>7} {'cpu s':>7} {'fit s':>7} {'cache MB':>9} {'files':>6}")
         for method in methods:
             root = work / f"cache_{method}"
             env = cache_env(root)
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                 extra += ["--starts", "1"]
             for run in ("cold", "warm"):
                 out_dir = work / f"model_{method}_{run}"
-                wall, res = timed([*cli, "fit", str(data), "-o", str(out_dir), "--method", method, *extra], env, work)
+                wall, cpu, res = timed([*cli, "fit", str(data), "-o", str(out_dir), "--method", method, *extra], env, work)
                 size = dir_size(root)
                 if res.returncode != 0:
                     failures.append(f"{method} {run}: exit {res.returncode}: {res.stderr.strip()[-300:]}")
@@ -130,15 +137,18 @@ def main(argv: list[str] | None = None) -> None:
                     break
                 fit_s = _runtime(res.stdout, out_dir)
                 figures[f"{method}_{run}_wall_s"] = round(wall, 2)
+                figures[f"{method}_{run}_cpu_s"] = round(cpu, 2)
                 if fit_s is not None:
                     figures[f"{method}_{run}_fit_s"] = round(fit_s, 2)
                 cache_sizes[f"{method}_after_{run}"] = size
                 fit_txt = f"{fit_s:7.1f}" if fit_s is not None else f"{'?':>7}"
-                print(f"{method:6} {run:5} {wall:7.1f} {fit_txt} {size['mb']:9.1f} {size['files']:6}", flush=True)
+                print(f"{method:6} {run:5} {wall:7.1f} {cpu:7.1f} {fit_txt} {size['mb']:9.1f} {size['files']:6}", flush=True)
             if f"{method}_warm_wall_s" in figures:
                 saved = figures[f"{method}_cold_wall_s"] - figures[f"{method}_warm_wall_s"]
                 quality[f"{method}_cold_minus_warm_s"] = round(saved, 2)
                 quality[f"{method}_cold_over_warm"] = round(figures[f"{method}_cold_wall_s"] / figures[f"{method}_warm_wall_s"], 2)
+                quality[f"{method}_cpu_cold_minus_warm_s"] = round(
+                    figures[f"{method}_cold_cpu_s"] - figures[f"{method}_warm_cpu_s"], 2)
                 quality[f"{method}_cache_mb"] = cache_sizes[f"{method}_after_warm"]["mb"]
         locations = default_locations()
         print("\ndefault cache locations:")
@@ -150,7 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
     notes = "; ".join(
-        f"{m}: first fit {figures[f'{m}_cold_wall_s']:.1f} s cold vs {figures[f'{m}_warm_wall_s']:.1f} s warm"
+        f"{m}: first fit {figures[f'{m}_cold_wall_s']:.1f} s cold vs {figures[f'{m}_warm_wall_s']:.1f} s warm "
+        f"(CPU {figures[f'{m}_cold_cpu_s']:.0f} vs {figures[f'{m}_warm_cpu_s']:.0f} s)"
         for m in methods
         if f"{m}_warm_wall_s" in figures
     )
