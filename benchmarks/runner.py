@@ -507,6 +507,62 @@ def table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _md_cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(run: dict[str, Any]) -> str:
+    """A results JSON (as written by :func:`main`) as Markdown: run, machine, versions, table, targets."""
+    m, v = run.get("machine", {}), run.get("versions", {})
+    out = [
+        f"- started {run.get('started')}, `{run.get('command')}`, {run.get('total_seconds')} s in all;"
+        f" compile cache: **{run.get('cache_mode')}**{' (quick versions)' if run.get('quick') else ''}",
+        f"- machine: {m.get('cpu_model')}, {m.get('nproc')} usable cores ({m.get('cpu_count')} online), "
+        f"{m.get('ram_gb')} GB RAM, {m.get('platform')}; load average (1, 5, 15 min) "
+        f"{m.get('load_average_start')} at the start, {m.get('load_average_end')} at the end",
+        "- versions: " + ", ".join(
+            f"{k} {v[k]}" for k in ("python", *VERSION_PACKAGES) if v.get(k)
+        ) + f"; git {str(v.get('git_commit'))[:10]}" + (" + uncommitted changes" if v.get("git_dirty") else ""),
+    ]
+    if v.get("git_dirty_files"):
+        out.append("- uncommitted files in the package/benchmarks at run time: "
+                   + ", ".join(f"`{f}`" for f in v["git_dirty_files"]))
+    loc = run.get("default_cache_locations") or {}
+    if loc.get("pytensor_base_compiledir"):
+        out.append(f"- default compile caches: PyTensor `{loc.get('pytensor_base_compiledir')}` "
+                   f"(its numba cache `{loc.get('pytensor_numba_cache')}`), linker {loc.get('pytensor_linker')}; "
+                   f"numba: {loc.get('numba_cache_dir')}")
+    out += ["", "| case | status | wall s | peak RSS MB | CPU s | cache | load before → after | quality |",
+            "|---|---|---:|---:|---:|---|---|---|"]
+    for r in run.get("cases", []):
+        q = ", ".join(f"{k} = {_fmt(x)}" for k, x in (r.get("quality") or {}).items())
+        if r.get("status") != "ok":
+            q = (q + "; " if q else "") + str(r.get("reason", ""))
+        cache = r.get("cache") or {}
+        cstate = cache.get("state", "")
+        if cstate == "default" and "new_files" in cache:
+            cstate += f" (+{cache['new_files']} files)"
+        la = (f"{(r.get('load_average_before') or ['?'])[0]} → {(r.get('load_average_after') or ['?'])[0]}"
+              if "load_average_before" in r else "")
+        cells = [
+            r["case"], r.get("status", "?"),
+            f"{r['wall_seconds']:.1f}" if "wall_seconds" in r else "–",
+            f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "–",
+            f"{r['cpu_seconds']:.1f}" if "cpu_seconds" in r else "–",
+            cstate, la, q,
+        ]
+        out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    targets = [(r["case"], k, t) for r in run.get("cases", []) for k, t in (r.get("targets") or {}).items()]
+    if targets:
+        out += ["", "Targets as each case states them:", ""]
+        out += [f"- `{c}` {k}: {t}" for c, k, t in targets]
+    notes = [(r["case"], r.get("notes")) for r in run.get("cases", []) if r.get("notes")]
+    if notes:
+        out += ["", "Notes printed by the cases:", ""]
+        out += [f"- `{c}`: {n}" for c, n in notes]
+    return "\n".join(out) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -520,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="'cold': each case gets a fresh empty PyTensor/numba compile cache; "
                          "'default': the machine's caches (warm once the graphs were compiled before)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds before a case is killed (default 3600)")
+    ap.add_argument("--markdown", type=Path, default=None, help="also write the summary as Markdown here")
+    ap.add_argument("--render", type=Path, default=None, metavar="JSON",
+                    help="run nothing: print (or with --markdown, write) the Markdown summary of a results JSON")
     ap.add_argument("--bench-dir", type=Path, default=BENCH_DIR, help=argparse.SUPPRESS)
     ap.add_argument("--module-prefix", default="benchmarks.bench_", help=argparse.SUPPRESS)
     return ap
@@ -527,6 +586,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.render is not None:
+        text = markdown(json.loads(args.render.read_text()))
+        if args.markdown:
+            args.markdown.write_text(text)
+        else:
+            sys.stdout.write(text)
+        return 0
     available = discover(args.bench_dir)
     if args.list:
         for name, path in available.items():
@@ -573,4 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(_jsonable(run), indent=1) + "\n")
     tmp.replace(args.json)
     print(f"wrote {args.json}")
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(_jsonable(run)))
+        print(f"wrote {args.markdown}")
     return 0 if all(r["status"] in ("ok", "skipped") for r in run["cases"]) else 1

@@ -229,3 +229,15 @@ def test_the_real_cases_follow_the_protocol():
         assert mains[0].args.args and mains[0].args.args[0].arg == "argv", f"bench_{name}.main takes argv"
         assert runner.case_doc(path), f"bench_{name}.py has no docstring"
     assert list(cases)[:3] == ["recommend", "gradient_scaling", "cold_start"]
+
+
+def test_markdown_summary_of_a_run(fake_bench, tmp_path, capsys):
+    md = tmp_path / "out" / "summary.md"
+    _run(fake_bench, tmp_path, "--cases", "tiny,needsdata", "--markdown", str(md))
+    text = md.read_text()
+    assert "| case | status | wall s | peak RSS MB |" in text
+    assert "| tiny | ok |" in text and "| needsdata | skipped |" in text
+    assert "`tiny` speed: < 1 s" in text and "load average" in text
+    capsys.readouterr()
+    assert runner.main(["--render", str(tmp_path / "out" / "results.json")]) == 0
+    assert capsys.readouterr().out == text
