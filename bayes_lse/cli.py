@@ -135,6 +135,9 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
 @click.option("--tune", type=click.IntRange(min=0), default=None, help="NUTS tuning steps per chain.")
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="NUTS chains.")
 @click.option("--starts", type=click.IntRange(min=1), default=None, help="MAP optimiser starts.")
+@click.option("--maxiter", type=click.IntRange(min=1), default=None,
+              help="MAP: L-BFGS-B iterations per start (default 5000; a few hundred suffice for "
+              "prediction on large logs, see docs/benchmarks.md).")
 @click.option("--advi-kind", type=click.Choice(["meanfield", "fullrank"]), default=None)
 @click.option("--seed", type=int, default=None)
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -143,7 +146,7 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
 @_guard
 def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequisites: bool, no_biases: bool,
         no_lessons: bool, learning_noise: str | None, sampler: str | None, draws: int | None, tune: int | None,
-        chains: int | None, starts: int | None, advi_kind: str | None, seed: int | None,
+        chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None, seed: int | None,
         config_file: Path | None, overwrite: bool) -> None:
     """Fit the model to DATA (CSV or Parquet) and save it as a model folder."""
     from .data import read_interactions
@@ -164,7 +167,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
         except json.JSONDecodeError as exc:
             raise UserError(f"{config_file}: not valid JSON ({exc})") from None
     for key, value in {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "starts": starts,
-                       "kind": advi_kind, "seed": seed}.items():
+                       "maxiter": maxiter, "kind": advi_kind, "seed": seed}.items():
         if value is not None:
             overrides[key] = value
     from .config import DEFAULT_FIT_CONFIG

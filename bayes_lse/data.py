@@ -465,10 +465,12 @@ def _build(df: pd.DataFrame, where: _Where) -> InteractionLog:
     extras = [
         c for c in df.columns if c not in REQUIRED_COLUMNS + ("timestep",) + DERIVED_COLUMNS
     ]
+    # Id columns stay Arrow-backed Series: `.to_numpy()` would make one Python string
+    # per row and column (~150 MB on ASSISTments' 536k rows).
     cols: dict[str, Any] = {
-        "student_id": sid.to_numpy(),
-        "module_id": mid.to_numpy(),
-        "module_type": mtype.to_numpy(),
+        "student_id": sid.reset_index(drop=True),
+        "module_id": mid.reset_index(drop=True),
+        "module_type": mtype.reset_index(drop=True),
         "outcome": outcome,
     }
 
@@ -477,7 +479,10 @@ def _build(df: pd.DataFrame, where: _Where) -> InteractionLog:
     else:
         order = _timestamp_order(df, where) if "timestamp" in df.columns else None
         if order is not None:
-            cols = {k: v[order] for k, v in cols.items()}
+            cols = {
+                k: v.iloc[order].reset_index(drop=True) if isinstance(v, pd.Series) else v[order]
+                for k, v in cols.items()
+            }
             is_lesson, is_assess = is_lesson[order], is_assess[order]
             df = df.iloc[order]
             where.take(order)

@@ -1200,10 +1200,16 @@ def diagnose(
             tables["map"] = mt
             best = mt[mt["best"]].iloc[0] if mt["best"].any() else mt.iloc[0]
             succ = bool(best.get("success", True))
-            add("MAP optimiser", "ok" if succ else "fail", str(best.get("message", "")), "success",
+            msg = str(best.get("message", ""))
+            # an iteration budget is a choice (early stopping on large logs), not a breakdown
+            at_limit = not succ and "ITERATIONS REACHED LIMIT" in msg.upper()
+            add("MAP optimiser", "ok" if succ else "warn" if at_limit else "fail", msg, "success",
                 f"The best of {len(mt)} starts (start {best['start']}) "
                 + (f"converged after {int(best['n_iterations'])} iterations." if succ and "n_iterations" in best
-                   else "converged." if succ else "did not report convergence: the point may not be a mode."))
+                   else "converged." if succ
+                   else f"stopped at the iteration limit ({int(best['n_iterations'])} iterations) before meeting its "
+                   "tolerance: the point is near, not at, a mode (see the gradient norm); raise maxiter to converge."
+                   if at_limit else "did not report convergence: the point may not be a mode."))
             if "grad_norm" in best:
                 g = float(best["grad_norm"])
                 ok = g <= th["map_grad_norm_max"]

@@ -42,7 +42,10 @@ def _table_dataset(table: pd.DataFrame) -> xr.Dataset:
         elif pd.api.types.is_numeric_dtype(s):
             data[col] = ("row", s.to_numpy(dtype=float if s.isna().any() else None))
         else:
-            data[col] = ("row", s.astype(str).to_numpy(dtype=object))
+            # via the distinct values: no Python string per row (≈90 MB on 535k rows)
+            codes, uniques = pd.factorize(s, use_na_sentinel=False)
+            vocab = np.asarray([str(u) for u in uniques], dtype=str)
+            data[col] = ("row", vocab[codes] if len(vocab) else np.asarray(codes, dtype=str))
     return xr.Dataset(data, coords={"row": np.arange(len(table))})
 
 

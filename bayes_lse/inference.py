@@ -203,7 +203,7 @@ def _multistart(
                     "maxiter": int(cfg["maxiter"]),
                     "ftol": cfg["ftol"],
                     "gtol": cfg["gtol"],
-                    "maxcor": int(cfg.get("maxcor", 20)),
+                    "maxcor": _maxcor(cfg.get("maxcor", "auto"), x0.size),
                 },
             )
             _, g = safe(res.x)
@@ -238,6 +238,14 @@ def _multistart(
         attrs={"best_start": best, "jacobian": int(bool(cfg.get("jacobian", True)))},
     )
     return results[best]["x"], opt
+
+
+def _maxcor(value: Any, n: int) -> int:
+    if value == "auto":
+        return 20 if n <= 200_000 else 5
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"maxcor must be a positive integer or 'auto', got {value!r}")
+    return value
 
 
 def _use_kernel(spec: LatentSkillEmbedding, data: InteractionLog, cfg: dict[str, Any]) -> bool:

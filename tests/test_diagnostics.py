@@ -260,6 +260,13 @@ def test_map_optimiser_table_and_verdicts(truth):
     bad = diagnose(map_idata(truth, success=False, grad_norm=5.0))
     assert bad.check("MAP optimiser")["status"] == "fail"
     assert bad.check("MAP gradient norm")["status"] == "warn"
+    # stopping at the iteration budget (early stopping on large logs) is a warning, not a failure
+    limited = map_idata(truth, success=False, grad_norm=5.0)
+    limited["optimization"]["message"] = limited["optimization"]["message"].copy(
+        data=np.array(["STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT"] * limited["optimization"].sizes["start"])
+    )
+    check = diagnose(limited).check("MAP optimiser")
+    assert check["status"] == "warn" and "iteration limit" in check["message"]
 
 
 # --------------------------------------------------------------------------- predictive checks and LOO
