@@ -613,12 +613,19 @@ def _truncated_mean(mu: np.ndarray, noise: np.ndarray) -> np.ndarray:
     return np.stack([eq.truncated_normal_mean(mu[i], float(noise.flat[i])) for i in range(mu.shape[0])])
 
 
+_LESSONS_SUMMARY_KEYS = ("auc_with", "auc_without", "auc_diff", "auc_diff_se", "auc_diff_low", "auc_diff_high",
+                         "log_loss_with", "log_loss_without", "log_loss_diff", "log_loss_diff_se",
+                         "log_loss_diff_low", "log_loss_diff_high", "mean_lessons")
+
+
 def _lessons_summary(rows: pd.DataFrame, *, n_boot: int, seed: int | None) -> dict[str, float]:
+    """AUC and log-loss of the lessons-check rows with and without the learning update;
+    differences are with − without (AUC: positive helps; log-loss: negative helps),
+    with bootstrap SEs and 95% intervals over students."""
     n = len(rows)
     out: dict[str, float] = {"n": n, "students": int(rows["student_id"].nunique()) if n else 0}
     if n == 0:
-        return {**out, "auc_with": float("nan"), "auc_without": float("nan"), "auc_diff": float("nan"),
-                "auc_diff_se": float("nan"), "auc_diff_low": float("nan"), "auc_diff_high": float("nan")}
+        return {**out, **{k: float("nan") for k in _LESSONS_SUMMARY_KEYS}}
     y = rows["outcome"].to_numpy()
     cmp = paired_comparison(y, rows["p_with"].to_numpy(), rows["p_without"].to_numpy(),
                             rows["student_id"].to_numpy(), n_boot=n_boot, seed=seed)
@@ -627,7 +634,8 @@ def _lessons_summary(rows: pd.DataFrame, *, n_boot: int, seed: int | None) -> di
         "auc_diff": cmp["auc_diff"], "auc_diff_se": cmp["auc_diff_se"],
         "auc_diff_low": cmp["auc_diff_low"], "auc_diff_high": cmp["auc_diff_high"],
         "log_loss_with": mt.log_loss(y, rows["p_with"]), "log_loss_without": mt.log_loss(y, rows["p_without"]),
-        "log_loss_diff_se": cmp["log_loss_diff_se"],
+        "log_loss_diff": cmp["log_loss_diff"], "log_loss_diff_se": cmp["log_loss_diff_se"],
+        "log_loss_diff_low": cmp["log_loss_diff_low"], "log_loss_diff_high": cmp["log_loss_diff_high"],
         "mean_lessons": float(rows["n_lessons"].mean()),
     })
     return out
@@ -1149,8 +1157,11 @@ def format_text(res: EvaluationResult) -> str:
                      "lessons with and without the learning update (± bootstrap SE over students)")
         rows = [[r["model"], r["set"], str(int(r["n"])), _pm(r["auc_with"], float("nan")),
                  _pm(r["auc_without"], float("nan")), _pm(r["auc_diff"], r["auc_diff_se"]),
-                 f"[{r['auc_diff_low']:.3f}, {r['auc_diff_high']:.3f}]" if r["n"] else "-"] for _, r in lc.iterrows()]
-        parts.append(_render(["model", "set", "answers", "AUC with", "AUC without", "difference", "95% interval"], rows))
+                 f"[{r['auc_diff_low']:.3f}, {r['auc_diff_high']:.3f}]" if r["n"] else "-",
+                 _pm(r.get("log_loss_diff", float("nan")), r.get("log_loss_diff_se", float("nan")))]
+                for _, r in lc.iterrows()]
+        parts.append(_render(["model", "set", "answers", "AUC with", "AUC without", "ΔAUC", "95% interval",
+                              "Δlog-loss"], rows))
     if res.loo is not None:
         parts.append("")
         parts.append(f"PSIS-LOO on run {s['runs'][-1]}'s training rows (higher elpd is better)")

@@ -246,6 +246,25 @@ def test_evaluate_is_reproducible(cohort_log, small_result):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_lessons_summary_reports_both_differences():
+    from bayes_lse.evaluate import _lessons_summary
+
+    rng = np.random.default_rng(3)
+    n = 60
+    y = rng.integers(0, 2, n).astype(float)
+    p_with = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.1, n), 0.01, 0.99)
+    p_without = np.full(n, 0.5) + rng.normal(0, 0.01, n)
+    rows = pd.DataFrame({"student_id": np.repeat([f"s{k}" for k in range(12)], 5), "outcome": y,
+                         "p_with": p_with, "p_without": p_without, "n_lessons": 1})
+    out = _lessons_summary(rows, n_boot=50, seed=0)
+    assert out["auc_diff"] == pytest.approx(mt.auc(y, p_with) - mt.auc(y, p_without))
+    assert out["log_loss_diff"] == pytest.approx(mt.log_loss(y, p_with) - mt.log_loss(y, p_without))
+    assert out["log_loss_diff"] < 0 < out["auc_diff"]  # the informative prediction wins on both
+    assert out["log_loss_diff_se"] > 0 and out["log_loss_diff_low"] < out["log_loss_diff_high"]
+    empty = _lessons_summary(rows.iloc[:0], n_boot=50, seed=0)
+    assert empty["n"] == 0 and set(out) == set(empty) and np.isnan(empty["log_loss_diff"])
+
+
 def test_lessons_check_matches_a_hand_push(small_result, cohort_log):
     from bayes_lse import equations as eq
 
