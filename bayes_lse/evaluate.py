@@ -228,8 +228,13 @@ def make_split(
     fraction: float = 0.1,
     test_students: float = 0.2,
     seed: int | None = 0,
+    test_ids: Iterable[str] | None = None,
 ) -> Split:
-    """Assign students to folds and the test set and every row its role (see module doc)."""
+    """Assign students to folds and the test set and every row its role (see module doc).
+
+    `test_ids`: the test set by student id (e.g. the students of a published test
+    file) instead of a random share; `test_students` is then ignored.
+    """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if isinstance(folds, bool) or int(folds) != folds or folds < 1:
@@ -239,7 +244,7 @@ def make_split(
         raise ValueError(f"test_students must be a fraction in [0, 1), got {test_students!r}")
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction!r}")
-    if folds == 1 and test_students == 0:
+    if folds == 1 and test_students == 0 and test_ids is None:
         raise ValueError("nothing to evaluate: folds=1 (no cross-validation) and test_students=0 (no test set)")
     t = log.table
     n_students = log.n_students
@@ -248,7 +253,20 @@ def make_split(
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n_students)
     n_test = 0
-    if test_students > 0:
+    if test_ids is not None:
+        wanted = pd.Index([str(x) for x in test_ids]).unique()
+        missing = wanted.difference(pd.Index(log.students).astype(str))
+        if len(missing):
+            raise ValueError(f"{len(missing)} test_ids are not students of the log, e.g. {missing[0]!r}")
+        is_test = np.asarray(pd.Index(log.students).astype(str).isin(wanted))
+        if is_test.all():
+            raise ValueError("test_ids names every student: nobody is left to train on")
+        perm = np.concatenate([perm[is_test[perm]], perm[~is_test[perm]]])
+        n_test = int(is_test.sum())
+        test_students = n_test / n_students
+        if folds == 1 and n_test == 0:
+            raise ValueError("nothing to evaluate: folds=1 (no cross-validation) and test_ids is empty")
+    elif test_students > 0:
         n_test = max(1, int(round(test_students * n_students)))
     rest = perm[n_test:]
     if folds >= 2 and len(rest) < folds:

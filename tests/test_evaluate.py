@@ -119,6 +119,27 @@ def test_split_is_seeded_and_complete(cohort_log):
     assert a.training_mask("test")[fold != "test"].all()
 
 
+def test_split_with_a_given_test_set(cohort_log):
+    ids = [str(s) for s in cohort_log.students[:7]]
+    sp = make_split(cohort_log, folds=1, protocol="last-fraction", test_ids=ids, test_students=0)
+    t = sp.table
+    assert set(t.loc[t.fold == "test", "student_id"]) == set(ids)
+    assert set(t.loc[t.fold != "test", "fold"]) == {"train"} and (t.loc[t.fold != "test", "role"] == "train").all()
+    assert sp.runs == ["test"] and sp.test_students == pytest.approx(7 / cohort_log.n_students)
+    # the held-out rows of a test student are the same as with a random test set
+    rand = make_split(cohort_log, folds=1, protocol="last-fraction", test_students=0.5, seed=1).table
+    both = set(ids) & set(rand.loc[rand.fold == "test", "student_id"])
+    assert both
+    m = t.student_id.isin(both).to_numpy()
+    assert (t.loc[m, "role"].to_numpy() == rand.loc[m, "role"].to_numpy()).all()
+    cv = make_split(cohort_log, folds=3, test_ids=ids, seed=2)
+    assert set(cv.table.loc[cv.table.fold == "test", "student_id"]) == set(ids) and cv.runs == ["0", "1", "2", "test"]
+    with pytest.raises(ValueError, match="not students of the log"):
+        make_split(cohort_log, folds=1, test_ids=["nobody"])
+    with pytest.raises(ValueError, match="nobody is left"):
+        make_split(cohort_log, folds=1, test_ids=[str(s) for s in cohort_log.students])
+
+
 def test_last_batch_holds_out_the_last_assessment_step(cohort_log):
     sp = make_split(cohort_log, folds=2, seed=0)
     t = cohort_log.table.assign(role=sp.table["role"].to_numpy(), fold=sp.table["fold"].to_numpy())
