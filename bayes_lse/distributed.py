@@ -21,10 +21,12 @@ deterministic (seeded) for the engines to agree; `fn` must be a module-level fun
 so that worker processes can import it; a script that starts a local cluster needs
 the usual ``if __name__ == "__main__":`` guard (worker processes are spawned).
 
-Threads: Dask's nannies start worker processes with ``OMP_NUM_THREADS``,
-``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` set to 1 (its
+Threads: every job runs with BLAS/OpenMP limited to one thread (threadpoolctl), on
+every engine: a multi-threaded BLAS sums in another order, and results would differ
+in the last bits between engines.  Dask's nannies also start worker processes with
+``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` set to 1 (its
 ``distributed.nanny.pre-spawn-environ`` default), so N one-thread workers do not
-oversubscribe the cores with BLAS threads.  PyTensor's compile directory is shared
+oversubscribe the cores.  PyTensor's compile directory is shared
 between processes and guarded by its own lock, so workers reuse each other's
 compiled functions.
 """
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -44,6 +47,27 @@ DEFAULT_TIMEOUT = 5.0
 
 class SchedulerUnreachable(ConnectionError):
     """The Dask scheduler given by address cannot be reached or has no usable workers."""
+
+
+#: one job at a time per process (see `_one_blas_thread`); re-entrant for nested maps
+_JOB_LOCK = threading.RLock()
+
+
+def _one_blas_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)` with BLAS/OpenMP limited to one thread, one job per process.
+
+    A multi-threaded BLAS sums in another order than a single-threaded one (results
+    then differ by ~1e-12), so every engine runs jobs like this: the same bits
+    in-process as on Dask workers, and no oversubscription when jobs run side by side.
+    Jobs in two threads of one process (a Dask worker with ``--nthreads`` > 1) are
+    serialised: PyMC/PyTensor model building and compilation are not thread-safe
+    (measured: concurrent fits gave other last bits, and the BLAS limit itself is
+    process-wide), so the parallelism is in processes.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with _JOB_LOCK, threadpool_limits(limits=1):
+        return fn(*args, **kwargs)
 
 
 class InProcessExecutor:
@@ -59,7 +83,7 @@ class InProcessExecutor:
             on_result: Callable[[int, Any], None] | None = None, **common: Any) -> list[Any]:
         out = []
         for i, args in enumerate(zip(*iterables, strict=True)):
-            r = fn(*args, **common)
+            r = _one_blas_thread(fn, *args, **common)
             if on_result is not None:
                 on_result(i, r)
             out.append(r)
@@ -89,7 +113,7 @@ class DaskExecutor:
             raise ValueError("map: the iterables have different lengths")
         if n == 0:
             return []
-        futures = self.client.map(fn, *columns, pure=False, **common)
+        futures = self.client.map(_one_blas_thread, [fn] * n, *columns, pure=False, **common)
         index = {f.key: i for i, f in enumerate(futures)}
         out: list[Any] = [None] * n
         try:
