@@ -26,9 +26,8 @@ every engine: a multi-threaded BLAS sums in another order, and results would dif
 in the last bits between engines.  Dask's nannies also start worker processes with
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` set to 1 (its
 ``distributed.nanny.pre-spawn-environ`` default), so N one-thread workers do not
-oversubscribe the cores.  PyTensor's compile directory is shared
-between processes and guarded by its own lock, so workers reuse each other's
-compiled functions.
+oversubscribe the cores.  PyTensor's compile cache (its ``compiledir``, where numba's
+file cache lives) is on disk and shared by the worker processes of one machine.
 """
 
 from __future__ import annotations
