@@ -325,10 +325,12 @@ class _TimeLimit:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.t0 = time.perf_counter()
+        self.t0: float | None = None  # set at the first iteration: compilation is not counted
 
     def __call__(self, approx: Any, losses: np.ndarray, i: int) -> None:
-        if time.perf_counter() - self.t0 > self.seconds:
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+        elif time.perf_counter() - self.t0 > self.seconds:
             raise StopIteration(f"ADVI stopped after max_seconds={self.seconds:g} s at iteration {i}")
 
 
@@ -370,8 +372,8 @@ def fit_advi(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[x
     )
     if stop.converged_at is None:
         warnings.warn(
-            f"ADVI did not meet its stopping rule within {cfg['max_iterations']} iterations; "
-            "raise max_iterations or check the loss history",
+            f"ADVI did not meet its stopping rule within {len(hist)} iterations (max_iterations="
+            f"{cfg['max_iterations']}, max_seconds={cfg.get('max_seconds')}); raise them or check the loss history",
             RuntimeWarning,
             stacklevel=3,
         )
