@@ -49,26 +49,26 @@ ED_BASE = "student-rate,assessment-rate,irt1pl,irt2pl,mirt,pfa,pfa-online"
 EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     # ------------------------------------------------------------- EdNet sample
     "ednet_lf_map": (
-        "EdNet sample, last 10% of answers, 5-fold CV + 20% test students; LSE by MAP, d = 1, 2, 3, "
-        "all variants; all baselines",
-        [EDNET, "--from", "ednet-kt4", "--protocol", "last-fraction", "--skills", "1,2,3",
+        "EdNet sample, last 10% of answers, 4-fold CV + 20% test students (seed 4: every run has held-out "
+        "answers); LSE by MAP, d = 1, 2, 3, all variants; all baselines",
+        [EDNET, "--from", "ednet-kt4", "--folds", "4", "--seed", "4", "--protocol", "last-fraction", "--skills", "1,2,3",
          "--variants", "full,no-prerequisites,no-biases,no-lessons", "--baselines", ED_BASE],
     ),
     "ednet_lb_map": (
-        "EdNet sample, last batch (answers at the last timestep), 5-fold CV + 20% test; as ednet_lf_map",
-        [EDNET, "--from", "ednet-kt4", "--protocol", "last-batch", "--skills", "1,2,3",
+        "EdNet sample, last batch (answers at the last timestep), 4-fold CV + 20% test; as ednet_lf_map",
+        [EDNET, "--from", "ednet-kt4", "--folds", "4", "--seed", "4", "--protocol", "last-batch", "--skills", "1,2,3",
          "--variants", "full,no-prerequisites,no-biases,no-lessons", "--baselines", ED_BASE],
     ),
     "ednet_lf_nuts": (
         "EdNet sample, last 10%; LSE by NUTS (nutpie, 2 chains x 500 draws, 500 tuning), d = 1, 2, 3 and d = 2 "
         "variants; PSIS-LOO on the test run's fits",
-        [EDNET, "--from", "ednet-kt4", "--protocol", "last-fraction", "--method", "nuts", "--skills", "1,2,3",
+        [EDNET, "--from", "ednet-kt4", "--folds", "4", "--seed", "4", "--protocol", "last-fraction", "--method", "nuts", "--skills", "1,2,3",
          "--variants", "full,no-prerequisites,no-biases,no-lessons", "--chains", "2", "--draws", "500",
          "--tune", "500", "--loo", "--baselines", "irt1pl,pfa"],
     ),
     "ednet_lf_advi": (
         "EdNet sample, last 10%; LSE by mean-field ADVI, d = 1, 2, 3 and variants; PSIS-LOO",
-        [EDNET, "--from", "ednet-kt4", "--protocol", "last-fraction", "--method", "advi", "--skills", "1,2,3",
+        [EDNET, "--from", "ednet-kt4", "--folds", "4", "--seed", "4", "--protocol", "last-fraction", "--method", "advi", "--skills", "1,2,3",
          "--variants", "full,no-prerequisites,no-biases,no-lessons", "--loo", "--baselines", "irt1pl,pfa"],
     ),
     # ------------------------------------------------------ ASSISTments 2009
