@@ -83,6 +83,8 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
         "cores": None,
         # numpyro only: "auto" | "parallel" | "sequential" | "vectorized" (inference.jax_chain_method)
         "chain_method": "auto",
+        # nutpie only: mass-matrix adaptation, None (nutpie's "diag") | "diag" | "draw_diag" | "low_rank"
+        "adaptation": None,
     },
 }
 

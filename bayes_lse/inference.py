@@ -470,6 +470,14 @@ def fit_nuts(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[x
         kwargs["nuts"] = {"target_accept": cfg["target_accept"]}
     if sampler == "numpyro":
         kwargs["nuts"]["chain_method"] = jax_chain_method(chain_method, int(cfg["chains"]))
+    adaptation = cfg.get("adaptation")
+    if adaptation is not None:
+        if sampler != "nutpie" or adaptation not in ("diag", "draw_diag", "low_rank"):
+            raise ValueError(
+                f"adaptation must be None, or for sampler='nutpie' one of 'diag', 'draw_diag', 'low_rank'; "
+                f"got {adaptation!r} with sampler={sampler!r}"
+            )
+        kwargs["nuts"]["adaptation"] = adaptation
     with model, warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, message=".*[Cc]hains.*fewer.*")
         # the JAX linker copies the model's RNG shared variables; sampling uses none of them
