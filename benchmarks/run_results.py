@@ -44,6 +44,7 @@ A09_TEST = f"{DATA}/assistments2009/ckyeungac_problem_id_test.csv"
 EDNET = f"{DATA}/ednet_kt4_sample"
 A09_BASE = "student-rate,assessment-rate,irt1pl,irt2pl,pfa,pfa-online"
 ED_BASE = "student-rate,assessment-rate,irt1pl,irt2pl,mirt,pfa,pfa-online"
+A09_LSE_FIT = ["--starts", "1", "--maxiter", "1000"]
 
 #: name -> (what it is, arguments after `bayes-lse evaluate`)
 EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
@@ -72,45 +73,68 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
          "--variants", "full,no-prerequisites,no-biases,no-lessons", "--loo", "--baselines", "irt1pl,pfa"],
     ),
     # ------------------------------------------------------ ASSISTments 2009
+    # One run per command: 20% of the students (666) are the test set, nobody else is held out
+    # (--folds 1).  LSE MAP: one start, at most 1000 L-BFGS iterations (--starts 1 --maxiter 1000).
     "a09_lf_baselines": (
-        "ASSISTments 2009 problem level (train file), last 10% of answers, 5-fold CV + 20% test students; "
-        "every baseline",
-        [A09, "--from", "assistments-dkt", "--protocol", "last-fraction", "--variants", "none",
+        "ASSISTments 2009 problem level (train file), last 10% of answers of 20% test students; every baseline",
+        [A09, "--from", "assistments-dkt", "--protocol", "last-fraction", "--folds", "1", "--variants", "none",
          "--baselines", A09_BASE + ",mirt"],
     ),
-    "a09_lf_lse_items_as_lessons": (
-        "ASSISTments 2009 train file, last 10%, test run only (20% test students); every answered item also a "
-        "lesson (the original LSE treatment); LSE MAP d = 1, 2, 3 and d = 2 variants; baselines",
-        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-fraction", "--folds", "1",
-         "--skills", "1,2,3", "--variants", "full", "--starts", "1", "--maxiter", "300",
-         "--baselines", "irt1pl,irt2pl,pfa,pfa-online"],
-    ),
-    "a09_lf_lse_variants": (
-        "as a09_lf_lse_items_as_lessons, d = 2 without prerequisites / biases / lessons",
-        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-fraction", "--folds", "1",
-         "--skills", "2", "--variants", "no-prerequisites,no-biases,no-lessons", "--starts", "1",
-         "--maxiter", "300", "--baselines", "irt1pl,pfa"],
-    ),
-    "a09_lf_lse_assessments_only": (
-        "ASSISTments 2009 train file, last 10%, test run only; items as assessments only (no lessons: LSE is a "
-        "static non-negative MIRT); LSE MAP d = 1, 2, 3",
+    "a09_lf_static": (
+        "as a09_lf_baselines; items are assessments only (no lessons, every answer at timestep 0: the LSE is a "
+        "static non-negative multidimensional IRT with biases); LSE MAP d = 1, 2, 3",
         [A09, "--from", "assistments-dkt", "--protocol", "last-fraction", "--folds", "1", "--skills", "1,2,3",
-         "--variants", "no-lessons", "--starts", "1", "--maxiter", "300", "--baselines", "irt1pl,irt2pl,pfa"],
+         "--variants", "no-lessons", *A09_LSE_FIT, "--baselines", "irt1pl,irt2pl,pfa"],
     ),
-    "a09_lb_lse_items_as_lessons": (
-        "ASSISTments 2009 train file, last batch (= each held-out student's last answer; needs items as "
-        "lessons, else every answer is at timestep 0), test run only; LSE MAP d = 1, 2, 3; baselines",
+    "a09_lf_ial": (
+        "as a09_lf_baselines; every answered item is also a lesson (the original LSE treatment); LSE MAP "
+        "d = 1, 2, 3, σ_L = √0.5 (default)",
+        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-fraction", "--folds", "1",
+         "--skills", "1,2,3", "--variants", "full", *A09_LSE_FIT, "--baselines", "irt1pl,irt2pl,pfa"],
+    ),
+    "a09_lf_ial_variants": (
+        "as a09_lf_ial, d = 2 without prerequisites / biases / lessons (no lessons = a random walk with zero "
+        "mean gain)",
+        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-fraction", "--folds", "1",
+         "--skills", "2", "--variants", "no-prerequisites,no-biases,no-lessons", *A09_LSE_FIT,
+         "--baselines", "irt1pl,pfa"],
+    ),
+    "a09_lf_ial_noise0.2": (
+        "as a09_lf_ial with σ_L = 0.2, d = 1, 2",
+        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-fraction", "--folds", "1",
+         "--skills", "1,2", "--variants", "full", "--learning-noise", "0.2", *A09_LSE_FIT,
+         "--baselines", "irt1pl,pfa"],
+    ),
+    "a09_lf_ial_noise0.05": (
+        "as a09_lf_ial with σ_L = 0.05, d = 1, 2",
+        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-fraction", "--folds", "1",
+         "--skills", "1,2", "--variants", "full", "--learning-noise", "0.05", *A09_LSE_FIT,
+         "--baselines", "irt1pl,pfa"],
+    ),
+    "a09_lb_ial": (
+        "ASSISTments 2009 train file, last batch (= each test student's last answer; needs items as lessons, "
+        "else every answer is at timestep 0 and nothing is left to train on); LSE MAP d = 1, 2, 3",
         [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-batch", "--folds", "1",
-         "--skills", "1,2,3", "--variants", "full", "--starts", "1", "--maxiter", "300",
-         "--baselines", "student-rate,assessment-rate,irt1pl,irt2pl,pfa,pfa-online"],
+         "--skills", "1,2,3", "--variants", "full", *A09_LSE_FIT, "--baselines", A09_BASE],
     ),
-    "a09_official_lf": (
-        "ASSISTments 2009 train + test files: test set = the test file's 833 students (last 10% of their "
-        "answers held out), trained on the whole train file and the rest of the test students' histories; "
-        "needs `prepare`",
-        [f"{WORK}/a09_train_test_items_as_lessons.csv", "--split", f"{WORK}/a09_official_lf.split.csv",
-         "--skills", "2", "--variants", "full", "--starts", "1", "--maxiter", "300",
-         "--baselines", "irt1pl,irt2pl,pfa,pfa-online"],
+    "a09_lb_ial_noise0.05": (
+        "as a09_lb_ial with σ_L = 0.05, d = 1, 2",
+        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-batch", "--folds", "1",
+         "--skills", "1,2", "--variants", "full", "--learning-noise", "0.05", *A09_LSE_FIT,
+         "--baselines", "irt1pl,pfa"],
+    ),
+    "a09_official_static": (
+        "ASSISTments 2009 train + test files: the test set is the test file's 833 students (last 10% of their "
+        "answers held out); trained on the whole train file and the test students' earlier answers; items as "
+        "assessments only; needs `prepare`",
+        [f"{WORK}/a09_train_test.csv", "--split", f"{WORK}/a09_official_lf.split.csv", "--skills", "1,2",
+         "--variants", "no-lessons", *A09_LSE_FIT, "--baselines", "irt1pl,irt2pl,pfa,pfa-online"],
+    ),
+    "a09_official_ial": (
+        "as a09_official_static with items as lessons; LSE d = 2, σ_L = √0.5 and 0.05 are separate commands: "
+        "this one is the default",
+        [f"{WORK}/a09_train_test_items_as_lessons.csv", "--split", f"{WORK}/a09_official_ial_lf.split.csv",
+         "--skills", "2", "--variants", "full", *A09_LSE_FIT, "--baselines", "irt1pl,pfa"],
     ),
 }
 
@@ -134,7 +158,8 @@ def _resolve(args: list[str]) -> list[str]:
 
 # ----------------------------------------------------------------------------- prepare
 def prepare() -> None:
-    """The combined ASSISTments table and the split with the test file's students as test set."""
+    """The combined ASSISTments tables (items as assessments only; items also as lessons) and,
+    for each, splits whose test set is the test file's students."""
     sys.path.insert(0, str(REPO))
     from bayes_lse.data import read_interactions
     from bayes_lse.evaluate import make_split
@@ -145,16 +170,18 @@ def prepare() -> None:
     root = _data_root()
     train = A09.replace(DATA, root, 1)
     test = A09_TEST.replace(DATA, root, 1)
-    df = convert("assistments-dkt", [train, test], items_as_lessons=True)
-    table = work / "a09_train_test_items_as_lessons.csv"
-    df.to_csv(table, index=False)
-    log = read_interactions(table)
-    test_ids = [s for s in log.students.astype(str) if s.startswith(Path(test).stem + "-")]
-    for protocol, tag in (("last-fraction", "lf"), ("last-batch", "lb")):
-        split = make_split(log, folds=1, protocol=protocol, fraction=0.1, test_ids=test_ids, seed=0)
-        path = split.write(work / f"a09_official_{tag}.split.csv")
-        print(f"{path}: {split.summary()}")
-    print(f"{table}: {log.n_students} students, {log.n_interactions} rows")
+    for ial, tag in ((False, ""), (True, "_items_as_lessons")):
+        df = convert("assistments-dkt", [train, test], items_as_lessons=ial)
+        table = work / f"a09_train_test{tag}.csv"
+        df.to_csv(table, index=False)
+        log = read_interactions(table)
+        test_ids = [s for s in log.students.astype(str) if s.startswith(Path(test).stem + "-")]
+        protocols = (("last-fraction", "lf"), ("last-batch", "lb")) if ial else (("last-fraction", "lf"),)
+        for protocol, ptag in protocols:
+            split = make_split(log, folds=1, protocol=protocol, fraction=0.1, test_ids=test_ids, seed=0)
+            path = split.write(work / f"a09_official{'_ial' if ial else ''}_{ptag}.split.csv")
+            print(f"{path}: {split.summary()}")
+        print(f"{table}: {log.n_students} students, {log.n_interactions} rows")
 
 
 # ----------------------------------------------------------------------------- run
