@@ -20,7 +20,7 @@ What the runner measures itself, per case:
   reports the max over the process and its reaped children, not their sum) — and
   (b) the peak of the *summed* RSS of the whole process tree (case + every live
   descendant, e.g. PyMC's sampler processes or dask workers), sampled from ``/proc``
-  every 0.05 s.  Both are kept (``maxrss_mb``, ``tree_rss_peak_mb``); (b) can miss a
+  every 0.05 s for the first 10 s, then every 0.25 s.  Both are kept (``maxrss_mb``, ``tree_rss_peak_mb``); (b) can miss a
   spike shorter than the sampling interval, (a) cannot, but (a) ignores memory held
   by children at the same time as the parent.  nutpie samples in threads, so it is
   inside (a);
@@ -313,9 +313,14 @@ def tree_rss_kb(root: int) -> tuple[int, int]:
 
 
 class _TreeSampler(threading.Thread):
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    """Peak of the summed RSS of a process tree: every `interval` s for the first `fast_for` s,
+    then every `slow_interval` s (a scan of /proc costs ~1 ms per 100 processes; a long case
+    should not spend a noticeable share of a core on being measured)."""
+
+    def __init__(self, pid: int, interval: float = 0.05, slow_interval: float = 0.25, fast_for: float = 10.0) -> None:
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
+        self.slow_interval, self.fast_for = slow_interval, fast_for
         self.peak_kb = 0
         self.max_procs = 0
         self._stop_evt = threading.Event()
@@ -323,11 +328,13 @@ class _TreeSampler(threading.Thread):
     def run(self) -> None:
         if not Path("/proc").is_dir():
             return
+        t0 = time.monotonic()
         while not self._stop_evt.is_set():
             kb, n = tree_rss_kb(self.pid)
             self.peak_kb = max(self.peak_kb, kb)
             self.max_procs = max(self.max_procs, n)
-            self._stop_evt.wait(self.interval)
+            fast = time.monotonic() - t0 < self.fast_for
+            self._stop_evt.wait(self.interval if fast else self.slow_interval)
 
     def stop(self) -> None:
         self._stop_evt.set()
