@@ -582,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cache", choices=["default", "cold"], default="default",
                     help="'cold': each case gets a fresh empty PyTensor/numba compile cache; "
                          "'default': the machine's caches (warm once the graphs were compiled before)")
-    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds before a case is killed (default 3600)")
+    ap.add_argument("--timeout", type=float, default=10800.0, help="seconds before a case is killed (default 10800)")
     ap.add_argument("--markdown", type=Path, default=None, help="also write the summary as Markdown here")
     ap.add_argument("--render", type=Path, default=None, metavar="JSON",
                     help="run nothing: print (or with --markdown, write) the Markdown summary of a results JSON")
