@@ -314,9 +314,12 @@ class MinibatchADVI:
         parametrization: str = "auto",
         learning_rate: float = 0.02,
         mode: Any = None,
+        local_beta2: float = BETA2,
     ) -> None:
         """`mode`: a PyTensor compile mode for the step, draw and check functions; the
-        default (numba, without ShapeOpt) is the fast one, "FAST_COMPILE" suits tiny checks."""
+        default (numba, without ShapeOpt) is the fast one, "FAST_COMPILE" suits tiny checks.
+        `local_beta2`: Adam's β2 for the local parameters (0.99 instead of 0.999 changed the
+        loss after 300 epochs by < 0.1% on 5,100 students)."""
         from .model import NONCENTERED_MAX_STEPS
 
         self.layout = StudentLayout.from_index(idx)
@@ -345,6 +348,7 @@ class MinibatchADVI:
         }
         self.global_step = pytensor.shared(np.float64(0.0), name="global_step")
         self.student_steps = pytensor.shared(np.zeros(self.layout.n_students), name="student_steps")
+        self.local_beta2 = float(local_beta2)
         self.mode = _mode() if mode is None else mode
         self._step_fn = None
         self._draw_fn = None
@@ -438,13 +442,14 @@ class MinibatchADVI:
         for v in self.loc:
             c = c_stu if v.rows == "student" else c_stu[tr_rank]
             c = c.reshape((-1,) + (1,) * (len(v.shape) - 1))
-            c1, c2 = 1.0 - BETA1**c, 1.0 - BETA2**c
+            b2 = self.local_beta2
+            c1, c2 = 1.0 - BETA1**c, 1.0 - b2**c
             r = rows[v.name]
             for k in ("mu", "rho"):
                 grad = next(gi)
                 p, m, vv = P[v.name][k], P[v.name][f"m_{k}"], P[v.name][f"v_{k}"]
                 m_new = BETA1 * m[r] + (1 - BETA1) * grad
-                v_new = BETA2 * vv[r] + (1 - BETA2) * grad * grad
+                v_new = b2 * vv[r] + (1 - b2) * grad * grad
                 step = lr * (m_new / c1) / (pt.sqrt(v_new / c2) + ADAM_EPS)
                 updates += [
                     (m, pt.set_subtensor(m[r], m_new)),

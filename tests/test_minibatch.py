@@ -188,8 +188,8 @@ def test_minibatch_predicts_like_full_batch():
     spec = bl.LatentSkillEmbedding()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        full = spec.fit(train, method="advi", draws=100, seed=1, max_iterations=6000, window=300)
-        mini = spec.fit(train, method="advi", draws=100, seed=1, batch_size=12, max_iterations=20000, window=300)
+        full = spec.fit(train, method="advi", draws=100, seed=1, max_iterations=4000, window=300)
+        mini = spec.fit(train, method="advi", draws=100, seed=1, batch_size=12, max_iterations=8000, window=300)
     a_full = auc(test["outcome"], full.predict(test)["p_mean"])
     a_mini = auc(test["outcome"], mini.predict(test)["p_mean"])
     a_true = auc(test["outcome"], test["p_true"])
