@@ -231,12 +231,19 @@ def versions() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             v[pkg] = None
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    changed = [ln[3:] for ln in (status or "").splitlines() if ln.strip()]
+    status = _git("status", "--porcelain", "--untracked-files=all")
+    lines = [ln for ln in (status or "").splitlines() if ln.strip()]
+    code_dirs = ("bayes_lse/", "benchmarks/")
     v["git_commit"] = commit
-    v["git_dirty"] = bool(changed) if status is not None else None
-    #: tracked files with uncommitted changes in the package or the benchmarks (others' work in progress)
-    v["git_dirty_files"] = [f for f in changed if f.startswith(("bayes_lse/", "benchmarks/"))]
+    #: tracked files modified anywhere, or new files in the package or the benchmarks
+    v["git_dirty"] = (
+        any(not ln.startswith("??") or ln[3:].startswith(code_dirs) for ln in lines) if status is not None else None
+    )
+    #: uncommitted changes in the package or the benchmarks, with git's status code ("M", "??", ...)
+    v["git_dirty_files"] = [
+        f"{ln[:2].strip()} {ln[3:]}" for ln in lines
+        if ln[3:].startswith(code_dirs) and not ln[3:].startswith("benchmarks/results/")
+    ]
     return v
 
 
