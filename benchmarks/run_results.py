@@ -234,6 +234,8 @@ def _pm(v: Any, se: Any = None, digits: int = 3) -> str:
 def _signed(v: Any, se: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
+    if se is None or (isinstance(se, float) and math.isnan(se)):
+        return f"{v:+.{digits}f}"
     return f"{v:+.{digits}f} ± {se:.{digits}f}"
 
 
@@ -243,11 +245,21 @@ def _md(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render_one(name: str) -> str:
+SECTIONS = ("metrics", "folds", "lessons", "loo", "repeats", "times", "run")
+
+
+def render_one(name: str, sections: tuple[str, ...] = SECTIONS, models: list[str] | None = None) -> str:
+    """Markdown of one finished experiment: the `sections` asked for, rows of `models` (default all)."""
     res = json.loads((OUT / f"{name}.json").read_text())
     rec_path = OUT / f"{name}.run.json"
     rec = json.loads(rec_path.read_text()) if rec_path.exists() else {}
     s = res["settings"]
+    if models:
+        s = {**s, "models": [m for m in s["models"] if m in models]}
+        keep = set(s["models"])
+        for key in ("metrics", "comparisons", "timings", "lessons_check", "loo"):
+            if res.get(key):
+                res[key] = [r for r in res[key] if r["model"] in keep]
     parts: list[str] = []
     frac = f", last {s['fraction']:.0%} of answers" if s["protocol"] == "last-fraction" else ""
     cv = f"{s['folds']}-fold CV" if s["folds"] >= 2 else "no CV"
@@ -264,7 +276,7 @@ def render_one(name: str) -> str:
     cmp = {(c["model"], c["set"]): c for c in res["comparisons"]}
     for g in ("cv", "test"):
         rows_g = [m for m in res["metrics"] if m["set"] == g]
-        if not rows_g:
+        if not rows_g or "metrics" not in sections:
             continue
         runs = [r for r in s["runs"] if (r == "test") == (g == "test")]
         parts.append("")
@@ -272,8 +284,13 @@ def render_one(name: str) -> str:
                      f"paired differences are model − {s['reference']} on the same answers.")
         parts.append("")
         rows = []
+        one = rows_g[0]["students"] < 2  # a bootstrap over one student has no spread
         for m in rows_g:
+            if one:
+                m = {k: (float("nan") if k.endswith("_se") else v) for k, v in m.items()}
             c = cmp.get((m["model"], g))
+            if c and one:
+                c = {k: (float("nan") if k.endswith("_se") else v) for k, v in c.items()}
             fits = [x for run in runs for x in fit_by.get((m["model"], run), [])]
             rows.append([
                 f"`{m['model']}`", _pm(m["auc"], m["auc_se"]), _pm(m["log_loss"], m["log_loss_se"]),
@@ -286,7 +303,7 @@ def render_one(name: str) -> str:
         parts.append(_md(["model", "AUC", "log-loss", "Brier", "accuracy", "ECE", "ΔAUC", "DeLong p",
                           "Δlog-loss", "fit s / run"], rows))
     folds = sorted({m["set"] for m in res["metrics"] if m["set"].startswith("fold ")})
-    if folds:
+    if folds and "folds" in sections:
         parts.append("")
         parts.append("AUC per fold (held-out students, answers): "
                      + "; ".join(f"{f}: {next(m['students'] for m in res['metrics'] if m['set'] == f)}, "
@@ -297,7 +314,7 @@ def render_one(name: str) -> str:
             by = {m["set"]: m for m in res["metrics"] if m["model"] == name_m}
             rows.append([f"`{name_m}`", *[_pm(by[f]["auc"]) if f in by else "–" for f in folds]])
         parts.append(_md(["model", *folds], rows))
-    if res.get("lessons_check"):
+    if res.get("lessons_check") and "lessons" in sections:
         parts.append("")
         parts.append("Lessons check (held-out answers after ≥ 1 lesson, predicted from the state at the student's "
                      "last training answer pushed through the lessons taken since, *with* the learning update "
@@ -311,7 +328,7 @@ def render_one(name: str) -> str:
                          _signed(r.get("log_loss_diff", float("nan")), r.get("log_loss_diff_se"))])
         parts.append(_md(["model", "set", "answers", "lessons", "AUC with", "AUC without", "ΔAUC",
                           "log-loss with", "log-loss without", "Δlog-loss"], rows))
-    if res.get("loo"):
+    if res.get("loo") and "loo" in sections:
         parts.append("")
         parts.append(f"PSIS-LOO on the training rows of run {s['runs'][-1]} (higher ELPD is better; Δ against the "
                      "best; k > thr = share of rows with an unreliable Pareto k):")
@@ -319,30 +336,31 @@ def render_one(name: str) -> str:
         rows = [[f"`{r['model']}`", f"{r['elpd']:.1f}", f"{r['se']:.1f}", f"{r['elpd_diff']:.1f}", f"{r['dse']:.1f}",
                  f"{r['p']:.1f}", f"{r['pareto_k_bad']:.1%}"] for r in res["loo"]]
         parts.append(_md(["model", "ELPD", "SE", "ΔELPD", "SE of Δ", "p_loo", "k > thr"], rows))
-    rep = repeat_table(name, s)
+    rep = repeat_table(name, s) if "repeats" in sections else ""
     if rep:
         parts.append("")
         parts.append(rep)
-    # fit times
-    parts.append("")
-    parts.append("Time per fit (wall seconds, mean over runs; iterations: optimiser iterations of the best start):")
-    parts.append("")
-    rows = []
-    for name_m in s["models"]:
-        sub = [r for r in tm if r["model"] == name_m]
-        fit = [r["fit_seconds"] for r in sub]
-        pred = [r["predict_seconds"] for r in sub]
-        its = [r.get("iterations") for r in sub if r.get("iterations") is not None]
-        stop = next((str(r.get("stop")) for r in sub if r.get("stop")), "")
-        rows.append([f"`{name_m}`", f"{sum(fit) / len(fit):.1f}", f"{max(fit):.1f}", f"{sum(pred) / len(pred):.1f}",
-                     f"{sum(its) / len(its):.0f}" if its else "–", stop[:60]])
-    parts.append(_md(["model", "fit (mean)", "fit (max)", "predict", "iterations", "stop"], rows))
-    if rec:
+    if "times" in sections:
+        parts.append("")
+        parts.append("Time per fit (wall seconds, mean over runs; iterations: optimiser iterations of the best "
+                     "start):")
+        parts.append("")
+        rows = []
+        for name_m in s["models"]:
+            sub = [r for r in tm if r["model"] == name_m]
+            fit = [r["fit_seconds"] for r in sub]
+            pred = [r["predict_seconds"] for r in sub]
+            its = [r.get("iterations") for r in sub if r.get("iterations") is not None]
+            stop = next((str(r.get("stop")) for r in sub if r.get("stop")), "")
+            rows.append([f"`{name_m}`", f"{sum(fit) / len(fit):.1f}", f"{max(fit):.1f}",
+                         f"{sum(pred) / len(pred):.1f}", f"{sum(its) / len(its):.0f}" if its else "–", stop[:60]])
+        parts.append(_md(["model", "fit (mean)", "fit (max)", "predict", "iterations", "stop"], rows))
+    if rec and "run" in sections:
         parts.append("")
         la = rec.get("machine", {}).get("load_average_start")
         parts.append(f"Whole command: {rec['wall_seconds']:.0f} s wall, {rec['cpu_seconds']:.0f} s CPU, peak "
-                     f"{rec['peak_rss_mb']:.0f} MB; load average {la} at start, {rec.get('load_average_end')} at end; "
-                     f"bayes-lse {str(rec['versions'].get('git_commit'))[:7]}; started {rec['started']}.")
+                     f"{rec['peak_rss_mb']:.0f} MB; load average {la} at start, {rec.get('load_average_end')} at "
+                     f"end; bayes-lse {str(rec['versions'].get('git_commit'))[:7]}; started {rec['started']}.")
     return "\n".join(parts)
 
 
@@ -398,15 +416,20 @@ def repeat_table(name: str, settings: dict[str, Any]) -> str:
 
 
 def update(path: Path, names: list[str]) -> None:
-    """Replace every ``<!-- results:NAME -->`` … ``<!-- /results:NAME -->`` block of `path`."""
+    """Replace every generated block of `path`:
+    ``<!-- results:NAME [sections=a,b] [models=m1,m2] -->`` … ``<!-- /results:NAME -->``."""
     text = path.read_text()
-    for name in names:
-        pat = re.compile(rf"(<!-- results:{re.escape(name)} -->\n).*?(\n<!-- /results:{re.escape(name)} -->)", re.S)
-        if not pat.search(text):
-            continue
-        block = render_one(name)
-        text = pat.sub(lambda m, b=block: m.group(1) + b + m.group(2), text)
-    path.write_text(text)
+    pat = re.compile(r"(<!-- results:([\w.\-]+)((?: \w+=[\w.,\-]+)*) -->\n).*?(\n<!-- /results:\2 -->)", re.S)
+
+    def fill(m: re.Match) -> str:
+        name, opts = m.group(2), dict(kv.split("=", 1) for kv in m.group(3).split())
+        if name not in names:
+            return m.group(0)
+        sections = tuple(opts["sections"].split(",")) if "sections" in opts else SECTIONS
+        models = opts["models"].split(",") if "models" in opts else None
+        return m.group(1) + render_one(name, sections, models) + m.group(4)
+
+    path.write_text(pat.sub(fill, text))
 
 
 def main(argv: list[str] | None = None) -> int:
