@@ -356,6 +356,11 @@ class CentredObjective:
         return float(lp), flat
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """(−log p, −∇log p): what a minimiser wants."""
-        lp, g = self.logp_and_grad(x)
+        """(−log p, −∇log p): what a minimiser wants.
+
+        A line-search probe far out in log space overflows exp(); the result is then
+        non-finite, which the optimiser's wrapper (inference._multistart) turns into a
+        rejected step, so the overflow is not worth a warning."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            lp, g = self.logp_and_grad(x)
         return -lp, -g
