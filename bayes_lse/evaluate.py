@@ -529,8 +529,12 @@ def paired_comparison(y: np.ndarray, p_model: np.ndarray, p_ref: np.ndarray, gro
     for k in METRICS:
         d = a[k] - b[k]
         out[f"{k}_diff"] = float(d[0])
-        out[f"{k}_diff_se"] = float(np.nanstd(d[1:], ddof=1))
-        lo, hi = np.nanpercentile(d[1:], [2.5, 97.5])
+        boot = d[1:][np.isfinite(d[1:])]
+        if len(boot) >= 2:  # n_boot=0 (or all-NaN resamples): no bootstrap figures, not a crash
+            out[f"{k}_diff_se"] = float(np.std(boot, ddof=1))
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+        else:
+            out[f"{k}_diff_se"] = lo = hi = float("nan")
         out[f"{k}_diff_low"], out[f"{k}_diff_high"] = float(lo), float(hi)
     dl = delong_auc_difference(y, p_model, p_ref)
     out["auc_diff_delong_se"] = dl["se"]

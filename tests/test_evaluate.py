@@ -445,3 +445,15 @@ def test_result_json_round_trip(small_result):
 
     back = EvaluationResult.from_dict(json.loads(small_result.to_json()))
     assert back.to_text().splitlines()[:-1] == small_result.to_text().splitlines()[:-1]
+
+
+def test_paired_comparison_without_bootstrap_gives_nan_errors_not_a_crash():
+    from bayes_lse.evaluate import paired_comparison
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=40).astype(float)
+    p1, p2 = rng.uniform(size=40), rng.uniform(size=40)
+    out = paired_comparison(y, p1, p2, n_boot=0)
+    assert np.isfinite(out["auc_diff"]) and np.isnan(out["auc_diff_se"]) and np.isnan(out["auc_diff_low"])
+    with_boot = paired_comparison(y, p1, p2, n_boot=50)
+    assert with_boot["auc_diff"] == out["auc_diff"] and with_boot["auc_diff_se"] > 0
