@@ -17,9 +17,11 @@ included (model build, compilation, tuning, sampling), as a user who knows the d
 count would wait; the cumulative time of every attempt is printed too.
 
 Variants (full run, after the main table; single runs at the best sampler's draw
-count): target_accept 0.8 against 0.9, tune 500 against 1000, and how 4 chains share
+count): target_accept 0.8 against 0.9, tune 500 against 1000, how 4 chains share
 2 cores (nutpie/pymc `cores=4` against the default 2; numpyro `chain_method`
-'parallel' (4 XLA host devices), 'sequential', 'vectorized').
+'parallel' (4 XLA host devices), 'sequential', 'vectorized'), and the same total
+draws in 2 chains (half the tuning work).  `--variants 'k=v,k=v;k=v'` runs other
+ones instead (e.g. `adaptation=low_rank` for nutpie: far slower here, see notes).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import resource
 import time
 import warnings
 from typing import Any
@@ -51,17 +54,27 @@ def _available(sampler: str) -> str | None:
     return None
 
 
+def _cpu_seconds() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _verdict(d: Any, check: str) -> float:
+    rows = d.verdicts[d.verdicts["check"] == check]
+    return float(rows["value"].iloc[0]) if len(rows) else math.nan  # e.g. no R-hat with one chain
+
+
 def fit_once(table: Any, sampler: str, *, chains: int, draws: int, tune: int, seed: int, **opts: Any) -> dict[str, Any]:
     """One NUTS fit, timed from the call (model build + compile + tune + sample) and
     diagnosed on identified quantities as `FittedLSE.diagnostics()` does."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fitted = bl.LatentSkillEmbedding().fit(
             table, method="nuts", sampler=sampler, chains=chains, draws=draws, tune=tune, seed=seed,
             progressbar=False, **opts,
         )
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
     t1 = time.perf_counter()
     d = diagnose(fitted.idata, loo=False, predictive=False)
     diag_s = time.perf_counter() - t1
@@ -76,10 +89,11 @@ def fit_once(table: Any, sampler: str, *, chains: int, draws: int, tune: int, se
         "tune": tune,
         **opts,
         "wall_s": wall,
+        "cpu_s": cpu,  # this process's threads + reaped children (PyMC's chain processes)
         "fit_runtime_s": fitted.runtime_seconds,  # pm.sample alone (no model build)
-        "min_bulk_ess": float(d.check("Bulk ESS (identified)")["value"]),
-        "min_tail_ess": float(d.check("Tail ESS (identified)")["value"]),
-        "max_rhat": float(d.check("R-hat (identified)")["value"]),
+        "min_bulk_ess": _verdict(d, "Bulk ESS (identified)"),
+        "min_tail_ess": _verdict(d, "Tail ESS (identified)"),
+        "max_rhat": _verdict(d, "R-hat (identified)"),
         "worst_variable": str(worst),
         "divergences": int(np.asarray(ss["diverging"]).sum()),
         "mean_tree_depth": float(np.asarray(depth).mean()) if depth is not None else math.nan,
@@ -87,19 +101,43 @@ def fit_once(table: Any, sampler: str, *, chains: int, draws: int, tune: int, se
     }
 
 
+VARIANT_KEYS = ("target_accept", "cores", "chain_method", "adaptation")
+
+
+def _parse_option(kv: str) -> tuple[str, Any]:
+    k, v = kv.split("=", 1)
+    for cast in (int, float):
+        try:
+            return k.strip(), cast(v)
+        except ValueError:
+            pass
+    return k.strip(), v.strip()
+
+
 def _line(r: dict[str, Any]) -> str:
-    extra = "".join(f" {k}={r[k]}" for k in ("target_accept", "cores", "chain_method") if k in r)
+    extra = "".join(f" {k}={r[k]}" for k in VARIANT_KEYS if k in r)
     return (f"  {r['sampler']:8} {r['chains']}x{r['draws']:<5} tune {r['tune']:<5}{extra}: "
-            f"{r['wall_s']:7.1f} s, min bulk ESS {r['min_bulk_ess']:7.1f} ({r['worst_variable']}), "
+            f"{r['wall_s']:7.1f} s (cpu {r['cpu_s']:6.1f} s), min bulk ESS {r['min_bulk_ess']:7.1f} ({r['worst_variable']}), "
             f"tail {r['min_tail_ess']:6.1f}, R-hat {r['max_rhat']:.3f}, div {r['divergences']}, "
             f"depth {r['mean_tree_depth']:.2f}")
 
 
 def until_target(table: Any, sampler: str, *, target: float, chains: int, draws: int, tune: int, seed: int,
-                 cap_s: float, max_draws: int, **opts: Any) -> dict[str, Any]:
-    attempts: list[dict[str, Any]] = []
+                 cap_s: float, max_draws: int, probe: int = 50, **opts: Any) -> dict[str, Any]:
+    """Fit with more draws until the smallest identified bulk ESS reaches `target`.
+
+    A short probe (`probe` tuning + `probe` draws) first measures how long an iteration
+    takes, so that a run the cap cannot afford is predicted instead of started (numpyro
+    on CPU: ~15 ms per gradient on this model, see the module notes).  The prediction
+    scales the probe's whole wall time, compilation included: an over-estimate."""
     spent = 0.0
-    while True:
+    pr = fit_once(table, sampler, chains=chains, draws=probe, tune=probe, seed=seed, **opts)
+    pr["probe"] = True
+    spent += pr["wall_s"]
+    print(_line(pr) + "  [probe]", flush=True)
+    attempts: list[dict[str, Any]] = []
+    predicted = pr["wall_s"] * (tune + draws) / (2 * probe)
+    while spent + predicted <= cap_s and draws <= max_draws:
         r = fit_once(table, sampler, chains=chains, draws=draws, tune=tune, seed=seed, **opts)
         attempts.append(r)
         spent += r["wall_s"]
@@ -108,23 +146,25 @@ def until_target(table: Any, sampler: str, *, target: float, chains: int, draws:
             break
         ratio = target / max(r["min_bulk_ess"], 1.0)
         nxt = int(math.ceil(draws * max(1.5, 1.25 * ratio) / 100.0) * 100)
-        # predicted wall: the fixed part plus the per-iteration part scaled to the new length
+        # the fixed part plus the per-iteration part, scaled to the new length
         predicted = r["wall_s"] * (tune + nxt) / (tune + draws)
-        if nxt > max_draws or spent + predicted > cap_s:
-            print(f"  {sampler}: stop — next run ({nxt} draws, ~{predicted:.0f} s) would pass the cap "
-                  f"({cap_s:.0f} s total, {max_draws} draws)", flush=True)
-            break
         draws = nxt
-    last = attempts[-1]
-    met = last["min_bulk_ess"] >= target
+    met = bool(attempts) and attempts[-1]["min_bulk_ess"] >= target
+    if not met:
+        print(f"  {sampler}: stop — the next run ({chains} x {draws} draws, tune {tune}) is predicted to take "
+              f"~{predicted:.0f} s; with {spent:.0f} s spent that passes the cap ({cap_s:.0f} s, {max_draws} draws)",
+              flush=True)
+    last = attempts[-1] if attempts else pr
     return {
         "sampler": sampler,
         "met": met,
         "seconds_to_target": last["wall_s"] if met else math.nan,
         "cumulative_seconds": spent,
         "draws_needed": last["draws"] if met else math.nan,
-        "ess_per_second": last["min_bulk_ess"] / last["wall_s"],
+        "ess_per_second": last["min_bulk_ess"] / last["wall_s"] if attempts else math.nan,
         "divergences": last["divergences"],
+        "predicted_next_seconds": math.nan if met else predicted,
+        "probe": pr,
         "last": last,
         "attempts": attempts,
     }
@@ -143,7 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cap-seconds", type=float, default=None, help="per sampler, all attempts")
     ap.add_argument("--max-draws", type=int, default=8000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--probe", type=int, default=50, help="tune and draws of the timing probe before the attempts")
     ap.add_argument("--no-variants", action="store_true", help="skip the target_accept / tune / cores runs")
+    ap.add_argument("--variants", default=None,
+                    help="instead of the default variants: 'k=v,k=v;k=v' (keys: fit options, chains, draws, tune)")
     args = ap.parse_args(argv)
     q = args.quick
     students = args.students or (60 if q else 300)
@@ -182,18 +225,19 @@ def main(argv: list[str] | None = None) -> None:
                           "last": r, "attempts": [r]}
         else:
             results[s] = until_target(table, s, target=args.target_ess, chains=chains, draws=draws, tune=tune,
-                                      seed=args.seed, cap_s=cap, max_draws=args.max_draws)
+                                      seed=args.seed, cap_s=cap, max_draws=args.max_draws, probe=args.probe)
 
     print(f"\n{'sampler':8} {'met':>4} {'s to ESS>=' + format(args.target_ess, 'g'):>14} {'draws':>6} "
-          f"{'all tries s':>11} {'min bulk':>8} {'ESS/s':>6} {'R-hat':>6} {'div':>4} {'depth':>5}")
+          f"{'cpu s':>7} {'all tries s':>11} {'min bulk':>8} {'ESS/s':>6} {'R-hat':>6} {'div':>4} {'depth':>5}")
     for s, r in results.items():
         last = r["last"]
         print(f"{s:8} {'yes' if r['met'] else 'no':>4} {r['seconds_to_target']:14.1f} {last['draws']:6d} "
-              f"{r['cumulative_seconds']:11.1f} {last['min_bulk_ess']:8.1f} {r['ess_per_second']:6.2f} "
-              f"{last['max_rhat']:6.3f} {last['divergences']:4d} {last['mean_tree_depth']:5.2f}")
+              f"{last['cpu_s']:7.1f} {r['cumulative_seconds']:11.1f} {last['min_bulk_ess']:8.1f} {r['ess_per_second']:6.2f} "
+              f"{last['max_rhat']:6.3f} {last['divergences']:4d} {last['mean_tree_depth']:5.2f}"
+              + ("  (probe only; next run predicted ~%.0f s)" % r["predicted_next_seconds"] if last.get("probe") else ""))
     met = {s: r for s, r in results.items() if r["met"]}
     best = min(met, key=lambda s: met[s]["seconds_to_target"]) if met else (
-        max(results, key=lambda s: results[s]["ess_per_second"]) if results else None)
+        max(results, key=lambda s: np.nan_to_num(results[s]["ess_per_second"], nan=-1.0)) if results else None)
     print(f"best: {best}" + ("" if met else " (by ESS/s; no sampler met the target)"), flush=True)
 
     variants: list[dict[str, Any]] = []
@@ -203,9 +247,13 @@ def main(argv: list[str] | None = None) -> None:
         plans: list[dict[str, Any]] = [{"target_accept": 0.8}, {"tune": 500}]
         plans += [{"cores": 4}] if best in ("nutpie", "pymc") else [
             {"chain_method": "sequential"}, {"chain_method": "vectorized"}]
+        # the same total draws in 2 chains: half the tuning work on 2 cores
+        plans += [{"chains": 2, "draws": 2 * d_best}]
+        if args.variants:
+            plans = [dict(_parse_option(kv) for kv in v.split(",")) for v in args.variants.split(";") if v]
         for plan in plans:
-            kw = {"tune": plan.pop("tune", tune), **plan}
-            r = fit_once(table, best, chains=chains, draws=d_best, seed=args.seed, **kw)
+            kw = {"tune": tune, "chains": chains, "draws": d_best, **plan}
+            r = fit_once(table, best, seed=args.seed, **kw)
             print(_line(r), flush=True)
             variants.append(r)
 
@@ -219,8 +267,13 @@ def main(argv: list[str] | None = None) -> None:
         figures[f"{s}_cumulative_seconds"] = r["cumulative_seconds"]
         figures[f"{s}_draws_needed"] = r["draws_needed"]
         figures[f"{s}_ess_per_second"] = r["ess_per_second"]
+        figures[f"{s}_cpu_seconds_last_run"] = r["last"]["cpu_s"]
+        if not r["met"] and "predicted_next_seconds" in r:
+            figures[f"{s}_predicted_next_run_seconds"] = r["predicted_next_seconds"]
+        if "probe" in r:
+            figures[f"{s}_probe_seconds"] = r["probe"]["wall_s"]
     for v in variants:
-        tag = "_".join(f"{k}{v[k]}" for k in ("target_accept", "cores", "chain_method") if k in v) or f"tune{v['tune']}"
+        tag = "_".join(f"{k}{v[k]}" for k in VARIANT_KEYS if k in v) or f"chains{v['chains']}_draws{v['draws']}_tune{v['tune']}"
         figures[f"variant_{tag}_seconds"] = v["wall_s"]
         figures[f"variant_{tag}_min_bulk_ess"] = v["min_bulk_ess"]
     if best is not None and met:
