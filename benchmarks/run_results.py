@@ -69,6 +69,14 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
          "--variants", "full,no-prerequisites,no-biases,no-lessons", "--chains", "2", "--draws", "500",
          "--tune", "500", "--loo", "--baselines", "irt1pl,pfa"],
     ),
+    "ednet_loo_nuts": (
+        "EdNet sample, last 10%, test set only (no CV: PSIS-LOO needs one set of fits); LSE by NUTS (nutpie, "
+        "4 chains x 500 draws, 500 tuning), d = 1, 2, 3 and every variant; PSIS-LOO / ELPD of each fit on its "
+        "training rows, compared with arviz",
+        [EDNET, "--from", "ednet-kt4", "--folds", "1", "--seed", "4", "--protocol", "last-fraction", "--method", "nuts",
+         "--skills", "1,2,3", "--variants", "full,no-prerequisites,no-biases,no-lessons", "--chains", "4",
+         "--draws", "500", "--tune", "500", "--loo", "--baselines", "irt1pl,pfa"],
+    ),
     "ednet_lf_advi": (
         "EdNet sample, last 10%; LSE by mean-field ADVI, d = 1, 2, 3 and variants; PSIS-LOO",
         [EDNET, "--from", "ednet-kt4", "--folds", "4", "--seed", "4", "--protocol", "last-fraction", "--method", "advi", "--skills", "1,2,3",
@@ -112,6 +120,12 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
         "as a09_lf_ial with σ_L = 0.05, d = 1, 2",
         [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-fraction", "--folds", "1",
          "--skills", "1,2", "--variants", "full", "--learning-noise", "0.05", *A09_LSE_FIT,
+         "--baselines", "irt1pl,pfa"],
+    ),
+    "a09_lf_ial_noise0.01": (
+        "as a09_lf_ial with σ_L = 0.01, d = 1, 2 (close to a static model)",
+        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-fraction", "--folds", "1",
+         "--skills", "1,2", "--variants", "full", "--learning-noise", "0.01", *A09_LSE_FIT,
          "--baselines", "irt1pl,pfa"],
     ),
     "a09_lb_ial": (
@@ -439,14 +453,53 @@ def repeat_table(name: str, settings: dict[str, Any]) -> str:
             + _md(["model", "set", "AUC first time", "AUC repeat", "log-loss first time", "log-loss repeat"], rows))
 
 
+def summary_table(names: list[str], subset: str = "all") -> str:
+    """One table across experiments: test-set AUC ± SE of every model (rows) in each experiment
+    (columns). `subset` "first" scores only first-time answers (no SE: read the per-experiment
+    tables), "repeat" only repeats."""
+    import numpy as np
+
+    sys.path.insert(0, str(REPO))
+    from bayes_lse import metrics as mt
+
+    cols: dict[str, dict[str, str]] = {}
+    order: list[str] = []
+    for name in names:
+        if not (OUT / f"{name}.json").exists():
+            continue
+        res = json.loads((OUT / f"{name}.json").read_text())
+        cells: dict[str, str] = {}
+        if subset == "all":
+            for m in res["metrics"]:
+                if m["set"] == "test":
+                    cells[m["model"]] = _pm(m["auc"], m["auc_se"])
+        else:
+            pred = repeat_split(name)
+            if pred is None:
+                continue
+            sub = pred[(pred["run"] == "test") & (pred["repeat"] == (subset == "repeat"))]
+            y = sub["outcome"].to_numpy()
+            for m in res["settings"]["models"]:
+                if len(np.unique(y)) == 2:
+                    cells[m] = f"{mt.auc(y, sub[m].to_numpy()):.3f}"
+        cols[name] = cells
+        order += [m for m in cells if m not in order]
+    rows = [[f"`{m}`", *[cols[n].get(m, "") for n in cols]] for m in order]
+    return _md(["model", *[f"`{n}`" for n in cols]], rows)
+
+
 def update(path: Path, names: list[str]) -> None:
     """Replace every generated block of `path`:
-    ``<!-- results:NAME [sections=a,b] [models=m1,m2] -->`` … ``<!-- /results:NAME -->``."""
+    ``<!-- results:NAME [sections=a,b] [models=m1,m2] -->`` … ``<!-- /results:NAME -->``, and
+    ``<!-- results:summaryX names=e1,e2 [subset=all|first|repeat] -->`` … ``<!-- /results:summaryX -->``
+    (test-set AUC of every model across experiments)."""
     text = path.read_text()
     pat = re.compile(r"(<!-- results:([\w.\-]+)((?: \w+=[\w.,\-]+)*) -->\n).*?(\n<!-- /results:\2 -->)", re.S)
 
     def fill(m: re.Match) -> str:
         name, opts = m.group(2), dict(kv.split("=", 1) for kv in m.group(3).split())
+        if name.startswith("summary"):
+            return m.group(1) + summary_table(opts["names"].split(","), opts.get("subset", "all")) + m.group(4)
         if name not in names:
             return m.group(0)
         sections = tuple(opts["sections"].split(",")) if "sections" in opts else SECTIONS
