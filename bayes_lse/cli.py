@@ -190,16 +190,21 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here instead of stdout.")
 @click.option("--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9, show_default=True,
               help="Credible interval mass for p_low/p_high.")
+@click.option("--update", type=click.Choice(["auto", "mode", "expected", "sample"]), default="auto", show_default=True,
+              help="How a state moves through steps beyond the fitted history: the transition's mode, its "
+                   "truncated-normal mean, or one draw per posterior draw; auto = mode for MAP, expected otherwise.")
+@click.option("--seed", type=int, default=None, help="Seed for --update sample.")
 @click.option("--overwrite", is_flag=True)
 @_guard
-def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, overwrite: bool) -> None:
+def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, update: str, seed: int | None,
+            overwrite: bool) -> None:
     """Pass probability of every assessment row of DATA under a saved MODEL."""
     from .fitted import load
 
     if output is not None:
         _refuse_existing(output, overwrite)
     fitted = load(model)
-    pred = fitted.predict(data, ci=ci)
+    pred = fitted.predict(data, ci=ci, update=update, seed=seed)
     cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"]
     pred = pred[cols]
     text = pred.to_csv(index=False) if fmt == "csv" else pred.to_json(orient="records", indent=1) + "\n"

@@ -98,6 +98,7 @@ def run_evaluate_cli(
     quiet: bool = False,
     scheduler: str | None = None,
     workers: int | None = None,
+    update: str = "auto",
 ) -> Any:
     """Everything `bayes-lse evaluate` does, callable from Python; returns the EvaluationResult."""
     from .data import read_interactions
@@ -161,7 +162,7 @@ def run_evaluate_cli(
     result = evaluate(
         log, models, folds=folds, protocol=protocol, fraction=fraction, test_students=test_students, seed=seed,
         method=method, fit_options=fit_options, split=split_in, reference=reference, lessons=lessons_check,
-        loo=loo, n_boot=bootstrap, progress=say, scheduler=scheduler, workers=workers,
+        loo=loo, n_boot=bootstrap, progress=say, scheduler=scheduler, workers=workers, update=update,
     )
     if split_out is not None:
         result.split.write(split_out, overwrite=True)
@@ -210,6 +211,9 @@ def run_evaluate_cli(
 @click.option("--lessons-check/--no-lessons-check", default=True, show_default=True,
               help="Compare LSE predictions after lessons with and without the learning update.")
 @click.option("--loo", is_flag=True, help="PSIS-LOO comparison of the LSE fits (ADVI/NUTS only).")
+@click.option("--update", type=click.Choice(["auto", "mode", "expected"]), default="auto", show_default=True,
+              help="How LSE forecasts move a state through held-out steps: the transition's mode or its "
+                   "truncated-normal mean; auto = mode for MAP, expected for ADVI/NUTS.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=200, show_default=True,
               help="Bootstrap resamples (over students) for the standard errors.")
 @click.option("--split-out", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -549,6 +549,8 @@ def lessons_check(
     fitted: FittedLSE,
     train: pd.DataFrame,
     heldout: pd.DataFrame,
+    *,
+    update: str = "auto",
 ) -> pd.DataFrame:
     """Predictions for held-out answers that follow one or more lessons, with and without them.
 
@@ -556,10 +558,12 @@ def lessons_check(
     timestep); `heldout`: held-out rows (assessments to predict, with ``outcome``,
     and the lessons taken after the cut). For each held-out assessment at step t of
     student u, let h be u's last step with a training assessment: the *with*
-    prediction pushes the fitted state at h through the expected learning update
-    (:func:`equations.expected_next_state`) of the lessons at steps h..t−1; the
-    *without* prediction pushes it through the same number of steps with zero gain
-    (the model's own "no lesson" step). Rows with no known lesson in between are
+    prediction pushes the fitted state at h through the learning update of the
+    lessons at steps h..t−1; the *without* prediction pushes it through the same
+    number of steps with zero gain (the model's own "no lesson" step). The update is
+    `update` as in `FittedLSE.predict` ("sample" counts as "expected" here): by
+    default its mode for MAP fits, the truncated-normal mean
+    (:func:`equations.expected_next_state`) for ADVI and NUTS. Rows with no known lesson in between are
     left out. Returns one row per included answer: student_id, module_id, timestep,
     outcome, n_lessons, p_with, p_without (posterior means).
     """
@@ -596,6 +600,7 @@ def lessons_check(
     flat = first.reindex(sid).to_numpy().astype(np.int64) + h_r
     states = fitted.draws("student_state")
     noise = fitted.learning_noise_draws()[:, None, None]
+    mode = fitted.resolve_update(update) == "mode"
     gain = fitted.draws("gain")
     prereq = fitted.draws("prerequisite") if fitted.has("prerequisite") else None
     with_l = states[:, flat]  # (samples, rows, d)
@@ -612,8 +617,11 @@ def lessons_check(
             q[:, has] = prereq[:, lk[has]]
         # each draw uses its own σ_L; expected_next_state takes a scalar noise
         mu_with = eq.expected_update(with_l, g, q) if prereq is not None else with_l + g
-        nxt_with = _truncated_mean(mu_with, noise)
-        nxt_without = _truncated_mean(without, noise)
+        if mode:
+            nxt_with, nxt_without = np.maximum(mu_with, 0.0), without
+        else:
+            nxt_with = _truncated_mean(mu_with, noise)
+            nxt_without = _truncated_mean(without, noise)
         with_l[:, active] = nxt_with[:, active]
         without[:, active] = nxt_without[:, active]
     a_idx = assessments.get_indexer(ha["module_id"].astype(str))
@@ -814,6 +822,7 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    update: str = "auto",
 ) -> EvaluationResult:
     """Fit every model on every run of the split and score the held-out rows.
 
@@ -827,6 +836,8 @@ def evaluate(
     the first model). `lessons`: run the lessons check for LSE models with lessons.
     `loo`: PSIS-LOO comparison of the LSE fits of the last run (test run if any),
     ADVI/NUTS only. `keep_fits`: keep every fitted model in ``result.fits``.
+    `update`: how LSE forecasts move a state through held-out steps, as in
+    :meth:`FittedLSE.predict` (default "auto": the mode for MAP, the mean otherwise).
 
     Every (run, model) fit is one job (baselines that share a fit share a job), run
     in-process by default, on a local Dask cluster of `workers` processes, or on the
@@ -905,7 +916,7 @@ def evaluate(
             grouped.setdefault(key, []).append(name)
         for (kind, _), names in grouped.items():
             jobs.append(_FitJob(run_index=ri, run=run, specs={n: specs[n] for n in names}, method=method,
-                                fit_options=fit_options, seed=seed, lessons=lessons,
+                                fit_options=fit_options, seed=seed, lessons=lessons, update=update,
                                 return_fit=keep_fits or (loo and kind == "lse" and ri == len(runs) - 1)))
     n_done = 0
 
@@ -984,7 +995,7 @@ def evaluate(
         "test_students": split.test_students, "seed": split.seed, "method": method,
         "fit_options": {k: v for k, v in fit_options.items()}, "models": list(specs), "reference": reference,
         "n_boot": n_boot, "runs": runs, "seconds": time.perf_counter() - t_all,
-        "n_students": log.n_students, "n_interactions": log.n_interactions,
+        "n_students": log.n_students, "n_interactions": log.n_interactions, "update": update,
         "lse_configs": lse_configs, "bayes_lse_version": _package_version(),
     }
     return EvaluationResult(metrics=metrics_df, comparisons=comparisons, predictions=predictions, timings=timings,
@@ -1002,6 +1013,7 @@ class _FitJob:
     fit_options: dict[str, Any]
     seed: int | None
     lessons: bool
+    update: str
     return_fit: bool  # send the fitted object back (keep_fits, or PSIS-LOO on the last run)
 
 
@@ -1028,11 +1040,11 @@ def _run_fit_job(ctx: Mapping[str, Any], job: _FitJob) -> dict[str, dict[str, An
             fitted = spec.fit(train_log, method=job.method, **opts)
             t_fit = time.perf_counter() - t0
             t1 = time.perf_counter()
-            p = _predict_lse(fitted, held, preds)
+            p = _predict_lse(fitted, held, preds, job.update)
             t_pred = time.perf_counter() - t1
             if job.lessons and spec.config["lessons"]:
                 t2 = time.perf_counter()
-                lc = lessons_check(fitted, train, held[held["role"].isin(["scored", "context"])])
+                lc = lessons_check(fitted, train, held[held["role"].isin(["scored", "context"])], update=job.update)
                 lc.insert(0, "run", job.run)
                 t_lessons = time.perf_counter() - t2
             configs = {"model_config": fitted.model_config, "fit_config": fitted.fit_config}
@@ -1086,7 +1098,7 @@ def _groups(runs: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _predict_lse(fitted: FittedLSE, held: pd.DataFrame, preds: pd.DataFrame) -> np.ndarray:
+def _predict_lse(fitted: FittedLSE, held: pd.DataFrame, preds: pd.DataFrame, update: str = "auto") -> np.ndarray:
     """Posterior-mean pass probability of the held-out assessment rows (NaN for unseen ones)."""
     known_a = set(pd.Index(fitted.assessments).astype(str))
     known_l = set(pd.Index(fitted.lessons).astype(str)) if fitted.model_config["lessons"] else set()
@@ -1098,7 +1110,7 @@ def _predict_lse(fitted: FittedLSE, held: pd.DataFrame, preds: pd.DataFrame) -> 
     out = np.full(len(preds), np.nan)
     if not keep_a.any():
         return out
-    pred = fitted.predict(table.reset_index(drop=True))
+    pred = fitted.predict(table.reset_index(drop=True), update=update)
     rows = held["row"].to_numpy()[keep_a]
     pos = pd.Index(preds["row"].to_numpy()).get_indexer(rows)
     out[pos] = pred["p_mean"].to_numpy()

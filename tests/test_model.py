@@ -262,7 +262,7 @@ def test_predict_beyond_history_follows_lessons(tiny_map):
         "outcome": [1, None, 1],
         "timestep": [T, T, T + 1],
     })
-    pred = f.predict(rows)
+    pred = f.predict(rows, update="expected")
     s_last = f.current_state(sid)[0]
     k = list(f.lessons).index(lesson)
     mu = eq.expected_update(s_last, f.draws("gain")[0, k], f.draws("prerequisite")[0, k])
@@ -273,6 +273,37 @@ def test_predict_beyond_history_follows_lessons(tiny_map):
                                      f.draws("assessment_bias")[0, j])
     assert pred["p_mean"].iloc[1] == pytest.approx(float(p_expected), rel=1e-9)
     assert pred["p_mean"].iloc[1] > pred["p_mean"].iloc[0]  # gains are non-negative: passing gets likelier
+
+
+def test_map_forecast_follows_the_mode_of_each_step(tiny_map, tiny_nuts):
+    """A MAP fit forecasts with the transition's mode (its trajectories were fitted that
+    way); the truncated-normal mean would add an upward drift at every step."""
+    f = tiny_map
+    assert f.resolve_update("auto") == "mode" and tiny_nuts.resolve_update("auto") == "expected"
+    sid = f.last_states().index[0]
+    T = int(f.last_states().loc[sid, "step"])
+    lesson, a = f.lessons[0], f.assessments[0]
+    rows = pd.DataFrame({
+        "student_id": [sid] * 4,
+        "module_id": [a, lesson, a, a],
+        "module_type": ["assessment", "lesson", "assessment", "assessment"],
+        "outcome": [1, None, 1, 1],
+        "timestep": [T, T, T + 1, T + 30],
+    })
+    auto, mode, mean = (f.predict(rows, update=u)["p_mean"].to_numpy() for u in ("auto", "mode", "expected"))
+    np.testing.assert_array_equal(auto, mode)
+    k = list(f.lessons).index(lesson)
+    s_next = np.maximum(eq.expected_update(f.current_state(sid)[0], f.draws("gain")[0, k],
+                                           f.draws("prerequisite")[0, k]), 0.0)
+    j, u = list(f.assessments).index(a), list(f.students).index(sid)
+    p_next = eq.pass_probability(s_next, f.draws("requirement")[0, j], f.draws("student_bias")[0, u],
+                                 f.draws("assessment_bias")[0, j])
+    assert mode[1] == pytest.approx(float(p_next), rel=1e-9)
+    # 29 steps without lessons: the mode stays put, the mean ratchets upwards
+    assert mode[2] == pytest.approx(mode[1], rel=1e-12)
+    assert mean[2] > mean[1] + 1e-3
+    with pytest.raises(ValueError, match="update must be one of"):
+        f.predict(rows, update="median")
 
 
 def test_predict_unknown_ids_are_clear_errors(tiny_map):
