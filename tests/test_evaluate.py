@@ -294,7 +294,8 @@ def test_lessons_check_matches_a_hand_push(small_result, cohort_log):
     t = cohort_log.table
     train = t[sp.training_mask("test")]
     held = t[sp.heldout_mask("test", ("scored", "context"))]
-    lc = lessons_check(fitted, train, held)
+    lc = lessons_check(fitted, train, held, update="expected")
+    lc_mode = lessons_check(fitted, train, held)  # MAP: each step's mode by default
     assert len(lc) > 0
     r = lc.iloc[0]
     sid = r["student_id"]
@@ -307,13 +308,20 @@ def test_lessons_check_matches_a_hand_push(small_result, cohort_log):
     for k in range(h, int(r["timestep"])):
         m = les[(les.student_id == sid) & (les.timestep == k) & (les.module_type == "lesson")]
         j = lessons.index(m["module_id"].iloc[0])
+        s_mode = np.maximum(eq.expected_update(s_mode if k > h else s, gain[:, j], prereq[:, j]), 0.0)
         s = eq.expected_next_state(s, gain[:, j], prereq[:, j], noise)
     a = list(fitted.assessments).index(r["module_id"])
     u = list(fitted._ids("student")).index(sid)
-    p = eq.pass_probability(s, fitted.draws("requirement")[:, a], fitted.draws("student_bias")[:, u],
-                            fitted.draws("assessment_bias")[:, a]).mean()
-    assert r["p_with"] == pytest.approx(p)
+
+    def p_of(state):
+        return eq.pass_probability(state, fitted.draws("requirement")[:, a], fitted.draws("student_bias")[:, u],
+                                   fitted.draws("assessment_bias")[:, a]).mean()
+
+    assert r["p_with"] == pytest.approx(p_of(s))
     assert r["p_with"] != r["p_without"]
+    assert lc_mode.iloc[0]["p_with"] == pytest.approx(p_of(s_mode))
+    # without lessons the mode stays at the state of step h
+    assert lc_mode.iloc[0]["p_without"] == pytest.approx(p_of(fitted.student_states(sid)[:, h]))
 
 
 def test_evaluate_errors(cohort_log):
