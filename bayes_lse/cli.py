@@ -190,9 +190,9 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here instead of stdout.")
 @click.option("--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9, show_default=True,
               help="Credible interval mass for p_low/p_high.")
-@click.option("--update", type=click.Choice(["auto", "mode", "expected", "sample"]), default="auto", show_default=True,
-              help="How a state moves through steps beyond the fitted history: the transition's mode, its "
-                   "truncated-normal mean, or one draw per posterior draw; auto = mode for MAP, expected otherwise.")
+@click.option("--update", type=click.Choice(["expected", "mode", "sample"]), default="expected", show_default=True,
+              help="How a state moves through steps beyond the fitted history: each step's truncated-normal "
+                   "mean, its mode, or one noisy draw per posterior draw.")
 @click.option("--seed", type=int, default=None, help="Seed for --update sample.")
 @click.option("--overwrite", is_flag=True)
 @_guard

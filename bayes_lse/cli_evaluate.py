@@ -98,7 +98,7 @@ def run_evaluate_cli(
     quiet: bool = False,
     scheduler: str | None = None,
     workers: int | None = None,
-    update: str = "auto",
+    update: str = "expected",
 ) -> Any:
     """Everything `bayes-lse evaluate` does, callable from Python; returns the EvaluationResult."""
     from .data import read_interactions
@@ -211,9 +211,9 @@ def run_evaluate_cli(
 @click.option("--lessons-check/--no-lessons-check", default=True, show_default=True,
               help="Compare LSE predictions after lessons with and without the learning update.")
 @click.option("--loo", is_flag=True, help="PSIS-LOO comparison of the LSE fits (ADVI/NUTS only).")
-@click.option("--update", type=click.Choice(["auto", "mode", "expected"]), default="auto", show_default=True,
-              help="How LSE forecasts move a state through held-out steps: the transition's mode or its "
-                   "truncated-normal mean; auto = mode for MAP, expected for ADVI/NUTS.")
+@click.option("--update", type=click.Choice(["expected", "mode"]), default="expected", show_default=True,
+              help="How LSE forecasts move a state through held-out steps: each step's truncated-normal "
+                   "mean, or its mode (no upward drift from the truncation).")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=200, show_default=True,
               help="Bootstrap resamples (over students) for the standard errors.")
 @click.option("--split-out", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -550,7 +550,7 @@ def lessons_check(
     train: pd.DataFrame,
     heldout: pd.DataFrame,
     *,
-    update: str = "auto",
+    update: str = "expected",
 ) -> pd.DataFrame:
     """Predictions for held-out answers that follow one or more lessons, with and without them.
 
@@ -561,9 +561,9 @@ def lessons_check(
     prediction pushes the fitted state at h through the learning update of the
     lessons at steps h..t−1; the *without* prediction pushes it through the same
     number of steps with zero gain (the model's own "no lesson" step). The update is
-    `update` as in `FittedLSE.predict` ("sample" counts as "expected" here): by
-    default its mode for MAP fits, the truncated-normal mean
-    (:func:`equations.expected_next_state`) for ADVI and NUTS. Rows with no known lesson in between are
+    `update` as in `FittedLSE.predict`: the truncated-normal mean
+    (:func:`equations.expected_next_state`, default) or the mode of each step
+    ("sample" counts as "expected" here). Rows with no known lesson in between are
     left out. Returns one row per included answer: student_id, module_id, timestep,
     outcome, n_lessons, p_with, p_without (posterior means).
     """
@@ -822,7 +822,7 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
-    update: str = "auto",
+    update: str = "expected",
 ) -> EvaluationResult:
     """Fit every model on every run of the split and score the held-out rows.
 
@@ -837,7 +837,7 @@ def evaluate(
     `loo`: PSIS-LOO comparison of the LSE fits of the last run (test run if any),
     ADVI/NUTS only. `keep_fits`: keep every fitted model in ``result.fits``.
     `update`: how LSE forecasts move a state through held-out steps, as in
-    :meth:`FittedLSE.predict` (default "auto": the mode for MAP, the mean otherwise).
+    :meth:`FittedLSE.predict` ("expected": each step's truncated-normal mean; "mode").
 
     Every (run, model) fit is one job (baselines that share a fit share a job), run
     in-process by default, on a local Dask cluster of `workers` processes, or on the
@@ -1098,7 +1098,7 @@ def _groups(runs: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _predict_lse(fitted: FittedLSE, held: pd.DataFrame, preds: pd.DataFrame, update: str = "auto") -> np.ndarray:
+def _predict_lse(fitted: FittedLSE, held: pd.DataFrame, preds: pd.DataFrame, update: str = "expected") -> np.ndarray:
     """Posterior-mean pass probability of the held-out assessment rows (NaN for unseen ones)."""
     known_a = set(pd.Index(fitted.assessments).astype(str))
     known_l = set(pd.Index(fitted.lessons).astype(str)) if fitted.model_config["lessons"] else set()

@@ -262,7 +262,7 @@ def test_predict_beyond_history_follows_lessons(tiny_map):
         "outcome": [1, None, 1],
         "timestep": [T, T, T + 1],
     })
-    pred = f.predict(rows, update="expected")
+    pred = f.predict(rows)
     s_last = f.current_state(sid)[0]
     k = list(f.lessons).index(lesson)
     mu = eq.expected_update(s_last, f.draws("gain")[0, k], f.draws("prerequisite")[0, k])
@@ -275,11 +275,10 @@ def test_predict_beyond_history_follows_lessons(tiny_map):
     assert pred["p_mean"].iloc[1] > pred["p_mean"].iloc[0]  # gains are non-negative: passing gets likelier
 
 
-def test_map_forecast_follows_the_mode_of_each_step(tiny_map, tiny_nuts):
-    """A MAP fit forecasts with the transition's mode (its trajectories were fitted that
-    way); the truncated-normal mean would add an upward drift at every step."""
+def test_forecast_by_mode_has_no_drift_and_mean_ratchets_up(tiny_map):
+    """update="mode" moves a state to the transition's mode (no upward drift from the
+    truncation at zero); "expected" (default) to its truncated-normal mean."""
     f = tiny_map
-    assert f.resolve_update("auto") == "mode" and tiny_nuts.resolve_update("auto") == "expected"
     sid = f.last_states().index[0]
     T = int(f.last_states().loc[sid, "step"])
     lesson, a = f.lessons[0], f.assessments[0]
@@ -290,8 +289,9 @@ def test_map_forecast_follows_the_mode_of_each_step(tiny_map, tiny_nuts):
         "outcome": [1, None, 1, 1],
         "timestep": [T, T, T + 1, T + 30],
     })
-    auto, mode, mean = (f.predict(rows, update=u)["p_mean"].to_numpy() for u in ("auto", "mode", "expected"))
-    np.testing.assert_array_equal(auto, mode)
+    default, mode, mean = (f.predict(rows, **kw)["p_mean"].to_numpy()
+                           for kw in ({}, {"update": "mode"}, {"update": "expected"}))
+    np.testing.assert_array_equal(default, mean)
     k = list(f.lessons).index(lesson)
     s_next = np.maximum(eq.expected_update(f.current_state(sid)[0], f.draws("gain")[0, k],
                                            f.draws("prerequisite")[0, k]), 0.0)
