@@ -118,8 +118,10 @@ def run_evaluate_cli(
     d_list = _int_list(skills, "--skills")
     v_list = _name_list(variants)
     for v in v_list:
-        if v not in VARIANTS:
-            raise ValueError(f"unknown --variants entry {v!r}; choose from {', '.join(VARIANTS)} (or none)")
+        for part in v.split("+"):
+            if part.strip() not in VARIANTS:
+                raise ValueError(f"unknown --variants entry {part.strip()!r}; choose from {', '.join(VARIANTS)}, "
+                                 "several joined by '+', or none")
     b_list = _name_list(baselines)
     for b in b_list:
         if b not in BASELINES and not (b.startswith("mirt-d") and b[6:].isdigit()):
@@ -191,7 +193,8 @@ def run_evaluate_cli(
               help="How the LSE models are fit (baselines: always MAP).")
 @click.option("--skills", default="2", show_default=True, help="Latent skills d of the LSE models, e.g. 1,2,3.")
 @click.option("--variants", default="full", show_default=True,
-              help=f"LSE variants, comma-separated: {', '.join(VARIANTS)}; or none.")
+              help=f"LSE variants, comma-separated: {', '.join(VARIANTS)}, or several joined by '+' "
+                   "(no-lessons+history); or none.")
 @click.option("--baselines", default=",".join(DEFAULT_BASELINES), show_default=True,
               help=f"Comma-separated from {', '.join(BASELINES)}, mirt-d<d>; or none. "
                    "mirt gives one model per d >= 2 in --skills.")

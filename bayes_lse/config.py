@@ -26,6 +26,8 @@ DEFAULT_PRIORS: dict[str, float] = {
     "assessment_bias_sd": 1.0,
     # half-normal scale of σ_L when it is learned
     "learning_noise_scale": 1.0,
+    # normal sd of the two coefficients of the assessment-history term (history=True)
+    "history_sd": 1.0,
 }
 
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {
@@ -35,6 +37,10 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "lessons": True,
     # a positive float (fixed σ_L) or the string "learned"
     "learning_noise": DEFAULT_LEARNING_NOISE,
+    # True: the pass logit also has γ_s·log(1+S) + γ_f·log(1+F), S/F the student's earlier
+    # successes/failures on the *same* assessment (the per-item memory of a
+    # performance-factors model; see docs/results.md on ASSISTments repeats)
+    "history": False,
     "priors": DEFAULT_PRIORS,
 }
 
@@ -112,7 +118,7 @@ def validate_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise > 0:
             raise ValueError(f"learning_noise must be a positive number or 'learned', got {noise!r}")
         cfg["learning_noise"] = float(noise)
-    for key in ("prerequisites", "biases", "lessons"):
+    for key in ("prerequisites", "biases", "lessons", "history"):
         if not isinstance(cfg[key], bool):
             raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
     for key, value in cfg["priors"].items():

@@ -349,6 +349,12 @@ def identified_quantities(
         rel = eq.relevance(s, a)
         gu = _arr(post["student_bias"], "student")[:, :, su_i] if "student_bias" in post else 0.0
         gj = _arr(post["assessment_bias"], "assessment")[:, :, as_i] if "assessment_bias" in post else 0.0
+        if "obs_history" in cd and "history_success" in post:
+            from .model import history_logit
+
+            h = np.asarray(cd["obs_history"].values)[rows]
+            gj = gj + history_logit(h[None, None], np.asarray(post["history_success"].values)[..., None],
+                                    np.asarray(post["history_failure"].values)[..., None])
         p = eq.pass_probability(s, a, gu, gj)
         ass_lab = _labels(post, "assessment", post.sizes["assessment"])
         obs_coords = dict(coords_cd)

@@ -90,8 +90,10 @@ VARIANTS = {
     "no-prerequisites": {"prerequisites": False},
     "no-biases": {"biases": False},
     "no-lessons": {"lessons": False},
+    "history": {"history": True},
 }
-_VARIANT_SUFFIX = {"full": "", "no-prerequisites": "-noprereq", "no-biases": "-nobias", "no-lessons": "-nolessons"}
+_VARIANT_SUFFIX = {"full": "", "no-prerequisites": "-noprereq", "no-biases": "-nobias", "no-lessons": "-nolessons",
+                   "history": "-history"}
 _SPLIT_COLUMNS = ["row", "source_row", "student_id", "module_id", "module_type", "timestep", "fold", "role"]
 TEST = "test"
 
@@ -341,9 +343,10 @@ def make_split(
 # =========================================================================== #
 def lse_variants(skills: Iterable[int] = (2,), variants: Iterable[str] = ("full",),
                  **options: Any) -> dict[str, LatentSkillEmbedding]:
-    """LSE specifications named ``lse-d<d>[-noprereq|-nobias|-nolessons]``.
+    """LSE specifications named ``lse-d<d>[-noprereq][-nobias][-nolessons][-history]``.
 
-    `variants` from ``full``, ``no-prerequisites``, ``no-biases``, ``no-lessons``;
+    `variants` from ``full``, ``no-prerequisites``, ``no-biases``, ``no-lessons``,
+    ``history``, or several joined by ``+`` (``no-lessons+history``);
     `options` go to every :class:`LatentSkillEmbedding` (e.g. learning_noise).
     """
     from .model import LatentSkillEmbedding
@@ -353,9 +356,15 @@ def lse_variants(skills: Iterable[int] = (2,), variants: Iterable[str] = ("full"
         if isinstance(d, bool) or int(d) != d or d < 1:
             raise ValueError(f"skills must be integers >= 1, got {d!r}")
         for v in variants:
-            if v not in VARIANTS:
-                raise ValueError(f"unknown LSE variant {v!r}; choose from {', '.join(VARIANTS)}")
-            out[f"lse-d{int(d)}{_VARIANT_SUFFIX[v]}"] = LatentSkillEmbedding(n_skills=int(d), **{**options, **VARIANTS[v]})
+            parts = [p.strip() for p in str(v).split("+")]
+            settings: dict[str, Any] = {}
+            for part in parts:
+                if part not in VARIANTS:
+                    raise ValueError(f"unknown LSE variant {part!r}; choose from {', '.join(VARIANTS)} "
+                                     "(or several joined by '+')")
+                settings.update(VARIANTS[part])
+            suffix = "".join(_VARIANT_SUFFIX[k] for k in VARIANTS if k in parts)  # canonical order
+            out[f"lse-d{int(d)}{suffix}"] = LatentSkillEmbedding(n_skills=int(d), **{**options, **settings})
     return out
 
 
@@ -364,16 +373,17 @@ def _model_from_name(name: str, n_skills: int = 2) -> Any:
     if key == "lse" or key.startswith("lse-"):
         parts = key.split("-")[1:]
         d = n_skills
-        variant = "full"
+        chosen: list[str] = []
         inverse = {s.lstrip("-"): v for v, s in _VARIANT_SUFFIX.items() if s}
         for part in parts:
             if part.startswith("d") and part[1:].isdigit():
                 d = int(part[1:])
             elif part in inverse:
-                variant = inverse[part]
+                chosen.append(inverse[part])
             else:
-                raise ValueError(f"cannot read LSE model name {name!r}: use lse-d<d>[-noprereq|-nobias|-nolessons]")
-        return next(iter(lse_variants([d], [variant]).values()))
+                raise ValueError(f"cannot read LSE model name {name!r}: use "
+                                 "lse-d<d>[-noprereq][-nobias][-nolessons][-history]")
+        return next(iter(lse_variants([d], ["+".join(chosen) or "full"]).values()))
     return make_baseline(key, n_skills)
 
 
@@ -412,14 +422,9 @@ def _default_name(obj: Any, given: str | None) -> str:
 
     if isinstance(obj, LatentSkillEmbedding):
         c = obj.config
-        variant = "full"
-        if not c["lessons"]:
-            variant = "no-lessons"
-        elif not c["prerequisites"]:
-            variant = "no-prerequisites"
-        elif not c["biases"]:
-            variant = "no-biases"
-        return f"lse-d{c['n_skills']}{_VARIANT_SUFFIX[variant]}"
+        off = {"no-prerequisites": not c["prerequisites"], "no-biases": not c["biases"],
+               "no-lessons": not c["lessons"], "history": bool(c.get("history"))}
+        return f"lse-d{c['n_skills']}" + "".join(_VARIANT_SUFFIX[k] for k, on in off.items() if on)
     if isinstance(obj, Baseline):
         return obj.name
     return str(given)
@@ -628,8 +633,9 @@ def lessons_check(
     s_idx = students.get_indexer(sid) if fitted.has("student_bias") else None
     from .fitted import _pass_draws
 
-    p_with = _pass_draws(fitted, with_l, a_idx, s_idx).mean(axis=0)
-    p_without = _pass_draws(fitted, without, a_idx, s_idx).mean(axis=0)
+    hist = fitted._history_of(ha)
+    p_with = _pass_draws(fitted, with_l, a_idx, s_idx, hist).mean(axis=0)
+    p_without = _pass_draws(fitted, without, a_idx, s_idx, hist).mean(axis=0)
     return pd.DataFrame({
         "student_id": sid, "module_id": ha["module_id"].astype(str).to_numpy(), "timestep": t_r,
         "outcome": ha["outcome"].to_numpy(dtype=float), "n_lessons": n_les, "p_with": p_with, "p_without": p_without,

@@ -92,6 +92,8 @@ def build_datatree(
         "student_bias": ("student",),
         "assessment_bias": ("assessment",),
         "learning_noise": (),
+        "history_success": (),
+        "history_failure": (),
     }
     for name, dd in dims.items():
         if name in raw:
@@ -115,6 +117,12 @@ def build_datatree(
         },
         coords={"obs": np.arange(len(idx.outcome)), "transition": np.arange(len(idx.transition_from))},
     )
+    if model_config.get("history"):
+        from .model import history_counts
+
+        counts = history_counts(idx.obs_student, idx.obs_assessment, idx.outcome, idx.obs_state)
+        constant["obs_history"] = (("obs", "history_kind"), counts)
+        constant = constant.assign_coords(history_kind=["success", "failure"])
     table = log.table
     groups = {
         "posterior": posterior,
@@ -271,7 +279,8 @@ class FittedLSE:
         st = cd["obs_state"].values
         stu = cd["obs_student"].values
         asm = cd["obs_assessment"].values
-        return _pass_draws(self, self.draws("student_state")[:, st], asm, stu)
+        hist = cd["obs_history"].values if "obs_history" in cd else None
+        return _pass_draws(self, self.draws("student_state")[:, st], asm, stu, hist)
 
     def predict(
         self,
@@ -347,7 +356,7 @@ class FittedLSE:
             row_state[:, beyond] = self._push_forward(t, rows[beyond], is_l, l_idx, last_step, last_state, states, update, seed)
 
         stu_codes = pd.Index(self._ids("student")).get_indexer(t["student_id"].iloc[rows]) if self.has("student_bias") else None
-        p = _pass_draws(self, row_state, a_idx[rows], stu_codes)
+        p = _pass_draws(self, row_state, a_idx[rows], stu_codes, self._history_of(t.iloc[rows]))
         alpha = (1 - ci) / 2
         out = pd.DataFrame(
             {
@@ -362,6 +371,28 @@ class FittedLSE:
         for extra in ("outcome", "p_true"):
             if extra in t:
                 out[extra] = t[extra].iloc[rows].to_numpy()
+        return out
+
+    def _history_of(self, rows: pd.DataFrame) -> np.ndarray | None:
+        """Earlier successes/failures on the same assessment for rows to predict, counted
+        over the fitted training answers at or before each row's timestep (None without
+        a history term). Rows being predicted do not count each other, as for `pfa`."""
+        if not self.model_config.get("history"):
+            return None
+        t = self.idata["interactions"].to_dataset()
+        t = pd.DataFrame({k: np.asarray(t[k].values) for k in ("student_id", "module_id", "module_type", "outcome",
+                                                                "timestep")})
+        t = t[t["module_type"].astype(str) == "assessment"]
+        r = pd.DataFrame({"student_id": rows["student_id"].astype(str).to_numpy(),
+                          "module_id": rows["module_id"].astype(str).to_numpy(),
+                          "at": rows["timestep"].to_numpy(), "i": np.arange(len(rows))})
+        t = t.assign(student_id=t["student_id"].astype(str), module_id=t["module_id"].astype(str))
+        m = r.merge(t[["student_id", "module_id", "timestep", "outcome"]], on=["student_id", "module_id"])
+        m = m[m["timestep"] <= m["at"]]
+        agg = m.groupby("i")["outcome"].agg(["sum", "size"])
+        out = np.zeros((len(rows), 2))
+        out[agg.index.to_numpy(), 0] = agg["sum"].to_numpy()
+        out[agg.index.to_numpy(), 1] = (agg["size"] - agg["sum"]).to_numpy()
         return out
 
     @staticmethod
@@ -463,6 +494,9 @@ class FittedLSE:
 
         if not self.model_config["lessons"] or not self.has("gain"):
             raise ValueError("this model has no lessons (fit with lessons=True): there is nothing to recommend")
+        if self.model_config.get("history"):
+            raise ValueError("recommending with the assessment-history term (history=True) is not supported: "
+                             "fit the model without it to rank lesson sequences")
         goals = [goals] if isinstance(goals, str) else list(goals)
         if not goals:
             raise ValueError("give at least one goal assessment")
@@ -545,11 +579,22 @@ class FittedLSE:
         return storage.write_folder(Path(path), writers, manifest, overwrite)
 
 
-def _pass_draws(fitted: FittedLSE, state: np.ndarray, assessment: np.ndarray, student: np.ndarray | None) -> np.ndarray:
-    """σ(D(s, a) + biases) for (samples, rows) given row states (samples, rows, d)."""
+def _pass_draws(fitted: FittedLSE, state: np.ndarray, assessment: np.ndarray, student: np.ndarray | None,
+                history: np.ndarray | None = None) -> np.ndarray:
+    """σ(D(s, a) + biases [+ history term]) for (samples, rows) given row states
+    (samples, rows, d); `history`: (rows, 2) earlier successes/failures on the same
+    assessment, needed when the model has the history term."""
     req = fitted.draws("requirement")[:, assessment]
     g_u = fitted.draws("student_bias")[:, student] if student is not None and fitted.has("student_bias") else 0.0
     g_j = fitted.draws("assessment_bias")[:, assessment] if fitted.has("assessment_bias") else 0.0
+    if fitted.has("history_success"):
+        from .model import history_logit
+
+        if history is None:
+            raise ValueError("this model has a history term: pass the earlier successes/failures of each row")
+        h = history_logit(np.asarray(history, dtype=float)[None], fitted.draws("history_success")[:, None],
+                          fitted.draws("history_failure")[:, None])
+        g_j = g_j + h
     return eq.pass_probability(state, req, g_u, g_j)
 
 

@@ -60,6 +60,9 @@ def run_fit(
     if data.table["module_type"].eq("assessment").sum() == 0:
         raise ValueError("the interaction log has no assessment rows: there is nothing to fit")
     if method == "advi" and fit_cfg.get("batch_size") is not None:
+        if spec.config["history"]:
+            raise ValueError("minibatch ADVI (batch_size) does not support history=True yet; "
+                             "use full-batch ADVI, MAP or NUTS")
         # minibatch ADVI over students: its own per-batch graph, no full PyMC model (minibatch.py)
         from .minibatch import run_minibatch_advi
 
@@ -255,6 +258,11 @@ def _use_kernel(spec: LatentSkillEmbedding, data: InteractionLog, cfg: dict[str,
     engine = cfg.get("engine", "auto")
     if engine not in ("auto", "kernel", "pytensor"):
         raise ValueError(f"MAP engine must be 'auto', 'kernel' or 'pytensor', got {engine!r}")
+    if spec.config["history"]:
+        if engine == "kernel":
+            raise ValueError("MAP engine 'kernel' has no history term: use engine='pytensor' (or 'auto') "
+                             "with history=True")
+        return False
     par = cfg["parametrization"]
     if par == "auto":
         steps = np.asarray(data.state_step)

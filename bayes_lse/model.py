@@ -28,6 +28,37 @@ if TYPE_CHECKING:
 
 METHODS = ("map", "advi", "nuts")
 
+def history_counts(
+    student: np.ndarray, assessment: np.ndarray, outcome: np.ndarray, time: np.ndarray | None = None
+) -> np.ndarray:
+    """Earlier successes and failures of the same student on the same assessment:
+    (rows, 2) float, columns S, F. "Earlier" is by `time` (e.g. the flat state index or
+    the timestep), then by row order."""
+    student = np.asarray(student, dtype=np.int64)
+    assessment = np.asarray(assessment, dtype=np.int64)
+    y = np.asarray(outcome, dtype=float)
+    out = np.zeros((len(y), 2))
+    if not len(y):
+        return out
+    key = student * (int(assessment.max()) + 1) + assessment
+    tkey = np.zeros(len(y), dtype=np.int64) if time is None else np.asarray(time, dtype=np.int64)
+    order = np.lexsort((np.arange(len(y)), tkey, key))
+    k, yy = key[order], y[order]
+    start = np.r_[True, k[1:] != k[:-1]]
+    group = np.cumsum(start) - 1
+    first = np.flatnonzero(start)
+    succ = np.cumsum(yy) - yy  # successes before this row, over the whole sorted array
+    fail = np.cumsum(1 - yy) - (1 - yy)
+    out[order, 0] = succ - succ[first][group]
+    out[order, 1] = fail - fail[first][group]
+    return out
+
+
+def history_logit(counts: Any, success: Any, failure: Any) -> Any:
+    """γ_s·log(1+S) + γ_f·log(1+F) for counts (…, 2)."""
+    return success * np.log1p(counts[..., 0]) + failure * np.log1p(counts[..., 1])
+
+
 #: longest history for which "auto" picks the non-centred trajectory (its graph grows with the steps)
 NONCENTERED_MAX_STEPS = 64
 
@@ -155,6 +186,7 @@ class LatentSkillEmbedding:
         lessons: bool = True,
         learning_noise: float | str = DEFAULT_MODEL_CONFIG["learning_noise"],
         priors: dict[str, float] | None = None,
+        history: bool = False,
     ) -> None:
         self.config = validate_model_config(
             merge(
@@ -165,6 +197,7 @@ class LatentSkillEmbedding:
                     "biases": biases,
                     "lessons": lessons,
                     "learning_noise": learning_noise,
+                    "history": history,
                     "priors": priors or {},
                 },
                 "model",
@@ -180,7 +213,8 @@ class LatentSkillEmbedding:
         c = self.config
         return (
             f"LatentSkillEmbedding(n_skills={c['n_skills']}, prerequisites={c['prerequisites']}, "
-            f"biases={c['biases']}, lessons={c['lessons']}, learning_noise={c['learning_noise']!r})"
+            f"biases={c['biases']}, lessons={c['lessons']}, learning_noise={c['learning_noise']!r}"
+            + (", history=True)" if c["history"] else ")")
         )
 
     @property
@@ -277,6 +311,11 @@ class LatentSkillEmbedding:
                 g_u = pm.Normal("student_bias", 0.0, pri["student_bias_sd"], dims="student")
                 g_j = pm.Normal("assessment_bias", 0.0, pri["assessment_bias_sd"], dims="assessment")
                 logit = logit + g_u[idx.obs_student] + g_j[idx.obs_assessment]
+            if cfg["history"]:
+                counts = history_counts(idx.obs_student, idx.obs_assessment, idx.outcome, idx.obs_state)
+                g_s = pm.Normal("history_success", 0.0, pri["history_sd"])
+                g_f = pm.Normal("history_failure", 0.0, pri["history_sd"])
+                logit = logit + history_logit(counts, g_s, g_f)
             pm.Bernoulli("outcome", logit_p=logit, observed=idx.outcome, dims="obs")
         return model, idx
 

@@ -176,6 +176,25 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
     ),
 }
 
+# ------------------------------------------------- the assessment-history term
+EXPERIMENTS["a09_official_history"] = (
+    "official split (as a09_official_static), static LSE d = 1, 2 with and without the assessment-history "
+    "term (history=True: earlier successes/failures on the same problem in the pass logit)",
+    [f"{WORK}/a09_train_test.csv", "--split", f"{WORK}/a09_official_lf.split.csv", "--skills", "1,2",
+     "--variants", "no-lessons,no-lessons+history", *A09_LSE_FIT, "--baselines", "irt1pl,irt2pl,pfa,pfa-online"],
+)
+EXPERIMENTS["a09_lf_static_history"] = (
+    "as a09_lf_static, static LSE d = 1, 2 with and without the assessment-history term",
+    [A09, "--from", "assistments-dkt", "--protocol", "last-fraction", "--folds", "1", "--skills", "1,2",
+     "--variants", "no-lessons,no-lessons+history", *A09_LSE_FIT, "--baselines", "irt1pl,pfa"],
+)
+EXPERIMENTS["a09_lb_ial_history"] = (
+    "as a09_lb_ial, LSE d = 1 with and without the assessment-history term (the history variant runs on the "
+    "PyTensor engine: the compiled kernel has no history term)",
+    [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-batch", "--folds", "1",
+     "--skills", "1", "--variants", "full,history", *A09_LSE_FIT, "--baselines", "irt1pl,pfa"],
+)
+
 #: An items-as-lessons run again with forecasts through the *mode* of each step (`--update
 #: mode`) instead of its truncated-normal mean: no upward drift from the truncation at zero.
 EXPERIMENTS["a09_lf_ial_mode"] = (EXPERIMENTS["a09_lf_ial"][0] + "; forecasts through each step's mode",

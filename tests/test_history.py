@@ -1,0 +1,105 @@
+"""The assessment-history term (history=True): earlier successes/failures on the same assessment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_lse as bl
+from bayes_lse import equations as eq
+from bayes_lse.evaluate import _model_from_name, lse_variants
+from bayes_lse.metrics import auc
+from bayes_lse.model import history_counts, history_logit
+
+
+def test_history_counts_match_a_loop():
+    rng = np.random.default_rng(0)
+    n = 400
+    student, assessment = rng.integers(0, 7, n), rng.integers(0, 5, n)
+    y, time = rng.integers(0, 2, n), rng.integers(0, 6, n)
+    got = history_counts(student, assessment, y, time)
+    want = np.zeros((n, 2))
+    for i in range(n):
+        for k in range(n):
+            earlier = time[k] < time[i] or (time[k] == time[i] and k < i)
+            if earlier and student[k] == student[i] and assessment[k] == assessment[i]:
+                want[i, 1 - y[k]] += 1
+    np.testing.assert_array_equal(got, want)
+
+
+def _memory_cohort(seed: int = 0) -> pd.DataFrame:
+    """Static answers where a repeat copies the student's previous outcome on that item."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(60):
+        ability = rng.normal()
+        last: dict[int, int] = {}
+        for _ in range(30):
+            j = int(rng.integers(0, 8))
+            if j in last and rng.random() < 0.9:
+                y = last[j]
+            else:
+                y = int(rng.random() < 1 / (1 + np.exp(-(ability - 0.2 * j + 0.7))))
+            last[j] = y
+            rows.append((f"u{u}", f"A{j}", "assessment", y, 0))
+    return pd.DataFrame(rows, columns=["student_id", "module_id", "module_type", "outcome", "timestep"])
+
+
+def test_history_term_learns_repeat_memory_and_predicts_repeats():
+    t = _memory_cohort()
+    last = t.groupby("student_id").tail(5).index
+    train, test = t.drop(last), t.loc[last]
+    test = test[test["module_id"].isin(set(train["module_id"]))]
+    plain = bl.LatentSkillEmbedding(n_skills=1, lessons=False).fit(train, method="map", starts=1, seed=0,
+                                                                   progressbar=False)
+    mem = bl.LatentSkillEmbedding(n_skills=1, lessons=False, history=True).fit(train, method="map", starts=1,
+                                                                               seed=0, progressbar=False)
+    assert float(mem.draws("history_success")[0]) > 0.5 > -0.5 > float(mem.draws("history_failure")[0])
+    y = test["outcome"].to_numpy()
+    a_plain = auc(y, plain.predict(test)["p_mean"].to_numpy())
+    a_mem = auc(y, mem.predict(test)["p_mean"].to_numpy())
+    assert a_mem > a_plain + 0.05
+
+
+def test_predict_adds_the_history_term_by_hand():
+    t = _memory_cohort(1)
+    f = bl.LatentSkillEmbedding(n_skills=2, lessons=False, history=True).fit(t, method="map", starts=1, seed=0,
+                                                                             progressbar=False)
+    row = t.iloc[[-1]]
+    sid, mid = row["student_id"].iloc[0], row["module_id"].iloc[0]
+    prev = t[(t.student_id == sid) & (t.module_id == mid)]  # every training answer at timestep 0 counts
+    s_cnt, f_cnt = prev["outcome"].sum(), len(prev) - prev["outcome"].sum()
+    np.testing.assert_array_equal(f._history_of(row), [[s_cnt, f_cnt]])
+    j, u = list(f.assessments).index(mid), list(f.students).index(sid)
+    h = history_logit(np.array([s_cnt, f_cnt], dtype=float), f.draws("history_success")[0],
+                      f.draws("history_failure")[0])
+    p = eq.pass_probability(f.current_state(sid)[0], f.draws("requirement")[0, j], f.draws("student_bias")[0, u],
+                            f.draws("assessment_bias")[0, j] + h)
+    assert f.predict(row)["p_mean"].iloc[0] == pytest.approx(float(p), rel=1e-9)
+    # in-sample probabilities use the training counts kept in constant_data
+    cd = f.idata["constant_data"]
+    assert cd["obs_history"].shape == (len(t), 2)
+    assert f.pass_probability_draws().shape == (1, len(t))
+
+
+def test_unsupported_paths_say_so(tiny_cohort):
+    spec = bl.LatentSkillEmbedding(n_skills=1, history=True)
+    with pytest.raises(ValueError, match="kernel' has no history term"):
+        spec.fit(tiny_cohort.table, method="map", engine="kernel", parametrization="centered", starts=1)
+    with pytest.raises(ValueError, match="minibatch ADVI .* history"):
+        spec.fit(tiny_cohort.table, method="advi", batch_size=4)
+    f = spec.fit(tiny_cohort.table, method="map", starts=1, seed=0, progressbar=False)
+    with pytest.raises(ValueError, match="history term .* not supported"):
+        f.recommend(f.last_states().index[0], goals=[f.assessments[0]])
+
+
+def test_variant_names_combine():
+    specs = lse_variants([2], ["no-lessons+history", "history"])
+    assert list(specs) == ["lse-d2-nolessons-history", "lse-d2-history"]
+    c = specs["lse-d2-nolessons-history"].config
+    assert c["history"] and not c["lessons"]
+    again = _model_from_name("lse-d2-nolessons-history")
+    assert again.config == c
+    with pytest.raises(ValueError, match="unknown LSE variant 'memory'"):
+        lse_variants([2], ["no-lessons+memory"])
