@@ -100,6 +100,8 @@ def _model_options(fn):
         click.option("--no-biases", is_flag=True, help="No student/assessment bias terms."),
         click.option("--no-lessons", is_flag=True, help="Ignore lesson content: states drift by noise only."),
         click.option("--learning-noise", default=None, help="σ_L: a positive number or 'learned' (default √0.5)."),
+        click.option("--history", is_flag=True,
+                     help="Add earlier successes/failures on the same assessment to the pass logit (PFA-style memory)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -107,7 +109,7 @@ def _model_options(fn):
 
 
 def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, no_lessons: bool,
-                        learning_noise: str | None):
+                        learning_noise: str | None, history: bool = False):
     from .config import DEFAULT_LEARNING_NOISE
     from .model import LatentSkillEmbedding
 
@@ -121,7 +123,7 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
             except ValueError:
                 raise UserError(f"--learning-noise must be a positive number or 'learned', got {learning_noise!r}") from None
     return LatentSkillEmbedding(n_skills=n_skills, prerequisites=not no_prerequisites, biases=not no_biases,
-                                lessons=not no_lessons, learning_noise=noise)
+                                lessons=not no_lessons, learning_noise=noise, history=history)
 
 
 @main.command()
@@ -145,9 +147,9 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
 @_guard
 def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequisites: bool, no_biases: bool,
-        no_lessons: bool, learning_noise: str | None, sampler: str | None, draws: int | None, tune: int | None,
-        chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None, seed: int | None,
-        config_file: Path | None, overwrite: bool) -> None:
+        no_lessons: bool, learning_noise: str | None, history: bool, sampler: str | None, draws: int | None,
+        tune: int | None, chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None,
+        seed: int | None, config_file: Path | None, overwrite: bool) -> None:
     """Fit the model to DATA (CSV or Parquet) and save it as a model folder."""
     from .data import read_interactions
     from .storage import MANIFEST
@@ -158,7 +160,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
             raise UserError(f"{output}: already exists; pass --overwrite to replace it")
         if output.is_dir() and not (output / MANIFEST).exists():
             raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
-    model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise)
+    model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise, history)
     log = read_interactions(data)
     overrides: dict[str, Any] = {}
     if config_file is not None:

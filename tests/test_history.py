@@ -103,3 +103,17 @@ def test_variant_names_combine():
     assert again.config == c
     with pytest.raises(ValueError, match="unknown LSE variant 'memory'"):
         lse_variants([2], ["no-lessons+memory"])
+
+
+def test_cli_fit_history_flag(tmp_path, tiny_cohort):
+    from click.testing import CliRunner
+
+    from bayes_lse.cli import main
+
+    data = tmp_path / "d.csv"
+    tiny_cohort.table.to_csv(data, index=False)
+    res = CliRunner().invoke(main, ["fit", str(data), "-o", str(tmp_path / "m"), "--method", "map", "--history",
+                                    "--starts", "1", "--skills", "1"])
+    assert res.exit_code == 0, res.output
+    f = bl.load(tmp_path / "m")
+    assert f.model_config["history"] and f.has("history_success")
