@@ -86,7 +86,7 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
         "tune": 1000,
         "target_accept": 0.9,
         "seed": None,
-        "cores": None,
+        "cores": None,  # None: one per chain, up to the CPUs this process may use
         # numpyro only: "auto" | "parallel" | "sequential" | "vectorized" (inference.jax_chain_method)
         "chain_method": "auto",
         # nutpie only: mass-matrix adaptation, None (nutpie's "diag") | "diag" | "draw_diag" | "low_rank"
