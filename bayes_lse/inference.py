@@ -273,11 +273,6 @@ def _use_kernel(spec: LatentSkillEmbedding, data: InteractionLog, cfg: dict[str,
     engine = cfg.get("engine", "auto")
     if engine not in ("auto", "kernel", "pytensor"):
         raise ValueError(f"MAP engine must be 'auto', 'kernel' or 'pytensor', got {engine!r}")
-    if spec.config["history"]:
-        if engine == "kernel":
-            raise ValueError("MAP engine 'kernel' has no history term: use engine='pytensor' (or 'auto') "
-                             "with history=True")
-        return False
     par = cfg["parametrization"]
     if par == "auto":
         steps = np.asarray(data.state_step)

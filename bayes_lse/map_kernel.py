@@ -73,11 +73,17 @@ def _likelihood_and_grad(
     dQ: np.ndarray,
     dGU: np.ndarray,
     dGJ: np.ndarray,
+    offset: np.ndarray,
+    dlogit: np.ndarray,
 ) -> tuple[float, float]:
     """Σ log p(outcome) + Σ log p(transition); gradients added into the d* arrays.
 
-    Returns (log-density, d/dσ).  Priors are added by the caller.
+    `offset` (one per answer, or empty) is added to each logit (the history term) and
+    `dlogit` (same length, or empty) receives ∂/∂logit of each answer, from which the
+    caller forms the offset's own gradients. Returns (log-density, d/dσ).  Priors are
+    added by the caller.
     """
+    has_offset = offset.shape[0] > 0
     d = S.shape[1]
     total = 0.0
     # ---- answers: Bernoulli with logit D(s, a) + g_u + g_j
@@ -97,6 +103,8 @@ def _likelihood_and_grad(
         logit = dot / n - n
         if use_bias:
             logit += GU[obs_student[r]] + GJ[j]
+        if has_offset:
+            logit += offset[r]
         if logit > 0.0:
             e = math.exp(-logit)
             softplus = logit + math.log1p(e)
@@ -108,6 +116,8 @@ def _likelihood_and_grad(
         y = outcome[r]
         total += y * logit - softplus
         dl = y - p
+        if has_offset:
+            dlogit[r] = dl
         n3 = n * n * n
         for k in range(d):
             dS[i, k] += dl * A[j, k] / n
@@ -217,6 +227,7 @@ class CentredObjective:
         self.use_lessons = bool(cfg["lessons"]) and n_lessons > 0
         self.use_prereq = self.use_lessons and bool(cfg["prerequisites"])
         self.use_bias = bool(cfg["biases"])
+        self.use_history = bool(cfg.get("history", False))
         self.learn_sigma = cfg["learning_noise"] == "learned" and len(idx.transition_from) > 0
         self.fixed_sigma = None if self.learn_sigma else float(cfg["learning_noise"]) if cfg["learning_noise"] != "learned" else 1.0
         self.normalised = normalised
@@ -231,6 +242,8 @@ class CentredObjective:
             shapes += [("student_bias", (n_students,), False), ("assessment_bias", (n_assessments,), False)]
         if self.learn_sigma:
             shapes.append(("learning_noise", (), True))
+        if self.use_history:
+            shapes += [("history_success", (), False), ("history_failure", (), False)]
         self.blocks: dict[str, Block] = {}
         start = 0
         for name, shape, pos in shapes:
@@ -245,6 +258,11 @@ class CentredObjective:
         self._empty = np.zeros((0, d))
         self._empty1 = np.zeros(0)
         self.outcome = np.asarray(idx.outcome, dtype=np.float64)
+        if self.use_history:
+            from .model import history_counts
+
+            self.log_counts = np.log1p(history_counts(idx.obs_student, idx.obs_assessment, idx.outcome, idx.obs_state))
+        self._none = np.zeros(0)
         self.is_initial = np.zeros(idx.n_states, dtype=bool)
         self.is_initial[idx.initial_state] = True
         self.n_students, self.n_assessments, self.n_lessons = n_students, n_assessments, n_lessons
@@ -317,13 +335,25 @@ class CentredObjective:
         dQ = grad.get("prerequisite", self._empty)
         dGU = grad.get("student_bias", self._empty1)
         dGJ = grad.get("assessment_bias", self._empty1)
+        if self.use_history:
+            g_s, g_f = float(v["history_success"]), float(v["history_failure"])
+            offset = g_s * self.log_counts[:, 0] + g_f * self.log_counts[:, 1]
+            dlogit = np.zeros(len(offset))
+        else:
+            offset = dlogit = self._none
         lp, d_sigma = _likelihood_and_grad(
             S, A, L, Q, GU, GJ, sigma,
             idx.obs_state, idx.obs_student, idx.obs_assessment, self.outcome,
             idx.transition_from, idx.transition_to, idx.transition_lesson,
             self.use_lessons, self.use_prereq, self.use_bias, self.normalised,
-            dS, dA, dL, dQ, dGU, dGJ,
+            dS, dA, dL, dQ, dGU, dGJ, offset, dlogit,
         )  # fmt: skip
+        if self.use_history:
+            sd = pri["history_sd"]
+            for name, g_val, col in (("history_success", g_s, 0), ("history_failure", g_f, 1)):
+                p, g = self._normal(np.atleast_1d(g_val), sd)
+                lp += p
+                grad[name] = np.asarray(float(g[0]) + float(dlogit @ self.log_counts[:, col]))
         # priors (with their constants, as PyMC's logp)
         s0 = S[self.is_initial]
         p, g = self._half_normal(s0, pri["initial_state_scale"])

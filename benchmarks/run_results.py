@@ -189,8 +189,8 @@ EXPERIMENTS["a09_lf_static_history"] = (
      "--variants", "no-lessons,no-lessons+history", *A09_LSE_FIT, "--baselines", "irt1pl,pfa"],
 )
 EXPERIMENTS["a09_lb_ial_history"] = (
-    "as a09_lb_ial, LSE d = 1 with and without the assessment-history term (the history variant runs on the "
-    "PyTensor engine: the compiled kernel has no history term)",
+    "as a09_lb_ial, LSE d = 1 with and without the assessment-history term (recorded before the compiled "
+    "kernel had the term: the history variant ran on the PyTensor engine)",
     [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-batch", "--folds", "1",
      "--skills", "1", "--variants", "full,history", *A09_LSE_FIT, "--baselines", "irt1pl,pfa"],
 )

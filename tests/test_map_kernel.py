@@ -16,6 +16,7 @@ VARIANTS = [
     {"lessons": False},
     {"learning_noise": "learned"},
     {"n_skills": 3},
+    {"history": True},
 ]
 
 
