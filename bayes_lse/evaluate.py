@@ -422,9 +422,9 @@ def _default_name(obj: Any, given: str | None) -> str:
 
     if isinstance(obj, LatentSkillEmbedding):
         c = obj.config
-        off = {"no-prerequisites": not c["prerequisites"], "no-biases": not c["biases"],
-               "no-lessons": not c["lessons"], "history": bool(c.get("history"))}
-        return f"lse-d{c['n_skills']}" + "".join(_VARIANT_SUFFIX[k] for k, on in off.items() if on)
+        return f"lse-d{c['n_skills']}" + "".join(
+            _VARIANT_SUFFIX[k] for k, settings in VARIANTS.items()
+            if settings and all(c.get(key) == value for key, value in settings.items()))
     if isinstance(obj, Baseline):
         return obj.name
     return str(given)

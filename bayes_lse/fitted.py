@@ -118,10 +118,7 @@ def build_datatree(
         coords={"obs": np.arange(len(idx.outcome)), "transition": np.arange(len(idx.transition_from))},
     )
     if model_config.get("history"):
-        from .model import history_counts
-
-        counts = history_counts(idx.obs_student, idx.obs_assessment, idx.outcome, idx.obs_state)
-        constant["obs_history"] = (("obs", "history_kind"), counts)
+        constant["obs_history"] = (("obs", "history_kind"), idx.history)
         constant = constant.assign_coords(history_kind=["success", "failure"])
     table = log.table
     groups = {
@@ -158,6 +155,7 @@ def build_datatree(
 
 #: how `FittedLSE.predict` moves a state through a step it was not fitted on
 UPDATES = ("expected", "mode", "sample")
+
 
 class FittedLSE:
     """A fitted Latent Skill Embedding: posterior draws plus everything needed to use them."""
@@ -379,15 +377,13 @@ class FittedLSE:
         a history term). Rows being predicted do not count each other, as for `pfa`."""
         if not self.model_config.get("history"):
             return None
-        t = self.idata["interactions"].to_dataset()
-        t = pd.DataFrame({k: np.asarray(t[k].values) for k in ("student_id", "module_id", "module_type", "outcome",
-                                                                "timestep")})
-        t = t[t["module_type"].astype(str) == "assessment"]
+        t = self.interactions
+        t = t.loc[t["module_type"].astype(str) == "assessment", ["student_id", "module_id", "timestep", "outcome"]]
+        t = t.astype({"student_id": str, "module_id": str})
         r = pd.DataFrame({"student_id": rows["student_id"].astype(str).to_numpy(),
                           "module_id": rows["module_id"].astype(str).to_numpy(),
                           "at": rows["timestep"].to_numpy(), "i": np.arange(len(rows))})
-        t = t.assign(student_id=t["student_id"].astype(str), module_id=t["module_id"].astype(str))
-        m = r.merge(t[["student_id", "module_id", "timestep", "outcome"]], on=["student_id", "module_id"])
+        m = r.merge(t, on=["student_id", "module_id"])
         m = m[m["timestep"] <= m["at"]]
         agg = m.groupby("i")["outcome"].agg(["sum", "size"])
         out = np.zeros((len(rows), 2))

@@ -56,8 +56,6 @@ def _release_arrow_memory() -> None:
     Reading a log goes through Arrow string columns; Arrow's allocator (mimalloc)
     keeps what the reader's temporaries freed. On ASSISTments with items as lessons
     that was ~60 MB of the MAP fit's 610 MB peak (docs/benchmarks.md)."""
-    import sys
-
     pa = sys.modules.get("pyarrow")
     if pa is not None:
         pa.default_memory_pool().release_unused()

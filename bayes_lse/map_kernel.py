@@ -259,9 +259,7 @@ class CentredObjective:
         self._empty1 = np.zeros(0)
         self.outcome = np.asarray(idx.outcome, dtype=np.float64)
         if self.use_history:
-            from .model import history_counts
-
-            self.log_counts = np.log1p(history_counts(idx.obs_student, idx.obs_assessment, idx.outcome, idx.obs_state))
+            self.log_counts = np.log1p(idx.history)
         self._none = np.zeros(0)
         self.is_initial = np.zeros(idx.n_states, dtype=bool)
         self.is_initial[idx.initial_state] = True

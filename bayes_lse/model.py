@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from .fitted import FittedLSE
 
 METHODS = ("map", "advi", "nuts")
+
 
 def history_counts(
     student: np.ndarray, assessment: np.ndarray, outcome: np.ndarray, time: np.ndarray | None = None
@@ -108,6 +110,12 @@ class IndexArrays:
     @property
     def n_states(self) -> int:
         return len(self.state_student)
+
+    @cached_property
+    def history(self) -> np.ndarray:
+        """(answers, 2): earlier successes/failures of each answer's student on its
+        assessment, in state order (the history term's counts; computed once)."""
+        return history_counts(self.obs_student, self.obs_assessment, self.outcome, self.obs_state)
 
 
 def _norm(v: pt.TensorVariable) -> pt.TensorVariable:
@@ -312,7 +320,7 @@ class LatentSkillEmbedding:
                 g_j = pm.Normal("assessment_bias", 0.0, pri["assessment_bias_sd"], dims="assessment")
                 logit = logit + g_u[idx.obs_student] + g_j[idx.obs_assessment]
             if cfg["history"]:
-                counts = history_counts(idx.obs_student, idx.obs_assessment, idx.outcome, idx.obs_state)
+                counts = idx.history
                 g_s = pm.Normal("history_success", 0.0, pri["history_sd"])
                 g_f = pm.Normal("history_failure", 0.0, pri["history_sd"])
                 logit = logit + history_logit(counts, g_s, g_f)
