@@ -45,8 +45,6 @@ EDNET = f"{DATA}/ednet_kt4_sample"
 A09_BASE = "student-rate,assessment-rate,irt1pl,irt2pl,pfa,pfa-online"
 ED_BASE = "student-rate,assessment-rate,irt1pl,irt2pl,mirt,pfa,pfa-online"
 A09_LSE_FIT = ["--starts", "1", "--maxiter", "200"]
-#: the same fits run to 1000 iterations, kept to show that a closer optimum predicts worse
-A09_LSE_FIT_1000 = ["--starts", "1", "--maxiter", "1000"]
 
 #: name -> (what it is, arguments after `bayes-lse evaluate`)
 EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
@@ -153,28 +151,14 @@ EXPERIMENTS: dict[str, tuple[str, list[str]]] = {
         [f"{WORK}/a09_train_test_items_as_lessons.csv", "--split", f"{WORK}/a09_official_ial_lf.split.csv",
          "--skills", "2", "--variants", "full", *A09_LSE_FIT, "--baselines", "irt1pl,pfa"],
     ),
-    "a09_lf_static_it1000": (
-        "as a09_lf_static, LSE MAP run to 1000 iterations",
-        [A09, "--from", "assistments-dkt", "--protocol", "last-fraction", "--folds", "1", "--skills", "1,2,3",
-         "--variants", "no-lessons", *A09_LSE_FIT_1000, "--baselines", "irt1pl,irt2pl,pfa"],
-    ),
-    "a09_lf_ial_it1000": (
-        "as a09_lf_ial, LSE MAP run to 1000 iterations",
-        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-fraction", "--folds", "1",
-         "--skills", "1,2,3", "--variants", "full", *A09_LSE_FIT_1000, "--baselines", "irt1pl,irt2pl,pfa"],
-    ),
-    "a09_lf_ial_noise0.05_it1000": (
-        "as a09_lf_ial_noise0.05, LSE MAP run to 1000 iterations",
-        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-fraction", "--folds", "1",
-         "--skills", "1,2", "--variants", "full", "--learning-noise", "0.05", *A09_LSE_FIT_1000,
-         "--baselines", "irt1pl,pfa"],
-    ),
-    "a09_lb_ial_it1000": (
-        "as a09_lb_ial, LSE MAP run to 1000 iterations",
-        [A09, "--from", "assistments-dkt", "--items-as-lessons", "--protocol", "last-batch", "--folds", "1",
-         "--skills", "1,2,3", "--variants", "full", *A09_LSE_FIT_1000, "--baselines", A09_BASE],
-    ),
 }
+
+#: The same fits run to 1000 iterations, kept to show that a closer optimum predicts worse.
+for _name in ("a09_lf_static", "a09_lf_ial", "a09_lf_ial_noise0.05", "a09_lb_ial"):
+    _desc, _args = EXPERIMENTS[_name]
+    _i = _args.index("--maxiter") + 1
+    EXPERIMENTS[_name + "_it1000"] = (f"as {_name}, LSE MAP run to 1000 iterations",
+                                      [*_args[:_i], "1000", *_args[_i + 1:]])
 
 # ------------------------------------------------- the assessment-history term
 EXPERIMENTS["a09_official_history"] = (
