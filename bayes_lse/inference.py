@@ -5,6 +5,7 @@ full-rank, with a stopping rule that checks the loss has levelled off) and NUTS
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -14,12 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pymc as pm
-import pytensor
-import pytensor.tensor as pt
 import xarray as xr
-from pymc.pytensorf import join_nonshared_inputs
-from pytensor.graph.replace import clone_replace
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
@@ -31,6 +27,28 @@ if TYPE_CHECKING:
     from .model import IndexArrays, LatentSkillEmbedding
 
 log = logging.getLogger(__name__)
+
+
+class _LazyModule:
+    """A module imported on first attribute access.
+
+    MAP on the compiled kernel (`fit_map_kernel`) needs neither PyMC nor PyTensor;
+    importing them costs ~45 MB of resident memory, a tenth of issue 7's 400 MB
+    budget. `pm.sample(...)` etc. below work unchanged and import on first use."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self._name!r}>"
+
+
+pm: Any = _LazyModule("pymc")
+pytensor: Any = _LazyModule("pytensor")
+pt: Any = _LazyModule("pytensor.tensor")
 
 #: free variables in the order they are reported
 POSITIVE = {"initial_state", "later_state", "requirement", "gain", "prerequisite", "learning_noise"}
@@ -114,6 +132,9 @@ def _logp_and_grad(model: pm.Model, jacobian: bool, fixed: dict[str, np.ndarray]
     variables in `fixed` are held at the given values."""
     point = model.initial_point()
     fixed = fixed or {}
+    from pymc.pytensorf import join_nonshared_inputs
+    from pytensor.graph.replace import clone_replace
+
     value_vars = [v for v in model.value_vars if v.name not in fixed]
     cost = model.logp(jacobian=jacobian)
     if fixed:
