@@ -69,14 +69,30 @@ def default_progressbar() -> bool:
 
 
 def _release_arrow_memory() -> None:
-    """Hand Arrow's cached free memory back before the optimiser's large arrays arrive.
+    """Hand cached free memory back to the system before the optimiser's large arrays arrive.
 
     Reading a log goes through Arrow string columns; Arrow's allocator (mimalloc)
     keeps what the reader's temporaries freed. On ASSISTments with items as lessons
-    that was ~60 MB of the MAP fit's 610 MB peak (docs/benchmarks.md)."""
+    that was ~60 MB of the MAP fit's 610 MB peak (docs/benchmarks.md). glibc's malloc
+    likewise keeps freed heap pages of the reader's numpy/pandas temporaries (its
+    mmap threshold grows with the first large free), ~70 MB there; `malloc_trim`
+    returns them. Both only release memory nothing refers to."""
     pa = sys.modules.get("pyarrow")
     if pa is not None:
         pa.default_memory_pool().release_unused()
+    _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0) where there is one (Linux); a no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # musl or another libc without malloc_trim
+        pass
 
 
 def run_fit(
@@ -131,11 +147,11 @@ def _logp_and_grad(model: pm.Model, jacobian: bool, fixed: dict[str, np.ndarray]
     """One compiled function x ↦ (−log p, −∇ log p) over the raveled unconstrained point;
     variables in `fixed` are held at the given values."""
     point = model.initial_point()
-    fixed = fixed or {}
     from pymc.pytensorf import join_nonshared_inputs
     from pytensor.graph.replace import clone_replace
 
     value_vars = [v for v in model.value_vars if v.name not in fixed]
+    fixed = fixed or {}
     cost = model.logp(jacobian=jacobian)
     if fixed:
         held = {v: pt.as_tensor(fixed[v.name]) for v in model.value_vars if v.name in fixed}
@@ -260,9 +276,12 @@ def _multistart(
                 }
             )
             if progressbar:
+            # res.hess_inv views L-BFGS-B's whole workspace (2·maxcor+5 vectors): do not
+            # keep it through the next start (80 MB at 667k parameters)
+            del res, g
                 print(
-                    f"MAP start {start + 1}/{cfg['starts']}: -log p = {res.fun:.2f} "
-                    f"after {res.nit} iterations ({results[-1]['message']})",
+                    f"MAP start {start + 1}/{cfg['starts']}: -log p = {results[-1]['objective']:.2f} "
+                    f"after {results[-1]['n_iterations']} iterations ({results[-1]['message']})",
                     file=sys.stderr,
                 )
     best = int(np.argmin([r["objective"] for r in results]))

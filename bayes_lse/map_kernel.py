@@ -8,6 +8,12 @@ chain of scatter-adds (`AdvancedIncSubtensor`, numpy's `add.at`) over 268k rows:
 over answers, one over transitions — accumulates every gradient in place:
 a few milliseconds, memory linear in the data, and no PyMC model to build.
 
+Two backends compute the same terms: `"numpy"` (default; gathers and `bincount`
+scatter-adds) and `"numba"` (the loops compiled, `_map_kernel_numba.py`; ~1.5-2x
+faster per evaluation on ASSISTments, but numba's import and first call take
+~105 MB of resident memory, which MAP on ASSISTments cannot afford within issue 7's
+400 MB).  They agree to rounding (`tests/test_map_kernel.py`).
+
 It is the density of `LatentSkillEmbedding.build_model(parametrization="centered")`
 term for term (priors with their constants, the Bernoulli likelihood, the
 truncated-normal transition with or without its normaliser); `tests/test_map_kernel.py`
@@ -21,34 +27,21 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numba
 import numpy as np
+from scipy.special import expit, log_ndtr
 
 from .equations import NORM_EPS
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
-_SQRT1_2 = math.sqrt(0.5)
 
 
-@numba.njit(cache=True, inline="always")
-def _log_phi_cdf_and_ratio(r: float) -> tuple[float, float]:
-    """log Φ(r) and the inverse Mills ratio φ(r)/Φ(r), stable on both tails."""
-    if r > -37.0:
-        cdf = 0.5 * math.erfc(-r * _SQRT1_2)
-        log_cdf = math.log(cdf)
-        ratio = math.exp(-0.5 * r * r - 0.5 * _LOG_2PI - log_cdf)
-        return log_cdf, ratio
-    # asymptotic tail: Φ(r) ≈ φ(r)/(−r)·(1 − 1/r² + 3/r⁴)
-    r2 = r * r
-    u = 1.0 / r2
-    series = 1.0 - u * (1.0 - u * (3.0 - u * (15.0 - 105.0 * u)))
-    log_cdf = -0.5 * r2 - 0.5 * _LOG_2PI - math.log(-r) + math.log(series)
-    return log_cdf, -r / series
+def _add_rows(out: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> None:
+    """out[rows[i]] += weights[i] (bincount: one pass, no Python loop)."""
+    out += np.bincount(rows, weights=weights, minlength=out.shape[0])
 
 
-@numba.njit(cache=True)
-def _likelihood_and_grad(
+def _likelihood_and_grad_numpy(
     S: np.ndarray,
     A: np.ndarray,
     L: np.ndarray,
@@ -81,103 +74,100 @@ def _likelihood_and_grad(
     `offset` (one per answer, or empty) is added to each logit (the history term) and
     `dlogit` (same length, or empty) receives ∂/∂logit of each answer, from which the
     caller forms the offset's own gradients. Returns (log-density, d/dσ).  Priors are
-    added by the caller.
+    added by the caller.  Vectorised numpy: gathers per row, scatter-adds by bincount;
+    the same terms as the numba loop of `_map_kernel_numba`, summed in another order.
     """
-    has_offset = offset.shape[0] > 0
     d = S.shape[1]
     total = 0.0
-    # ---- answers: Bernoulli with logit D(s, a) + g_u + g_j
-    a_norm = np.empty(A.shape[0])
-    for j in range(A.shape[0]):
-        acc = NORM_EPS
-        for k in range(d):
-            acc += A[j, k] * A[j, k]
-        a_norm[j] = math.sqrt(acc)
-    for r in range(obs_state.shape[0]):
-        i = obs_state[r]
-        j = obs_assessment[r]
-        n = a_norm[j]
-        dot = 0.0
-        for k in range(d):
-            dot += S[i, k] * A[j, k]
-        logit = dot / n - n
-        if use_bias:
-            logit += GU[obs_student[r]] + GJ[j]
-        if has_offset:
-            logit += offset[r]
-        if logit > 0.0:
-            e = math.exp(-logit)
-            softplus = logit + math.log1p(e)
-            p = 1.0 / (1.0 + e)
+    # ---- answers
+    n = np.sqrt(np.einsum("jk,jk->j", A, A) + NORM_EPS)[obs_assessment]
+    Sg = S[obs_state]
+    Ag = A[obs_assessment]
+    dot = np.einsum("rk,rk->r", Sg, Ag)
+    logit = dot / n
+    logit -= n
+    if use_bias:
+        logit += GU[obs_student]
+        logit += GJ[obs_assessment]
+    if offset.shape[0]:
+        logit += offset
+    total += float(np.dot(outcome, logit)) - float(np.logaddexp(0.0, logit).sum())
+    dl = expit(logit)
+    np.subtract(outcome, dl, out=dl)
+    del logit
+    if offset.shape[0]:
+        dlogit[:] = dl
+    dl_n = dl / n
+    c = dot / n
+    c /= n
+    c += 1.0
+    c *= dl_n  # dl·(dot/n³ + 1/n)
+    for k in range(d):
+        _add_rows(dS[:, k], obs_state, dl_n * Ag[:, k])
+        _add_rows(dA[:, k], obs_assessment, dl_n * Sg[:, k] - c * Ag[:, k])
+    del Sg, Ag, dot, n, dl_n, c
+    if use_bias:
+        _add_rows(dGU, obs_student, dl)
+        _add_rows(dGJ, obs_assessment, dl)
+    del dl
+    # ---- transitions
+    T = tr_from.shape[0]
+    if T == 0:
+        return total, 0.0
+    Sa = S[tr_from]
+    has = (tr_lesson >= 0) if use_lessons else np.zeros(T, dtype=bool)
+    any_lesson = bool(has.any())
+    if any_lesson:
+        m = np.where(has, tr_lesson, 0)
+        Lm = L[m]
+        if use_prereq:
+            Qm = Q[m]
+            qn = np.sqrt(np.einsum("jk,jk->j", Q, Q) + NORM_EPS)[m]
+            qdot = np.einsum("rk,rk->r", Sa, Qm)
+            w = expit(qdot / qn - qn)
         else:
-            e = math.exp(logit)
-            softplus = math.log1p(e)
-            p = e / (1.0 + e)
-        y = outcome[r]
-        total += y * logit - softplus
-        dl = y - p
-        if has_offset:
-            dlogit[r] = dl
-        n3 = n * n * n
+            w = np.ones(T)
+        w *= has
+        mu = Lm * w[:, None]
+        mu += Sa
+    else:
+        mu = Sa.copy()
+    z = S[tr_to]
+    z -= mu
+    z /= sigma
+    zz = float(np.vdot(z, z))
+    total += -0.5 * zz + T * d * (-math.log(sigma) - 0.5 * _LOG_2PI)
+    d_sigma = (zz - T * d) / sigma
+    g = z / sigma
+    if normalised:
+        rr = mu / sigma
+        lc = log_ndtr(rr)
+        total -= float(lc.sum())
+        with np.errstate(over="ignore"):
+            ratio = np.exp(-0.5 * rr * rr - 0.5 * _LOG_2PI - lc)
+        tail = rr <= -37.0
+        if tail.any():
+            u = 1.0 / (rr[tail] * rr[tail])
+            ratio[tail] = -rr[tail] / (1.0 - u * (1.0 - u * (3.0 - u * (15.0 - 105.0 * u))))
+        g -= ratio / sigma
+        d_sigma += float(np.vdot(ratio, rr)) / sigma
+        del rr, lc, ratio
+    del mu
+    for k in range(d):
+        _add_rows(dS[:, k], tr_to, -(z[:, k] / sigma))
+        _add_rows(dS[:, k], tr_from, g[:, k])
+    del z
+    if any_lesson:
+        gdot = np.einsum("rk,rk->r", g, Lm)
         for k in range(d):
-            dS[i, k] += dl * A[j, k] / n
-            dA[j, k] += dl * (S[i, k] / n - dot * A[j, k] / n3 - A[j, k] / n)
-        if use_bias:
-            dGU[obs_student[r]] += dl
-            dGJ[j] += dl
-    # ---- transitions: s' ~ N(mu, σ²) restricted to s' > 0, mu = s + l·σ(D(s, q))
-    q_norm = np.empty(Q.shape[0])
-    for m in range(Q.shape[0]):
-        acc = NORM_EPS
-        for k in range(d):
-            acc += Q[m, k] * Q[m, k]
-        q_norm[m] = math.sqrt(acc)
-    d_sigma = 0.0
-    log_sigma = math.log(sigma)
-    const = -log_sigma - 0.5 * _LOG_2PI
-    mu = np.empty(d)
-    dmu = np.empty(d)
-    for t in range(tr_from.shape[0]):
-        a = tr_from[t]
-        b = tr_to[t]
-        m = tr_lesson[t]
-        has = use_lessons and m >= 0
-        w = 1.0
-        qdot = 0.0
-        if has and use_prereq:
-            qn = q_norm[m]
+            _add_rows(dL[:, k], m, g[:, k] * w)
+        if use_prereq:
+            cc = gdot * w
+            cc *= 1.0 - w
+            cc /= qn  # c/qn
             for k in range(d):
-                qdot += S[a, k] * Q[m, k]
-            dq = qdot / qn - qn
-            w = 1.0 / (1.0 + math.exp(-dq)) if dq >= 0.0 else math.exp(dq) / (1.0 + math.exp(dq))
-        for k in range(d):
-            mu[k] = S[a, k] + (L[m, k] * w if has else 0.0)
-        for k in range(d):
-            z = (S[b, k] - mu[k]) / sigma
-            total += -0.5 * z * z + const
-            g = z / sigma  # d/dmu
-            d_sigma += (z * z - 1.0) / sigma
-            if normalised:
-                rr = mu[k] / sigma
-                lc, ratio = _log_phi_cdf_and_ratio(rr)
-                total -= lc
-                g -= ratio / sigma
-                d_sigma += ratio * rr / sigma
-            dmu[k] = g
-            dS[b, k] -= z / sigma
-            dS[a, k] += g
-        if has:
-            gdot = 0.0
-            for k in range(d):
-                dL[m, k] += dmu[k] * w
-                gdot += dmu[k] * L[m, k]
-            if use_prereq:
-                qn = q_norm[m]
-                c = gdot * w * (1.0 - w)
-                qn3 = qn * qn * qn
-                for k in range(d):
-                    dS[a, k] += c * Q[m, k] / qn
-                    dQ[m, k] += c * (S[a, k] / qn - qdot * Q[m, k] / qn3 - Q[m, k] / qn)
+                _add_rows(dS[:, k], tr_from, cc * Qm[:, k])
+                _add_rows(dQ[:, k], m, cc * (Sa[:, k] - qdot * Qm[:, k] / (qn * qn) - Qm[:, k]))
     return total, d_sigma
 
 
@@ -218,7 +208,17 @@ class CentredObjective:
         normalised: bool = False,
         log_space: bool = True,
         jacobian: bool = False,
+        backend: str = "numpy",
     ) -> None:
+        if backend == "numpy":
+            self._kernel = _likelihood_and_grad_numpy
+        elif backend == "numba":
+            from ._map_kernel_numba import likelihood_and_grad
+
+            self._kernel = likelihood_and_grad
+        else:
+            raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
+        self.backend = backend
         cfg, pri = model_config, model_config["priors"]
         d = int(cfg["n_skills"])
         self.d = d
@@ -264,6 +264,7 @@ class CentredObjective:
         self.is_initial = np.zeros(idx.n_states, dtype=bool)
         self.is_initial[idx.initial_state] = True
         self.n_students, self.n_assessments, self.n_lessons = n_students, n_assessments, n_lessons
+        self._work: tuple[np.ndarray, np.ndarray] | None = None  # see _buffers (not thread-safe)
 
     # ------------------------------------------------------------------ layout
     def values(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -316,10 +317,31 @@ class CentredObjective:
         lp = v.size * (-0.5 * _LOG_2PI - math.log(sd)) - 0.5 * float(np.vdot(v, v)) / sd**2
         return lp, -v / sd**2
 
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values, gradient) work arrays of the vector's size, made once and reused.
+
+        A fresh exp() of the positive blocks, a zeroed gradient per block and their
+        products on every call were ~4 vectors of garbage per evaluation (5 MB each at
+        ASSISTments' 667k parameters), part of the optimiser's memory peak (issue 7)."""
+        if self._work is None:
+            self._work = (np.empty(self.size), np.empty(self.size))
+        return self._work
+
     def logp_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        """log p and ∇ log p in the optimiser's coordinates."""
-        v = self.values(x)
-        idx, pri, d = self.idx, self.pri, self.d
+        """log p and ∇ log p in the optimiser's coordinates (the gradient is a new array)."""
+        val_buf, grad_buf = self._buffers()
+        v: dict[str, np.ndarray] = {}
+        grad: dict[str, np.ndarray] = {}
+        for name, blk in self.blocks.items():
+            sl = slice(blk.start, blk.stop)
+            if blk.positive and self.log_space:
+                np.exp(x[sl], out=val_buf[sl])
+                v[name] = val_buf[sl].reshape(blk.shape)
+            else:
+                v[name] = x[sl].reshape(blk.shape)
+            grad[name] = grad_buf[sl].reshape(blk.shape)
+        grad_buf.fill(0.0)
+        idx, pri = self.idx, self.pri
         S = v["state"]
         A = v["requirement"]
         L = v.get("gain", self._empty)
@@ -327,7 +349,6 @@ class CentredObjective:
         GU = v.get("student_bias", self._empty1)
         GJ = v.get("assessment_bias", self._empty1)
         sigma = float(v["learning_noise"]) if self.learn_sigma else float(self.fixed_sigma)
-        grad = {name: np.zeros(blk.shape) for name, blk in self.blocks.items()}
         dS, dA = grad["state"], grad["requirement"]
         dL = grad.get("gain", self._empty)
         dQ = grad.get("prerequisite", self._empty)
@@ -339,7 +360,7 @@ class CentredObjective:
             dlogit = np.zeros(len(offset))
         else:
             offset = dlogit = self._none
-        lp, d_sigma = _likelihood_and_grad(
+        lp, d_sigma = self._kernel(
             S, A, L, Q, GU, GJ, sigma,
             idx.obs_state, idx.obs_student, idx.obs_assessment, self.outcome,
             idx.transition_from, idx.transition_to, idx.transition_lesson,
@@ -351,7 +372,7 @@ class CentredObjective:
             for name, g_val, col in (("history_success", g_s, 0), ("history_failure", g_f, 1)):
                 p, g = self._normal(np.atleast_1d(g_val), sd)
                 lp += p
-                grad[name] = np.asarray(float(g[0]) + float(dlogit @ self.log_counts[:, col]))
+                grad[name][...] = float(g[0]) + float(dlogit @ self.log_counts[:, col])
         # priors (with their constants, as PyMC's logp)
         s0 = S[self.is_initial]
         p, g = self._half_normal(s0, pri["initial_state_scale"])
@@ -359,29 +380,39 @@ class CentredObjective:
         dS[self.is_initial] += g
         for name, key in (("requirement", "requirement_scale"), ("gain", "gain_scale"), ("prerequisite", "prerequisite_scale")):
             if name in v:
-                p, g = self._half_normal(v[name], pri[key])
-                lp += p
-                grad[name] += g
+                lp += self._half_normal_into(v[name], pri[key], grad[name])
         if self.use_bias:
             for name, key in (("student_bias", "student_bias_sd"), ("assessment_bias", "assessment_bias_sd")):
-                p, g = self._normal(v[name], pri[key])
-                lp += p
-                grad[name] += g
+                lp += self._normal_into(v[name], pri[key], grad[name])
         if self.learn_sigma:
             p, g = self._half_normal(np.atleast_1d(sigma), pri["learning_noise_scale"])
             lp += p
-            grad["learning_noise"] = np.asarray(float(g[0]) + d_sigma)
-        flat = np.empty(self.size)
-        for name, blk in self.blocks.items():
-            gv = np.asarray(grad[name]).ravel()
-            if blk.positive and self.log_space:
-                gv = gv * np.asarray(v[name]).ravel()  # chain rule through exp
-                if self.jacobian:
-                    gv = gv + 1.0
-            flat[blk.start : blk.stop] = gv
+            grad["learning_noise"][...] = float(g[0]) + d_sigma
+        flat = grad_buf.copy()
+        if self.log_space:
+            for blk in self.blocks.values():
+                if blk.positive:
+                    sl = slice(blk.start, blk.stop)
+                    flat[sl] *= val_buf[sl]  # chain rule through exp
+                    if self.jacobian:
+                        flat[sl] += 1.0
         if self.jacobian:
             lp += float(x[self.positive].sum())
         return float(lp), flat
+
+    @staticmethod
+    def _half_normal_into(v: np.ndarray, scale: float, grad: np.ndarray) -> float:
+        """Half-normal log-density of `v`; its gradient is added into `grad` in place."""
+        lp = v.size * (_LOG_2 - 0.5 * _LOG_2PI - math.log(scale)) - 0.5 * float(np.vdot(v, v)) / scale**2
+        grad -= v / scale**2
+        return lp
+
+    @staticmethod
+    def _normal_into(v: np.ndarray, sd: float, grad: np.ndarray) -> float:
+        """Normal(0, sd) log-density of `v`; its gradient is added into `grad` in place."""
+        lp = v.size * (-0.5 * _LOG_2PI - math.log(sd)) - 0.5 * float(np.vdot(v, v)) / sd**2
+        grad -= v / sd**2
+        return lp
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """(−log p, −∇log p): what a minimiser wants.
@@ -391,4 +422,5 @@ class CentredObjective:
         rejected step, so the overflow is not worth a warning."""
         with np.errstate(over="ignore", invalid="ignore"):
             lp, g = self.logp_and_grad(x)
-        return -lp, -g
+        np.negative(g, out=g)  # in place: g is this call's own array
+        return -lp, g

@@ -34,15 +34,16 @@ def _objective(log: bl.InteractionLog, spec: LatentSkillEmbedding, idx: IndexArr
 CASES = [(v, True) for v in VARIANTS] + [({}, False), ({"learning_noise": "learned"}, False)]
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize(
     ("variant", "normalised"),
     CASES,
     ids=[(",".join(f"{k}={x}" for k, x in v.items()) or "full") + f"-normalised={n}" for v, n in CASES],
 )
-def test_matches_pymc_logp_and_gradient(small_log, variant, normalised):
+def test_matches_pymc_logp_and_gradient(small_log, variant, normalised, backend):
     spec = LatentSkillEmbedding(**variant)
     model, idx = spec.build_model(small_log, parametrization="centered", normalised=normalised, constrained=True)
-    obj = _objective(small_log, spec, idx, normalised=normalised, log_space=False)
+    obj = _objective(small_log, spec, idx, normalised=normalised, log_space=False, backend=backend)
     rng = np.random.default_rng(1)
     x = np.abs(rng.normal(size=obj.size)) + 0.05
     point = obj.named_point(x)
@@ -86,6 +87,20 @@ def test_jacobian_adds_the_log_values_of_positive_blocks(small_log):
     jac = _objective(small_log, spec, idx, log_space=True, jacobian=True)
     x = plain.initial_point() + 0.3
     assert jac.logp_and_grad(x)[0] - plain.logp_and_grad(x)[0] == pytest.approx(x[plain.positive].sum())
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[",".join(f"{k}={x}" for k, x in v.items()) or "full" for v in VARIANTS])
+def test_numpy_and_numba_backends_agree(small_log, variant):
+    """Same density and gradient to rounding, also far from the prior (tails of the normaliser)."""
+    spec = LatentSkillEmbedding(**variant)
+    idx = IndexArrays.from_log(small_log)
+    objs = [_objective(small_log, spec, idx, normalised=True, backend=b) for b in ("numpy", "numba")]
+    rng = np.random.default_rng(4)
+    for scale in (0.5, 6.0):
+        x = objs[0].initial_point() + rng.uniform(-scale, scale, size=objs[0].size)
+        (f1, g1), (f2, g2) = (o(x) for o in objs)
+        assert f1 == pytest.approx(f2, rel=1e-12)
+        np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-9 * np.abs(g2).max())
 
 
 def test_kernel_map_fit_is_used_for_centred_map_and_predicts(small_log):
