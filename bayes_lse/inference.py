@@ -120,6 +120,7 @@ def run_fit(
         from .model import IndexArrays
 
         idx = IndexArrays.from_log(data)
+        _release_arrow_memory()  # the transitions table from_log went through (~35 MB on ASSISTments)
         t0 = time.perf_counter()
         raw, extra = fit_map_kernel(spec, data, idx, fit_cfg, progressbar)
         idata = build_datatree(spec.config, fit_cfg, method, data, idx, raw, extra, time.perf_counter() - t0)
@@ -150,9 +151,9 @@ def _logp_and_grad(model: pm.Model, jacobian: bool, fixed: dict[str, np.ndarray]
     from pymc.pytensorf import join_nonshared_inputs
     from pytensor.graph.replace import clone_replace
 
-    value_vars = [v for v in model.value_vars if v.name not in fixed]
     fixed = fixed or {}
     cost = model.logp(jacobian=jacobian)
+    value_vars = [v for v in model.value_vars if v.name not in fixed]
     if fixed:
         held = {v: pt.as_tensor(fixed[v.name]) for v in model.value_vars if v.name in fixed}
         cost = clone_replace(cost, held)
@@ -275,11 +276,11 @@ def _multistart(
                     "seconds": time.perf_counter() - t0,
                 }
             )
-            if progressbar:
             # res.hess_inv views L-BFGS-B's whole workspace (2·maxcor+5 vectors): do not
             # keep it through the next start (80 MB at 667k parameters)
             del res, g
                 print(
+            if progressbar:
                     f"MAP start {start + 1}/{cfg['starts']}: -log p = {results[-1]['objective']:.2f} "
                     f"after {results[-1]['n_iterations']} iterations ({results[-1]['message']})",
                     file=sys.stderr,

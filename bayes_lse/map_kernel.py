@@ -37,8 +37,12 @@ _LOG_2 = math.log(2.0)
 
 
 def _add_rows(out: np.ndarray, rows: np.ndarray, weights: np.ndarray) -> None:
-    """out[rows[i]] += weights[i] (bincount: one pass, no Python loop)."""
-    out += np.bincount(rows, weights=weights, minlength=out.shape[0])
+    """out[rows[i]] += weights[i] by bincount over the rows' range only: a block of
+    answers or transitions touches a narrow band of states (rows are grouped by student)."""
+    if rows.shape[0] == 0:
+        return
+    lo, hi = int(rows.min()), int(rows.max()) + 1
+    out[lo:hi] += np.bincount(rows - lo, weights=weights, minlength=hi - lo)
 
 
 def _likelihood_and_grad_numpy(
@@ -77,10 +81,55 @@ def _likelihood_and_grad_numpy(
     added by the caller.  Vectorised numpy: gathers per row, scatter-adds by bincount;
     the same terms as the numba loop of `_map_kernel_numba`, summed in another order.
     """
+    total = 0.0
+    a_norm = np.sqrt(np.einsum("jk,jk->j", A, A) + NORM_EPS)
+    q_norm = np.sqrt(np.einsum("jk,jk->j", Q, Q) + NORM_EPS)
+    has_offset = offset.shape[0] > 0
+    # in blocks of rows: the per-row temporaries (~15 arrays) stay a few MB (issue 7)
+    for lo in range(0, obs_state.shape[0], _CHUNK):
+        sl = slice(lo, lo + _CHUNK)
+        total += _answers(
+            S, A, GU, GJ, a_norm, obs_state[sl], obs_student[sl], obs_assessment[sl], outcome[sl], use_bias,
+            offset[sl] if has_offset else offset, dlogit[sl] if has_offset else dlogit, dS, dA, dGU, dGJ,
+        )  # fmt: skip
+    d_sigma = 0.0
+    for lo in range(0, tr_from.shape[0], _CHUNK):
+        sl = slice(lo, lo + _CHUNK)
+        t, ds = _transitions(
+            S, L, Q, sigma, q_norm, tr_from[sl], tr_to[sl], tr_lesson[sl], use_lessons, use_prereq, normalised, dS, dL, dQ
+        )
+        total += t
+        d_sigma += ds
+    return total, d_sigma
+
+
+#: rows per block in the numpy backend
+_CHUNK = 32768
+
+
+def _answers(
+    S: np.ndarray,
+    A: np.ndarray,
+    GU: np.ndarray,
+    GJ: np.ndarray,
+    a_norm: np.ndarray,
+    obs_state: np.ndarray,
+    obs_student: np.ndarray,
+    obs_assessment: np.ndarray,
+    outcome: np.ndarray,
+    use_bias: bool,
+    offset: np.ndarray,
+    dlogit: np.ndarray,
+    dS: np.ndarray,
+    dA: np.ndarray,
+    dGU: np.ndarray,
+    dGJ: np.ndarray,
+) -> float:
+    """Bernoulli terms of a block of answers; gradients added into dS, dA, dGU, dGJ."""
     d = S.shape[1]
     total = 0.0
     # ---- answers
-    n = np.sqrt(np.einsum("jk,jk->j", A, A) + NORM_EPS)[obs_assessment]
+    n = a_norm[obs_assessment]
     Sg = S[obs_state]
     Ag = A[obs_assessment]
     dot = np.einsum("rk,rk->r", Sg, Ag)
@@ -109,7 +158,28 @@ def _likelihood_and_grad_numpy(
     if use_bias:
         _add_rows(dGU, obs_student, dl)
         _add_rows(dGJ, obs_assessment, dl)
-    del dl
+    return total
+
+
+def _transitions(
+    S: np.ndarray,
+    L: np.ndarray,
+    Q: np.ndarray,
+    sigma: float,
+    q_norm: np.ndarray,
+    tr_from: np.ndarray,
+    tr_to: np.ndarray,
+    tr_lesson: np.ndarray,
+    use_lessons: bool,
+    use_prereq: bool,
+    normalised: bool,
+    dS: np.ndarray,
+    dL: np.ndarray,
+    dQ: np.ndarray,
+) -> tuple[float, float]:
+    """Truncated-normal transition terms of a block of transitions: (log-density, d/dσ)."""
+    d = S.shape[1]
+    total = 0.0
     # ---- transitions
     T = tr_from.shape[0]
     if T == 0:
@@ -122,7 +192,7 @@ def _likelihood_and_grad_numpy(
         Lm = L[m]
         if use_prereq:
             Qm = Q[m]
-            qn = np.sqrt(np.einsum("jk,jk->j", Q, Q) + NORM_EPS)[m]
+            qn = q_norm[m]
             qdot = np.einsum("rk,rk->r", Sa, Qm)
             w = expit(qdot / qn - qn)
         else:

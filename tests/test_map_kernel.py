@@ -90,8 +90,12 @@ def test_jacobian_adds_the_log_values_of_positive_blocks(small_log):
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[",".join(f"{k}={x}" for k, x in v.items()) or "full" for v in VARIANTS])
-def test_numpy_and_numba_backends_agree(small_log, variant):
-    """Same density and gradient to rounding, also far from the prior (tails of the normaliser)."""
+def test_numpy_and_numba_backends_agree(small_log, variant, monkeypatch):
+    """Same density and gradient to rounding, also far from the prior (tails of the normaliser);
+    the numpy backend in blocks of 7 rows, so that its block loop is exercised."""
+    import bayes_lse.map_kernel as mk
+
+    monkeypatch.setattr(mk, "_CHUNK", 7)
     spec = LatentSkillEmbedding(**variant)
     idx = IndexArrays.from_log(small_log)
     objs = [_objective(small_log, spec, idx, normalised=True, backend=b) for b in ("numpy", "numba")]
