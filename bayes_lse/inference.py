@@ -152,8 +152,8 @@ def _logp_and_grad(model: pm.Model, jacobian: bool, fixed: dict[str, np.ndarray]
     from pytensor.graph.replace import clone_replace
 
     fixed = fixed or {}
-    cost = model.logp(jacobian=jacobian)
     value_vars = [v for v in model.value_vars if v.name not in fixed]
+    cost = model.logp(jacobian=jacobian)
     if fixed:
         held = {v: pt.as_tensor(fixed[v.name]) for v in model.value_vars if v.name in fixed}
         cost = clone_replace(cost, held)
@@ -279,8 +279,8 @@ def _multistart(
             # res.hess_inv views L-BFGS-B's whole workspace (2·maxcor+5 vectors): do not
             # keep it through the next start (80 MB at 667k parameters)
             del res, g
-                print(
             if progressbar:
+                print(
                     f"MAP start {start + 1}/{cfg['starts']}: -log p = {results[-1]['objective']:.2f} "
                     f"after {results[-1]['n_iterations']} iterations ({results[-1]['message']})",
                     file=sys.stderr,
