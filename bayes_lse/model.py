@@ -179,6 +179,35 @@ def _noncentered_states(s0: Any, z: Any, idx: IndexArrays, update_mean: Any, noi
     return pt.concatenate(blocks, axis=0)[perm]
 
 
+def _polar_requirement(scale: float, d: int) -> tuple[Any, Any]:
+    """a ~ HalfNormal(σ)^d written as a = |a|·u, the norm and direction independent.
+
+    For iid half-normals the norm is σ·χ_d (so |a|² ~ Gamma(d/2, rate 1/(2σ²))) and the
+    direction u = v/|v| is uniform on the orthant's sphere for any v ~ HalfNormal(1)^d,
+    independent of the norm: the same distribution of a.  The norm is what the
+    likelihood barely sees (it trades against the assessment bias), the direction what
+    it sees well; as separate coordinates NUTS's diagonal mass matrix can scale each.
+    """
+    norm_sq = pm.Gamma("requirement_norm_sq", alpha=d / 2.0, beta=1.0 / (2.0 * scale**2), dims="assessment")
+    v = pm.HalfNormal("requirement_direction", sigma=1.0, dims=("assessment", "skill"))
+    norm = pt.sqrt(norm_sq)
+    req = pm.Deterministic("requirement", v / _norm(v)[:, None] * norm[:, None], dims=("assessment", "skill"))
+    return req, norm
+
+
+def _offset_assessment_bias(req_norm: Any, sd: float) -> Any:
+    """g_j ~ N(0, sd²) sampled as c_j = g_j − |a_j|, the combination the pass logit uses.
+
+    (a, g) → (a, c) has unit Jacobian, so adding log N(c + |a|; 0, sd²) as a potential
+    keeps the joint density; without it, |a_j| and g_j form a diagonal ridge (only
+    their difference is seen by the data) that a diagonal mass matrix cannot follow.
+    """
+    c = pm.Flat("assessment_offset", dims="assessment")
+    g_j = pm.Deterministic("assessment_bias", c + req_norm, dims="assessment")
+    pm.Potential("assessment_bias_prior", pm.logp(pm.Normal.dist(0.0, sd), g_j).sum())
+    return g_j
+
+
 class LatentSkillEmbedding:
     """Students, lessons and assessments in one non-negative latent skill space.
 
@@ -248,6 +277,7 @@ class LatentSkillEmbedding:
         parametrization: str = "auto",
         normalised: bool = True,
         constrained: bool = False,
+        requirement: str = "cartesian",
     ) -> tuple[pm.Model, IndexArrays]:
         """The PyMC model for `log` and the index arrays it was built from.
 
@@ -260,6 +290,8 @@ class LatentSkillEmbedding:
         `constrained=True` leaves the positive variables untransformed (for an optimiser
         with box constraints). `normalised=False` drops the truncation normaliser −log Φ(mu/σ) from the
         transition density (the original LSE objective); MAP uses it, see inference.fit_map.
+        `requirement="polar"` writes the same joint distribution in sampler-friendly
+        coordinates (see `_polar_requirement`); for NUTS, not for modes.
         """
         cfg, pri = self.config, self.config["priors"]
         idx = IndexArrays.from_log(log)
@@ -271,7 +303,15 @@ class LatentSkillEmbedding:
         tr = {"default_transform": None} if constrained else {}
         with pm.Model(coords=self.coords(log, idx)) as model:
             s0 = pm.HalfNormal("initial_state", sigma=pri["initial_state_scale"], dims=("student", "skill"), **tr)
-            req = pm.HalfNormal("requirement", sigma=pri["requirement_scale"], dims=("assessment", "skill"), **tr)
+            if requirement not in ("cartesian", "polar"):
+                raise ValueError(f"requirement must be 'cartesian' or 'polar', got {requirement!r}")
+            polar = requirement == "polar"
+            if polar:
+                if constrained:
+                    raise ValueError("requirement='polar' is a sampling parametrisation; it has no constrained form")
+                req, req_norm = _polar_requirement(pri["requirement_scale"], self.n_skills)
+            else:
+                req = pm.HalfNormal("requirement", sigma=pri["requirement_scale"], dims=("assessment", "skill"), **tr)
             gain = prereq = None
             if use_lessons:
                 gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"), **tr)
@@ -317,7 +357,10 @@ class LatentSkillEmbedding:
             logit = _relevance(states[idx.obs_state], req[idx.obs_assessment])
             if cfg["biases"]:
                 g_u = pm.Normal("student_bias", 0.0, pri["student_bias_sd"], dims="student")
-                g_j = pm.Normal("assessment_bias", 0.0, pri["assessment_bias_sd"], dims="assessment")
+                if polar:
+                    g_j = _offset_assessment_bias(req_norm, pri["assessment_bias_sd"])
+                else:
+                    g_j = pm.Normal("assessment_bias", 0.0, pri["assessment_bias_sd"], dims="assessment")
                 logit = logit + g_u[idx.obs_student] + g_j[idx.obs_assessment]
             if cfg["history"]:
                 counts = idx.history
