@@ -12,18 +12,23 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from . import equations as eq
 from . import storage
+from ._lazy import LazyModule
 from .config import canonical_json, config_hash
 from .errors import InteractionLogError
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from .data import InteractionLog
     from .model import IndexArrays
 
 GROUPS_OPTIONAL = ("sample_stats", "optimization")
+
+#: imported on first use: a MAP fit builds its tree only after the optimiser (issue 7)
+xr: Any = LazyModule("xarray")
 
 
 def _version() -> str:

@@ -5,7 +5,6 @@ full-rank, with a stopping rule that checks the loss has levelled off) and NUTS
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -15,13 +14,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 from scipy import optimize
 from threadpoolctl import threadpool_limits
 
+from ._lazy import LazyModule
 from .config import DEFAULT_FIT_CONFIG, merge
 
 if TYPE_CHECKING:
+    import xarray as xr  # noqa: F811
+
     from .data import InteractionLog
     from .fitted import FittedLSE
     from .model import IndexArrays, LatentSkillEmbedding
@@ -29,26 +30,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class _LazyModule:
-    """A module imported on first attribute access.
-
-    MAP on the compiled kernel (`fit_map_kernel`) needs neither PyMC nor PyTensor;
-    importing them costs ~45 MB of resident memory, a tenth of issue 7's 400 MB
-    budget. `pm.sample(...)` etc. below work unchanged and import on first use."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(importlib.import_module(self._name), attr)
-
-    def __repr__(self) -> str:
-        return f"<lazy module {self._name!r}>"
-
-
-pm: Any = _LazyModule("pymc")
-pytensor: Any = _LazyModule("pytensor")
-pt: Any = _LazyModule("pytensor.tensor")
+# imported on first use (_lazy.py): a kernel MAP fit never loads PyMC/PyTensor, and
+# loads xarray only after the optimiser, when its memory has been handed back
+pm: Any = LazyModule("pymc")
+pytensor: Any = LazyModule("pytensor")
+pt: Any = LazyModule("pytensor.tensor")
+xr: Any = LazyModule("xarray")
 
 #: free variables in the order they are reported
 POSITIVE = {"initial_state", "later_state", "requirement", "gain", "prerequisite", "learning_noise"}
@@ -130,7 +117,6 @@ def run_fit(
         parametrization=fit_cfg["parametrization"],
         normalised=not (is_map and not fit_cfg.get("normalised", True)),
         constrained=is_map and fit_cfg.get("constrained", False),
-        requirement=fit_cfg.get("requirement", "cartesian") if method == "nuts" else "cartesian",
     )
     t0 = time.perf_counter()
     if method == "map":
@@ -221,7 +207,7 @@ def _point_dataset(point: dict[str, np.ndarray]) -> xr.Dataset:
 
 def _multistart(
     fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
-    x0: np.ndarray,
+    x0: np.ndarray | Callable[[], np.ndarray],
     positive: np.ndarray,
     cfg: dict[str, Any],
     progressbar: bool,
@@ -229,11 +215,15 @@ def _multistart(
     """L-BFGS-B from `starts` jittered copies of `x0`; `positive` marks coordinates kept
     ≥ 0 by box constraints.  Returns the best point and every start's record.
 
+    `x0` may be a function returning the point: it is then made anew for every start
+    rather than held through the optimisation (5 MB at ASSISTments' 667k parameters).
+
     BLAS is held to one thread: L-BFGS-B's vector updates on ~10⁶ parameters are
     memory-bound, and OpenBLAS threads spinning on a busy 2-core machine made each
     iteration 5× slower (measured on ASSISTments, 667k parameters).
     """
     rng = np.random.default_rng(cfg["seed"])
+    size = len(positive)
     bounds = [(0.0, None) if p else (None, None) for p in positive] if positive.any() else None
 
     def safe(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -245,7 +235,8 @@ def _multistart(
     results = []
     with threadpool_limits(limits=1, user_api="blas"):
         for start in range(int(cfg["starts"])):
-            x_init = x0 + rng.uniform(-cfg["jitter"], cfg["jitter"], size=x0.shape)
+            x_init = rng.uniform(-cfg["jitter"], cfg["jitter"], size=size)
+            x_init += x0() if callable(x0) else x0  # in place: the same sum as x0 + jitter
             x_init[positive] = np.abs(x_init[positive]) + 0.05
             t0 = time.perf_counter()
             res = optimize.minimize(
@@ -258,7 +249,7 @@ def _multistart(
                     "maxiter": int(cfg["maxiter"]),
                     "ftol": cfg["ftol"],
                     "gtol": cfg["gtol"],
-                    "maxcor": _maxcor(cfg.get("maxcor", "auto"), x0.size),
+                    "maxcor": _maxcor(cfg.get("maxcor", "auto"), size),
                 },
             )
             _, g = safe(res.x)
@@ -341,7 +332,7 @@ def fit_map_kernel(
         jacobian=bool(cfg.get("jacobian", True)),
     )
     positive = obj.positive if constrained else np.zeros(obj.size, dtype=bool)
-    best_x, opt = _multistart(obj, obj.initial_point(), positive, cfg, progressbar)
+    best_x, opt = _multistart(obj, obj.initial_point, positive, cfg, progressbar)
     opt.attrs["engine"] = "kernel"
     return _point_dataset(obj.named_point(best_x)), {"optimization": opt}
 

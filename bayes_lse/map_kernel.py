@@ -327,14 +327,15 @@ class CentredObjective:
                 self.positive[blk.start : blk.stop] = True
         self._empty = np.zeros((0, d))
         self._empty1 = np.zeros(0)
-        self.outcome = np.asarray(idx.outcome, dtype=np.float64)
+        # numba's loop wants floats; numpy takes the int8 0/1 as they are (2 MB less on ASSISTments)
+        self.outcome = np.asarray(idx.outcome, dtype=np.float64) if backend == "numba" else np.asarray(idx.outcome)
         if self.use_history:
             self.log_counts = np.log1p(idx.history)
         self._none = np.zeros(0)
         self.is_initial = np.zeros(idx.n_states, dtype=bool)
         self.is_initial[idx.initial_state] = True
         self.n_students, self.n_assessments, self.n_lessons = n_students, n_assessments, n_lessons
-        self._work: tuple[np.ndarray, np.ndarray] | None = None  # see _buffers (not thread-safe)
+        self._work: np.ndarray | None = None  # see _values_buffer (not thread-safe)
 
     # ------------------------------------------------------------------ layout
     def values(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -387,19 +388,21 @@ class CentredObjective:
         lp = v.size * (-0.5 * _LOG_2PI - math.log(sd)) - 0.5 * float(np.vdot(v, v)) / sd**2
         return lp, -v / sd**2
 
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
-        """(values, gradient) work arrays of the vector's size, made once and reused.
+    def _values_buffer(self) -> np.ndarray:
+        """The model's values (positive blocks exponentiated), made once and reused.
 
         A fresh exp() of the positive blocks, a zeroed gradient per block and their
         products on every call were ~4 vectors of garbage per evaluation (5 MB each at
-        ASSISTments' 667k parameters), part of the optimiser's memory peak (issue 7)."""
+        ASSISTments' 667k parameters), part of the optimiser's memory peak (issue 7);
+        now the gradient is accumulated in the one array returned."""
         if self._work is None:
-            self._work = (np.empty(self.size), np.empty(self.size))
+            self._work = np.empty(self.size)
         return self._work
 
     def logp_and_grad(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """log p and ∇ log p in the optimiser's coordinates (the gradient is a new array)."""
-        val_buf, grad_buf = self._buffers()
+        val_buf = self._values_buffer()
+        grad_buf = np.zeros(self.size)
         v: dict[str, np.ndarray] = {}
         grad: dict[str, np.ndarray] = {}
         for name, blk in self.blocks.items():
@@ -410,7 +413,6 @@ class CentredObjective:
             else:
                 v[name] = x[sl].reshape(blk.shape)
             grad[name] = grad_buf[sl].reshape(blk.shape)
-        grad_buf.fill(0.0)
         idx, pri = self.idx, self.pri
         S = v["state"]
         A = v["requirement"]
@@ -458,7 +460,7 @@ class CentredObjective:
             p, g = self._half_normal(np.atleast_1d(sigma), pri["learning_noise_scale"])
             lp += p
             grad["learning_noise"][...] = float(g[0]) + d_sigma
-        flat = grad_buf.copy()
+        flat = grad_buf
         if self.log_space:
             for blk in self.blocks.values():
                 if blk.positive:

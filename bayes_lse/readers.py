@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "FORMATS",
@@ -96,12 +97,20 @@ def _finish(student_id: Any, module_id: Any, is_lesson: np.ndarray, outcome: np.
     # Columns are built from integer codes and the distinct values, never one Python
     # string per row: on ASSISTments (536k rows) that halves the reader's peak memory.
     s_codes, s_uniques = pd.factorize(np.asarray(student_id, dtype=object))
+    m_codes, m_uniques = pd.factorize(np.asarray(module_id, dtype=object))
+    return _finish_codes(s_codes, s_uniques, m_codes, m_uniques, is_lesson, outcome, timestamp)
+
+
+def _finish_codes(s_codes: np.ndarray, s_uniques: Any, m_codes: np.ndarray, m_uniques: Any,
+                  is_lesson: np.ndarray, outcome: np.ndarray,
+                  timestamp: np.ndarray | None = None) -> pd.DataFrame:
+    """`_finish` from student and module codes (positions in their distinct values,
+    numbered in order of first appearance, as `pd.factorize` numbers them)."""
     is_lesson = np.asarray(is_lesson, dtype=bool)
     lessons = is_lesson.astype(np.int64)
     # Lessons earlier in the same student's rows (groupby: robust even if a student recurs).
     before = pd.Series(lessons).groupby(s_codes, sort=False).cumsum().to_numpy()
     timestep = before - lessons
-    m_codes, m_uniques = pd.factorize(np.asarray(module_id, dtype=object))
     data = {
         "student_id": _decode(s_codes, s_uniques),
         "module_id": _decode(m_codes, m_uniques),
@@ -149,7 +158,11 @@ def read_assistments_dkt(path: PathLike, *, items_as_lessons: bool = False,
 
     n_full = len(lines) // 3
     lengths = np.zeros(n_full, dtype=np.int64)
-    items: list[str] = []
+    # Each block's item ids and marks are checked one block at a time and kept as one
+    # comma-joined line; Arrow splits and encodes them all at once below. A Python
+    # string per item (268k on ASSISTments) left ~20 MB of interpreter memory behind
+    # that a MAP fit could not get back (issue 7).
+    item_chunks: list[str] = []
     outcome_chunks: list[str] = []
     for b in range(n_full):
         i = 3 * b  # 0-based index of the length line
@@ -180,25 +193,39 @@ def read_assistments_dkt(path: PathLike, *, items_as_lessons: bool = False,
             raise _error(f"correctness value {bad + 1} is {marks[bad]!r}, expected 0 or 1",
                          source=path, row=i + 3, column="correctness")
         lengths[b] = length
-        items.extend(ids)
+        if length:
+            item_chunks.append(",".join(ids))
         outcome_chunks.append(joined)
+        del ids, marks
     if len(lines) % 3:
         start = 3 * n_full + 1
         raise _error(f"truncated final block: the student starting on line {start} has "
                      f"{len(lines) % 3} of its 3 lines (length, item ids, correctness)",
                      source=path, row=start, column=None)
+    del lines, text
 
     n = int(lengths.sum())
     outcome = (np.frombuffer("".join(outcome_chunks).encode("ascii"), dtype=np.uint8) == ord("1"))
-    names = np.array([f"{student_prefix}{k + 1}" for k in range(n_full)], dtype=object)
-    student = np.repeat(names, lengths)
-    module = np.array(items, dtype=object)
+    del outcome_chunks
+    # item ids: split by Arrow, numbered in order of first appearance (as pd.factorize)
+    items = pc.split_pattern(pa.array([",".join(item_chunks)], type=pa.large_string()), ",").flatten()
+    del item_chunks
+    encoded = items.dictionary_encode() if n else pa.array([], type=pa.string()).dictionary_encode()
+    m_codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    m_uniques = encoded.dictionary.to_pylist()
+    del items, encoded
+    s_codes = np.repeat(np.arange(n_full, dtype=np.int64), lengths)
+    # students without answers have no rows: number the others in order (as pd.factorize would)
+    with_rows = np.flatnonzero(lengths > 0)
+    s_codes = np.searchsorted(with_rows, s_codes)
+    s_uniques = [f"{student_prefix}{k + 1}" for k in with_rows]
     if not items_as_lessons:
-        return _finish(student, module, np.zeros(n, dtype=bool), outcome.astype(np.float64))
+        return _finish_codes(s_codes, s_uniques, m_codes, m_uniques, np.zeros(n, dtype=bool),
+                             outcome.astype(np.float64))
     # Interleave: assessment of answer j at row 2j, its lesson at row 2j+1.
-    return _finish(np.repeat(student, 2), np.repeat(module, 2),
-                   np.tile(np.array([False, True]), n),
-                   np.repeat(outcome.astype(np.float64), 2))
+    return _finish_codes(np.repeat(s_codes, 2), s_uniques, np.repeat(m_codes, 2), m_uniques,
+                         np.tile(np.array([False, True]), n),
+                         np.repeat(outcome.astype(np.float64), 2))
 
 
 # ---------------------------------------------------------------- CSV helpers
