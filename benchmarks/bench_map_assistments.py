@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     fit = spec.fit(log, method="map", starts=args.starts, maxiter=args.maxiter, maxcor=args.maxcor if args.maxcor == "auto" else int(args.maxcor), seed=0,
                    progressbar=False)
     t_fit = time.perf_counter() - t0
+    del log  # the fit keeps its own copy of the training table
     opt = fit.idata["optimization"]
     best = int(opt.attrs["best_start"])
     print(f"MAP ({opt.attrs.get('engine', 'pytensor')}): {t_fit:.1f} s, {int(opt['n_iterations'][best])} iterations, "
