@@ -1,6 +1,6 @@
-"""The polar sampling form of the requirement vectors and assessment biases
-(`build_model(requirement="polar")`, NUTS fit option `requirement`) is the same
-model as the cartesian one: same distribution of a, same joint density."""
+"""The polar sampling form of the requirement, gain and prerequisite vectors and the
+assessment biases (`build_model(vectors="polar")`, NUTS fit option `vectors`) is the
+same model as the cartesian one: same distribution of each vector, same joint density."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from bayes_lse.data import read_interactions
 def test_polar_requirement_has_the_half_normal_distribution(d):
     """a = |a|·v/|v| with |a|² ~ Gamma(d/2, 1/(2σ²)), v ~ HalfNormal(1)^d: each coordinate
     is HalfNormal(σ) and the norm is σ·χ_d (KS tests on forward draws)."""
-    from bayes_lse.model import _polar_requirement
+    from bayes_lse.model import _polar_half_normal
 
     sigma = 1.7
     with pm.Model(coords={"assessment": range(4000), "skill": range(d)}):
-        req, norm = _polar_requirement(sigma, d)
+        req, norm = _polar_half_normal("requirement", sigma, d, "assessment")
         a, r = pm.draw([req, norm], random_seed=1)
     assert a.shape == (4000, d) and (a >= 0).all()
     for k in range(d):
@@ -36,48 +36,54 @@ def test_polar_requirement_has_the_half_normal_distribution(d):
 
 
 def test_polar_joint_density_matches_the_cartesian_one(tiny_cohort):
-    """log p_polar(|a|², v, c, rest) = log p_cart(a = |a|·v/|v|, g = c + |a|, rest)
-    − log HN(a) + log Gamma(|a|²) + log HN(v): the likelihood, the state and lesson
-    terms and the bias prior are identical, only the requirement prior is re-expressed."""
+    """log p_polar(|x|², v, c, rest) = log p_cart(x = |x|·v/|v|, g = c + |a|, rest)
+    + Σ_x [log Gamma(|x|²) + log HN(v) − log HN(x)] for x = a, l, q: the likelihood,
+    the trajectory and the bias prior are identical, only the vector priors are re-expressed."""
     log = read_interactions(tiny_cohort.table)
     spec = bl.LatentSkillEmbedding(n_skills=2)
     cart, idx = spec.build_model(log, parametrization="noncentered")
-    polar, _ = spec.build_model(log, parametrization="noncentered", requirement="polar")
-    assert {"requirement_norm_sq", "requirement_direction", "assessment_offset"} <= set(polar.named_vars)
-    assert "assessment_bias_prior" in polar.named_vars
+    polar, _ = spec.build_model(log, parametrization="noncentered", vectors="polar")
+    vectors = {"requirement": ("assessment", log.n_assessments), "gain": ("lesson", log.n_lessons),
+               "prerequisite": ("lesson", log.n_lessons)}
+    for name in vectors:
+        assert {f"{name}_norm_sq", f"{name}_direction", name} <= set(polar.named_vars)
+    assert {"assessment_offset", "assessment_bias_prior"} <= set(polar.named_vars)
     rng = np.random.default_rng(3)
     pri = spec.config["priors"]
-    n_a = log.n_assessments
-    v = rng.uniform(0.1, 2.0, size=(n_a, 2))
-    r = rng.uniform(0.2, 3.0, size=n_a)
-    c = rng.normal(size=n_a)
-    a = v / np.sqrt((v**2).sum(1) + 1e-12)[:, None] * r[:, None]
-    g = c + r
     base = cart.initial_point()
     shared = {k: base[k] + rng.normal(scale=0.3, size=np.shape(base[k]))
-              for k in base if not k.startswith(("requirement", "assessment_bias"))}
-    p_cart = cart.compile_logp(jacobian=False)({**shared, "requirement_log__": np.log(a), "assessment_bias": g})
-    p_polar = polar.compile_logp(jacobian=False)(
-        {**shared, "requirement_norm_sq_log__": np.log(r**2), "requirement_direction_log__": np.log(v),
-         "assessment_offset": c}
-    )
-    sig = pri["requirement_scale"]
-    correction = (stats.gamma.logpdf(r**2, a=1.0, scale=2 * sig**2).sum()
-                  + stats.halfnorm.logpdf(v).sum() - stats.halfnorm.logpdf(a, scale=sig).sum())
+              for k in base if not k.startswith((*vectors, "assessment_bias"))}
+    cart_point, polar_point, correction = dict(shared), dict(shared), 0.0
+    for name, (_, n) in vectors.items():
+        v = rng.uniform(0.1, 2.0, size=(n, 2))
+        r = rng.uniform(0.2, 3.0, size=n)
+        x = v / np.sqrt((v**2).sum(1) + 1e-12)[:, None] * r[:, None]
+        cart_point[f"{name}_log__"] = np.log(x)
+        polar_point[f"{name}_norm_sq_log__"] = np.log(r**2)
+        polar_point[f"{name}_direction_log__"] = np.log(v)
+        sig = pri[f"{name}_scale"]
+        correction += (stats.gamma.logpdf(r**2, a=1.0, scale=2 * sig**2).sum()
+                       + stats.halfnorm.logpdf(v).sum() - stats.halfnorm.logpdf(x, scale=sig).sum())
+        if name == "requirement":
+            c = rng.normal(size=n)
+            cart_point["assessment_bias"] = c + r
+            polar_point["assessment_offset"] = c
+    p_cart = cart.compile_logp(jacobian=False)(cart_point)
+    p_polar = polar.compile_logp(jacobian=False)(polar_point)
     assert np.isfinite(p_cart) and np.isfinite(p_polar)
     assert p_polar == pytest.approx(p_cart + correction, rel=1e-7, abs=1e-6)
-    # and the bias really is the offset plus the norm: c alone in its place is detectably wrong
-    p_wrong = cart.compile_logp(jacobian=False)({**shared, "requirement_log__": np.log(a), "assessment_bias": c})
+    # and the bias really is the offset plus the norm: the offset alone in its place is detectably wrong
+    p_wrong = cart.compile_logp(jacobian=False)({**cart_point, "assessment_bias": polar_point["assessment_offset"]})
     assert abs(p_polar - (p_wrong + correction)) > 1e-3
 
 
 def test_polar_is_refused_where_it_has_no_meaning(tiny_cohort):
     log = read_interactions(tiny_cohort.table)
     spec = bl.LatentSkillEmbedding(n_skills=2)
-    with pytest.raises(ValueError, match="requirement must be"):
-        spec.build_model(log, requirement="spherical")
+    with pytest.raises(ValueError, match="vectors must be"):
+        spec.build_model(log, vectors="spherical")
     with pytest.raises(ValueError, match="constrained"):
-        spec.build_model(log, requirement="polar", constrained=True)
+        spec.build_model(log, vectors="polar", constrained=True)
 
 
 @pytest.mark.slow
@@ -88,16 +94,18 @@ def test_polar_and_cartesian_nuts_agree(tiny_cohort):
     fits = {
         form: bl.LatentSkillEmbedding(n_skills=2).fit(
             tiny_cohort.table, method="nuts", sampler="nutpie", chains=2, draws=600, tune=600, seed=11,
-            progressbar=False, requirement=form,
+            progressbar=False, vectors=form,
         )
         for form in ("cartesian", "polar")
     }
     post = fits["polar"].posterior
     assert {"requirement", "assessment_bias"} <= set(post.data_vars)
-    assert not {"requirement_norm_sq", "requirement_direction", "assessment_offset"} & set(post.data_vars)
-    assert fits["polar"].fit_config["requirement"] == "polar"
+    assert {"gain", "prerequisite"} <= set(post.data_vars)
+    assert not {"requirement_norm_sq", "gain_direction", "assessment_offset"} & set(post.data_vars)
+    assert fits["polar"].fit_config["vectors"] == "polar"
     iq = {k: identified_quantities(f.idata) for k, f in fits.items()}
-    for name in ("pass_probability", "requirement_norm", "assessment_bias", "student_bias"):
+    for name in ("pass_probability", "requirement_norm", "gain_norm", "prerequisite_norm", "assessment_bias",
+                 "student_bias"):
         x, y = iq["cartesian"][name], iq["polar"][name]
         mx, my = x.mean(("chain", "draw")).values, y.mean(("chain", "draw")).values
         # standard error of a difference of means with ESS ≈ 300 per fit, in units of the posterior sd
