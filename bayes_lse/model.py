@@ -16,12 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor.tensor as pt
-from pymc.distributions.dist_math import normal_lcdf
 
+from ._lazy import LazyModule
 from .config import DEFAULT_MODEL_CONFIG, merge, validate_model_config
 from .equations import NORM_EPS
+
+# imported on first use: a MAP fit on the compiled kernel never builds a PyMC model
+# (PyMC + PyTensor are ~45 MB of resident memory; issue 7's MAP memory budget)
+pm: Any = LazyModule("pymc")
+pt: Any = LazyModule("pytensor.tensor")
+_dist_math: Any = LazyModule("pymc.distributions.dist_math")
 
 if TYPE_CHECKING:
     from .data import InteractionLog
@@ -138,7 +142,7 @@ def truncated_normal_logp(
     z = (x - mu) / sigma
     logp = -0.5 * z * z - pt.log(sigma) - 0.5 * math.log(2 * math.pi)
     if normalised:
-        logp = logp - normal_lcdf(0.0, 1.0, mu / sigma)
+        logp = logp - _dist_math.normal_lcdf(0.0, 1.0, mu / sigma)
     return logp
 
 
@@ -153,7 +157,7 @@ def truncated_normal_from_innovation(mu: Any, sigma: Any, z: Any) -> Any:
     log-probabilities (Φ⁻¹(p) = −√2·erfcinv(2p)); mu ≥ 0 here, so Φ(mu/σ) ≥ ½.
     For mu ≫ σ it reduces to the plain non-centred mu + σ·z.
     """
-    log_p = normal_lcdf(0.0, 1.0, mu / sigma) + normal_lcdf(0.0, 1.0, -z)
+    log_p = _dist_math.normal_lcdf(0.0, 1.0, mu / sigma) + _dist_math.normal_lcdf(0.0, 1.0, -z)
     y = math.sqrt(2.0) * pt.erfcinv(2.0 * pt.exp(log_p))
     return pt.maximum(mu + sigma * y, 0.0)
 
