@@ -331,6 +331,7 @@ def fit_map_kernel(
         normalised=bool(cfg.get("normalised", True)),
         log_space=not constrained,
         jacobian=bool(cfg.get("jacobian", True)),
+        backend=cfg.get("kernel_backend", "numpy"),
     )
     positive = obj.positive if constrained else np.zeros(obj.size, dtype=bool)
     best_x, opt = _multistart(obj, obj.initial_point, positive, cfg, progressbar)

@@ -118,6 +118,17 @@ def test_kernel_map_fit_is_used_for_centred_map_and_predicts(small_log):
     assert float(opt["grad_norm"].min()) < 1e-2
 
 
+def test_kernel_backend_fit_option_reaches_the_same_mode(small_log):
+    """`kernel_backend="numba"` is passed through to the objective and finds the numpy backend's mode."""
+    fits = {b: LatentSkillEmbedding().fit(small_log, method="map", parametrization="centered", starts=1, seed=0,
+                                          kernel_backend=b) for b in ("numpy", "numba")}
+    assert {f.fit_config["kernel_backend"] for f in fits.values()} == {"numpy", "numba"}
+    objs = [float(f.idata["optimization"]["objective"].min()) for f in fits.values()]
+    assert objs[0] == pytest.approx(objs[1], rel=1e-6)
+    with pytest.raises(ValueError, match="backend must be"):
+        LatentSkillEmbedding().fit(small_log, method="map", parametrization="centered", starts=1, kernel_backend="c")
+
+
 def test_kernel_and_pytensor_engines_agree_on_the_objective_at_the_kernel_optimum(small_log):
     spec = LatentSkillEmbedding()
     fit = spec.fit(small_log, method="map", parametrization="centered", starts=1, seed=0)
