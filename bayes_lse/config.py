@@ -84,9 +84,9 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
     "nuts": {
         "sampler": "nutpie",
         "parametrization": "auto",  # "centered" | "noncentered" (see model.build_model)
-        # "polar": requirement, gain and prerequisite vectors as norm × direction, the
-        # assessment bias as an offset from |a| (the same model; model._polar_half_normal)
-        "vectors": "cartesian",
+        # "polar": requirement vectors as norm × direction, the assessment bias as an
+        # offset from |a| (the same model, better NUTS geometry; model._polar_half_normal)
+        "requirement": "polar",
         "chains": 4,
         "draws": 1000,
         "tune": 1000,

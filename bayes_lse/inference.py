@@ -117,7 +117,7 @@ def run_fit(
         parametrization=fit_cfg["parametrization"],
         normalised=not (is_map and not fit_cfg.get("normalised", True)),
         constrained=is_map and fit_cfg.get("constrained", False),
-        vectors=fit_cfg.get("vectors", "cartesian") if method == "nuts" else "cartesian",
+        requirement=fit_cfg.get("requirement", "cartesian") if method == "nuts" else "cartesian",
     )
     t0 = time.perf_counter()
     if method == "map":

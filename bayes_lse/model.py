@@ -184,15 +184,15 @@ def _noncentered_states(s0: Any, z: Any, idx: IndexArrays, update_mean: Any, noi
 
 
 def _polar_half_normal(name: str, scale: float, d: int, dim: str) -> tuple[Any, Any]:
-    """x ~ HalfNormal(σ)^d (a requirement, gain or prerequisite vector per `dim` entry)
-    written as x = |x|·u, the norm and the direction independent.
+    """x ~ HalfNormal(σ)^d (one vector per `dim` entry) written as x = |x|·u, the norm
+    and the direction independent.
 
     For iid half-normals the norm is σ·χ_d (so |x|² ~ Gamma(d/2, rate 1/(2σ²))) and the
     direction u = v/|v| is uniform on the orthant's sphere for any v ~ HalfNormal(1)^d,
-    independent of the norm: the same distribution of x.  The likelihood sees norms and
-    directions very differently (|a| trades against the assessment bias, |l| against
-    the prerequisite gate); as separate coordinates NUTS's diagonal mass matrix can
-    scale each, where in log-coordinates the norm is a diagonal it cannot follow.
+    independent of the norm: the same distribution of x.  The likelihood sees a
+    requirement's norm and direction very differently (|a| trades against the
+    assessment bias); as separate coordinates NUTS's diagonal mass matrix can scale
+    each, where in log-coordinates the norm is a diagonal it cannot follow.
     """
     norm_sq = pm.Gamma(f"{name}_norm_sq", alpha=d / 2.0, beta=1.0 / (2.0 * scale**2), dims=dim)
     v = pm.HalfNormal(f"{name}_direction", sigma=1.0, dims=(dim, "skill"))
@@ -283,7 +283,7 @@ class LatentSkillEmbedding:
         parametrization: str = "auto",
         normalised: bool = True,
         constrained: bool = False,
-        vectors: str = "cartesian",
+        requirement: str = "cartesian",
     ) -> tuple[pm.Model, IndexArrays]:
         """The PyMC model for `log` and the index arrays it was built from.
 
@@ -296,10 +296,11 @@ class LatentSkillEmbedding:
         `constrained=True` leaves the positive variables untransformed (for an optimiser
         with box constraints). `normalised=False` drops the truncation normaliser −log Φ(mu/σ) from the
         transition density (the original LSE objective); MAP uses it, see inference.fit_map.
-        `vectors="polar"` writes the same joint distribution in sampler-friendly
-        coordinates (requirement, gain and prerequisite vectors as norm × direction, the
-        assessment bias as an offset from |a|; see `_polar_half_normal`); for NUTS —
-        a mode in these coordinates is not the mode of the model.
+        `requirement="polar"` writes the same joint distribution in sampler-friendly
+        coordinates (requirement vectors as norm × direction, the assessment bias as an
+        offset from |a|; see `_polar_half_normal`); for NUTS — a mode in these
+        coordinates is not the mode of the model.  (The same form for gains and
+        prerequisites did not raise their ESS on the benchmark cohort, so it is not used.)
         """
         cfg, pri = self.config, self.config["priors"]
         idx = IndexArrays.from_log(log)
@@ -311,24 +312,19 @@ class LatentSkillEmbedding:
         tr = {"default_transform": None} if constrained else {}
         with pm.Model(coords=self.coords(log, idx)) as model:
             s0 = pm.HalfNormal("initial_state", sigma=pri["initial_state_scale"], dims=("student", "skill"), **tr)
-            if vectors not in ("cartesian", "polar"):
-                raise ValueError(f"vectors must be 'cartesian' or 'polar', got {vectors!r}")
-            polar = vectors == "polar"
+            if requirement not in ("cartesian", "polar"):
+                raise ValueError(f"requirement must be 'cartesian' or 'polar', got {requirement!r}")
+            polar = requirement == "polar"
             if polar:
                 if constrained:
-                    raise ValueError("vectors='polar' is a sampling parametrisation; it has no constrained form")
+                    raise ValueError("requirement='polar' is a sampling parametrisation; it has no constrained form")
                 req, req_norm = _polar_half_normal("requirement", pri["requirement_scale"], self.n_skills, "assessment")
             else:
                 req = pm.HalfNormal("requirement", sigma=pri["requirement_scale"], dims=("assessment", "skill"), **tr)
             gain = prereq = None
             if use_lessons:
-                if polar:
-                    gain, _ = _polar_half_normal("gain", pri["gain_scale"], self.n_skills, "lesson")
-                else:
-                    gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"), **tr)
-                if cfg["prerequisites"] and polar:
-                    prereq, _ = _polar_half_normal("prerequisite", pri["prerequisite_scale"], self.n_skills, "lesson")
-                elif cfg["prerequisites"]:
+                gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"), **tr)
+                if cfg["prerequisites"]:
                     prereq = pm.HalfNormal("prerequisite", sigma=pri["prerequisite_scale"], dims=("lesson", "skill"), **tr)
             noise: Any = cfg["learning_noise"]
             if len(idx.transition_from) and noise == "learned":

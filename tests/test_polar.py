@@ -1,6 +1,6 @@
-"""The polar sampling form of the requirement, gain and prerequisite vectors and the
-assessment biases (`build_model(vectors="polar")`, NUTS fit option `vectors`) is the
-same model as the cartesian one: same distribution of each vector, same joint density."""
+"""The polar sampling form of the requirement vectors and the assessment biases
+(`build_model(requirement="polar")`, NUTS fit option `requirement`, the default) is
+the same model as the cartesian one: same distribution of a, same joint density."""
 
 from __future__ import annotations
 
@@ -37,16 +37,16 @@ def test_polar_requirement_has_the_half_normal_distribution(d):
 
 def test_polar_joint_density_matches_the_cartesian_one(tiny_cohort):
     """log p_polar(|x|², v, c, rest) = log p_cart(x = |x|·v/|v|, g = c + |a|, rest)
-    + Σ_x [log Gamma(|x|²) + log HN(v) − log HN(x)] for x = a, l, q: the likelihood,
-    the trajectory and the bias prior are identical, only the vector priors are re-expressed."""
+    + log Gamma(|a|²) + log HN(v) − log HN(a) for the requirements a: the likelihood,
+    the trajectory and the bias prior are identical, only a's prior is re-expressed."""
     log = read_interactions(tiny_cohort.table)
     spec = bl.LatentSkillEmbedding(n_skills=2)
     cart, idx = spec.build_model(log, parametrization="noncentered")
-    polar, _ = spec.build_model(log, parametrization="noncentered", vectors="polar")
-    vectors = {"requirement": ("assessment", log.n_assessments), "gain": ("lesson", log.n_lessons),
-               "prerequisite": ("lesson", log.n_lessons)}
+    polar, _ = spec.build_model(log, parametrization="noncentered", requirement="polar")
+    vectors = {"requirement": ("assessment", log.n_assessments)}
     for name in vectors:
         assert {f"{name}_norm_sq", f"{name}_direction", name} <= set(polar.named_vars)
+    assert not {"gain_norm_sq", "prerequisite_direction"} & set(polar.named_vars)
     assert {"assessment_offset", "assessment_bias_prior"} <= set(polar.named_vars)
     rng = np.random.default_rng(3)
     pri = spec.config["priors"]
@@ -80,10 +80,10 @@ def test_polar_joint_density_matches_the_cartesian_one(tiny_cohort):
 def test_polar_is_refused_where_it_has_no_meaning(tiny_cohort):
     log = read_interactions(tiny_cohort.table)
     spec = bl.LatentSkillEmbedding(n_skills=2)
-    with pytest.raises(ValueError, match="vectors must be"):
-        spec.build_model(log, vectors="spherical")
+    with pytest.raises(ValueError, match="requirement must be"):
+        spec.build_model(log, requirement="spherical")
     with pytest.raises(ValueError, match="constrained"):
-        spec.build_model(log, vectors="polar", constrained=True)
+        spec.build_model(log, requirement="polar", constrained=True)
 
 
 @pytest.mark.slow
@@ -94,15 +94,15 @@ def test_polar_and_cartesian_nuts_agree(tiny_cohort):
     fits = {
         form: bl.LatentSkillEmbedding(n_skills=2).fit(
             tiny_cohort.table, method="nuts", sampler="nutpie", chains=2, draws=600, tune=600, seed=11,
-            progressbar=False, vectors=form,
+            progressbar=False, requirement=form,
         )
         for form in ("cartesian", "polar")
     }
     post = fits["polar"].posterior
     assert {"requirement", "assessment_bias"} <= set(post.data_vars)
     assert {"gain", "prerequisite"} <= set(post.data_vars)
-    assert not {"requirement_norm_sq", "gain_direction", "assessment_offset"} & set(post.data_vars)
-    assert fits["polar"].fit_config["vectors"] == "polar"
+    assert not {"requirement_norm_sq", "requirement_direction", "assessment_offset"} & set(post.data_vars)
+    assert fits["polar"].fit_config["requirement"] == "polar"
     iq = {k: identified_quantities(f.idata) for k, f in fits.items()}
     for name in ("pass_probability", "requirement_norm", "gain_norm", "prerequisite_norm", "assessment_bias",
                  "student_bias"):
