@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--maxcor", default="auto", help="L-BFGS corrections kept (default auto: 5 here)")
     ap.add_argument("--starts", type=int, default=1)
     ap.add_argument("--skills", type=int, default=2)
+    ap.add_argument("--kernel-backend", choices=("numpy", "numba"), default="numpy",
+                    help="objective backend (numba: ~2x faster per evaluation, ~105 MB more resident)")
     args = ap.parse_args(argv)
     if not args.data.exists():
         print(f"RESULT {json.dumps({'case': 'map_assistments', 'skipped': f'data not found: {args.data}'})}")
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     spec = bl.LatentSkillEmbedding(n_skills=args.skills)
     fit = spec.fit(log, method="map", starts=args.starts, maxiter=args.maxiter, maxcor=args.maxcor if args.maxcor == "auto" else int(args.maxcor), seed=0,
+                   kernel_backend=args.kernel_backend,
                    progressbar=False)
     t_fit = time.perf_counter() - t0
     del log  # the fit keeps its own copy of the training table
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "targets": {"wall": "<= 21 s whole process", "memory": "<= 400 MB peak", "heldout_auc": ">= 0.80"},
         "notes": f"{'quick: 300 students; ' if args.quick else ''}MAP {args.starts} start(s), maxiter {args.maxiter}, "
-        f"maxcor {args.maxcor}, d={args.skills}, items as lessons",
+        f"maxcor {args.maxcor}, kernel {args.kernel_backend}, d={args.skills}, items as lessons",
     }
     sys.stdout.flush()
     print("RESULT " + json.dumps(result))
