@@ -35,6 +35,18 @@ def _log_phi_cdf_and_ratio(r: float) -> tuple[float, float]:
     return log_cdf, -r / series
 
 
+@numba.njit(cache=True, inline="always")
+def _row_norms(X: np.ndarray) -> np.ndarray:
+    """sqrt(|x|² + NORM_EPS) of every row, as `equations.norm` computes it."""
+    out = np.empty(X.shape[0])
+    for j in range(X.shape[0]):
+        acc = NORM_EPS
+        for k in range(X.shape[1]):
+            acc += X[j, k] * X[j, k]
+        out[j] = math.sqrt(acc)
+    return out
+
+
 @numba.njit(cache=True)
 def likelihood_and_grad(
     S: np.ndarray,
@@ -75,12 +87,7 @@ def likelihood_and_grad(
     d = S.shape[1]
     total = 0.0
     # ---- answers: Bernoulli with logit D(s, a) + g_u + g_j
-    a_norm = np.empty(A.shape[0])
-    for j in range(A.shape[0]):
-        acc = NORM_EPS
-        for k in range(d):
-            acc += A[j, k] * A[j, k]
-        a_norm[j] = math.sqrt(acc)
+    a_norm = _row_norms(A)
     for r in range(obs_state.shape[0]):
         i = obs_state[r]
         j = obs_assessment[r]
@@ -114,12 +121,7 @@ def likelihood_and_grad(
             dGU[obs_student[r]] += dl
             dGJ[j] += dl
     # ---- transitions: s' ~ N(mu, σ²) restricted to s' > 0, mu = s + l·σ(D(s, q))
-    q_norm = np.empty(Q.shape[0])
-    for m in range(Q.shape[0]):
-        acc = NORM_EPS
-        for k in range(d):
-            acc += Q[m, k] * Q[m, k]
-        q_norm[m] = math.sqrt(acc)
+    q_norm = _row_norms(Q)
     d_sigma = 0.0
     log_sigma = math.log(sigma)
     const = -log_sigma - 0.5 * _LOG_2PI
