@@ -55,7 +55,7 @@ def default_progressbar() -> bool:
     return sys.stderr.isatty()
 
 
-def _release_arrow_memory() -> None:
+def _release_free_memory() -> None:
     """Hand cached free memory back to the system before the optimiser's large arrays arrive.
 
     Reading a log goes through Arrow string columns; Arrow's allocator (mimalloc)
@@ -90,7 +90,7 @@ def run_fit(
     fit_cfg = merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit")
     if progressbar is None:
         progressbar = default_progressbar()
-    _release_arrow_memory()
+    _release_free_memory()
     if data.table["module_type"].eq("assessment").sum() == 0:
         raise ValueError("the interaction log has no assessment rows: there is nothing to fit")
     if method == "advi" and fit_cfg.get("batch_size") is not None:
@@ -107,7 +107,7 @@ def run_fit(
         from .model import IndexArrays
 
         idx = IndexArrays.from_log(data)
-        _release_arrow_memory()  # the transitions table from_log went through (~35 MB on ASSISTments)
+        _release_free_memory()  # the transitions table from_log went through (~35 MB on ASSISTments)
         t0 = time.perf_counter()
         raw, extra = fit_map_kernel(spec, data, idx, fit_cfg, progressbar)
         idata = build_datatree(spec.config, fit_cfg, method, data, idx, raw, extra, time.perf_counter() - t0)
