@@ -127,3 +127,24 @@ def test_variant_without_biases_round_trips(tiny_cohort, tmp_path):
     loaded = bl.load(f.save(tmp_path / "nb"))
     assert list(loaded.students) == list(f.students) and len(f.students) == tiny_cohort.table.student_id.nunique()
     np.testing.assert_array_equal(loaded.predict(tiny_cohort.table)["p_mean"], f.predict(tiny_cohort.table)["p_mean"])
+
+
+def test_data_fingerprint_streams_the_digest_of_the_whole_hash_list():
+    """The streamed fingerprint (blocks of 65,536 rows) is `config_hash` of the full list
+    of row hashes, so it does not depend on the block size; and it sees a changed row."""
+    import numpy as np
+    import pandas as pd
+
+    from bayes_lse.config import config_hash
+    from bayes_lse.fitted import data_fingerprint
+
+    n = 150_000  # three blocks, the last partial
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"student_id": rng.integers(0, 500, n).astype(str), "module_id": rng.integers(0, 90, n).astype(str),
+                          "module_type": "assessment", "outcome": rng.integers(0, 2, n), "timestep": np.arange(n) % 7})
+    full = pd.util.hash_pandas_object(table, index=False).to_numpy().tolist()
+    assert data_fingerprint(table) == config_hash(full)
+    assert data_fingerprint(table.head(10)) == config_hash(full[:10])
+    changed = table.copy()
+    changed.loc[n - 1, "outcome"] = 1 - changed.loc[n - 1, "outcome"]
+    assert data_fingerprint(changed) != data_fingerprint(table)
