@@ -58,7 +58,7 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
-from .model import _relevance, truncated_normal_from_innovation, truncated_normal_logp
+from .model import _unit_and_norm, truncated_normal_from_innovation, truncated_normal_logp
 
 if TYPE_CHECKING:
     from .data import InteractionLog
@@ -363,6 +363,8 @@ class MinibatchADVI:
         cons = {v.name: (pt.exp(g[v.name]) if v.positive else g[v.name]) for v in self.glob}
         noise = cons.get("learning_noise", self.fixed_noise)
         gain, prereq = cons.get("gain"), cons.get("prerequisite")
+        if prereq is not None:
+            prereq_unit, prereq_norm = _unit_and_norm(prereq)
         s0 = pt.exp(loc["initial_state"])
 
         def update_mean(s_from: Any, lesson: Any) -> Any:
@@ -373,7 +375,8 @@ class MinibatchADVI:
             k = pt.switch(has, lesson, 0)
             step_gain = gain[k]
             if prereq is not None:
-                step_gain = step_gain * pt.sigmoid(_relevance(s_from, prereq[k]))[:, None]
+                relevance = pt.sum(s_from * prereq_unit[k], axis=-1) - prereq_norm[k]
+                step_gain = step_gain * pt.sigmoid(relevance)[:, None]
             return s_from + step_gain * pt.cast(has, "float64")[:, None]
 
         if "innovation" in loc:
@@ -392,10 +395,11 @@ class MinibatchADVI:
             logp_l = logp_l + pt.sum(truncated_normal_logp(states[b.tr_to], mu, noise, True))
         else:
             states = s0
-        req = cons["requirement"]
-        logit = _relevance(states[b.obs_pos], req[b.obs_assessment])
+        req_unit, req_len = _unit_and_norm(cons["requirement"])
+        shift = -req_len + g["assessment_bias"] if "student_bias" in loc else -req_len
+        logit = pt.sum(states[b.obs_pos] * req_unit[b.obs_assessment], axis=-1) + shift[b.obs_assessment]
         if "student_bias" in loc:
-            logit = logit + loc["student_bias"][b.obs_rank] + g["assessment_bias"][b.obs_assessment]
+            logit = logit + loc["student_bias"][b.obs_rank]
         # Bernoulli(σ(logit)) log-likelihood, y·logit − log(1 + e^logit)
         logp_l = logp_l + pt.sum(b.outcome * logit - pt.softplus(logit))
         return logp_g, logp_l, states, cons

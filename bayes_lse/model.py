@@ -126,11 +126,6 @@ def _norm(v: pt.TensorVariable) -> pt.TensorVariable:
     return pt.sqrt(pt.sum(v * v, axis=-1) + NORM_EPS)
 
 
-def _relevance(s: pt.TensorVariable, v: pt.TensorVariable) -> pt.TensorVariable:
-    n = _norm(v)
-    return pt.sum(s * v, axis=-1) / n - n
-
-
 def _unit_and_norm(v: pt.TensorVariable) -> tuple[pt.TensorVariable, pt.TensorVariable]:
     """v/|v| and |v| per row, so that D(s, v[k]) = s·unit[k] − norm[k] gathers them
     instead of recomputing a norm for every answer or transition (same value)."""
