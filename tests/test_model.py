@@ -80,6 +80,35 @@ def test_innovation_map_is_the_truncated_normal():
         assert ks.pvalue > 0.001, (mu, sigma, ks)
 
 
+def test_innovation_map_matches_the_log_space_inverse_cdf_in_both_tails():
+    """The erfc/erfcinv form of the map equals scipy's log-space inverse CDF,
+    −ndtri_exp(log Φ(m) + log Φ(−z)), to near machine precision far into both tails, and
+    so does its gradient; beyond the clip it stays finite."""
+    import pytensor
+    import pytensor.tensor as pt
+    from scipy import special
+
+    from bayes_lse.model import INNOVATION_CLIP, truncated_normal_from_innovation
+
+    sigma = 0.7
+    mu_v, z_v = pt.vector("mu"), pt.vector("z")
+    x = truncated_normal_from_innovation(mu_v, sigma, z_v)
+    f = pytensor.function([mu_v, z_v], [x, *pt.grad(pt.sum(x), [mu_v, z_v])])
+    zz, mm = np.meshgrid(np.r_[np.linspace(-36, 36, 145), 0.0, -1e-300, 1e-300], [0.0, 1e-8, 0.3, 1.0, 3.0, 8.0, 21.0])
+    z, mu = zz.ravel(), mm.ravel()
+    got, d_mu, d_z = f(mu, z)
+    m = mu / sigma
+    y = -special.ndtri_exp(special.log_ndtr(m) + special.log_ndtr(-z))
+    np.testing.assert_allclose(got, np.maximum(mu + sigma * y, 0.0), rtol=1e-12, atol=1e-12)
+    # dY/dz = Φ(m)φ(z)/φ(Y), dY/dm = −φ(m)Φ(−z)/φ(Y), from Φ(−Y) = Φ(m)Φ(−z)
+    log_phi = lambda v: -0.5 * v * v  # noqa: E731 (the 1/√(2π) cancels)
+    np.testing.assert_allclose(d_z, sigma * np.exp(special.log_ndtr(m) + log_phi(z) - log_phi(y)), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(d_mu, 1.0 - np.exp(log_phi(m) + special.log_ndtr(-z) - log_phi(y)), rtol=1e-9, atol=1e-12)
+    far = np.array([-1e3, -INNOVATION_CLIP - 3, INNOVATION_CLIP + 3, 1e3])
+    out = f(np.full(4, 5.0), far)
+    assert all(np.isfinite(o).all() for o in out)
+
+
 def test_noncentered_prior_matches_the_simulator():
     """Prior draws of the (non-centred) PyMC model match the simulator's moments:
     states at each step and pass rates, on the same cohort structure."""
