@@ -58,7 +58,7 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
-from .model import _unit_and_norm, truncated_normal_from_innovation, truncated_normal_logp
+from .model import _relevance_at, _unit_and_norm, truncated_normal_from_innovation, truncated_normal_logp
 
 if TYPE_CHECKING:
     from .data import InteractionLog
@@ -375,8 +375,7 @@ class MinibatchADVI:
             k = pt.switch(has, lesson, 0)
             step_gain = gain[k]
             if prereq is not None:
-                relevance = pt.sum(s_from * prereq_unit[k], axis=-1) - prereq_norm[k]
-                step_gain = step_gain * pt.sigmoid(relevance)[:, None]
+                step_gain = step_gain * pt.sigmoid(_relevance_at(s_from, prereq_unit, prereq_norm, k))[:, None]
             return s_from + step_gain * pt.cast(has, "float64")[:, None]
 
         if "innovation" in loc:
@@ -396,8 +395,8 @@ class MinibatchADVI:
         else:
             states = s0
         req_unit, req_len = _unit_and_norm(cons["requirement"])
-        shift = -req_len + g["assessment_bias"] if "student_bias" in loc else -req_len
-        logit = pt.sum(states[b.obs_pos] * req_unit[b.obs_assessment], axis=-1) + shift[b.obs_assessment]
+        g_j = g["assessment_bias"] if "student_bias" in loc else None
+        logit = _relevance_at(states[b.obs_pos], req_unit, req_len, b.obs_assessment, g_j)
         if "student_bias" in loc:
             logit = logit + loc["student_bias"][b.obs_rank]
         # Bernoulli(σ(logit)) log-likelihood, y·logit − log(1 + e^logit)

@@ -133,6 +133,13 @@ def _unit_and_norm(v: pt.TensorVariable) -> tuple[pt.TensorVariable, pt.TensorVa
     return v / n[:, None], n
 
 
+def _relevance_at(s: Any, unit: Any, norm: Any, rows: Any, plus: Any = None) -> Any:
+    """D(s, v[rows]) (+ plus[rows]) from `_unit_and_norm(v)`: the per-row terms are
+    combined first, so each is gathered once per answer or transition."""
+    shift = -norm if plus is None else -norm + plus
+    return pt.sum(s * unit[rows], axis=-1) + shift[rows]
+
+
 def truncated_normal_logp(
     x: pt.TensorVariable, mu: pt.TensorVariable, sigma: Any, normalised: bool = True
 ) -> pt.TensorVariable:
@@ -357,8 +364,7 @@ class LatentSkillEmbedding:
                 k = np.where(has, lesson, 0)
                 step_gain = gain[k]
                 if prereq is not None:
-                    relevance = pt.sum(s_from * prereq_unit[k], axis=-1) - prereq_norm[k]
-                    step_gain = step_gain * pm.math.sigmoid(relevance)[:, None]
+                    step_gain = step_gain * pm.math.sigmoid(_relevance_at(s_from, prereq_unit, prereq_norm, k))[:, None]
                 if not has.all():
                     step_gain = step_gain * has[:, None].astype("float64")
                 return s_from + step_gain
@@ -386,15 +392,14 @@ class LatentSkillEmbedding:
             # D(s, a_j) + g_j = s·â_j + (g_j − |a_j|): per-assessment terms first, then one
             # gather each per answer (the per-answer gathers' gradients are scatter-adds)
             req_unit, req_len = _unit_and_norm(req)
-            shift = -req_len
+            g_j = None
             if cfg["biases"]:
                 g_u = pm.Normal("student_bias", 0.0, pri["student_bias_sd"], dims="student")
                 if polar:
                     g_j = _offset_assessment_bias(req_norm, pri["assessment_bias_sd"])
                 else:
                     g_j = pm.Normal("assessment_bias", 0.0, pri["assessment_bias_sd"], dims="assessment")
-                shift = shift + g_j
-            logit = pt.sum(states[idx.obs_state] * req_unit[idx.obs_assessment], axis=-1) + shift[idx.obs_assessment]
+            logit = _relevance_at(states[idx.obs_state], req_unit, req_len, idx.obs_assessment, g_j)
             if cfg["biases"]:
                 logit = logit + g_u[idx.obs_student]
             if cfg["history"]:
