@@ -33,7 +33,7 @@ import pandas as pd
 T_START = time.perf_counter()
 
 import bayes_lse as bl  # noqa: E402
-from bayes_lse.metrics import auc, log_loss  # noqa: E402
+from bayes_lse.evaluate.metrics import auc, log_loss  # noqa: E402
 
 
 def peak_gb() -> float:

@@ -94,11 +94,11 @@ def map_kernel_series(log, min_repeats: int, budget: float) -> dict[str, Any] | 
     normaliser kept, log-space positives with the Jacobian — so the two compare term for
     term.  None when the module is absent."""
     try:
-        from bayes_lse import map_kernel as mk
+        from bayes_lse.inference import map_kernel as mk
     except ImportError:
         return None
     import bayes_lse as bl
-    from bayes_lse.model import IndexArrays
+    from bayes_lse.model.graph import IndexArrays
 
     spec = bl.LatentSkillEmbedding(n_skills=2)
     t0 = time.perf_counter()

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     import bayes_lse as bl
-    from bayes_lse.readers import read_assistments_dkt
+    from bayes_lse.data.readers import read_assistments_dkt
 
     t_import = time.perf_counter() - T_START
     t0 = time.perf_counter()
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # the scoring code (scipy.stats, ~20 MB resident) is the benchmark's, not the fit's:
     # imported after the fit so that it does not sit on top of the fit's peak
-    from bayes_lse.metrics import auc, log_loss
+    from bayes_lse.evaluate.metrics import auc, log_loss
 
     t0 = time.perf_counter()
     pred = fit.predict(test)

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from bayes_lse.recommend import ModuleDraws, count_sequences, place_student, recommend_sequences
+from bayes_lse.recommend.sequences import ModuleDraws, count_sequences, place_student, recommend_sequences
 from benchmarks.runner import emit_result
 
 

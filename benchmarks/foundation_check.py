@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 import bayes_lse as bl
-from bayes_lse.metrics import auc
+from bayes_lse.evaluate.metrics import auc
 
 
 def split(table, frac: float = 0.2, seed: int = 0):

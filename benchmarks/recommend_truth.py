@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_ndtr, ndtri_exp
 
-from bayes_lse import equations as eq
+from bayes_lse.model import terms as eq
 
 #: The cohort the checks use (150 students keeps a NUTS fit near 45 s of CPU).
 COHORT = dict(n_students=150, n_steps=6, n_assessments=20, n_lessons=10, n_skills=2)
@@ -255,7 +255,7 @@ def figure4(fitted: Any, lesson: str = "L1", goal: str = "A3", threshold: float 
     """Per student: predicted pass probability of `goal` at step 0 (before the
     lesson) and after `lesson`, from the posterior draws of the step-0 state
     pushed through the recommender (expected update, per-draw σ_L)."""
-    from bayes_lse.recommend import ModuleDraws, recommend_sequences
+    from bayes_lse.recommend.sequences import ModuleDraws, recommend_sequences
 
     sids = [str(s) for s in fitted.students]
     prereq = fitted.draws("prerequisite") if fitted.has("prerequisite") else None
@@ -343,7 +343,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import bayes_lse as bl
-    from bayes_lse.examples import load_example
+    from bayes_lse.data.examples import load_example
 
     t0 = time.perf_counter()
     fit = bl.LatentSkillEmbedding().fit(load_example("prerequisites"), **NUTS, seed=4, progressbar=False)

@@ -207,9 +207,9 @@ def prepare() -> None:
     """The combined ASSISTments tables (items as assessments only; items also as lessons) and,
     for each, splits whose test set is the test file's students."""
     sys.path.insert(0, str(REPO))
-    from bayes_lse.data import read_interactions
-    from bayes_lse.evaluate import make_split
-    from bayes_lse.readers import convert
+    from bayes_lse.data.log import read_interactions
+    from bayes_lse.evaluate.protocols import make_split
+    from bayes_lse.data.readers import convert
 
     work = Path(WORK)
     work.mkdir(parents=True, exist_ok=True)
@@ -435,7 +435,7 @@ def repeat_table(name: str, settings: dict[str, Any]) -> str:
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from bayes_lse import metrics as mt
+    from bayes_lse.evaluate import metrics as mt
 
     pred = repeat_split(name)
     if pred is None or not len(pred):
@@ -468,7 +468,7 @@ def summary_table(names: list[str], subset: str = "all") -> str:
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from bayes_lse import metrics as mt
+    from bayes_lse.evaluate import metrics as mt
 
     cols: dict[str, dict[str, str]] = {}
     order: list[str] = []

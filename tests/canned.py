@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_lse import equations as eq
+from bayes_lse.model import terms as eq
 
 HOSTILE_STUDENT = "<script>alert(1)</script>"
 HOSTILE_ASSESSMENT = '"><img src=x onerror=alert(2)>'

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bayes_lse import read_interactions
-from bayes_lse.baselines import (
+from bayes_lse.evaluate.baselines import (
     BASELINES,
     IRT1PL,
     IRT2PL,

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_lse.data import InteractionLog, read_interactions
-from bayes_lse.errors import InteractionLogError
+from bayes_lse.data.log import InteractionLog, read_interactions
+from bayes_lse.core.errors import InteractionLogError
 
 HEADER = "student_id,module_id,module_type,outcome"
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from bayes_lse import equations as eq
-from bayes_lse.diagnostics import (
+from bayes_lse.model import terms as eq
+from bayes_lse.diagnostics.checks import (
     DEFAULT_THRESHOLDS,
     Diagnostics,
     _average_ranks,

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from bayes_lse import read_interactions, simulate
-from bayes_lse.distributed import InProcessExecutor, SchedulerUnreachable, check_engine, executor, map_jobs
-from bayes_lse.evaluate import evaluate
+from bayes_lse.evaluate.distributed import InProcessExecutor, SchedulerUnreachable, check_engine, executor, map_jobs
+from bayes_lse.evaluate.protocols import evaluate
 
 
 def _scaled(x: int, y: list[int], k: int = 0) -> int:
@@ -61,7 +61,7 @@ def test_in_process_map_keeps_order_and_shares_objects():
 
 
 def test_in_process_default_does_not_import_dask():
-    code = ("import sys\nfrom bayes_lse.distributed import map_jobs\n"
+    code = ("import sys\nfrom bayes_lse.evaluate.distributed import map_jobs\n"
             "assert map_jobs(abs, [-1, 2]) == [1, 2]\n"
             "print(sorted(m for m in ('dask', 'distributed') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -96,8 +96,8 @@ def test_unreachable_scheduler_is_one_clear_error():
 
 
 def test_cli_unreachable_scheduler(tmp_path, monkeypatch):
-    from bayes_lse import distributed
-    from bayes_lse.cli_evaluate import evaluate_command
+    from bayes_lse.evaluate import distributed
+    from bayes_lse.cli.evaluate import evaluate_command
 
     monkeypatch.setattr(distributed, "DEFAULT_TIMEOUT", 0.5)
     data = tmp_path / "data.csv"

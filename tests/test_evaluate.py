@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from bayes_lse import metrics as mt
+from bayes_lse.evaluate import metrics as mt
 from bayes_lse import read_interactions, simulate
-from bayes_lse.evaluate import (
+from bayes_lse.evaluate.protocols import (
     Split,
     delong_auc_difference,
     evaluate,
@@ -71,7 +71,7 @@ def test_metric_table_point_values_and_ses():
 
 
 def test_weighted_auc_matches_auc_with_repeated_rows():
-    from bayes_lse.evaluate import _weighted_metrics
+    from bayes_lse.evaluate.protocols import _weighted_metrics
 
     y = np.array([1, 0, 1, 0, 1, 1])
     p = np.array([0.2, 0.2, 0.7, 0.1, 0.9, 0.4])
@@ -268,7 +268,7 @@ def test_evaluate_is_reproducible(cohort_log, small_result):
 
 
 def test_lessons_summary_reports_both_differences():
-    from bayes_lse.evaluate import _lessons_summary
+    from bayes_lse.evaluate.protocols import _lessons_summary
 
     rng = np.random.default_rng(3)
     n = 60
@@ -287,7 +287,7 @@ def test_lessons_summary_reports_both_differences():
 
 
 def test_lessons_check_matches_a_hand_push(small_result, cohort_log):
-    from bayes_lse import equations as eq
+    from bayes_lse.model import terms as eq
 
     fitted = small_result.fits["lse-d1"]["test"]
     sp = small_result.split
@@ -311,7 +311,7 @@ def test_lessons_check_matches_a_hand_push(small_result, cohort_log):
         s_mode = np.maximum(eq.expected_update(s_mode if k > h else s, gain[:, j], prereq[:, j]), 0.0)
         s = eq.expected_next_state(s, gain[:, j], prereq[:, j], noise)
     a = list(fitted.assessments).index(r["module_id"])
-    u = list(fitted._ids("student")).index(sid)
+    u = list(fitted.ids_of("student")).index(sid)
 
     def p_of(state):
         return eq.pass_probability(state, fitted.draws("requirement")[:, a], fitted.draws("student_bias")[:, u],
@@ -365,7 +365,7 @@ def test_loo_refuses_map(tiny_map):
 
 # ----------------------------------------------------------------------- CLI
 def test_cli_evaluate(tmp_path, tiny_cohort):
-    from bayes_lse.cli_evaluate import evaluate_command
+    from bayes_lse.cli.evaluate import evaluate_command
 
     data = tmp_path / "data.csv"
     tiny_cohort.table.to_csv(data, index=False)
@@ -403,7 +403,7 @@ def test_cli_evaluate(tmp_path, tiny_cohort):
     ],
 )
 def test_cli_evaluate_errors(tmp_path, tiny_cohort, args, message):
-    from bayes_lse.cli_evaluate import evaluate_command
+    from bayes_lse.cli.evaluate import evaluate_command
 
     data = tmp_path / "data.csv"
     tiny_cohort.table.to_csv(data, index=False)
@@ -414,7 +414,7 @@ def test_cli_evaluate_errors(tmp_path, tiny_cohort, args, message):
 
 
 def test_cli_evaluate_missing_file(tmp_path):
-    from bayes_lse.cli_evaluate import evaluate_command
+    from bayes_lse.cli.evaluate import evaluate_command
 
     out = CliRunner().invoke(evaluate_command, [str(tmp_path / "nope.csv")])
     assert out.exit_code == 2 and "no such file" in out.output
@@ -428,7 +428,7 @@ EDNET = SHARED_DATA / "ednet_kt4_sample"
 @pytest.mark.slow
 @pytest.mark.skipif(not ASSIST.exists(), reason="shared ASSISTments data not present")
 def test_assistments_last_fraction_irt():
-    from bayes_lse.readers import read_assistments_dkt
+    from bayes_lse.data.readers import read_assistments_dkt
 
     log = read_interactions(read_assistments_dkt(ASSIST))
     res = evaluate(log, ["irt1pl"], protocol="last-fraction", folds=1, seed=0, n_boot=20)
@@ -440,7 +440,7 @@ def test_assistments_last_fraction_irt():
 @pytest.mark.slow
 @pytest.mark.skipif(not EDNET.exists(), reason="shared EdNet data not present")
 def test_ednet_sample_evaluates():
-    from bayes_lse.readers import convert
+    from bayes_lse.data.readers import convert
 
     log = read_interactions(convert("ednet-kt4", [EDNET]))
     res = evaluate(log, ["lse-d1", "irt1pl"], protocol="last-fraction", folds=1, test_students=0.4, seed=0,
@@ -449,14 +449,14 @@ def test_ednet_sample_evaluates():
 
 
 def test_result_json_round_trip(small_result):
-    from bayes_lse.evaluate import EvaluationResult
+    from bayes_lse.evaluate.protocols import EvaluationResult
 
     back = EvaluationResult.from_dict(json.loads(small_result.to_json()))
     assert back.to_text().splitlines()[:-1] == small_result.to_text().splitlines()[:-1]
 
 
 def test_paired_comparison_without_bootstrap_gives_nan_errors_not_a_crash():
-    from bayes_lse.evaluate import paired_comparison
+    from bayes_lse.evaluate.protocols import paired_comparison
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, size=40).astype(float)

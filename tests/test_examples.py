@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_lse.data import read_interactions
-from bayes_lse.examples import DEFAULT_REPEATS, EXAMPLES, load_example
+from bayes_lse.data.log import read_interactions
+from bayes_lse.data.examples import DEFAULT_REPEATS, EXAMPLES, load_example
 
 COLUMNS = ["student_id", "module_id", "module_type", "outcome", "timestep"]
 

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 
 import bayes_lse as bl
-from bayes_lse import equations as eq
-from bayes_lse.evaluate import _model_from_name, lse_variants
-from bayes_lse.metrics import auc
-from bayes_lse.model import history_counts, history_logit
+from bayes_lse.model import terms as eq
+from bayes_lse.evaluate.protocols import _model_from_name, lse_variants
+from bayes_lse.evaluate.metrics import auc
+from bayes_lse.model.graph import history_counts
+from bayes_lse.model.terms import history_logit
 
 
 def test_history_counts_match_a_loop():
@@ -70,7 +71,7 @@ def test_predict_adds_the_history_term_by_hand():
     sid, mid = row["student_id"].iloc[0], row["module_id"].iloc[0]
     prev = t[(t.student_id == sid) & (t.module_id == mid)]  # every training answer at timestep 0 counts
     s_cnt, f_cnt = prev["outcome"].sum(), len(prev) - prev["outcome"].sum()
-    np.testing.assert_array_equal(f._history_of(row), [[s_cnt, f_cnt]])
+    np.testing.assert_array_equal(f.history_of(row), [[s_cnt, f_cnt]])
     j, u = list(f.assessments).index(mid), list(f.students).index(sid)
     h = history_logit(np.array([s_cnt, f_cnt], dtype=float), f.draws("history_success")[0],
                       f.draws("history_failure")[0])
@@ -106,7 +107,7 @@ def test_variant_names_combine():
 def test_cli_fit_history_flag(tmp_path, tiny_cohort):
     from click.testing import CliRunner
 
-    from bayes_lse.cli import main
+    from bayes_lse.cli.commands import main
 
     data = tmp_path / "d.csv"
     tiny_cohort.table.to_csv(data, index=False)

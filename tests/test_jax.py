@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 import bayes_lse as bl
-from bayes_lse.diagnostics import convergence_stats, identified_quantities
+from bayes_lse.diagnostics.checks import convergence_stats, identified_quantities
 
 jax = pytest.importorskip("jax")
 numpyro = pytest.importorskip("numpyro")
@@ -90,7 +90,7 @@ def test_numpyro_fit_is_diagnosed_like_any_nuts_fit(numpyro_fit):
 
 
 def test_chain_method_is_checked(tiny_cohort):
-    from bayes_lse.inference import jax_chain_method
+    from bayes_lse.inference.engine import jax_chain_method
 
     with pytest.raises(ValueError, match="chain_method"):
         bl.LatentSkillEmbedding().fit(tiny_cohort.table, method="nuts", sampler="numpyro", chain_method="threads")
@@ -170,7 +170,7 @@ def test_advi_objective_compiled_by_jax_matches_default(tiny_cohort):
     standard errors (independent calls, so plain SEs), and JAX's draws are fresh each call."""
     from pytensor.compile.mode import get_mode
 
-    from bayes_lse.data import read_interactions
+    from bayes_lse.data.log import read_interactions
 
     log = read_interactions(tiny_cohort.table)
     model, _ = bl.LatentSkillEmbedding(n_skills=2).build_model(log, parametrization="auto")

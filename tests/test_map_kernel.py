@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import bayes_lse as bl
-from bayes_lse.map_kernel import CentredObjective
-from bayes_lse.model import IndexArrays, LatentSkillEmbedding
+from bayes_lse.inference.map_kernel import CentredObjective
+from bayes_lse import LatentSkillEmbedding
+from bayes_lse.model.graph import IndexArrays
 
 VARIANTS = [
     {},
@@ -93,7 +94,7 @@ def test_jacobian_adds_the_log_values_of_positive_blocks(small_log):
 def test_numpy_and_numba_backends_agree(small_log, variant, monkeypatch):
     """Same density and gradient to rounding, also far from the prior (tails of the normaliser);
     the numpy backend in blocks of 7 rows, so that its block loop is exercised."""
-    import bayes_lse.map_kernel as mk
+    import bayes_lse.inference.map_kernel as mk
 
     monkeypatch.setattr(mk, "_CHUNK", 7)
     spec = LatentSkillEmbedding(**variant)

@@ -14,9 +14,9 @@ import pymc as pm
 import pytest
 
 import bayes_lse as bl
-from bayes_lse.metrics import auc
-from bayes_lse.minibatch import MinibatchADVI, StudentLayout, check_batch_size
-from bayes_lse.model import IndexArrays
+from bayes_lse.evaluate.metrics import auc
+from bayes_lse.inference.minibatch import MinibatchADVI, StudentLayout, check_batch_size
+from bayes_lse.model.graph import IndexArrays
 
 FAST = "FAST_COMPILE"
 

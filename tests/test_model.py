@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 
 import bayes_lse as bl
-from bayes_lse import equations as eq
-from bayes_lse.data import read_interactions
+from bayes_lse.model import terms as eq
+from bayes_lse.data.log import read_interactions
 
 
 def _truth_arrays(cohort, log):
@@ -69,7 +69,7 @@ def test_innovation_map_is_the_truncated_normal():
     """The non-centred map z ↦ s is exactly the truncated-normal transition (KS test)."""
     import pytensor.tensor as pt
 
-    from bayes_lse.model import truncated_normal_from_innovation
+    from bayes_lse.model.terms import truncated_normal_from_innovation
 
     rng = np.random.default_rng(0)
     for mu, sigma in [(0.0, 0.7), (0.3, 0.7), (2.5, 0.7), (0.05, 0.2)]:
@@ -88,7 +88,7 @@ def test_innovation_map_matches_the_log_space_inverse_cdf_in_both_tails():
     import pytensor.tensor as pt
     from scipy import special
 
-    from bayes_lse.model import INNOVATION_CLIP, truncated_normal_from_innovation
+    from bayes_lse.model.terms import INNOVATION_CLIP, truncated_normal_from_innovation
 
     sigma = 0.7
     mu_v, z_v = pt.vector("mu"), pt.vector("z")

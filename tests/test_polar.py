@@ -10,14 +10,14 @@ import pytest
 from scipy import stats
 
 import bayes_lse as bl
-from bayes_lse.data import read_interactions
+from bayes_lse.data.log import read_interactions
 
 
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_polar_requirement_has_the_half_normal_distribution(d):
     """a = |a|·v/|v| with |a|² ~ Gamma(d/2, 1/(2σ²)), v ~ HalfNormal(1)^d: each coordinate
     is HalfNormal(σ) and the norm is σ·χ_d (KS tests on forward draws)."""
-    from bayes_lse.model import _polar_half_normal
+    from bayes_lse.model.graph import _polar_half_normal
 
     sigma = 1.7
     with pm.Model(coords={"assessment": range(4000), "skill": range(d)}):
@@ -89,7 +89,7 @@ def test_polar_is_refused_where_it_has_no_meaning(tiny_cohort):
 @pytest.mark.slow
 def test_polar_and_cartesian_nuts_agree(tiny_cohort):
     """Both forms sample the same posterior: identified quantities agree within Monte Carlo error."""
-    from bayes_lse.diagnostics import identified_quantities
+    from bayes_lse.diagnostics.checks import identified_quantities
 
     fits = {
         form: bl.LatentSkillEmbedding(n_skills=2).fit(

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_lse.errors import InteractionLogError
-from bayes_lse.readers import (
+from bayes_lse.core.errors import InteractionLogError
+from bayes_lse.data.readers import (
     FORMATS,
     convert,
     read_assistments_dkt,

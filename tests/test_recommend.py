@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayes_lse import equations as eq
-from bayes_lse.recommend import (
+from bayes_lse.model import terms as eq
+from bayes_lse.recommend.sequences import (
     ModuleDraws,
     count_sequences,
     place_student,

@@ -119,7 +119,7 @@ def test_blog_figure_4_fitted_only_mclovin_gains_from_l1():
     `recommend_sequences` directly. Only McLovin, who meets L1's prerequisites,
     should gain; everyone fails A3 at first."""
     import bayes_lse as bl
-    from bayes_lse.examples import load_example
+    from bayes_lse.data.examples import load_example
 
     fitted = bl.LatentSkillEmbedding().fit(load_example("prerequisites"), **NUTS, seed=4, progressbar=False)
     fig = figure4(fitted)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import bayes_lse as bl
-from bayes_lse import equations as eq
-from bayes_lse.metrics import auc
+from bayes_lse.model import terms as eq
+from bayes_lse.evaluate.metrics import auc
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 import bayes_lse as bl
-from bayes_lse.storage import ModelFolderError
+from bayes_lse.results.storage import ModelFolderError
 
 
 def test_round_trip_is_exact(tiny_map, tmp_path):
@@ -92,7 +92,7 @@ def test_refuses_config_that_does_not_match_the_draws(tiny_map, tmp_path):
     cfg = json.loads((path / "config.json").read_text())
     cfg["model_config"]["priors"]["gain_scale"] = 5.0
     (path / "config.json").write_text(json.dumps(cfg))
-    from bayes_lse.storage import sha256_file
+    from bayes_lse.results.storage import sha256_file
 
     m = json.loads((path / "manifest.json").read_text())
     m["files"]["config.json"] = sha256_file(path / "config.json")
@@ -135,8 +135,8 @@ def test_data_fingerprint_streams_the_digest_of_the_whole_hash_list():
     import numpy as np
     import pandas as pd
 
-    from bayes_lse.config import config_hash
-    from bayes_lse.fitted import data_fingerprint
+    from bayes_lse.core.config import config_hash
+    from bayes_lse.inference.assemble import data_fingerprint
 
     n = 150_000  # three blocks, the last partial
     rng = np.random.default_rng(0)

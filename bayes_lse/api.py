@@ -1,0 +1,192 @@
+"""The two public classes, as thin facades over the pipeline's layers.
+
+`LatentSkillEmbedding` is the model spec (`model.graph.ModelSpec`) plus `fit`, which
+hands the spec to an inference engine (`inference.engine.run_fit`) and wraps the
+DataTree it returns.  `FittedLSE` is the posterior and its accessors
+(`results.posterior.FitResult`) plus the steps that come after a fit: diagnostics,
+the HTML report and recommendations.  Nothing below this module imports it, so
+each layer can be used and tested on its own (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from bayes_lse.model.graph import METHODS, ModelSpec
+from bayes_lse.results.posterior import FitResult, load_tree, read_history
+
+if TYPE_CHECKING:
+    from bayes_lse.data.log import InteractionLog
+    from bayes_lse.diagnostics.checks import Diagnostics
+    from bayes_lse.recommend.sequences import Recommendation
+
+__all__ = ["FittedLSE", "LatentSkillEmbedding", "load"]
+
+
+class LatentSkillEmbedding(ModelSpec):
+    """Students, lessons and assessments in one non-negative latent skill space.
+
+    Parameters
+    ----------
+    n_skills : int
+        Dimension d of the skill space (default 2).
+    prerequisites : bool
+        Whether lessons have prerequisite vectors q (gain realised as σ(D(s, q))).
+    biases : bool
+        Student and assessment bias terms in the pass logit.
+    lessons : bool
+        Whether lessons move the state (False: a model of assessments only).
+    learning_noise : float or "learned"
+        σ_L of the learning update; ``"learned"`` gives it a half-normal prior.
+    priors : dict, optional
+        Overrides of individual prior scales (`core.config.DEFAULT_MODEL_CONFIG`).
+    history : bool
+        Adds the student's earlier successes/failures on the same assessment to the
+        pass logit (the per-item memory of a performance-factors model).
+    """
+
+    def fit(self, log: InteractionLog | pd.DataFrame | str, method: str = "nuts", **kwargs: Any) -> FittedLSE:
+        """Fit the model to an interaction log.
+
+        Parameters
+        ----------
+        log : InteractionLog, DataFrame or path
+            The interactions (DESIGN §2); anything but an `InteractionLog` is read and
+            validated with `read_interactions`.
+        method : {"map", "advi", "nuts"}
+            Inference method.
+        **kwargs
+            Override the method's defaults in `core.config.DEFAULT_FIT_CONFIG`
+            (e.g. ``draws=``, ``chains=``, ``sampler=``, ``starts=``, ``kind=``,
+            ``seed=``, ``progressbar=``).
+
+        Returns
+        -------
+        FittedLSE
+            The posterior (or point estimate) with the data and configs it came from.
+        """
+        from bayes_lse.data.log import InteractionLog, read_interactions
+        from bayes_lse.inference.engine import run_fit
+
+        if not isinstance(log, InteractionLog):
+            log = read_interactions(log)
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        return FittedLSE(run_fit(self, log, method, **kwargs))
+
+
+class FittedLSE(FitResult):
+    """A fitted Latent Skill Embedding: posterior draws plus everything needed to use them."""
+
+    # ----------------------------------------------------------- diagnostics
+    def diagnostics(self, **thresholds: Any) -> Diagnostics:
+        """Convergence and predictive checks with ok/warn/fail verdicts (see `diagnostics.diagnose`)."""
+        from bayes_lse.diagnostics.checks import diagnose
+
+        return diagnose(self.idata, **thresholds)
+
+    def report(self, path: str | Path, *, title: str | None = None, **options: Any) -> Path:
+        """Write the self-contained HTML diagnostic report (see `report.write_report`)."""
+        from bayes_lse.report.html import write_report
+
+        return write_report(self.idata, Path(path), title=title, **options)
+
+    # ------------------------------------------------------------- recommend
+    def recommend(
+        self,
+        student: str | None,
+        goals: list[str] | str,
+        max_length: int = 3,
+        candidates: list[str] | None = None,
+        *,
+        history: pd.DataFrame | str | Path | None = None,
+        n_particles: int = 500,
+        seed: int | None = None,
+        **options: Any,
+    ) -> Recommendation:
+        """Rank lesson sequences by the posterior probability of passing `goals`.
+
+        `student` is a student of the training data, or (with `history`) a new one
+        placed from their interactions so far without refitting. Other options
+        (band, include_noise, search, beam_width, top, costs, budget, target,
+        confidence, allow_repeats) go to `recommend.recommend_sequences`.
+        """
+        from bayes_lse.recommend import sequences as rec
+
+        if not self.model_config["lessons"] or not self.has("gain"):
+            raise ValueError("this model has no lessons (fit with lessons=True): there is nothing to recommend")
+        if self.model_config.get("history"):
+            raise ValueError("recommending with the assessment-history term (history=True) is not supported: "
+                             "fit the model without it to rank lesson sequences")
+        goals = [goals] if isinstance(goals, str) else list(goals)
+        if not goals:
+            raise ValueError("give at least one goal assessment")
+        noise = self.learning_noise_draws()
+        prereq = self.draws("prerequisite") if self.has("prerequisite") else None
+        a_bias = self.draws("assessment_bias") if self.has("assessment_bias") else None
+        if history is not None:
+            hist = history if isinstance(history, pd.DataFrame) else read_history(history)
+            pri = self.model_config["priors"]
+            placed = rec.place_student(
+                hist,
+                requirement=self.draws("requirement"),
+                assessment_ids=[str(a) for a in self.assessments],
+                gain=self.draws("gain"),
+                lesson_ids=[str(x) for x in self.lessons],
+                prerequisite=prereq,
+                assessment_bias=a_bias,
+                state_scale=pri["initial_state_scale"],
+                bias_scale=pri["student_bias_sd"] if self.has("student_bias") else None,
+                noise=noise,
+                n_particles=n_particles,
+                seed=seed,
+            )
+            state, s_bias = placed.state, placed.student_bias
+            student = student or "new student"
+        else:
+            if student is None:
+                raise ValueError("give a student id, or a history for a new student")
+            if str(student) not in set(self.last_states().index):
+                raise KeyError(f"student {student!r} is not in the fitted model; pass history= to place a new student")
+            state = self.current_state(str(student))
+            s_bias = None
+            if self.has("student_bias"):
+                s_bias = self.draws("student_bias")[:, list(self.ids_of("student")).index(str(student))]
+        modules = rec.ModuleDraws.from_arrays(
+            gain=self.draws("gain"),
+            lesson_ids=[str(x) for x in self.lessons],
+            requirement=self.draws("requirement"),
+            assessment_ids=[str(a) for a in self.assessments],
+            goals=goals,
+            prerequisite=prereq,
+            assessment_bias=a_bias,
+            student_bias=s_bias,
+            noise=noise,
+        )
+        return rec.recommend_sequences(
+            state, modules, max_length=max_length, candidates=candidates, seed=seed, student=str(student), **options
+        )
+
+
+def load(path: str | Path) -> FittedLSE:
+    """Open a saved model folder.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder written by `FittedLSE.save`.
+
+    Returns
+    -------
+    FittedLSE
+
+    Raises
+    ------
+    ModelFolderError
+        When the folder is incomplete, tampered with, from another format version, or
+        its draws and config do not belong together.
+    """
+    return FittedLSE(load_tree(path))

@@ -1,0 +1,326 @@
+"""`bayes-lse` command line.  Bad input gets one line on stderr and exit status 2;
+nothing already saved is overwritten unless --overwrite is given."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bayes_lse.core.errors import InteractionLogError
+
+from bayes_lse.cli.common import EXIT_INPUT, UserError, guard, refuse_existing, write_text  # noqa: F401
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="bayes-lse")
+def main() -> None:
+    """Bayesian Latent Skill Embedding: fit, diagnose and use models of how students learn."""
+
+
+# ----------------------------------------------------------------- simulate
+@main.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV to write.")
+@click.option("--students", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=1), help="Timesteps per student.")
+@click.option("--assessments", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--lessons", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("--skills", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--answers-per-step", default=3, show_default=True, type=click.IntRange(min=0))
+@click.option("--seed", type=int, default=None, help="Random seed (default: fresh entropy).")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), help="Also write the true parameters as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@guard
+def simulate(output: Path, students: int, steps: int, assessments: int, lessons: int, skills: int,
+             answers_per_step: int, seed: int | None, truth: Path | None, overwrite: bool) -> None:
+    """Draw a cohort from the generative model (with p_true per assessment row)."""
+    from bayes_lse.model.simulate import simulate as run
+
+    refuse_existing(output, overwrite)
+    if truth is not None:
+        refuse_existing(truth, overwrite)
+    cohort = run(n_students=students, n_steps=steps, n_assessments=assessments, n_lessons=lessons,
+                 n_skills=skills, answers_per_step=answers_per_step, seed=seed)
+    cohort.write(output, truth)
+    click.echo(f"wrote {len(cohort.table)} interactions of {students} students to {output}")
+    if truth is not None:
+        click.echo(f"wrote the true parameters to {truth}")
+
+
+# ---------------------------------------------------------------------- fit
+def _model_options(fn):
+    opts = [
+        click.option("--skills", "n_skills", default=2, show_default=True, type=click.IntRange(min=1), help="Latent skills d."),
+        click.option("--no-prerequisites", is_flag=True, help="Lessons give their full gain to everyone."),
+        click.option("--no-biases", is_flag=True, help="No student/assessment bias terms."),
+        click.option("--no-lessons", is_flag=True, help="Ignore lesson content: states drift by noise only."),
+        click.option("--learning-noise", default=None, help="σ_L: a positive number or 'learned' (default √0.5)."),
+        click.option("--history", is_flag=True,
+                     help="Add earlier successes/failures on the same assessment to the pass logit (PFA-style memory)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, no_lessons: bool,
+                        learning_noise: str | None, history: bool = False):
+    from bayes_lse.core.config import DEFAULT_LEARNING_NOISE
+    from bayes_lse.api import LatentSkillEmbedding
+
+    noise: float | str = DEFAULT_LEARNING_NOISE
+    if learning_noise is not None:
+        if learning_noise == "learned":
+            noise = "learned"
+        else:
+            try:
+                noise = float(learning_noise)
+            except ValueError:
+                raise UserError(f"--learning-noise must be a positive number or 'learned', got {learning_noise!r}") from None
+    return LatentSkillEmbedding(n_skills=n_skills, prerequisites=not no_prerequisites, biases=not no_biases,
+                                lessons=not no_lessons, learning_noise=noise, history=history)
+
+
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Model folder (default models/<data name>).")
+@click.option("--method", type=click.Choice(["map", "advi", "nuts"]), default="nuts", show_default=True)
+@_model_options
+@click.option("--sampler", type=click.Choice(["nutpie", "pymc", "numpyro"]), default=None, help="NUTS backend (default nutpie).")
+@click.option("--draws", type=click.IntRange(min=1), default=None, help="Posterior draws per chain (NUTS/ADVI).")
+@click.option("--tune", type=click.IntRange(min=0), default=None, help="NUTS tuning steps per chain.")
+@click.option("--chains", type=click.IntRange(min=1), default=None, help="NUTS chains.")
+@click.option("--starts", type=click.IntRange(min=1), default=None, help="MAP optimiser starts.")
+@click.option("--maxiter", type=click.IntRange(min=1), default=None,
+              help="MAP: L-BFGS-B iterations per start (default 5000; a few hundred suffice for "
+              "prediction on large logs, see docs/benchmarks.md).")
+@click.option("--advi-kind", type=click.Choice(["meanfield", "fullrank"]), default=None)
+@click.option("--seed", type=int, default=None)
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON file with fit settings merged over the method's defaults.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
+@guard
+def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequisites: bool, no_biases: bool,
+        no_lessons: bool, learning_noise: str | None, history: bool, sampler: str | None, draws: int | None,
+        tune: int | None, chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None,
+        seed: int | None, config_file: Path | None, overwrite: bool) -> None:
+    """Fit the model to DATA (CSV or Parquet) and save it as a model folder."""
+    from bayes_lse.data.log import read_interactions
+    from bayes_lse.results.storage import MANIFEST
+
+    output = output or Path("models") / data.stem
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        if not overwrite:
+            raise UserError(f"{output}: already exists; pass --overwrite to replace it")
+        if output.is_dir() and not (output / MANIFEST).exists():
+            raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
+    model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise, history)
+    log = read_interactions(data)
+    overrides: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            overrides.update(json.loads(config_file.read_text()))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{config_file}: not valid JSON ({exc})") from None
+    for key, value in {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "starts": starts,
+                       "maxiter": maxiter, "kind": advi_kind, "seed": seed}.items():
+        if value is not None:
+            overrides[key] = value
+    from bayes_lse.core.config import DEFAULT_FIT_CONFIG
+
+    unknown = sorted(set(overrides) - set(DEFAULT_FIT_CONFIG[method]))
+    if unknown:
+        raise UserError(f"option(s) {', '.join(unknown)} do not apply to --method {method}")
+    click.echo(f"fitting {model} by {method.upper()} to {log.n_students} students, "
+               f"{log.summary().get('n_assessment_rows', '?')} answers ...", err=True)
+    fitted = model.fit(log, method=method, **overrides)
+    fitted.save(output, overwrite=overwrite)
+    click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
+
+
+# ------------------------------------------------------------------ predict
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here instead of stdout.")
+@click.option("--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9, show_default=True,
+              help="Credible interval mass for p_low/p_high.")
+@click.option("--update", type=click.Choice(["expected", "mode", "sample"]), default="expected", show_default=True,
+              help="How a state moves through steps beyond the fitted history: each step's truncated-normal "
+                   "mean, its mode, or one noisy draw per posterior draw.")
+@click.option("--seed", type=int, default=None, help="Seed for --update sample.")
+@click.option("--overwrite", is_flag=True)
+@guard
+def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, update: str, seed: int | None,
+            overwrite: bool) -> None:
+    """Pass probability of every assessment row of DATA under a saved MODEL."""
+    from bayes_lse.api import load
+
+    if output is not None:
+        refuse_existing(output, overwrite)
+    fitted = load(model)
+    pred = fitted.predict(data, ci=ci, update=update, seed=seed)
+    cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"]
+    pred = pred[cols]
+    text = pred.to_csv(index=False) if fmt == "csv" else pred.to_json(orient="records", indent=1) + "\n"
+    write_text(output, text)
+    if output is not None:
+        click.echo(f"wrote {len(pred)} predictions to {output}", err=True)
+
+
+# ------------------------------------------------------------------- report
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="HTML file (default reports/<model name>.html).")
+@click.option("--title", default=None)
+@click.option("--rhat-max", type=float, default=1.01, show_default=True)
+@click.option("--ess-min", type=float, default=400, show_default=True)
+@click.option("--ebfmi-min", type=float, default=0.3, show_default=True)
+@click.option("--skills", default=None, help="Two skill indices to plot when d > 2, e.g. 0,2.")
+@click.option("--lesson", default=None, help="Lesson whose gain field to draw (default: the largest gain).")
+@click.option("--overwrite", is_flag=True)
+@guard
+def report(model: Path, output: Path | None, title: str | None, rhat_max: float, ess_min: float, ebfmi_min: float,
+           skills: str | None, lesson: str | None, overwrite: bool) -> None:
+    """Write a self-contained HTML diagnostic report for a saved MODEL."""
+    from bayes_lse.api import load
+
+    output = output or Path("reports") / f"{Path(model).name}.html"
+    refuse_existing(output, overwrite)
+    fitted = load(model)
+    pair = None
+    if skills:
+        try:
+            pair = tuple(int(x) for x in skills.split(","))
+        except ValueError:
+            raise UserError(f"--skills must be two integers like 0,1, got {skills!r}") from None
+    path = fitted.report(output, title=title or f"bayes-lse report: {Path(model).name}",
+                         thresholds={"rhat_max": rhat_max, "ess_min": ess_min, "ebfmi_min": ebfmi_min},
+                         skills=pair, lesson=lesson)
+    click.echo(str(path))
+
+
+# ---------------------------------------------------------------- recommend
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--student", default=None, help="A student of the training data (or a name for --history).")
+@click.option("--goal", "goals", multiple=True, required=True, help="Goal assessment id; repeat for several.")
+@click.option("--max-length", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--candidates", default=None, help="Comma-separated lesson ids to choose from (default: all).")
+@click.option("--history", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV of a new student's interactions so far: place them without refitting.")
+@click.option("--target", type=click.FloatRange(0, 1), default=None,
+              help="Find the shortest sequence reaching this pass probability ...")
+@click.option("--confidence", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="... with this posterior probability.")
+@click.option("--costs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV with columns lesson_id,cost (default 1 per lesson).")
+@click.option("--budget", type=float, default=None, help="Time budget for --costs (default --max-length).")
+@click.option("--search", type=click.Choice(["auto", "exhaustive", "beam", "knapsack"]), default="auto", show_default=True)
+@click.option("--beam-width", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--repeats/--no-repeats", default=False, show_default=True, help="Allow a lesson more than once.")
+@click.option("--noise/--expected", "include_noise", default=False, show_default=True,
+              help="Include the learning-update noise by Monte Carlo, or use the expected update.")
+@click.option("--band", default="0.05,0.95", show_default=True, help="Credible band quantiles.")
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--seed", type=int, default=None)
+@guard
+def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int, candidates: str | None,
+              history: Path | None, target: float | None, confidence: float, costs: Path | None,
+              budget: float | None, search: str, beam_width: int, repeats: bool, include_noise: bool, band: str,
+              top: int, fmt: str, seed: int | None) -> None:
+    """Rank lesson sequences for a student by the probability of passing the goals."""
+    import pandas as pd
+
+    from bayes_lse.api import load
+
+    if student is None and history is None:
+        raise UserError("give --student (a student of the training data) or --history (a new student's log)")
+    try:
+        lo, hi = (float(x) for x in band.split(","))
+    except ValueError:
+        raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
+    cost_map = None
+    if costs is not None:
+        table = pd.read_csv(costs, dtype={"lesson_id": str})
+        if not {"lesson_id", "cost"} <= set(table.columns):
+            raise UserError(f"{costs}: needs columns lesson_id,cost; found {', '.join(table.columns)}")
+        cost_map = dict(zip(table["lesson_id"], table["cost"].astype(float), strict=True))
+    fitted = load(model)
+    result = fitted.recommend(
+        student, list(goals), max_length=max_length,
+        candidates=[c.strip() for c in candidates.split(",") if c.strip()] if candidates else None,
+        history=history, seed=seed, band=(lo, hi), include_noise=include_noise, search=search,
+        beam_width=beam_width, top=top, costs=cost_map, budget=budget, target=target, confidence=confidence,
+        allow_repeats=repeats,
+    )
+    click.echo(result.to_json() if fmt == "json" else result.to_text())
+
+
+# ------------------------------------------------------------------ convert
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--from", "fmt", required=True, type=click.Choice(["assistments-dkt", "ednet-kt4", "riiid"]))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--items-as-lessons", is_flag=True, help="assistments-dkt: every answered item is also a lesson.")
+@click.option("--explanations-as-lessons", is_flag=True, help="ednet-kt4: entering an explanation is a lesson.")
+@click.option("--overwrite", is_flag=True)
+@guard
+def convert(inputs: tuple[Path, ...], fmt: str, output: Path, items_as_lessons: bool,
+            explanations_as_lessons: bool, overwrite: bool) -> None:
+    """Convert public interaction logs (ASSISTments DKT, EdNet-KT4, Riiid) to the bayes-lse table."""
+    from bayes_lse.data.readers import convert as run
+
+    refuse_existing(output, overwrite)
+    options: dict[str, Any] = {}
+    if items_as_lessons:
+        options["items_as_lessons"] = True
+    if explanations_as_lessons:
+        options["explanations_as_lessons"] = True
+    table = run(fmt, [str(p) for p in inputs], **options)
+    from bayes_lse.core.files import atomic_write_text
+
+    atomic_write_text(output, table.to_csv(index=False))
+    n_a = int((table["module_type"] == "assessment").sum())
+    click.echo(f"wrote {len(table)} interactions ({n_a} assessments, {len(table) - n_a} lessons, "
+               f"{table['student_id'].nunique()} students) to {output}")
+
+
+# --------------------------------------------------------------------- demo
+@main.command()
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models"),
+              show_default=True)
+@click.option("--reports", "reports_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("reports"),
+              show_default=True)
+@click.option("--method", type=click.Choice(["map", "advi", "nuts"]), default="nuts", show_default=True)
+@click.option("--seed", type=int, default=2015, show_default=True)
+@guard
+def demo(models_dir: Path, reports_dir: Path, method: str, seed: int) -> None:
+    """Simulate the built-in cohort (~200 students), fit it, and show what the model learned."""
+    from bayes_lse.cli.demo import run_demo
+
+    run_demo(models_dir=models_dir, reports_dir=reports_dir, method=method, seed=seed)
+
+
+def _register_optional_commands() -> None:
+    from bayes_lse.cli.evaluate import evaluate_command
+
+    main.add_command(evaluate_command, name="evaluate")
+
+
+_register_optional_commands()
+
+
+def run() -> None:  # pragma: no cover - console entry when imported as a module
+    main(prog_name="bayes-lse")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

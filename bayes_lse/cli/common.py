@@ -1,0 +1,55 @@
+"""What every `bayes-lse` command shares: one-line errors with exit status 2, and
+writes that never replace a saved file without --overwrite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bayes_lse.core.errors import InteractionLogError
+
+EXIT_INPUT = 2
+
+
+class UserError(click.ClickException):
+    """One line on stderr, exit status 2, no traceback."""
+
+    exit_code = EXIT_INPUT
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"bayes-lse: error: {self.format_message()}", err=True)
+
+
+def guard(fn):
+    """Turn input errors from anywhere below into a one-line UserError."""
+    import functools
+
+    from bayes_lse.results.storage import ModelFolderError
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (InteractionLogError, ModelFolderError, FileNotFoundError, FileExistsError) as exc:
+            raise UserError(str(exc)) from None
+        except (ValueError, KeyError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise UserError(str(msg)) from None
+
+    return wrapper
+
+
+def refuse_existing(path: Path, overwrite: bool, what: str = "file") -> None:
+    if path.exists() and not overwrite:
+        raise UserError(f"{path}: {what} already exists; pass --overwrite to replace it")
+
+
+def write_text(path: Path | None, text: str) -> None:
+    if path is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    from bayes_lse.core.files import atomic_write_text
+
+    atomic_write_text(path, text)

@@ -1,0 +1,2 @@
+"""Stage 5, diagnostics: convergence and predictive checks on identified quantities.
+"""

@@ -1,0 +1,168 @@
+"""Every engine's result in one layout: `build_datatree` turns an engine's raw free
+variables into the posterior `xarray.DataTree` documented in ARCHITECTURE.md (the
+schema that `results` reads, saves and loads).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from bayes_lse.core.config import canonical_json, config_hash
+from bayes_lse.core.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from bayes_lse.data.log import InteractionLog
+    from bayes_lse.model.graph import IndexArrays
+
+#: version of the DataTree layout and of the saved-model folder (results.storage)
+FORMAT_VERSION = 1
+#: groups an engine may add beside posterior / observed_data / constant_data / interactions
+GROUPS_OPTIONAL = ("sample_stats", "optimization")
+
+#: imported on first use: a MAP fit builds its tree only after the optimiser (issue 7)
+xr: Any = LazyModule("xarray")
+
+
+def package_version() -> str:
+    """The installed bayes-lse version, recorded in every tree and model folder."""
+    from bayes_lse import __version__
+
+    return __version__
+
+
+def _table_dataset(table: pd.DataFrame) -> xr.Dataset:
+    """The training table as a netCDF-safe Dataset (strings stay strings)."""
+    data = {}
+    for col in table.columns:
+        s = table[col]
+        if pd.api.types.is_bool_dtype(s):
+            data[col] = ("row", s.to_numpy(dtype=np.int8))
+        elif pd.api.types.is_numeric_dtype(s):
+            data[col] = ("row", s.to_numpy(dtype=float if s.isna().any() else None))
+        else:
+            # via the distinct values: no Python string per row (≈90 MB on 535k rows)
+            codes, uniques = pd.factorize(s, use_na_sentinel=False)
+            vocab = np.asarray([str(u) for u in uniques], dtype=str)
+            data[col] = ("row", vocab[codes] if len(vocab) else np.asarray(codes, dtype=str))
+    return xr.Dataset(data, coords={"row": np.arange(len(table))})
+
+
+def data_fingerprint(table: pd.DataFrame) -> str:
+    """`config_hash` of the rows' hashes as a JSON list, streamed in blocks: the same
+    digest as `config_hash(h.tolist())` without 536k Python ints and their JSON text
+    at once (~35 MB on ASSISTments, at the end of a MAP fit; issue 7)."""
+    import hashlib
+
+    cols = [c for c in ("student_id", "module_id", "module_type", "outcome", "timestep") if c in table]
+    h = pd.util.hash_pandas_object(table[cols], index=False).to_numpy()
+    digest = hashlib.sha256(b"[")
+    for lo in range(0, len(h), 65536):
+        block = ",".join(map(str, h[lo : lo + 65536].tolist()))
+        digest.update(((b"," if lo else b"") + block.encode()))
+    digest.update(b"]")
+    return digest.hexdigest()[:16]
+
+
+def build_datatree(
+    model_config: dict[str, Any],
+    fit_config: dict[str, Any],
+    method: str,
+    log: InteractionLog,
+    idx: IndexArrays,
+    raw: xr.Dataset,
+    extra: dict[str, xr.Dataset],
+    runtime: float,
+) -> xr.DataTree:
+    """Assemble the contract layout from the fit's raw free variables."""
+    d = int(model_config["n_skills"])
+    first = raw[list(raw.data_vars)[0]]
+    n_chain, n_draw = first.shape[0], first.shape[1]
+    state = np.empty((n_chain, n_draw, idx.n_states, d))
+    state[:, :, idx.initial_state] = np.asarray(raw["initial_state"])
+    if len(idx.later_state):
+        state[:, :, idx.later_state] = np.asarray(raw["later_state"])
+    students = np.asarray(log.students, dtype=object)
+    coords = {
+        "chain": np.arange(n_chain),
+        "draw": np.arange(n_draw),
+        "state": np.arange(idx.n_states),
+        "skill": np.arange(d),
+        "student": students,
+        "assessment": np.asarray(log.assessments, dtype=object),
+        "lesson": np.asarray(log.lessons, dtype=object),
+    }
+    cd = ("chain", "draw")
+    post = {"student_state": ((*cd, "state", "skill"), state)}
+    dims = {
+        "requirement": ("assessment", "skill"),
+        "gain": ("lesson", "skill"),
+        "prerequisite": ("lesson", "skill"),
+        "student_bias": ("student",),
+        "assessment_bias": ("assessment",),
+        "learning_noise": (),
+        "history_success": (),
+        "history_failure": (),
+    }
+    for name, dd in dims.items():
+        if name in raw:
+            post[name] = ((*cd, *dd), np.asarray(raw[name]))
+    posterior = xr.Dataset(post, coords=coords)
+    posterior = posterior.assign_coords(
+        state_student=("state", students[idx.state_student]),
+        state_step=("state", idx.state_step),
+    )
+    posterior = posterior.drop_vars([c for c in ("student", "assessment", "lesson") if c not in posterior.dims])
+
+    observed = xr.Dataset({"outcome": ("obs", idx.outcome)}, coords={"obs": np.arange(len(idx.outcome))})
+    constant = xr.Dataset(
+        {
+            "obs_state": ("obs", idx.obs_state),
+            "obs_student": ("obs", idx.obs_student),
+            "obs_assessment": ("obs", idx.obs_assessment),
+            "transition_from": ("transition", idx.transition_from),
+            "transition_to": ("transition", idx.transition_to),
+            "transition_lesson": ("transition", idx.transition_lesson),
+        },
+        coords={"obs": np.arange(len(idx.outcome)), "transition": np.arange(len(idx.transition_from))},
+    )
+    if model_config.get("history"):
+        constant["obs_history"] = (("obs", "history_kind"), idx.history)
+        constant = constant.assign_coords(history_kind=["success", "failure"])
+    table = log.table
+    groups = {
+        "posterior": posterior,
+        "observed_data": observed,
+        "constant_data": constant,
+        "interactions": _table_dataset(table),
+        **{k: v for k, v in extra.items() if k in GROUPS_OPTIONAL},
+    }
+    tree = xr.DataTree.from_dict(groups)
+    fingerprint = data_fingerprint(table)
+    tree.attrs = {
+        "format_version": FORMAT_VERSION,
+        "method": method,
+        "model_config": canonical_json(model_config),
+        "fit_config": canonical_json(fit_config),
+        "data_fingerprint": fingerprint,
+        "config_hash": config_hash(model_config, fit_config, method, fingerprint),
+        "bayes_lse_version": package_version(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "runtime_seconds": float(runtime),
+        "source": str(log.source),
+        # the user's ids, also for dims a variant has no variable on (e.g. students without biases)
+        "ids": json.dumps(
+            {
+                "student": [str(x) for x in log.students],
+                "assessment": [str(x) for x in log.assessments],
+                "lesson": [str(x) for x in log.lessons],
+            }
+        ),
+    }
+    return tree

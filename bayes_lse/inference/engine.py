@@ -1,0 +1,521 @@
+"""Fitting: MAP (L-BFGS-B from several jittered starts), ADVI (mean-field or
+full-rank, with a stopping rule that checks the loss has levelled off) and NUTS
+(PyMC, nutpie or numpyro).  Every method returns the same posterior layout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import optimize
+from threadpoolctl import threadpool_limits
+
+from bayes_lse.core.lazy import LazyModule
+from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge
+from bayes_lse.inference.stopping import LossPlateau, TimeLimit
+
+if TYPE_CHECKING:
+    import xarray as xr  # noqa: F811
+
+    from bayes_lse.data.log import InteractionLog
+    from bayes_lse.model.graph import IndexArrays, ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+# imported on first use (_lazy.py): a kernel MAP fit never loads PyMC/PyTensor, and
+# loads xarray only after the optimiser, when its memory has been handed back
+pm: Any = LazyModule("pymc")
+pytensor: Any = LazyModule("pytensor")
+pt: Any = LazyModule("pytensor.tensor")
+xr: Any = LazyModule("xarray")
+
+#: free variables in the order they are reported
+POSITIVE = {"initial_state", "later_state", "requirement", "gain", "prerequisite", "learning_noise"}
+
+PARAMETERS = (
+    "requirement",
+    "gain",
+    "prerequisite",
+    "student_bias",
+    "assessment_bias",
+    "learning_noise",
+)
+
+
+def default_progressbar() -> bool:
+    """PyMC's progress bars when a person is watching, quiet otherwise (tests, CI, pipes)."""
+    return sys.stderr.isatty()
+
+
+def _release_free_memory() -> None:
+    """Hand cached free memory back to the system before the optimiser's large arrays arrive.
+
+    Reading a log goes through Arrow string columns; Arrow's allocator (mimalloc)
+    keeps what the reader's temporaries freed. On ASSISTments with items as lessons
+    that was ~60 MB of the MAP fit's 610 MB peak (docs/benchmarks.md). glibc's malloc
+    likewise keeps freed heap pages of the reader's numpy/pandas temporaries (its
+    mmap threshold grows with the first large free), ~70 MB there; `malloc_trim`
+    returns them. Both only release memory nothing refers to."""
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:
+        pa.default_memory_pool().release_unused()
+    _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0) where there is one (Linux); a no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # musl or another libc without malloc_trim
+        pass
+
+
+def run_fit(
+    spec: ModelSpec, data: InteractionLog, method: str, progressbar: bool | None = None, **overrides: Any
+) -> xr.DataTree:
+    """Fit `spec` to `data` by `method` and return the posterior DataTree (ARCHITECTURE.md)."""
+    from bayes_lse.inference.assemble import build_datatree
+
+    fit_cfg = merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit")
+    if progressbar is None:
+        progressbar = default_progressbar()
+    _release_free_memory()
+    if data.table["module_type"].eq("assessment").sum() == 0:
+        raise ValueError("the interaction log has no assessment rows: there is nothing to fit")
+    if method == "advi" and fit_cfg.get("batch_size") is not None:
+        if spec.config["history"]:
+            raise ValueError("minibatch ADVI (batch_size) does not support history=True yet; "
+                             "use full-batch ADVI, MAP or NUTS")
+        # minibatch ADVI over students: its own per-batch graph, no full PyMC model (minibatch.py)
+        from bayes_lse.inference.minibatch import run_minibatch_advi
+
+        return run_minibatch_advi(spec, data, fit_cfg, progressbar)
+    is_map = method == "map"
+    if is_map and _use_kernel(spec, data, fit_cfg):
+        # centred MAP: one compiled pass over the data, no PyMC model (map_kernel.py)
+        from bayes_lse.model.graph import IndexArrays
+
+        idx = IndexArrays.from_log(data)
+        _release_free_memory()  # the transitions table from_log went through (~35 MB on ASSISTments)
+        t0 = time.perf_counter()
+        raw, extra = fit_map_kernel(spec, data, idx, fit_cfg, progressbar)
+        idata = build_datatree(spec.config, fit_cfg, method, data, idx, raw, extra, time.perf_counter() - t0)
+        return idata
+    model, idx = spec.build_model(
+        data,
+        parametrization=fit_cfg["parametrization"],
+        normalised=not (is_map and not fit_cfg.get("normalised", True)),
+        constrained=is_map and fit_cfg.get("constrained", False),
+        requirement=fit_cfg.get("requirement", "cartesian") if method == "nuts" else "cartesian",
+    )
+    t0 = time.perf_counter()
+    if method == "map":
+        raw, extra = fit_map(model, fit_cfg, progressbar)
+    elif method == "advi":
+        raw, extra = fit_advi(model, fit_cfg, progressbar)
+    else:
+        raw, extra = fit_nuts(model, fit_cfg, progressbar)
+    runtime = time.perf_counter() - t0
+    idata = build_datatree(spec.config, fit_cfg, method, data, idx, raw, extra, runtime)
+    return idata
+
+
+# ----------------------------------------------------------------------- MAP
+def logp_and_grad(model: pm.Model, jacobian: bool, fixed: dict[str, np.ndarray] | None = None):
+    """One compiled function x ↦ (−log p, −∇ log p) over the raveled unconstrained point;
+    variables in `fixed` are held at the given values."""
+    point = model.initial_point()
+    from pymc.pytensorf import join_nonshared_inputs
+    from pytensor.graph.replace import clone_replace
+
+    fixed = fixed or {}
+    value_vars = [v for v in model.value_vars if v.name not in fixed]
+    cost = model.logp(jacobian=jacobian)
+    if fixed:
+        held = {v: pt.as_tensor(fixed[v.name]) for v in model.value_vars if v.name in fixed}
+        cost = clone_replace(cost, held)
+    grads = pt.grad(cost, value_vars)
+    flat_grad = pt.concatenate([g.ravel() for g in grads])
+    (cost_j, grad_j), x = join_nonshared_inputs(point, [cost, flat_grad], value_vars)
+    fn = pytensor.function([x], [-cost_j, -grad_j], mode=None, on_unused_input="ignore")
+    bij = pm.blocking.DictToArrayBijection
+    x0 = bij.map({v.name: point[v.name] for v in value_vars})
+    return fn, x0
+
+
+def fit_map(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr.Dataset, dict]:
+    """Joint point estimate by L-BFGS-B from `starts` jittered points; the best is kept
+    and every start's result is recorded.
+
+    The joint mode of this model depends on where it is taken, and two obvious
+    choices are unsound (measured on 300 simulated students, σ_L = 0.707):
+    - centred states with the exact truncated transition: the mode puts states on
+      their expected path, where the normaliser −log Φ(mu/σ) rewards small means,
+      so every gain collapses to 0;
+    - the same in log space with the transform's Jacobian: states and gains grow
+      without bound (|l| ≈ 12 against a true ≈ 1.3).
+    Default: the non-centred trajectory (standard-normal innovations mapped through
+    the truncated-normal inverse CDF; the exact joint density, nothing dropped),
+    positive variables in log space, no Jacobian.  Its gains agree with NUTS's
+    posterior means.  For histories too long for the non-centred graph the centred
+    form is used with the normaliser dropped (the original LSE objective), which
+    does not collapse but shrinks gains (about 3× against NUTS).
+    """
+    fixed = {}
+    if cfg.get("trajectory", "joint") == "median" and "innovation" in model.named_vars:
+        fixed["innovation"] = np.zeros(model.initial_point()["innovation"].shape)
+    fn, x0 = logp_and_grad(model, jacobian=cfg.get("jacobian", True), fixed=fixed)
+    bij = pm.blocking.DictToArrayBijection
+    # box constraints where a positive variable is left untransformed
+    positive = np.concatenate(
+        [
+            np.full(size, name in POSITIVE and cfg.get("constrained", False))
+            for name, _, size, _ in x0.point_map_info
+        ]
+    )
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        try:
+            f, g = fn(x)
+        except ValueError:  # a line-search probe outside the support (PyMC's parameter checks)
+            return 1e300, np.zeros_like(x)
+        return float(f), np.asarray(g, dtype=float)
+
+    best_x, opt = _multistart(fun, x0.data, positive, cfg, progressbar)
+    point_t = bij.rmap(pm.blocking.RaveledVars(best_x, x0.point_map_info))
+    point_t.update(fixed)
+    point = _constrained_point(model, point_t)
+    return _point_dataset(point), {"optimization": opt}
+
+
+def _point_dataset(point: dict[str, np.ndarray]) -> xr.Dataset:
+    """A point estimate in the (chain, draw, ...) layout that every method returns."""
+    return xr.Dataset(
+        {k: (("chain", "draw", *[f"_{k}_{i}" for i in range(np.ndim(v))]), np.asarray(v)[None, None]) for k, v in point.items()}
+    )
+
+
+def _multistart(
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray | Callable[[], np.ndarray],
+    positive: np.ndarray,
+    cfg: dict[str, Any],
+    progressbar: bool,
+) -> tuple[np.ndarray, xr.Dataset]:
+    """L-BFGS-B from `starts` jittered copies of `x0`; `positive` marks coordinates kept
+    ≥ 0 by box constraints.  Returns the best point and every start's record.
+
+    `x0` may be a function returning the point: it is then made anew for every start
+    rather than held through the optimisation (5 MB at ASSISTments' 667k parameters).
+
+    BLAS is held to one thread: L-BFGS-B's vector updates on ~10⁶ parameters are
+    memory-bound, and OpenBLAS threads spinning on a busy 2-core machine made each
+    iteration 5× slower (measured on ASSISTments, 667k parameters).
+    """
+    rng = np.random.default_rng(cfg["seed"])
+    size = len(positive)
+    bounds = [(0.0, None) if p else (None, None) for p in positive] if positive.any() else None
+
+    def safe(x: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g = fun(x)
+        if not np.isfinite(f) or not np.all(np.isfinite(g)):
+            return 1e300, np.zeros_like(x)
+        return f, g
+
+    results = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        for start in range(int(cfg["starts"])):
+            x_init = rng.uniform(-cfg["jitter"], cfg["jitter"], size=size)
+            x_init += x0() if callable(x0) else x0  # in place: the same sum as x0 + jitter
+            x_init[positive] = np.abs(x_init[positive]) + 0.05
+            t0 = time.perf_counter()
+            res = optimize.minimize(
+                safe,
+                x_init,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=bounds,
+                options={
+                    "maxiter": int(cfg["maxiter"]),
+                    "ftol": cfg["ftol"],
+                    "gtol": cfg["gtol"],
+                    "maxcor": _maxcor(cfg.get("maxcor", "auto"), size),
+                },
+            )
+            _, g = safe(res.x)
+            # projected gradient: a coordinate held at its bound by a push outward is stationary
+            g[positive & (res.x <= 0.0) & (g > 0)] = 0.0
+            results.append(
+                {
+                    "x": res.x,
+                    "objective": float(res.fun),
+                    "n_iterations": int(res.nit),
+                    "n_evaluations": int(res.nfev),
+                    "grad_norm": float(np.linalg.norm(g)),
+                    "grad_max": float(np.max(np.abs(g))) if len(g) else 0.0,
+                    "success": bool(res.success),
+                    "message": str(res.message),
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
+            # res.hess_inv views L-BFGS-B's whole workspace (2·maxcor+5 vectors): do not
+            # keep it through the next start (80 MB at 667k parameters)
+            del res, g
+            if progressbar:
+                print(
+                    f"MAP start {start + 1}/{cfg['starts']}: -log p = {results[-1]['objective']:.2f} "
+                    f"after {results[-1]['n_iterations']} iterations ({results[-1]['message']})",
+                    file=sys.stderr,
+                )
+    best = int(np.argmin([r["objective"] for r in results]))
+    opt = xr.Dataset(
+        {
+            key: ("start", np.array([r[key] for r in results]))
+            for key in ("objective", "n_iterations", "n_evaluations", "grad_norm", "grad_max", "success", "message", "seconds")
+        },
+        coords={"start": np.arange(len(results))},
+        attrs={"best_start": best, "jacobian": int(bool(cfg.get("jacobian", True)))},
+    )
+    return results[best]["x"], opt
+
+
+def _maxcor(value: Any, n: int) -> int:
+    if value == "auto":
+        return 20 if n <= 200_000 else 5
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"maxcor must be a positive integer or 'auto', got {value!r}")
+    return value
+
+
+def _use_kernel(spec: ModelSpec, data: InteractionLog, cfg: dict[str, Any]) -> bool:
+    """Whether MAP runs on the compiled centred kernel rather than a PyMC graph."""
+    from bayes_lse.model.graph import NONCENTERED_MAX_STEPS
+
+    engine = cfg.get("engine", "auto")
+    if engine not in ("auto", "kernel", "pytensor"):
+        raise ValueError(f"MAP engine must be 'auto', 'kernel' or 'pytensor', got {engine!r}")
+    par = cfg["parametrization"]
+    if par == "auto":
+        steps = np.asarray(data.state_step)
+        par = "noncentered" if (int(steps.max()) if len(steps) else 0) <= NONCENTERED_MAX_STEPS else "centered"
+    if engine == "kernel" and par != "centered":
+        raise ValueError("MAP engine 'kernel' computes the centred trajectory only: pass parametrization='centered'")
+    return par == "centered" and engine != "pytensor"
+
+
+def fit_map_kernel(
+    spec: ModelSpec, data: InteractionLog, idx: IndexArrays, cfg: dict[str, Any], progressbar: bool
+) -> tuple[xr.Dataset, dict]:
+    """Centred MAP on `map_kernel.CentredObjective`: the same density and optimiser
+    settings as the PyMC path (fit_map), evaluated in one compiled pass."""
+    from bayes_lse.inference.map_kernel import CentredObjective
+
+    constrained = bool(cfg.get("constrained", False))
+    obj = CentredObjective(
+        idx,
+        spec.config,
+        n_students=data.n_students,
+        n_assessments=data.n_assessments,
+        n_lessons=data.n_lessons,
+        normalised=bool(cfg.get("normalised", True)),
+        log_space=not constrained,
+        jacobian=bool(cfg.get("jacobian", True)),
+        backend=cfg.get("kernel_backend", "numpy"),
+    )
+    positive = obj.positive if constrained else np.zeros(obj.size, dtype=bool)
+    best_x, opt = _multistart(obj, obj.initial_point, positive, cfg, progressbar)
+    opt.attrs["engine"] = "kernel"
+    return _point_dataset(obj.named_point(best_x)), {"optimization": opt}
+
+
+def _constrained_point(model: pm.Model, point_t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Map an unconstrained point back to the free variables' own values."""
+    outs = model.unobserved_value_vars
+    fn = model.compile_fn(outs, inputs=model.value_vars, on_unused_input="ignore", point_fn=False)
+    values = fn(*[point_t[v.name] for v in model.value_vars])
+    wanted = {rv.name for rv in model.free_RVs} | {d.name for d in model.deterministics}
+    return {o.name: np.asarray(v) for o, v in zip(outs, values, strict=True) if o.name in wanted}
+
+
+# ---------------------------------------------------------------------- ADVI
+def fit_advi(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr.Dataset, dict]:
+    """Full-batch ADVI through `pm.fit`.  With `batch_size` set, `run_fit` goes to
+    `minibatch.run_minibatch_advi` instead (minibatches of students, no full model)."""
+    kinds = {"meanfield": "advi", "fullrank": "fullrank_advi"}
+    if cfg["kind"] not in kinds:
+        raise ValueError(f"ADVI kind must be 'meanfield' or 'fullrank', got {cfg['kind']!r}")
+    stop = LossPlateau(cfg["window"], cfg["tolerance"])
+    callbacks: list[Any] = [stop]
+    if cfg.get("max_seconds") is not None:
+        callbacks.append(TimeLimit(float(cfg["max_seconds"])))
+    seed = cfg["seed"]
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Ii]nference data.*")
+        approx = pm.fit(
+            n=int(cfg["max_iterations"]),
+            method=kinds[cfg["kind"]],
+            random_seed=seed,
+            obj_optimizer=pm.adam(learning_rate=cfg["learning_rate"]),
+            callbacks=callbacks,
+            progressbar=progressbar,
+            backend=_advi_backend(cfg),  # None (PyTensor default, numba) or "jax"; see _advi_backend
+        )
+        draws = approx.sample(int(cfg["draws"]), random_seed=seed, return_inferencedata=True)
+    posterior = _posterior_dataset(draws)
+    hist = np.asarray(approx.hist, dtype=float)
+    opt = xr.Dataset(
+        {"loss": ("iteration", hist)},
+        coords={"iteration": np.arange(1, len(hist) + 1)},
+        attrs={
+            "kind": cfg["kind"],
+            "converged": int(stop.converged_at is not None),
+            "iterations": len(hist),
+            "converged_at": -1 if stop.converged_at is None else stop.converged_at,
+            "rule": f"relative change of the {cfg['window']}-iteration mean loss < {cfg['tolerance']:g}",
+        },
+    )
+    if stop.converged_at is None:
+        warnings.warn(
+            f"ADVI did not meet its stopping rule within {len(hist)} iterations (max_iterations="
+            f"{cfg['max_iterations']}, max_seconds={cfg.get('max_seconds')}); raise them or check the loss history",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return posterior, {"optimization": opt}
+
+
+def _advi_backend(cfg: dict[str, Any]) -> str | None:
+    """ADVI fit option `backend`: None (PyTensor's default linker) or "jax", which PyMC 6.4
+    offers as `pm.fit(..., backend="jax")`: the whole optimisation step (ELBO gradient and
+    Adam update) is compiled by JAX, so it runs on a GPU when `jax[cuda12]` is installed.
+    (The JAX linker copies the model's RNG shared variables and warns that it does; the
+    copies advance between steps, so the Monte Carlo ELBO is still fresh every step.)"""
+    backend = cfg.get("backend")
+    if backend is None:
+        return None
+    if backend != "jax":
+        raise ValueError(f"ADVI backend must be None or 'jax', got {backend!r}")
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        raise ImportError("backend='jax' needs JAX: pip install 'bayes-lse[jax]'") from None
+    warnings.filterwarnings("ignore", category=UserWarning, message=".*RandomType SharedVariables.*")
+    return "jax"
+
+
+# ---------------------------------------------------------------------- NUTS
+JAX_CHAIN_METHODS = ("auto", "parallel", "sequential", "vectorized")
+
+
+def jax_chain_method(requested: str, chains: int) -> str:
+    """How numpyro runs `chains` chains: 'parallel' (one XLA device per chain, `jax.pmap`),
+    'sequential' or 'vectorized' (`jax.vmap` on one device).
+
+    'auto': on CPU, ask XLA for one host device per chain — possible only before JAX
+    has run anything in this process, and only if neither the user nor PyMC (importing
+    `pymc.sampling.jax` sets `--xla_force_host_platform_device_count=100`) has set a
+    count — then 'parallel' when there are enough devices, else 'sequential' on CPU
+    and 'vectorized' on a single GPU/TPU.  More chains than cores is fine: the chains'
+    threads share the cores.
+    """
+    if requested not in JAX_CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {', '.join(JAX_CHAIN_METHODS)}; got {requested!r}")
+    if requested != "auto" or chains <= 1:
+        return "sequential" if requested == "auto" else requested
+    import os
+
+    import jax
+
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "") and jax.config.jax_num_cpu_devices < 0:
+        try:
+            jax.config.update("jax_num_cpu_devices", int(chains))
+        except RuntimeError:  # JAX already initialised its backends in this process: keep what it has
+            pass
+    if jax.local_device_count() >= chains:
+        return "parallel"
+    return "sequential" if jax.default_backend() == "cpu" else "vectorized"
+
+
+def available_cores() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def fit_nuts(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr.Dataset, dict]:
+    """NUTS through `pm.sample(nuts_sampler=...)`: 'nutpie' (Rust, numba-compiled
+    log-density; the default), 'pymc' (PyMC's own NUTS, one process per chain) or
+    'numpyro' (JAX; the GPU path: `pip install "bayes-lse[jax]"`, plus `"jax[cuda12]"`
+    for a GPU).  Every sampler returns `sample_stats` with diverging / energy /
+    tree depth, so `FittedLSE.diagnostics()` works the same for all three."""
+    sampler = cfg["sampler"]
+    if sampler not in ("pymc", "nutpie", "numpyro"):
+        raise ValueError(f"sampler must be 'pymc', 'nutpie' or 'numpyro', got {sampler!r}")
+    chain_method = cfg.get("chain_method", "auto")
+    if chain_method not in JAX_CHAIN_METHODS:
+        raise ValueError(f"chain_method must be one of {', '.join(JAX_CHAIN_METHODS)}; got {chain_method!r}")
+    if sampler == "numpyro":
+        try:
+            import jax  # noqa: F401
+            import numpyro  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "sampler='numpyro' needs the optional JAX backend: pip install 'bayes-lse[jax]' "
+                "(the same as 'bayes-lse[numpyro]'; add 'jax[cuda12]' for an NVIDIA GPU)"
+            ) from None
+    kwargs: dict[str, Any] = dict(
+        draws=int(cfg["draws"]),
+        tune=int(cfg["tune"]),
+        chains=int(cfg["chains"]),
+        random_seed=cfg["seed"],
+        progressbar=progressbar,
+        nuts_sampler=sampler,
+        compute_convergence_checks=False,
+    )
+    # PyMC's default is min(4, cpu_count // 2), assuming hyper-threads: on a 2-core machine
+    # that is 1 and nutpie ran its chains one after another (measured: 412 s wall = 412 s
+    # CPU for 4 chains). Use every core this process may run on, up to one per chain.
+    kwargs["cores"] = int(cfg["cores"]) if cfg.get("cores") else min(int(cfg["chains"]), available_cores())
+    if sampler == "pymc":
+        kwargs["target_accept"] = cfg["target_accept"]
+    else:
+        kwargs["nuts"] = {"target_accept": cfg["target_accept"]}
+    if sampler == "numpyro":
+        kwargs["nuts"]["chain_method"] = jax_chain_method(chain_method, int(cfg["chains"]))
+    adaptation = cfg.get("adaptation")
+    if adaptation is not None:
+        if sampler != "nutpie" or adaptation not in ("diag", "draw_diag", "low_rank"):
+            raise ValueError(
+                f"adaptation must be None, or for sampler='nutpie' one of 'diag', 'draw_diag', 'low_rank'; "
+                f"got {adaptation!r} with sampler={sampler!r}"
+            )
+        kwargs["nuts"]["adaptation"] = adaptation
+    with model, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*[Cc]hains.*fewer.*")
+        # the JAX linker copies the model's RNG shared variables; sampling uses none of them
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*RandomType SharedVariables.*")
+        idata = pm.sample(**kwargs)
+    posterior = _posterior_dataset(idata)
+    extra: dict[str, Any] = {}
+    if "sample_stats" in idata.children:
+        extra["sample_stats"] = idata["sample_stats"].to_dataset()
+    return posterior, extra
+
+
+def _posterior_dataset(idata: Any) -> xr.Dataset:
+    post = idata["posterior"]
+    return post.to_dataset() if hasattr(post, "to_dataset") else post

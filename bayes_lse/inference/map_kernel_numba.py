@@ -1,0 +1,171 @@
+"""The numba backend of `map_kernel.CentredObjective` (`backend="numba"`).
+
+In its own module so that `map_kernel` does not import numba: numba's import plus
+its first call (typing registries, LLVM) cost ~105 MB of resident memory, a quarter
+of issue 7's 400 MB budget for MAP on ASSISTments.  Faster per evaluation (~1.5-2x)
+than the numpy backend; the same density and gradient to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from bayes_lse.model.terms import NORM_EPS
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_SQRT1_2 = math.sqrt(0.5)
+
+
+@numba.njit(cache=True, inline="always")
+def _log_phi_cdf_and_ratio(r: float) -> tuple[float, float]:
+    """log Φ(r) and the inverse Mills ratio φ(r)/Φ(r), stable on both tails."""
+    if r > -37.0:
+        cdf = 0.5 * math.erfc(-r * _SQRT1_2)
+        log_cdf = math.log(cdf)
+        ratio = math.exp(-0.5 * r * r - 0.5 * _LOG_2PI - log_cdf)
+        return log_cdf, ratio
+    # asymptotic tail: Φ(r) ≈ φ(r)/(−r)·(1 − 1/r² + 3/r⁴)
+    r2 = r * r
+    u = 1.0 / r2
+    series = 1.0 - u * (1.0 - u * (3.0 - u * (15.0 - 105.0 * u)))
+    log_cdf = -0.5 * r2 - 0.5 * _LOG_2PI - math.log(-r) + math.log(series)
+    return log_cdf, -r / series
+
+
+@numba.njit(cache=True, inline="always")
+def _row_norms(X: np.ndarray) -> np.ndarray:
+    """sqrt(|x|² + NORM_EPS) of every row, as `equations.norm` computes it."""
+    out = np.empty(X.shape[0])
+    for j in range(X.shape[0]):
+        acc = NORM_EPS
+        for k in range(X.shape[1]):
+            acc += X[j, k] * X[j, k]
+        out[j] = math.sqrt(acc)
+    return out
+
+
+@numba.njit(cache=True)
+def likelihood_and_grad(
+    S: np.ndarray,
+    A: np.ndarray,
+    L: np.ndarray,
+    Q: np.ndarray,
+    GU: np.ndarray,
+    GJ: np.ndarray,
+    sigma: float,
+    obs_state: np.ndarray,
+    obs_student: np.ndarray,
+    obs_assessment: np.ndarray,
+    outcome: np.ndarray,
+    tr_from: np.ndarray,
+    tr_to: np.ndarray,
+    tr_lesson: np.ndarray,
+    use_lessons: bool,
+    use_prereq: bool,
+    use_bias: bool,
+    normalised: bool,
+    dS: np.ndarray,
+    dA: np.ndarray,
+    dL: np.ndarray,
+    dQ: np.ndarray,
+    dGU: np.ndarray,
+    dGJ: np.ndarray,
+    offset: np.ndarray,
+    dlogit: np.ndarray,
+) -> tuple[float, float]:
+    """Σ log p(outcome) + Σ log p(transition); gradients added into the d* arrays.
+
+    `offset` (one per answer, or empty) is added to each logit (the history term) and
+    `dlogit` (same length, or empty) receives ∂/∂logit of each answer, from which the
+    caller forms the offset's own gradients. Returns (log-density, d/dσ).  Priors are
+    added by the caller.
+    """
+    has_offset = offset.shape[0] > 0
+    d = S.shape[1]
+    total = 0.0
+    # ---- answers: Bernoulli with logit D(s, a) + g_u + g_j
+    a_norm = _row_norms(A)
+    for r in range(obs_state.shape[0]):
+        i = obs_state[r]
+        j = obs_assessment[r]
+        n = a_norm[j]
+        dot = 0.0
+        for k in range(d):
+            dot += S[i, k] * A[j, k]
+        logit = dot / n - n
+        if use_bias:
+            logit += GU[obs_student[r]] + GJ[j]
+        if has_offset:
+            logit += offset[r]
+        if logit > 0.0:
+            e = math.exp(-logit)
+            softplus = logit + math.log1p(e)
+            p = 1.0 / (1.0 + e)
+        else:
+            e = math.exp(logit)
+            softplus = math.log1p(e)
+            p = e / (1.0 + e)
+        y = outcome[r]
+        total += y * logit - softplus
+        dl = y - p
+        if has_offset:
+            dlogit[r] = dl
+        n3 = n * n * n
+        for k in range(d):
+            dS[i, k] += dl * A[j, k] / n
+            dA[j, k] += dl * (S[i, k] / n - dot * A[j, k] / n3 - A[j, k] / n)
+        if use_bias:
+            dGU[obs_student[r]] += dl
+            dGJ[j] += dl
+    # ---- transitions: s' ~ N(mu, σ²) restricted to s' > 0, mu = s + l·σ(D(s, q))
+    q_norm = _row_norms(Q)
+    d_sigma = 0.0
+    log_sigma = math.log(sigma)
+    const = -log_sigma - 0.5 * _LOG_2PI
+    mu = np.empty(d)
+    dmu = np.empty(d)
+    for t in range(tr_from.shape[0]):
+        a = tr_from[t]
+        b = tr_to[t]
+        m = tr_lesson[t]
+        has = use_lessons and m >= 0
+        w = 1.0
+        qdot = 0.0
+        if has and use_prereq:
+            qn = q_norm[m]
+            for k in range(d):
+                qdot += S[a, k] * Q[m, k]
+            dq = qdot / qn - qn
+            w = 1.0 / (1.0 + math.exp(-dq)) if dq >= 0.0 else math.exp(dq) / (1.0 + math.exp(dq))
+        for k in range(d):
+            mu[k] = S[a, k] + (L[m, k] * w if has else 0.0)
+        for k in range(d):
+            z = (S[b, k] - mu[k]) / sigma
+            total += -0.5 * z * z + const
+            g = z / sigma  # d/dmu
+            d_sigma += (z * z - 1.0) / sigma
+            if normalised:
+                rr = mu[k] / sigma
+                lc, ratio = _log_phi_cdf_and_ratio(rr)
+                total -= lc
+                g -= ratio / sigma
+                d_sigma += ratio * rr / sigma
+            dmu[k] = g
+            dS[b, k] -= z / sigma
+            dS[a, k] += g
+        if has:
+            gdot = 0.0
+            for k in range(d):
+                dL[m, k] += dmu[k] * w
+                gdot += dmu[k] * L[m, k]
+            if use_prereq:
+                qn = q_norm[m]
+                c = gdot * w * (1.0 - w)
+                qn3 = qn * qn * qn
+                for k in range(d):
+                    dS[a, k] += c * Q[m, k] / qn
+                    dQ[m, k] += c * (S[a, k] / qn - qdot * Q[m, k] / qn3 - Q[m, k] / qn)
+    return total, d_sigma

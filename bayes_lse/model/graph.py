@@ -1,0 +1,348 @@
+"""The Latent Skill Embedding as a PyMC model (DESIGN §1).
+
+The latent trajectory is written without a scan: initial states are half-normal,
+later states one positive free variable, and the truncated-normal transition
+density — normalising term included — is added for every (t → t+1) pair at once
+through index arrays.  The joint density is then exactly the one `simulate`
+draws from.  States exist only for steps a student has (ragged, flattened).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bayes_lse.core.lazy import LazyModule
+from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, validate_model_config
+from bayes_lse.model.terms import (
+    history_logit,
+    relevance_at,
+    tensor_norm,
+    truncated_normal_from_innovation,
+    truncated_normal_logp,
+    unit_and_norm,
+)
+
+# imported on first use: a MAP fit on the compiled kernel never builds a PyMC model
+# (PyMC + PyTensor are ~45 MB of resident memory; issue 7's MAP memory budget)
+pm: Any = LazyModule("pymc")
+pt: Any = LazyModule("pytensor.tensor")
+
+if TYPE_CHECKING:
+    from bayes_lse.data.log import InteractionLog
+
+METHODS = ("map", "advi", "nuts")
+
+
+def history_counts(
+    student: np.ndarray, assessment: np.ndarray, outcome: np.ndarray, time: np.ndarray | None = None
+) -> np.ndarray:
+    """Earlier successes and failures of the same student on the same assessment:
+    (rows, 2) float, columns S, F. "Earlier" is by `time` (e.g. the flat state index or
+    the timestep), then by row order."""
+    student = np.asarray(student, dtype=np.int64)
+    assessment = np.asarray(assessment, dtype=np.int64)
+    y = np.asarray(outcome, dtype=float)
+    out = np.zeros((len(y), 2))
+    if not len(y):
+        return out
+    key = student * (int(assessment.max()) + 1) + assessment
+    tkey = np.zeros(len(y), dtype=np.int64) if time is None else np.asarray(time, dtype=np.int64)
+    order = np.lexsort((np.arange(len(y)), tkey, key))
+    k, yy = key[order], y[order]
+    start = np.r_[True, k[1:] != k[:-1]]
+    group = np.cumsum(start) - 1
+    first = np.flatnonzero(start)
+    succ = np.cumsum(yy) - yy  # successes before this row, over the whole sorted array
+    fail = np.cumsum(1 - yy) - (1 - yy)
+    out[order, 0] = succ - succ[first][group]
+    out[order, 1] = fail - fail[first][group]
+    return out
+
+
+#: longest history for which "auto" picks the non-centred trajectory (its graph grows with the steps)
+NONCENTERED_MAX_STEPS = 64
+
+
+@dataclass(frozen=True)
+class IndexArrays:
+    """The integer arrays that tie interactions to parameters; saved as constant_data."""
+
+    obs_state: np.ndarray
+    obs_student: np.ndarray
+    obs_assessment: np.ndarray
+    outcome: np.ndarray
+    transition_from: np.ndarray
+    transition_to: np.ndarray
+    transition_lesson: np.ndarray  # −1: a step with no lesson (noise only)
+    initial_state: np.ndarray  # flat index of each student's state 0
+    later_state: np.ndarray  # flat indices of all other states
+    state_student: np.ndarray
+    state_step: np.ndarray
+
+    @classmethod
+    def from_log(cls, log: InteractionLog) -> IndexArrays:
+        t = log.table
+        is_a = (t["module_type"] == "assessment").to_numpy()
+        student = t["student"].to_numpy()[is_a].astype(np.int64)
+        offset = np.asarray(log.state_offset, dtype=np.int64)
+        obs_state = offset[student] + t["timestep"].to_numpy()[is_a].astype(np.int64)
+        tr = log.transitions()
+        n_states = int(offset[-1])
+        initial = offset[:-1]
+        later_mask = np.ones(n_states, dtype=bool)
+        later_mask[initial] = False
+        return cls(
+            obs_state=obs_state,
+            obs_student=student,
+            obs_assessment=t["assessment"].to_numpy()[is_a].astype(np.int64),
+            outcome=t["outcome"].to_numpy()[is_a].astype(np.int8),
+            transition_from=tr["from_state"].to_numpy().astype(np.int64),
+            transition_to=tr["to_state"].to_numpy().astype(np.int64),
+            transition_lesson=tr["lesson"].to_numpy().astype(np.int64),
+            initial_state=initial.copy(),
+            later_state=np.flatnonzero(later_mask),
+            state_student=np.asarray(log.state_student, dtype=np.int64),
+            state_step=np.asarray(log.state_step, dtype=np.int64),
+        )
+
+    @property
+    def n_states(self) -> int:
+        return len(self.state_student)
+
+    @cached_property
+    def history(self) -> np.ndarray:
+        """(answers, 2): earlier successes/failures of each answer's student on its
+        assessment, in state order (the history term's counts; computed once)."""
+        return history_counts(self.obs_student, self.obs_assessment, self.outcome, self.obs_state)
+
+
+def _max_step(idx: IndexArrays) -> int:
+    return int(idx.state_step.max()) if len(idx.state_step) else 0
+
+
+def _noncentered_states(s0: Any, z: Any, idx: IndexArrays, update_mean: Any, noise: Any) -> Any:
+    """All flat states from the initial ones and the innovations, one vectorised block per step."""
+    step_from = idx.state_step[idx.transition_from]
+    blocks = [s0]
+    flat_ids = [idx.initial_state]
+    current_ids = idx.initial_state  # flat indices held by the latest block, ascending
+    for k in range(_max_step(idx)):
+        tk = np.flatnonzero(step_from == k)
+        if not len(tk):
+            break
+        pos = np.searchsorted(current_ids, idx.transition_from[tk])
+        mu = update_mean(blocks[-1][pos], idx.transition_lesson[tk])
+        blocks.append(truncated_normal_from_innovation(mu, noise, z[tk]))
+        current_ids = idx.transition_to[tk]
+        flat_ids.append(current_ids)
+    order = np.concatenate(flat_ids)
+    perm = np.empty(idx.n_states, dtype=np.int64)
+    perm[order] = np.arange(len(order))
+    return pt.concatenate(blocks, axis=0)[perm]
+
+
+def _polar_half_normal(name: str, scale: float, d: int, dim: str) -> tuple[Any, Any]:
+    """x ~ HalfNormal(σ)^d (one vector per `dim` entry) written as x = |x|·u, the norm
+    and the direction independent.
+
+    For iid half-normals the norm is σ·χ_d (so |x|² ~ Gamma(d/2, rate 1/(2σ²))) and the
+    direction u = v/|v| is uniform on the orthant's sphere for any v ~ HalfNormal(1)^d,
+    independent of the norm: the same distribution of x.  The likelihood sees a
+    requirement's norm and direction very differently (|a| trades against the
+    assessment bias); as separate coordinates NUTS's diagonal mass matrix can scale
+    each, where in log-coordinates the norm is a diagonal it cannot follow.
+    """
+    norm_sq = pm.Gamma(f"{name}_norm_sq", alpha=d / 2.0, beta=1.0 / (2.0 * scale**2), dims=dim)
+    v = pm.HalfNormal(f"{name}_direction", sigma=1.0, dims=(dim, "skill"))
+    norm = pt.sqrt(norm_sq)
+    x = pm.Deterministic(name, v / tensor_norm(v)[:, None] * norm[:, None], dims=(dim, "skill"))
+    return x, norm
+
+
+def _offset_assessment_bias(req_norm: Any, sd: float) -> Any:
+    """g_j ~ N(0, sd²) sampled as c_j = g_j − |a_j|, the combination the pass logit uses.
+
+    (a, g) → (a, c) has unit Jacobian, so adding log N(c + |a|; 0, sd²) as a potential
+    keeps the joint density; without it, |a_j| and g_j form a diagonal ridge (only
+    their difference is seen by the data) that a diagonal mass matrix cannot follow.
+    """
+    c = pm.Flat("assessment_offset", dims="assessment")
+    g_j = pm.Deterministic("assessment_bias", c + req_norm, dims="assessment")
+    pm.Potential("assessment_bias_prior", pm.logp(pm.Normal.dist(0.0, sd), g_j).sum())
+    return g_j
+
+
+class ModelSpec:
+    """Students, lessons and assessments in one non-negative latent skill space.
+
+    Parameters mirror the JSON-able model config (see `config.DEFAULT_MODEL_CONFIG`);
+    `priors` overrides individual prior scales.
+    """
+
+    def __init__(
+        self,
+        n_skills: int = 2,
+        prerequisites: bool = True,
+        biases: bool = True,
+        lessons: bool = True,
+        learning_noise: float | str = DEFAULT_MODEL_CONFIG["learning_noise"],
+        priors: dict[str, float] | None = None,
+        history: bool = False,
+    ) -> None:
+        self.config = validate_model_config(
+            merge(
+                DEFAULT_MODEL_CONFIG,
+                {
+                    "n_skills": n_skills,
+                    "prerequisites": prerequisites,
+                    "biases": biases,
+                    "lessons": lessons,
+                    "learning_noise": learning_noise,
+                    "history": history,
+                    "priors": priors or {},
+                },
+                "model",
+            )
+        )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ModelSpec:
+        cfg = merge(DEFAULT_MODEL_CONFIG, config, "model")
+        return cls(**cfg)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"{type(self).__name__}(n_skills={c['n_skills']}, prerequisites={c['prerequisites']}, "
+            f"biases={c['biases']}, lessons={c['lessons']}, learning_noise={c['learning_noise']!r}"
+            + (", history=True)" if c["history"] else ")")
+        )
+
+    @property
+    def n_skills(self) -> int:
+        return int(self.config["n_skills"])
+
+    # ------------------------------------------------------------------ model
+    def coords(self, log: InteractionLog, idx: IndexArrays) -> dict[str, Any]:
+        return {
+            "student": list(log.students),
+            "assessment": list(log.assessments),
+            "lesson": list(log.lessons),
+            "skill": list(range(self.n_skills)),
+            "later": np.arange(len(idx.later_state)),
+            "obs": np.arange(len(idx.outcome)),
+            "transition": np.arange(len(idx.transition_from)),
+        }
+
+    def build_model(
+        self,
+        log: InteractionLog,
+        *,
+        parametrization: str = "auto",
+        normalised: bool = True,
+        constrained: bool = False,
+        requirement: str = "cartesian",
+    ) -> tuple[pm.Model, IndexArrays]:
+        """The PyMC model for `log` and the index arrays it was built from.
+
+        `parametrization`: "centered" makes every later state a free positive variable
+        with the transition density as a potential (vectorised, any history length);
+        "noncentered" draws a standard-normal innovation per transition and maps it
+        through the truncated-normal inverse CDF, building states step by step — the
+        same joint distribution with far better NUTS geometry, for histories up to
+        NONCENTERED_MAX_STEPS steps ("auto" picks it there).
+        `constrained=True` leaves the positive variables untransformed (for an optimiser
+        with box constraints). `normalised=False` drops the truncation normaliser −log Φ(mu/σ) from the
+        transition density (the original LSE objective); MAP uses it, see inference.fit_map.
+        `requirement="polar"` writes the same joint distribution in sampler-friendly
+        coordinates (requirement vectors as norm × direction, the assessment bias as an
+        offset from |a|; see `_polar_half_normal`); for NUTS — a mode in these
+        coordinates is not the mode of the model.  (The same form for gains and
+        prerequisites did not raise their ESS on the benchmark cohort, so it is not used.)
+        """
+        cfg, pri = self.config, self.config["priors"]
+        idx = IndexArrays.from_log(log)
+        use_lessons = cfg["lessons"] and log.n_lessons > 0
+        if parametrization == "auto":
+            parametrization = "noncentered" if _max_step(idx) <= NONCENTERED_MAX_STEPS else "centered"
+        if parametrization not in ("centered", "noncentered"):
+            raise ValueError(f"parametrization must be 'auto', 'centered' or 'noncentered', got {parametrization!r}")
+        tr = {"default_transform": None} if constrained else {}
+        with pm.Model(coords=self.coords(log, idx)) as model:
+            s0 = pm.HalfNormal("initial_state", sigma=pri["initial_state_scale"], dims=("student", "skill"), **tr)
+            if requirement not in ("cartesian", "polar"):
+                raise ValueError(f"requirement must be 'cartesian' or 'polar', got {requirement!r}")
+            polar = requirement == "polar"
+            if polar:
+                if constrained:
+                    raise ValueError("requirement='polar' is a sampling parametrisation; it has no constrained form")
+                req, req_norm = _polar_half_normal("requirement", pri["requirement_scale"], self.n_skills, "assessment")
+            else:
+                req = pm.HalfNormal("requirement", sigma=pri["requirement_scale"], dims=("assessment", "skill"), **tr)
+            gain = prereq = None
+            if use_lessons:
+                gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"), **tr)
+                if cfg["prerequisites"]:
+                    prereq = pm.HalfNormal("prerequisite", sigma=pri["prerequisite_scale"], dims=("lesson", "skill"), **tr)
+                    prereq_unit, prereq_norm = unit_and_norm(prereq)
+            noise: Any = cfg["learning_noise"]
+            if len(idx.transition_from) and noise == "learned":
+                noise = pm.HalfNormal("learning_noise", sigma=pri["learning_noise_scale"], **tr)
+
+            def update_mean(s_from: Any, lesson: np.ndarray) -> Any:
+                """s + l·σ(D(s, q)) for each transition (zero gain where no lesson)."""
+                if gain is None:
+                    return s_from
+                has = lesson >= 0
+                k = np.where(has, lesson, 0)
+                step_gain = gain[k]
+                if prereq is not None:
+                    step_gain = step_gain * pm.math.sigmoid(relevance_at(s_from, prereq_unit, prereq_norm, k))[:, None]
+                if not has.all():
+                    step_gain = step_gain * has[:, None].astype("float64")
+                return s_from + step_gain
+
+            if not len(idx.later_state):
+                states = s0  # every student has a single state: flat index = student code
+            elif parametrization == "centered":
+                later = pm.HalfFlat(
+                    "later_state", dims=("later", "skill"), initval=np.ones((len(idx.later_state), self.n_skills)), **tr
+                )
+                # flat state order: position of every flat state in [s0; later]
+                pos = np.empty(idx.n_states, dtype=np.int64)
+                pos[idx.initial_state] = np.arange(len(idx.initial_state))
+                pos[idx.later_state] = len(idx.initial_state) + np.arange(len(idx.later_state))
+                states = pt.concatenate([s0, later], axis=0)[pos]
+                mu = update_mean(states[idx.transition_from], idx.transition_lesson)
+                pm.Potential(
+                    "learning_update",
+                    pt.sum(truncated_normal_logp(states[idx.transition_to], mu, noise, normalised)),
+                )
+            else:
+                z = pm.Normal("innovation", 0.0, 1.0, dims=("transition", "skill"))
+                states = _noncentered_states(s0, z, idx, update_mean, noise)
+                pm.Deterministic("later_state", states[idx.later_state], dims=("later", "skill"))
+            # D(s, a_j) + g_j = s·â_j + (g_j − |a_j|): per-assessment terms first, then one
+            # gather each per answer (the per-answer gathers' gradients are scatter-adds)
+            req_unit, req_len = unit_and_norm(req)
+            g_j = None
+            if cfg["biases"]:
+                g_u = pm.Normal("student_bias", 0.0, pri["student_bias_sd"], dims="student")
+                if polar:
+                    g_j = _offset_assessment_bias(req_norm, pri["assessment_bias_sd"])
+                else:
+                    g_j = pm.Normal("assessment_bias", 0.0, pri["assessment_bias_sd"], dims="assessment")
+            logit = relevance_at(states[idx.obs_state], req_unit, req_len, idx.obs_assessment, g_j)
+            if cfg["biases"]:
+                logit = logit + g_u[idx.obs_student]
+            if cfg["history"]:
+                counts = idx.history
+                g_s = pm.Normal("history_success", 0.0, pri["history_sd"])
+                g_f = pm.Normal("history_failure", 0.0, pri["history_sd"])
+                logit = logit + history_logit(counts, g_s, g_f)
+            pm.Bernoulli("outcome", logit_p=logit, observed=idx.outcome, dims="obs")
+        return model, idx

@@ -1,0 +1,1192 @@
+"""Lesson-sequence recommendation over posterior draws (DESIGN §4), and placing a
+student who is not in the training data from the interactions they have so far.
+
+Everything works on plain numpy arrays of posterior draws (S draws on the leading
+axis), so it does not depend on how the model was fit. All numbers come from
+`equations.py`; nothing here restates the model.
+
+Searches
+--------
+* ``exhaustive`` – every ordered sequence of length 0..n, expanded level by level
+  as a trie: the states after a prefix are computed once and reused by every
+  sequence that extends it; children are evaluated in chunks to bound memory.
+* ``beam`` – the same level-by-level expansion keeping only the ``beam_width``
+  best prefixes at each level (not exact; for long horizons).
+* ``knapsack`` – models without prerequisites, where order is irrelevant, with
+  lesson costs and a time budget. Exact branch and bound over lesson *sets*
+  (see `_knapsack_search` for why a classical DP table is not exact for this
+  objective, and for the bounds: per draw, and an additive-knapsack relaxation).
+
+Update used when pushing draws along a sequence
+-----------------------------------------------
+* default (``include_noise=False``): the expected update
+  `equations.expected_next_state` (truncated-normal mean under σ_L) with
+  prerequisites; **without prerequisites the plain additive update s + Σ l**
+  (noise ignored), because only that one makes the order of lessons irrelevant
+  (the truncated-normal mean is not additive when σ_L > 0).
+* ``include_noise=True``: Monte Carlo, one truncated-normal draw of the learning
+  noise per posterior draw and step. The same uniforms are used for every
+  sequence at a given depth (common random numbers), so comparisons between
+  sequences are not blurred by independent noise and re-evaluating a ranked
+  sequence reproduces the numbers found during the search.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import log_ndtr, ndtri_exp
+
+from bayes_lse.model import terms as eq
+
+__all__ = [
+    "ModuleDraws",
+    "Placement",
+    "Recommendation",
+    "count_sequences",
+    "place_student",
+    "recommend_sequences",
+]
+
+FloatArray = NDArray[np.float64]
+SearchKind = Literal["auto", "exhaustive", "beam", "knapsack"]
+
+#: "auto" enumerates every sequence up to this many, and uses beam search beyond.
+EXHAUSTIVE_LIMIT = 20_000
+#: Number of (sequence × draw) states evaluated at once; bounds peak memory.
+CHUNK_STATES = 1 << 18
+_TIE = 1e-12
+
+
+# --------------------------------------------------------------------------- #
+# inputs
+# --------------------------------------------------------------------------- #
+@dataclass
+class ModuleDraws:
+    """Posterior draws of what a recommendation needs, draws on the leading axis.
+
+    gain, prerequisite: (S, L, d) for the lessons `lesson_ids`; prerequisite None
+    for a model without prerequisites. requirement: (S, G, d) for the goal
+    assessments `goal_ids`; assessment_bias (S, G), student_bias (S,) of the
+    student being advised (None = model without biases, treated as 0).
+    noise: σ_L, a float or per-draw (S,) when learned.
+    """
+
+    gain: ArrayLike
+    prerequisite: ArrayLike | None
+    requirement: ArrayLike
+    lesson_ids: Sequence[str]
+    goal_ids: Sequence[str]
+    assessment_bias: ArrayLike | None = None
+    student_bias: ArrayLike | None = None
+    noise: float | ArrayLike = math.sqrt(0.5)
+
+    def __post_init__(self) -> None:
+        self.gain = _as3d(self.gain, "gain")
+        S, L, d = self.gain.shape
+        if self.prerequisite is not None:
+            self.prerequisite = _as3d(self.prerequisite, "prerequisite")
+            if self.prerequisite.shape != (S, L, d):
+                raise ValueError(f"prerequisite has shape {self.prerequisite.shape}, gain {self.gain.shape}")
+        self.requirement = _as3d(self.requirement, "requirement")
+        if self.requirement.shape[0] != S or self.requirement.shape[2] != d:
+            raise ValueError(f"requirement has shape {self.requirement.shape}; expected (S={S}, G, d={d})")
+        G = self.requirement.shape[1]
+        self.lesson_ids = tuple(str(x) for x in self.lesson_ids)
+        self.goal_ids = tuple(str(x) for x in self.goal_ids)
+        if len(self.lesson_ids) != L or len(set(self.lesson_ids)) != L:
+            raise ValueError(f"lesson_ids must be {L} distinct ids, got {len(self.lesson_ids)}")
+        if len(self.goal_ids) != G or len(set(self.goal_ids)) != G:
+            raise ValueError(f"goal_ids must be {G} distinct ids, got {len(self.goal_ids)}")
+        if G == 0:
+            raise ValueError("at least one goal assessment is needed")
+        if self.assessment_bias is not None:
+            self.assessment_bias = np.asarray(self.assessment_bias, dtype=float)
+            if self.assessment_bias.shape != (S, G):
+                raise ValueError(f"assessment_bias has shape {self.assessment_bias.shape}, expected {(S, G)}")
+        if self.student_bias is not None:
+            self.student_bias = np.asarray(self.student_bias, dtype=float)
+            if self.student_bias.shape != (S,):
+                raise ValueError(f"student_bias has shape {self.student_bias.shape}, expected {(S,)}")
+        self.noise = _noise(self.noise, S)
+
+    @property
+    def n_draws(self) -> int:
+        return self.gain.shape[0]
+
+    @property
+    def n_skills(self) -> int:
+        return self.gain.shape[2]
+
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        gain: ArrayLike,
+        lesson_ids: Sequence[str],
+        requirement: ArrayLike,
+        assessment_ids: Sequence[str],
+        goals: Sequence[str],
+        prerequisite: ArrayLike | None = None,
+        assessment_bias: ArrayLike | None = None,
+        student_bias: ArrayLike | None = None,
+        noise: float | ArrayLike = math.sqrt(0.5),
+    ) -> ModuleDraws:
+        """Select the goal assessments out of draws for all assessments (S, A, d)."""
+        ids = [str(a) for a in assessment_ids]
+        missing = [g for g in goals if str(g) not in ids]
+        if missing:
+            raise ValueError(f"unknown goal assessment(s): {', '.join(map(str, missing))}")
+        idx = [ids.index(str(g)) for g in goals]
+        requirement = np.asarray(requirement, dtype=float)[:, idx]
+        ab = None if assessment_bias is None else np.asarray(assessment_bias, dtype=float)[:, idx]
+        return cls(
+            gain=gain,
+            prerequisite=prerequisite,
+            requirement=requirement,
+            lesson_ids=lesson_ids,
+            goal_ids=[str(g) for g in goals],
+            assessment_bias=ab,
+            student_bias=student_bias,
+            noise=noise,
+        )
+
+
+def _as3d(x: ArrayLike, name: str) -> FloatArray:
+    a = np.asarray(x, dtype=float)
+    if a.ndim != 3:
+        raise ValueError(f"{name} must have shape (draws, modules, skills), got {a.shape}")
+    if np.any(a < 0) or not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite and non-negative")
+    return a
+
+
+def _noise(noise: float | ArrayLike, S: int) -> float | FloatArray:
+    a = np.asarray(noise, dtype=float)
+    if a.ndim == 0:
+        if not a >= 0:
+            raise ValueError(f"noise must be >= 0, got {noise!r}")
+        return float(a)
+    if a.shape != (S,) or np.any(a < 0):
+        raise ValueError(f"noise must be a number or {S} non-negative per-draw values, got shape {a.shape}")
+    return a
+
+
+def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+# --------------------------------------------------------------------------- #
+# the update, with per-draw σ_L
+# --------------------------------------------------------------------------- #
+def _expected_next(state: FloatArray, gain: FloatArray, prereq: FloatArray | None, sigma: Any) -> FloatArray:
+    """`equations.expected_next_state`, also for a per-draw σ (an array broadcasting
+    against `state`): E[x | x>0] for N(μ, σ²) equals σ·E[z | z>0] for N(μ/σ, 1)."""
+    if np.ndim(sigma) == 0:
+        return eq.expected_next_state(state, gain, prereq, float(sigma))
+    mu = eq.expected_update(state, gain, prereq)
+    pos = sigma > 0
+    safe = np.where(pos, sigma, 1.0)
+    return np.where(pos, safe * eq.truncated_normal_mean(mu / safe, 1.0), np.maximum(mu, 0.0))
+
+
+def _truncnorm_sample(mu: FloatArray, sigma: Any, rng: np.random.Generator) -> FloatArray:
+    """N(μ, σ²) restricted to (0, ∞) by rejection (fast: here μ ≥ 0, so at least
+    half of the proposals are accepted); stragglers fall back to the inverse CDF."""
+    sig = np.broadcast_to(np.asarray(sigma, dtype=float), mu.shape).reshape(-1)
+    mf = mu.reshape(-1)
+    x = mf + sig * rng.standard_normal(mf.shape)
+    bad = np.nonzero(x <= 0)[0]
+    for _ in range(20):
+        if not len(bad):
+            break
+        x[bad] = mf[bad] + sig[bad] * rng.standard_normal(len(bad))
+        bad = bad[x[bad] <= 0]
+    if len(bad):
+        x[bad] = _truncnorm_from_uniform(mf[bad], sig[bad], 1.0 - rng.random(len(bad)))
+    return np.where(sig > 0, x, np.maximum(mf, 0.0)).reshape(mu.shape)
+
+
+def _truncnorm_from_uniform(mu: FloatArray, sigma: Any, u: FloatArray) -> FloatArray:
+    """Inverse-CDF draw of N(μ, σ²) restricted to (0, ∞) from uniforms u ∈ (0, 1],
+    in log space so that it is stable in either tail. σ may broadcast per draw."""
+    sigma = np.asarray(sigma, dtype=float)
+    safe = np.where(sigma > 0, sigma, 1.0)
+    r = mu / safe
+    w = ndtri_exp(np.log(u) + log_ndtr(r))  # = -z, z the standardised excess
+    x = np.maximum(mu - safe * w, 0.0)
+    return np.where(sigma > 0, x, np.maximum(mu, 0.0))
+
+
+# --------------------------------------------------------------------------- #
+# evaluation engine
+# --------------------------------------------------------------------------- #
+class _Engine:
+    """Module draws aligned to the candidate lessons; steps and scores batches of
+    states shaped (M, S, d): M sequences × S draws."""
+
+    def __init__(
+        self,
+        modules: ModuleDraws,
+        cand: NDArray[np.int64],
+        max_length: int,
+        include_noise: bool,
+        rng: np.random.Generator,
+    ) -> None:
+        self.gainT = np.ascontiguousarray(modules.gain[:, cand].transpose(1, 0, 2))  # (C, S, d)
+        self.prereqT = (
+            None
+            if modules.prerequisite is None
+            else np.ascontiguousarray(modules.prerequisite[:, cand].transpose(1, 0, 2))
+        )
+        self.req = modules.requirement
+        self.goal_ids = tuple(modules.goal_ids)
+        S = modules.n_draws
+        self.sb = np.zeros((S, 1)) if modules.student_bias is None else modules.student_bias[:, None]
+        self.ab = np.zeros(self.req.shape[:2]) if modules.assessment_bias is None else modules.assessment_bias
+        noise = modules.noise
+        self.sigma = noise if np.ndim(noise) == 0 else np.asarray(noise)[:, None]  # broadcasts on (M, S, d)
+        self.include_noise = include_noise
+        self.uniforms = (
+            1.0 - rng.random((max_length, S, modules.n_skills)) if include_noise and max_length > 0 else None
+        )
+
+    def step(self, states: FloatArray, lesson: NDArray[np.int64], depth: int) -> FloatArray:
+        """States after taking `lesson[m]` from `states[m]` as the `depth`-th lesson (1-based)."""
+        g = self.gainT[lesson]
+        q = None if self.prereqT is None else self.prereqT[lesson]
+        if self.include_noise:
+            mu = eq.expected_update(states, g, q)
+            return _truncnorm_from_uniform(mu, self.sigma, self.uniforms[depth - 1])
+        if q is None:  # plain additive: keeps order irrelevant (see module docstring)
+            return eq.expected_update(states, g, None)
+        return _expected_next(states, g, q, self.sigma)
+
+    def goal_probs(self, states: FloatArray) -> FloatArray:
+        """(M, S, G) per-goal pass probabilities."""
+        return eq.pass_probability(states[..., None, :], self.req, self.sb, self.ab)
+
+    def score(self, states: FloatArray, target: float | None) -> tuple[FloatArray, FloatArray]:
+        """Posterior mean of P(all goals) and P(P(all goals) > target), per sequence."""
+        p = self.goal_probs(states).prod(axis=-1)
+        conf = (p > target).mean(axis=1) if target is not None else np.zeros(len(p))
+        return p.mean(axis=1), conf
+
+
+class _Top:
+    """Keeps the best `k` (sequence, mean, conf) rows seen so far; sequences are
+    index rows padded with -1."""
+
+    def __init__(self, k: int | None, width: int, by_target: bool) -> None:
+        self.k, self.width, self.by_target = k, width, by_target
+        self.paths = np.zeros((0, width), dtype=np.int64)
+        self.mean = np.zeros(0)
+        self.conf = np.zeros(0)
+
+    def order(self, mean: FloatArray, conf: FloatArray, length: NDArray[np.int64]) -> NDArray[np.int64]:
+        keys = (length, -mean, -conf) if self.by_target else (length, -mean)
+        return np.lexsort(keys)
+
+    def add(self, paths: NDArray[np.int64], mean: FloatArray, conf: FloatArray) -> None:
+        pad = np.full((len(paths), self.width), -1, dtype=np.int64)
+        pad[:, : paths.shape[1]] = paths
+        self.paths = np.concatenate([self.paths, pad])
+        self.mean = np.concatenate([self.mean, mean])
+        self.conf = np.concatenate([self.conf, conf])
+        if self.k is not None and len(self.mean) > 4 * self.k + 1024:
+            self._trim()
+
+    def _trim(self) -> None:
+        o = self.order(self.mean, self.conf, (self.paths >= 0).sum(1))
+        if self.k is not None:
+            o = o[: self.k]
+        self.paths, self.mean, self.conf = self.paths[o], self.mean[o], self.conf[o]
+
+    def threshold(self) -> tuple[float, float]:
+        """(conf, mean) of the k-th best so far; (-inf, -inf) while fewer than k."""
+        self._trim()
+        if self.k is None or len(self.mean) < self.k:
+            return -np.inf, -np.inf
+        return float(self.conf[-1]), float(self.mean[-1])
+
+    def result(self) -> list[NDArray[np.int64]]:
+        self._trim()
+        return [row[row >= 0] for row in self.paths]
+
+
+def _children(
+    paths: NDArray[np.int64], cost: FloatArray, C: int, costs: FloatArray, budget: float, allow_repeats: bool
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(parent index, lesson) of every allowed one-lesson extension."""
+    ok = cost[:, None] + costs[None, :] <= budget + 1e-9
+    if not allow_repeats and paths.shape[1]:
+        used = np.zeros((len(paths), C), dtype=bool)
+        np.put_along_axis(used, paths, True, axis=1)
+        ok &= ~used
+    return np.nonzero(ok)
+
+
+def _level_search(
+    eng: _Engine,
+    state: FloatArray,
+    C: int,
+    max_length: int,
+    costs: FloatArray,
+    budget: float,
+    allow_repeats: bool,
+    width: int | None,
+    top: _Top,
+    target: float | None,
+    confidence: float,
+) -> int:
+    """Trie expansion, level by level; `width=None` keeps every prefix (exhaustive),
+    otherwise the `width` best (beam). Returns the number of sequences evaluated."""
+    S = state.shape[0]
+    paths = np.zeros((1, 0), dtype=np.int64)
+    states = state[None]
+    cost = np.zeros(1)
+    mean, conf = eng.score(states, target)
+    top.add(paths, mean, conf)
+    n_eval = 1
+    if target is not None and conf[0] >= confidence:
+        return n_eval
+    per_chunk = max(1, CHUNK_STATES // S)
+    for depth in range(1, max_length + 1):
+        par, les = _children(paths, cost, C, costs, budget, allow_repeats)
+        if len(par) == 0:
+            break
+        # exhaustive keeps every child as a parent; beam recomputes its few survivors
+        keep_states = depth < max_length and width is None
+        means, confs, kept = [], [], []
+        for lo in range(0, len(par), per_chunk):
+            p, k = par[lo : lo + per_chunk], les[lo : lo + per_chunk]
+            new = eng.step(states[p], k, depth)
+            m, c = eng.score(new, target)
+            means.append(m)
+            confs.append(c)
+            if keep_states:
+                kept.append(new)
+        mean, conf = np.concatenate(means), np.concatenate(confs)
+        child_paths = np.concatenate([paths[par], les[:, None]], axis=1)
+        top.add(child_paths, mean, conf)
+        n_eval += len(par)
+        if target is not None and conf.max() >= confidence:
+            break  # the shortest sufficient length is reached
+        if depth == max_length:
+            break
+        if width is None:
+            paths, cost, states = child_paths, cost[par] + costs[les], np.concatenate(kept)
+            continue
+        sel = np.arange(len(par))
+        if len(par) > width:
+            key = (-mean, -conf) if target is not None else (-mean,)
+            sel = np.lexsort(key)[:width]
+        states = eng.step(states[par[sel]], les[sel], depth)
+        paths, cost = child_paths[sel], cost[par[sel]] + costs[les[sel]]
+    return n_eval
+
+
+def _lex_ge(conf: FloatArray, mean: FloatArray, kc: float, km: float, by_target: bool) -> NDArray[np.bool_]:
+    """(conf, mean) ≥ (kc, km): lexicographic in target mode, else on the mean alone."""
+    if by_target:
+        return (conf > kc) | ((conf >= kc) & (mean >= km - _TIE))
+    return mean >= km - _TIE
+
+
+def _knapsack_search(
+    eng: _Engine,
+    state: FloatArray,
+    C: int,
+    max_length: int,
+    costs: FloatArray,
+    budget: float,
+    allow_repeats: bool,
+    top: _Top,
+    target: float | None,
+    confidence: float,
+) -> int:
+    """Exact best lesson *sets* (or multisets) under a cost budget, no prerequisites.
+
+    Why not the textbook DP: without prerequisites and with the additive update,
+    the logit of goal g in draw s after a set K is
+        base[s, g] + Σ_{k∈K} c[s, k, g],   c = l_k·a_g/|a_g| ≥ 0
+    (D(s, a) is affine in s). The objective mean_s Π_g σ(logit) is not a sum over
+    lessons, so a DP table "best value for budget b" is not exact: two sets with
+    the same cost have different gain vectors across draws and neither need
+    dominate. What is exact: the objective is *monotone* in the set (every c ≥ 0),
+    so for any extension T of a set K within the remaining budget and length,
+        Σ_{k∈T} c[s,k,g] ≤ UB[s,g] = sum of the m largest c[s,·,g] among the
+    lessons still allowed, m = most lessons that fit (cheapest first), and
+    mean_s Π_g σ(base + Σ_K c + UB) bounds every descendant. This is branch and
+    bound: sets are enumerated level by level (by size; lessons, strongest
+    first, in increasing index order so each set is met once), and a branch is
+    cut when its bound cannot beat the k-th best value known — from the sets
+    evaluated so far or from a greedy beam over sets run first (for `target`:
+    the (P(p > target), mean) pair, lexicographically). The result is the exact
+    top-k; pruning only saves work, and the worst case is exponential.
+    Returns the number of sets evaluated.
+    """
+    S = state.shape[0]
+    req = eng.req
+    zero = np.zeros_like(eng.gainT[:1, :, None, :])
+    # per-lesson logit increments (C, S, G), via D's affinity in s
+    c = eq.relevance(eng.gainT[:, :, None, :], req) - eq.relevance(zero, req)
+    c = np.maximum(c, 0.0)
+    base = eq.pass_logit(state[:, None, :], req, eng.sb, eng.ab)  # (S, G)
+    G = base.shape[1]
+    M = max_length
+    by_target = target is not None
+
+    def score(lg: FloatArray) -> tuple[FloatArray, FloatArray]:
+        pr = eq.sigmoid(lg).prod(-1)
+        return pr.mean(1), ((pr > target).mean(1) if by_target else np.zeros(len(pr)))
+
+    # strongest lessons first: later branches then have weak bounds and are cut early
+    order = np.argsort(-c.mean(axis=1).sum(axis=-1), kind="stable")
+    c, costs = c[order], costs[order]
+    fits = costs <= budget + 1e-9
+
+    # bound tables indexed by the first lesson still allowed (0..C)
+    TC = np.zeros((C + 1, S, M + 1, G))  # TC[s0, :, m] = best sum of m increments from lessons ≥ s0
+    minc = np.full(C + 1, np.inf)
+    CC = np.full((C + 1, C), np.inf)  # ascending cumulative costs of lessons ≥ s0
+    if allow_repeats:
+        best = np.zeros((S, G))
+        for s0 in range(C - 1, -1, -1):
+            best = np.maximum(best, c[s0])
+            minc[s0] = min(minc[s0 + 1], costs[s0])
+            TC[s0] = np.arange(M + 1)[None, :, None] * best[:, None, :]
+    else:
+        topm = np.zeros((0, S, G))
+        for s0 in range(C - 1, -1, -1):
+            topm = -np.sort(-np.concatenate([topm, c[s0 : s0 + 1]]), axis=0)[:M]
+            cs = np.cumsum(topm, axis=0)
+            TC[s0, :, 1 : len(cs) + 1] = cs.transpose(1, 0, 2)
+            TC[s0, :, len(cs) + 1 :] = cs[-1][:, None, :]
+            cc = np.cumsum(np.sort(costs[s0:]))
+            CC[s0, : len(cc)] = cc
+
+    cflat = c.reshape(C, S * G).T / S  # (S·G, C): mean over draws as a matmul
+    later = np.arange(C)[None, :]
+
+    def bound(s0: NDArray[np.int64], n: int, spent: FloatArray, lg: FloatArray):
+        """Upper bounds (mean, conf) over every extension, and whether one exists.
+
+        Two bounds on the mean, the smaller is used. (1) Per draw: Π_g σ(x + Y),
+        Y = top-m increments. (2) Linear in the lessons added, coupling the draws:
+        with 0 ≤ y ≤ Y, σ(x+y) − σ(x) ≤ σ'(clip(0, x, x+Y))·y (mean value theorem;
+        σ' peaks at 0), and telescoping the product over goals,
+        f(x+y) − f(x) ≤ Σ_g slope_g·y_g·Π_{h≠g} σ(x_h+Y_h); so the gain of a set T
+        is at most Σ_{k∈T} v_k — an additive knapsack, bounded by its top-m values.
+        """
+        room = budget - spent + 1e-9
+        if allow_repeats:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                fit = np.floor(room / minc[s0])
+            fit = np.where(np.isfinite(fit), fit, 0)
+        else:
+            fit = (CC[s0] <= room[:, None]).sum(axis=1)
+        m = np.minimum(M - n, fit).astype(np.int64)
+        Y = TC[s0, :, m, :]  # (N, S, G)
+        hi = eq.sigmoid(lg + Y)
+        p_hi = hi.prod(-1)
+        ubm = p_hi.mean(1)
+        ubc = (p_hi > target).mean(1) if by_target else np.zeros(len(p_hi))
+        z = np.clip(0.0, lg, lg + Y)
+        slope = eq.sigmoid(z) * eq.sigmoid(-z)
+        if G == 1:
+            others = np.ones_like(hi)
+        else:
+            others = np.stack([np.delete(hi, g, axis=-1).prod(-1) for g in range(G)], axis=-1)
+        v = (slope * others).reshape(len(lg), S * G) @ cflat  # (N, C)
+        allowed = later >= s0[:, None]
+        v = np.where(allowed & fits[None, :], v, 0.0)
+        kmax = min(M, C)
+        if kmax:
+            # the additive knapsack's optimum is at most (i) the m largest values
+            # (count limit) and (ii) its fractional relaxation (cost limit)
+            rows = np.arange(len(v))
+            vtop = -np.sort(-v, axis=1)[:, :kmax]
+            ratio = v / costs[None, :]
+            if allow_repeats:  # a lesson may be taken several times
+                lin = np.minimum(m * vtop[:, 0], room * ratio.max(axis=1))
+            else:
+                csum = np.concatenate([np.zeros((len(v), 1)), np.cumsum(vtop, axis=1)], axis=1)
+                o = np.argsort(-ratio, axis=1)
+                vo, co = np.take_along_axis(v, o, axis=1), costs[o]
+                cum = np.cumsum(co, axis=1)
+                full = cum <= room[:, None]
+                nfull = full.sum(axis=1)
+                frac_i = np.minimum(nfull, C - 1)
+                left = room - np.where(nfull > 0, cum[rows, np.maximum(nfull - 1, 0)], 0.0)
+                frac = np.where(nfull < C, vo[rows, frac_i] * np.clip(left / co[rows, frac_i], 0, 1), 0.0)
+                lin = np.minimum(csum[rows, np.minimum(m, kmax)], (vo * full).sum(axis=1) + frac)
+            ubm = np.minimum(ubm, eq.sigmoid(lg).prod(-1).mean(1) + lin)
+        return ubm, ubc, m > 0
+
+    # incumbent: greedy beam over sets, its k-th best value is a floor for pruning
+    floor = (-np.inf, -np.inf)
+    if top.k is not None and M > 0:
+        width = max(2 * top.k, 16)
+        bp = np.zeros((1, 0), dtype=np.int64)
+        bsp = np.zeros(1)
+        seen_m, seen_c = [], []
+        for depth in range(1, M + 1):
+            ok = (bsp[:, None] + costs[None, :] <= budget + 1e-9) & fits[None, :]
+            if not allow_repeats and depth > 1:
+                np.put_along_axis(ok, bp, False, axis=1)
+            par, les = np.nonzero(ok)
+            if len(par) == 0:
+                break
+            kids = np.unique(np.sort(np.concatenate([bp[par], les[:, None]], axis=1), axis=1), axis=0)
+            lg = base[None] + c[kids].sum(axis=1)
+            m, cf = score(lg)
+            seen_m.append(m)
+            seen_c.append(cf)
+            sel = np.lexsort((-m, -cf) if by_target else (-m,))[:width]
+            bp, bsp = kids[sel], costs[kids[sel]].sum(axis=1)
+        sm, sc = np.concatenate(seen_m), np.concatenate(seen_c)
+        if len(sm) >= top.k:
+            i = np.lexsort((-sm, -sc) if by_target else (-sm,))[top.k - 1]
+            # for `target` only a floor below `confidence` is safe: a shorter
+            # sufficient set must survive even if it scores below longer ones
+            if not by_target or sc[i] < confidence:
+                floor = (float(sc[i]) if by_target else 0.0, float(sm[i]))
+
+    paths = np.zeros((1, 0), dtype=np.int64)
+    spent = np.zeros(1)
+    m0, c0 = score(base[None])
+    top.add(paths, m0, c0)
+    n_eval = 1
+    if by_target and c0[0] >= confidence:
+        return n_eval
+    per_chunk = max(64, 4 * CHUNK_STATES // (S * G))  # children per chunk
+    for depth in range(1, M + 1):
+        first = (paths[:, -1] if allow_repeats else paths[:, -1] + 1) if depth > 1 else np.zeros(1, np.int64)
+        ok = (np.arange(C)[None, :] >= first[:, None]) & (spent[:, None] + costs[None, :] <= budget + 1e-9)
+        par_all, les_all = np.nonzero(ok)
+        if len(par_all) == 0:
+            break
+        new_paths, new_spent = [], []
+        reached = False
+        for lo in range(0, len(par_all), per_chunk):
+            par, les = par_all[lo : lo + per_chunk], les_all[lo : lo + per_chunk]
+            kid_paths = np.concatenate([paths[par], les[:, None]], axis=1)
+            kid_spent = spent[par] + costs[les]
+            lg = base[None] + c[les]  # logits recomputed from the path: memory stays bounded
+            for j in range(depth - 1):
+                lg += c[kid_paths[:, j]]
+            m, cf = score(lg)
+            top.add(order[kid_paths], m, cf)
+            n_eval += len(par)
+            reached |= by_target and bool(cf.max() >= confidence)
+            if depth == M or reached:
+                continue
+            kc, km = top.threshold()
+            if _lex_ge(np.array([floor[0]]), np.array([floor[1]]), kc, km, by_target)[0]:
+                kc, km = floor
+            s0 = les if allow_repeats else les + 1
+            ubm, ubc, can = bound(s0, depth, kid_spent, lg)
+            keep = can & _lex_ge(ubc, ubm, kc, km, by_target)
+            new_paths.append(kid_paths[keep])
+            new_spent.append(kid_spent[keep])
+        if reached or depth == M or not new_paths:
+            break
+        paths, spent = np.concatenate(new_paths), np.concatenate(new_spent)
+        if len(paths) == 0:
+            break
+    return n_eval
+
+
+def count_sequences(n_candidates: int, max_length: int, allow_repeats: bool = False) -> int:
+    """Ordered sequences of length 0..max_length (the empty one included)."""
+    total, level = 1, 1
+    for t in range(max_length):
+        level *= n_candidates if allow_repeats else max(n_candidates - t, 0)
+        total += level
+    return total
+
+
+# --------------------------------------------------------------------------- #
+# result
+# --------------------------------------------------------------------------- #
+@dataclass
+class Recommendation:
+    """Ranked sequences with posterior summaries. `p_draws[r]` holds the per-draw
+    probability of passing all goals after ranked sequence r (rank r+1)."""
+
+    table: pd.DataFrame
+    current: dict[str, Any]
+    goal_ids: tuple[str, ...]
+    skills: int
+    steps: list[list[dict[str, Any]]]
+    p_draws: FloatArray
+    search: str
+    n_evaluated: int
+    band: tuple[float, float]
+    include_noise: bool
+    student: str | None = None
+    target: float | None = None
+    confidence: float | None = None
+    reachable: bool | None = None
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def explain(self, rank: int = 1) -> pd.DataFrame:
+        """Per step of ranked sequence `rank` (1-based): the lesson, the expected
+        skill vector after it (posterior mean) and the goal pass probability
+        before and after."""
+        if not 1 <= rank <= len(self.steps):
+            raise ValueError(f"rank must be between 1 and {len(self.steps)}, got {rank}")
+        rows = []
+        for st in self.steps[rank - 1]:
+            row = {"step": st["step"], "lesson": st["lesson"]}
+            row.update({f"skill_{i}": v for i, v in enumerate(st["expected_state"])})
+            row.update({k: st[k] for k in ("p_before", "p_after", "p_after_low", "p_after_high")})
+            row.update({f"p:{g}": v for g, v in st["per_goal_after"].items()})
+            rows.append(row)
+        cols = ["step", "lesson", *[f"skill_{i}" for i in range(self.skills)], "p_before", "p_after",
+                "p_after_low", "p_after_high", *[f"p:{g}" for g in self.goal_ids]]
+        return pd.DataFrame(rows, columns=cols)
+
+    def to_dict(self) -> dict[str, Any]:
+        seqs = []
+        for i, row in enumerate(self.table.itertuples(index=False)):
+            r = row._asdict()
+            item = {
+                "rank": int(r["rank"]),
+                "lessons": list(r["lessons"]),
+                "p_mean": float(r["p_mean"]),
+                "p_low": float(r["p_low"]),
+                "p_high": float(r["p_high"]),
+                "p_best": float(r["p_best"]),
+                "per_goal": {g: float(self.table.iloc[i][f"p:{g}"]) for g in self.goal_ids},
+                "steps": self.steps[i],
+            }
+            if "p_target" in self.table:
+                item["p_target"] = float(r["p_target"])
+            if "cost" in self.table:
+                item["cost"] = float(r["cost"])
+            seqs.append(item)
+        return {
+            "student": self.student,
+            "goals": list(self.goal_ids),
+            "current": self.current,
+            "sequences": seqs,
+            "reachable": self.reachable,
+            "target": self.target,
+            "confidence": self.confidence,
+            "band": list(self.band),
+            "include_noise": self.include_noise,
+            "search": self.search,
+            "n_evaluated": self.n_evaluated,
+            "message": self.message,
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def to_text(self) -> str:
+        lo, hi = (round(100 * b) for b in self.band)
+        cur = self.current
+        head = f"Student {self.student} — goals" if self.student else "Goals"
+        sep = " + " if self.search == "knapsack" else " → "  # knapsack ranks sets: order is irrelevant
+        lines = [
+            f"{head}: {', '.join(self.goal_ids)}",
+            f"current pass probability: {cur['p_mean']:.3f} ({lo}–{hi}%: {cur['p_low']:.3f}–{cur['p_high']:.3f})",
+        ]
+        if self.message:
+            lines.append(self.message)
+        t = self.table
+        w = max([7, *(len(sep.join(x)) for x in t["lessons"])])
+        cols = f"{'rank':>4}  {'lessons':<{w}}  {'p_mean':>6}  {f'{lo}–{hi}% band':>15}  {'p_best':>6}"
+        if "p_target" in t:
+            cols += f"  {'P(>target)':>10}"
+        lines += ["", cols]
+        for r in t.itertuples(index=False):
+            les = sep.join(r.lessons) if r.lessons else "(none)"
+            s = f"{r.rank:>4}  {les:<{w}}  {r.p_mean:6.3f}  {r.p_low:6.3f} – {r.p_high:6.3f}  {r.p_best:6.3f}"
+            if "p_target" in t:
+                s += f"  {r.p_target:10.3f}"
+            lines.append(s)
+        lines.append(
+            f"\n{self.search} search, {self.n_evaluated} "
+            + ("lesson sets (order irrelevant without prerequisites)" if self.search == "knapsack" else "sequences")
+            + " evaluated; "
+            + ("learning noise by Monte Carlo" if self.include_noise else "expected learning update")
+        )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
+
+
+def _summaries(p: FloatArray, band: tuple[float, float]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    lo, hi = np.quantile(p, band, axis=-1)
+    return p.mean(axis=-1), lo, hi
+
+
+def _p_best(p: FloatArray) -> FloatArray:
+    """Per-draw argmax over the ranked rows; exact ties share the draw."""
+    if len(p) == 0:
+        return np.zeros(0)
+    best = p.max(axis=0)
+    is_best = p >= best - _TIE * np.maximum(1.0, np.abs(best))
+    return (is_best / is_best.sum(axis=0)).mean(axis=1)
+
+
+# --------------------------------------------------------------------------- #
+# recommend
+# --------------------------------------------------------------------------- #
+def recommend_sequences(
+    state: ArrayLike,
+    modules: ModuleDraws,
+    *,
+    max_length: int,
+    candidates: Sequence[str] | None = None,
+    allow_repeats: bool = False,
+    band: tuple[float, float] = (0.05, 0.95),
+    include_noise: bool = False,
+    seed: int | np.random.Generator | None = None,
+    search: SearchKind = "auto",
+    beam_width: int = 50,
+    top: int | None = 10,
+    costs: dict[str, float] | None = None,
+    budget: float | None = None,
+    target: float | None = None,
+    confidence: float = 0.9,
+    student: str | None = None,
+) -> Recommendation:
+    """Rank lesson sequences by the posterior mean probability of passing every goal.
+
+    state: (S, d) draws of the student's current state, aligned with `modules`.
+    (a) Without `target`: the best sequences of at most `max_length` lessons (and
+    total cost ≤ `budget`, costs default 1 per lesson, budget default
+    `max_length`). (b) With `target`: the shortest sequences whose posterior
+    probability that the pass probability exceeds `target` is ≥ `confidence`;
+    the sufficient ones are ranked by that probability, then by mean; if there is
+    none, `reachable` is False, `message` says so and the table ranks the
+    sequences closest to it. `top` rows are kept (None: every one evaluated).
+    `p_best` is the probability, over draws, that a row is the best among the
+    rows of the table (exact ties share), so it sums to 1 over the table.
+    `search`: "auto" = knapsack for a model without prerequisites and without
+    noise (rows are then lesson sets, shown in candidate order), else exhaustive
+    up to `EXHAUSTIVE_LIMIT` sequences, else beam. `student` only labels output.
+    """
+    st = np.asarray(state, dtype=float)
+    S, d = modules.n_draws, modules.n_skills
+    if st.shape != (S, d):
+        raise ValueError(f"state has shape {st.shape}; expected (draws={S}, skills={d}) to match the module draws")
+    if np.any(st < 0) or not np.all(np.isfinite(st)):
+        raise ValueError("state draws must be finite and non-negative")
+    if int(max_length) != max_length or max_length < 0:
+        raise ValueError(f"max_length must be an integer >= 0, got {max_length!r}")
+    max_length = int(max_length)
+    band = (float(band[0]), float(band[1]))
+    if not 0 <= band[0] < band[1] <= 1:
+        raise ValueError(f"band must be two quantiles 0 ≤ low < high ≤ 1, got {band}")
+    if target is not None and not 0 < target < 1:
+        raise ValueError(f"target must be a probability in (0, 1), got {target!r}")
+    if not 0 < confidence <= 1:
+        raise ValueError(f"confidence must be in (0, 1], got {confidence!r}")
+    if top is not None and (int(top) != top or top < 1):
+        raise ValueError(f"top must be a positive integer or None, got {top!r}")
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1, got {beam_width!r}")
+
+    ids = list(modules.lesson_ids)
+    if candidates is None:
+        cand_ids = ids
+    else:
+        cand_ids = list(dict.fromkeys(str(c) for c in candidates))
+        unknown = [c for c in cand_ids if c not in ids]
+        if unknown:
+            raise ValueError(f"unknown candidate lesson(s): {', '.join(unknown)}")
+    cand = np.array([ids.index(c) for c in cand_ids], dtype=np.int64)
+    C = len(cand)
+
+    cost_vec = np.ones(C)
+    if costs is not None:
+        unknown = [k for k in costs if str(k) not in ids]
+        if unknown:
+            raise ValueError(f"costs given for unknown lesson(s): {', '.join(map(str, unknown))}")
+        cost_vec = np.array([float(costs.get(c, 1.0)) for c in cand_ids])
+        if np.any(~(cost_vec > 0)) or not np.all(np.isfinite(cost_vec)):
+            bad = [c for c, v in zip(cand_ids, cost_vec) if not (v > 0 and np.isfinite(v))]
+            raise ValueError(f"lesson costs must be positive numbers; bad: {', '.join(bad)}")
+    if budget is None:
+        budget = float(max_length) if costs is not None else np.inf
+    elif not budget >= 0:
+        raise ValueError(f"budget must be >= 0, got {budget!r}")
+
+    no_prereq = modules.prerequisite is None
+    if search == "auto":
+        if no_prereq and not include_noise:
+            search = "knapsack"
+        elif count_sequences(C, max_length, allow_repeats) <= EXHAUSTIVE_LIMIT:
+            search = "exhaustive"
+        else:
+            search = "beam"
+    if search == "knapsack":
+        if not no_prereq:
+            raise ValueError("knapsack search needs a model without prerequisites (otherwise order matters)")
+        if include_noise:
+            raise ValueError("knapsack search uses the additive expected update; it cannot include the learning noise")
+    elif search not in ("exhaustive", "beam"):
+        raise ValueError(f"search must be 'auto', 'exhaustive', 'beam' or 'knapsack', got {search!r}")
+
+    rng = _rng(seed)
+    eng = _Engine(modules, cand, max_length, include_noise, rng)
+    tracker = _Top(top, max(max_length, 1), by_target=target is not None)
+    if search == "knapsack":
+        n_eval = _knapsack_search(eng, st, C, max_length, cost_vec, budget, allow_repeats, tracker, target, confidence)
+    else:
+        width = None if search == "exhaustive" else int(beam_width)
+        n_eval = _level_search(
+            eng, st, C, max_length, cost_vec, budget, allow_repeats, width, tracker, target, confidence
+        )
+    ranked = tracker.result()
+    if search == "knapsack":  # sets: show their lessons in candidate order
+        ranked = [np.sort(r) for r in ranked]
+
+    reachable: bool | None = None
+    message = ""
+    if target is not None:
+        conf_r = tracker.conf
+        ok = conf_r >= confidence
+        reachable = bool(ok.any())
+        if reachable:
+            ranked = [r for r, o in zip(ranked, ok) if o]
+            n = len(ranked[0])
+            message = (
+                f"target reached with {n} lesson{'s' if n != 1 else ''}: P(pass probability > {target:g}) "
+                f"≥ {confidence:g}"
+            )
+        else:
+            message = (
+                f"not reachable within {max_length} lesson{'s' if max_length != 1 else ''}: the best "
+                f"posterior probability that the pass probability exceeds {target:g} is "
+                f"{conf_r[0]:.3f} < {confidence:g}"
+            )
+
+    return _build(
+        eng, st, ranked, cand_ids, cost_vec, band, target, search, n_eval, include_noise, student,
+        confidence if target is not None else None, reachable, message,
+    )
+
+
+def _build(
+    eng: _Engine,
+    state: FloatArray,
+    ranked: list[NDArray[np.int64]],
+    cand_ids: list[str],
+    cost_vec: FloatArray,
+    band: tuple[float, float],
+    target: float | None,
+    search: str,
+    n_eval: int,
+    include_noise: bool,
+    student: str | None,
+    confidence: float | None,
+    reachable: bool | None,
+    message: str,
+) -> Recommendation:
+    """Re-evaluate the ranked sequences step by step (a few hundred states) for
+    bands, per-goal summaries, p_best and the per-step explanation."""
+    R = len(ranked)
+    goals = eng.goal_ids
+    n_max = max((len(r) for r in ranked), default=0)
+    states = np.broadcast_to(state, (R, *state.shape)).copy()
+    pg = eng.goal_probs(states)  # (R, S, G)
+    p_all = pg.prod(-1)
+    cur_goal = eng.goal_probs(state[None])[0]  # (S, G)
+    steps: list[list[dict[str, Any]]] = [[] for _ in range(R)]
+    prev = p_all.mean(1)
+    for depth in range(1, n_max + 1):
+        live = np.array([i for i, r in enumerate(ranked) if len(r) >= depth], dtype=np.int64)
+        lessons = np.array([ranked[i][depth - 1] for i in live], dtype=np.int64)
+        states[live] = eng.step(states[live], lessons, depth)
+        pg[live] = eng.goal_probs(states[live])
+        p_all[live] = pg[live].prod(-1)
+        mean, lo, hi = _summaries(p_all[live], band)
+        gmean = pg[live].mean(1)
+        smean = states[live].mean(1)
+        for j, i in enumerate(live):
+            steps[i].append(
+                {
+                    "step": depth,
+                    "lesson": cand_ids[lessons[j]],
+                    "expected_state": [float(v) for v in smean[j]],
+                    "p_before": float(prev[i]),
+                    "p_after": float(mean[j]),
+                    "p_after_low": float(lo[j]),
+                    "p_after_high": float(hi[j]),
+                    "per_goal_after": {g: float(v) for g, v in zip(goals, gmean[j])},
+                }
+            )
+            prev[i] = mean[j]
+    mean, lo, hi = _summaries(p_all, band)
+    table = pd.DataFrame(
+        {
+            "rank": np.arange(1, R + 1),
+            "lessons": [tuple(cand_ids[k] for k in r) for r in ranked],
+            "length": [len(r) for r in ranked],
+            "cost": [float(cost_vec[r].sum()) for r in ranked],
+            "p_mean": mean,
+            "p_low": lo,
+            "p_high": hi,
+            "p_best": _p_best(p_all),
+        }
+    )
+    if target is not None:
+        table["p_target"] = (p_all > target).mean(1)
+    for gi, g in enumerate(goals):
+        table[f"p:{g}"] = pg[:, :, gi].mean(1)
+    cur_all = cur_goal.prod(-1)
+    cm, cl, ch = _summaries(cur_all, band)
+    gm, gl, gh = _summaries(cur_goal.T, band)
+    current = {
+        "p_mean": float(cm),
+        "p_low": float(cl),
+        "p_high": float(ch),
+        "per_goal": {
+            g: {"p_mean": float(a), "p_low": float(b), "p_high": float(c)} for g, a, b, c in zip(goals, gm, gl, gh)
+        },
+        "expected_state": [float(v) for v in state.mean(0)],
+    }
+    if target is not None:
+        current["p_target"] = float((cur_all > target).mean())
+    return Recommendation(
+        table=table,
+        current=current,
+        goal_ids=goals,
+        skills=state.shape[1],
+        steps=steps,
+        p_draws=p_all,
+        search=search,
+        n_evaluated=n_eval,
+        band=band,
+        include_noise=include_noise,
+        student=student,
+        target=target,
+        confidence=confidence,
+        reachable=reachable,
+        message=message,
+    )
+
+# --------------------------------------------------------------------------- #
+# placing a new student
+# --------------------------------------------------------------------------- #
+@dataclass
+class Placement:
+    """Draws of a new student's current state (S, d) and bias (S,) (None in a model
+    without biases), one per posterior draw of the modules. `ess` (S,) is the
+    effective number of particles behind each draw's final resampling: small values
+    mean the history is informative relative to `n_particles` (raise it)."""
+
+    state: FloatArray
+    student_bias: FloatArray | None
+    ess: FloatArray
+    timestep: int
+    n_particles: int
+
+
+_OUTCOME_WORDS = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "1.0": 1.0, "0.0": 0.0}
+
+
+def _outcomes(values: pd.Series) -> FloatArray:
+    """0/1, booleans or 'true'/'false'/'0'/'1' → float 0/1; NaN for anything else."""
+    def conv(v: Any) -> float:
+        if isinstance(v, (bool, np.bool_)):
+            return float(v)
+        if isinstance(v, str):
+            return _OUTCOME_WORDS.get(v.strip().lower(), np.nan)
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return np.nan
+        return f if f in (0.0, 1.0) else np.nan
+
+    return np.array([conv(v) for v in values], dtype=float)
+
+
+def _prepare_history(
+    history: pd.DataFrame, assessment_ids: Sequence[str], lesson_ids: Sequence[str]
+) -> tuple[int, list[tuple[NDArray[np.int64], FloatArray]], NDArray[np.int64]]:
+    """Validate one student's rows (DESIGN §2) → current timestep T, the assessments
+    answered at each t = 0..T (codes, outcomes) and the lesson taken at each
+    t = 0..T-1 (-1: the step passes with no lesson)."""
+    for col in ("module_id", "module_type"):
+        if col not in history.columns:
+            raise ValueError(f"history is missing column {col!r}")
+    h = history.reset_index(drop=True)
+    if "student_id" in h.columns and h["student_id"].nunique(dropna=False) > 1:
+        raise ValueError("history must hold the rows of one student; got several student_id values")
+    mtype = h["module_type"].astype(str).str.strip().str.lower()
+    bad = sorted(set(mtype) - {"assessment", "lesson"})
+    if bad:
+        raise ValueError(f"module_type must be 'assessment' or 'lesson'; got {', '.join(bad)}")
+    mid = h["module_id"].astype(str)
+    is_a = (mtype == "assessment").to_numpy()
+    a_ids = {a: i for i, a in enumerate(map(str, assessment_ids))}
+    l_ids = {k: i for i, k in enumerate(map(str, lesson_ids))}
+    unknown = sorted(set(mid[is_a]) - set(a_ids)) + sorted(set(mid[~is_a]) - set(l_ids))
+    if unknown:
+        raise ValueError(
+            "history uses module id(s) the model does not know: "
+            + ", ".join(unknown)
+            + " (the module parameters come from the fit; place students only on known modules)"
+        )
+    if "timestep" in h.columns and h["timestep"].notna().all():
+        ts = pd.to_numeric(h["timestep"], errors="coerce")
+        if ts.isna().any() or (ts < 0).any() or (ts != np.floor(ts)).any():
+            raise ValueError("timestep must hold integers >= 0")
+        ts = ts.to_numpy(dtype=np.int64)
+    else:  # DESIGN §2: from row order, +1 after each lesson
+        ts = np.concatenate([[0], np.cumsum(~is_a)[:-1]]).astype(np.int64) if len(h) else np.zeros(0, np.int64)
+    out = np.full(len(h), np.nan)
+    if is_a.any():
+        if "outcome" not in h.columns:
+            raise ValueError("history is missing column 'outcome' (needed for assessment rows)")
+        out[is_a] = _outcomes(h.loc[is_a, "outcome"])
+        badrows = np.nonzero(is_a & np.isnan(out))[0]
+        if len(badrows):
+            raise ValueError(f"outcome must be 0/1 on assessment rows; bad row(s): {', '.join(map(str, badrows[:10]))}")
+    les_t = ts[~is_a]
+    if len(np.unique(les_t)) != len(les_t):
+        raise ValueError("two lessons at the same timestep: a lesson moves the student from t to t+1")
+    T = int(max([ts[is_a].max() if is_a.any() else 0, les_t.max() + 1 if len(les_t) else 0]))
+    lesson_at = np.full(T, -1, dtype=np.int64)
+    lesson_at[les_t] = [l_ids[m] for m in mid[~is_a]]
+    a_code = np.array([a_ids[m] for m in mid[is_a]], dtype=np.int64)
+    a_t, a_out = ts[is_a], out[is_a]
+    answers = [(a_code[a_t == t], a_out[a_t == t]) for t in range(T + 1)]
+    return T, answers, lesson_at
+
+
+def _resample(logw: FloatArray, u: FloatArray, rows: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Systematic resampling of every row of (S, K) log-weights flagged in `rows`
+    (identity elsewhere), vectorised over rows in O(S·K): particle j of a row is
+    copied N_j − N_{j−1} times, N_j = #{k : (k + u)/K ≤ cdf_j}."""
+    S, K = logw.shape
+    w = np.exp(logw - logw.max(axis=1, keepdims=True))
+    cdf = np.cumsum(w, axis=1)
+    cdf /= cdf[:, -1:]
+    n = np.clip(np.floor(K * cdf - u[:, None]) + 1, 0, K).astype(np.int64)
+    n[:, -1] = K
+    counts = np.diff(n, axis=1, prepend=0)
+    idx = np.repeat(np.tile(np.arange(K), S), counts.ravel()).reshape(S, K)
+    return np.where(rows[:, None], idx, np.arange(K)[None, :])
+
+
+def _ess(logw: FloatArray) -> FloatArray:
+    w = np.exp(logw - logw.max(axis=1, keepdims=True))
+    return w.sum(1) ** 2 / (w * w).sum(1)
+
+
+def place_student(
+    history: pd.DataFrame,
+    *,
+    requirement: ArrayLike,
+    assessment_ids: Sequence[str],
+    gain: ArrayLike | None = None,
+    lesson_ids: Sequence[str] = (),
+    prerequisite: ArrayLike | None = None,
+    assessment_bias: ArrayLike | None = None,
+    state_scale: float | ArrayLike = 1.0,
+    bias_scale: float | None = None,
+    noise: float | ArrayLike = math.sqrt(0.5),
+    n_particles: int = 500,
+    seed: int | np.random.Generator | None = None,
+) -> Placement:
+    """Draws of a new student's current state, holding the modules at their
+    posterior draws (no refit).
+
+    For every posterior draw of the modules (vectorised), a particle filter with
+    `n_particles` particles: initial states from the half-normal prior
+    (`state_scale`, per coordinate), student bias from N(0, `bias_scale`²)
+    (None: no student bias), weighted by the likelihood of each answer in the
+    state it was given in, moved by the truncated-normal learning update at each
+    lesson (resampling first when the effective sample size falls below half).
+    One particle per draw is then resampled, so the returned draws carry both the
+    module uncertainty and the uncertainty left by a short history.
+    """
+    req = _as3d(requirement, "requirement")
+    S, A, d = req.shape
+    if gain is None:
+        gain = np.zeros((S, 0, d))
+    gain = np.asarray(gain, dtype=float)
+    if gain.ndim != 3 or gain.shape[0] != S or gain.shape[2] != d:
+        raise ValueError(f"gain has shape {gain.shape}; expected (S={S}, L, d={d})")
+    if gain.shape[1]:
+        gain = _as3d(gain, "gain")
+    L = gain.shape[1]
+    if len(assessment_ids) != A or len(lesson_ids) != L:
+        raise ValueError(
+            f"{len(assessment_ids)} assessment ids for {A} assessments, {len(lesson_ids)} lesson ids for {L} lessons"
+        )
+    if prerequisite is not None:
+        prerequisite = np.asarray(prerequisite, dtype=float)
+        if prerequisite.shape != gain.shape:
+            raise ValueError(f"prerequisite has shape {prerequisite.shape}, gain {gain.shape}")
+    ab = np.zeros((S, A)) if assessment_bias is None else np.asarray(assessment_bias, dtype=float)
+    if ab.shape != (S, A):
+        raise ValueError(f"assessment_bias has shape {ab.shape}, expected {(S, A)}")
+    scale = np.broadcast_to(np.asarray(state_scale, dtype=float), (d,))
+    if np.any(~(scale > 0)):
+        raise ValueError("state_scale must be positive")
+    if bias_scale is not None and not bias_scale > 0:
+        raise ValueError("bias_scale must be positive (or None for a model without biases)")
+    sig = _noise(noise, S)
+    sigma = sig if np.ndim(sig) == 0 else np.asarray(sig)[:, None, None]
+    K = int(n_particles)
+    if K < 1:
+        raise ValueError("n_particles must be >= 1")
+
+    T, answers, lesson_at = _prepare_history(history, assessment_ids, lesson_ids)
+    rng = _rng(seed)
+    x = np.abs(rng.normal(size=(S, K, d))) * scale
+    b = rng.normal(scale=bias_scale, size=(S, K)) if bias_scale is not None else None
+    bb = b[..., None] if b is not None else 0.0
+    logw = np.zeros((S, K))
+    rows = np.arange(S)[:, None]
+    for t in range(T + 1):
+        codes, out = answers[t]
+        step = max(1, CHUNK_STATES * 8 // (S * K))  # answers per batch: bounds memory
+        for lo in range(0, len(codes), step):
+            cd, sign = codes[lo : lo + step], np.where(out[lo : lo + step] == 1.0, -1.0, 1.0)
+            logit = eq.pass_logit(x[:, :, None, :], req[:, None, cd, :], bb, ab[:, None, cd])  # (S, K, n)
+            # log σ(z) for a pass, log σ(−z) for a fail
+            logw -= np.logaddexp(0.0, sign * logit).sum(axis=-1)
+        if t == T:
+            break
+        low = _ess(logw) < K / 2
+        if low.any():
+            idx = _resample(logw, rng.random(S), low)
+            x = x[rows, idx]
+            if b is not None:
+                b = b[rows, idx]
+                bb = b[..., None]
+            logw = np.where(low[:, None], 0.0, logw)
+        k = lesson_at[t]
+        if k >= 0:
+            q = None if prerequisite is None else prerequisite[:, None, k]
+            mu = eq.expected_update(x, gain[:, None, k], q)
+        else:  # a step without a lesson: noise only
+            mu = x
+        x = _truncnorm_sample(mu, sigma, rng)
+    ess = _ess(logw)
+    w = np.exp(logw - logw.max(axis=1, keepdims=True))
+    cdf = np.cumsum(w, axis=1)
+    pick = (cdf < rng.random(S)[:, None] * cdf[:, -1:]).sum(axis=1)
+    pick = np.minimum(pick, K - 1)
+    state = x[np.arange(S), pick]
+    bias = b[np.arange(S), pick] if b is not None else None
+    return Placement(state=state, student_bias=bias, ess=ess, timestep=T, n_particles=K)

@@ -1,0 +1,400 @@
+"""One self-contained HTML report of a fit: verdicts first, then data, config, pictures,
+tables and versions.
+
+The page embeds its pictures as base64 PNG and its CSS (and a few lines of script
+for sortable tables) inline: nothing is fetched from the network, so it opens
+offline and can be mailed to a colleague.  Jinja2 renders it with autoescaping on,
+so ids from the user's data are always text, never markup.  The file is written to
+a temporary file next to the target and renamed over it, never left half-written.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from bayes_lse.model import terms as eq
+from bayes_lse.diagnostics.checks import (
+    TABLE_INFO,
+    Diagnostics,
+    group_of,
+    json_attr,
+    as_array,
+    dim_labels,
+    diagnose,
+)
+
+__all__ = ["render_report", "write_report"]
+
+#: Libraries whose versions the report lists.
+LIBRARIES = ("bayes-lse", "numpy", "scipy", "pandas", "xarray", "pymc", "pytensor", "nutpie", "arviz",
+             "arviz-base", "arviz-stats", "arviz-plots", "matplotlib", "jinja2")
+#: Draws used for the embedding tables (evenly thinned).
+MAX_TABLE_DRAWS = 1000
+#: Tables shown in the "diagnostic tables" section, in this order.
+DIAGNOSTIC_TABLES = ("identified_summary", "raw_summary", "alignment", "chains", "divergence_implicated",
+                     "divergent_draws", "map", "advi", "loo", "pareto_k", "pareto_k_worst", "calibration",
+                     "students", "assessments", "identified", "raw")
+
+
+# --------------------------------------------------------------------------- formatting
+def _samples_from(da: xr.DataArray, *tail: str) -> np.ndarray:
+    """(sample, *tail) array from (chain, draw, *tail)."""
+    a = as_array(da, *tail)
+    return a.reshape(-1, *a.shape[2:])
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        if not np.isfinite(v):
+            return "—"
+        if float(v).is_integer() and abs(v) < 1e15:
+            return f"{int(v):,}"
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
+def _table(df: pd.DataFrame, *, key: str, title: str, description: str = "", max_rows: int | None = None,
+           status_col: str | None = None) -> dict[str, Any]:
+    """A DataFrame as plain strings for the template (which escapes them)."""
+    total = len(df)
+    shown = df if max_rows is None else df.head(max_rows)
+    rows = []
+    for _, r in shown.iterrows():
+        cells = []
+        for c in shown.columns:
+            v = r[c]
+            cls = "num" if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) else ""
+            if c == status_col:
+                cls = f"status status-{v}"
+            cells.append({"text": _cell(v), "cls": cls})
+        rows.append(cells)
+    note = f"Showing {len(shown)} of {total:,} rows." if len(shown) < total else ""
+    return {"key": key, "title": title, "description": description, "columns": [str(c) for c in shown.columns],
+            "rows": rows, "note": note}
+
+
+def _kv_table(items: dict[str, Any], key: str, title: str, description: str = "") -> dict[str, Any]:
+    df = pd.DataFrame({"setting": list(items), "value": [_cell(v) for v in items.values()]})
+    return _table(df, key=key, title=title, description=description)
+
+
+def _flatten_config(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten_config(v, name + "."))
+        else:
+            out[name] = v
+    return out
+
+
+def _png(fig: Any, dpi: int) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# --------------------------------------------------------------------------- sections
+def _data_summary(idata: xr.DataTree) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    inter = group_of(idata, "interactions")
+    obs = group_of(idata, "observed_data")
+    cd = group_of(idata, "constant_data")
+    facts: dict[str, Any] = {}
+    dist_rows = []
+
+    def dist(name: str, values: np.ndarray) -> None:
+        if len(values):
+            dist_rows.append({"per": name, "min": float(np.min(values)), "median": float(np.median(values)),
+                              "mean": float(np.mean(values)), "max": float(np.max(values))})
+
+    if inter is not None and "student_id" in inter:
+        t = pd.DataFrame({k: np.asarray(inter[k].values) for k in inter.data_vars if inter[k].dims == ("row",)})
+        is_a = t["module_type"].astype(str) == "assessment" if "module_type" in t else pd.Series(True, index=t.index)
+        answers = t[is_a]
+        lessons = t[~is_a]
+        facts.update({
+            "interactions (rows)": len(t),
+            "students": t["student_id"].nunique(),
+            "assessments": answers["module_id"].nunique() if "module_id" in t else np.nan,
+            "lessons": lessons["module_id"].nunique() if "module_id" in t else 0,
+            "answers": len(answers),
+            "lesson completions": len(lessons),
+            "overall pass rate": float(pd.to_numeric(answers["outcome"], errors="coerce").mean()) if "outcome" in t else np.nan,
+        })
+        per_student = t.groupby("student_id").size().to_numpy()
+        dist("interactions per student", per_student)
+        dist("answers per student", answers.groupby("student_id").size().reindex(t["student_id"].unique(), fill_value=0).to_numpy())
+        if len(lessons):
+            dist("lessons per student", lessons.groupby("student_id").size().reindex(t["student_id"].unique(), fill_value=0).to_numpy())
+        if "module_id" in t and len(answers):
+            g = answers.assign(outcome=pd.to_numeric(answers["outcome"], errors="coerce")).groupby("module_id")["outcome"]
+            dist("answers per assessment", g.size().to_numpy())
+            dist("pass rate per assessment", g.mean().to_numpy())
+            gs = answers.assign(outcome=pd.to_numeric(answers["outcome"], errors="coerce")).groupby("student_id")["outcome"]
+            dist("pass rate per student", gs.mean().to_numpy())
+    elif obs is not None and "outcome" in obs:
+        y = np.asarray(obs["outcome"].values, dtype=float)
+        facts.update({"answers": len(y), "overall pass rate": float(np.nanmean(y)) if len(y) else np.nan})
+        if cd is not None and "obs_student" in cd:
+            su = np.asarray(cd["obs_student"].values).astype(int)
+            facts["students"] = len(np.unique(su))
+            dist("answers per student", np.bincount(su)[np.bincount(su) > 0])
+    post = group_of(idata, "posterior")
+    if post is not None and "state" in post.sizes:
+        facts["latent states (student × step)"] = post.sizes["state"]
+    if cd is not None and "transition" in cd.sizes:
+        facts["transitions"] = cd.sizes["transition"]
+    dist_t = pd.DataFrame(dist_rows)
+    return (_kv_table(facts, "data", "Data summary", "The training interactions the model saw."),
+            _table(dist_t, key="data_dist", title="History lengths and pass rates") if len(dist_t) else None)
+
+
+def _embedding_tables(idata: xr.DataTree, aligned: xr.Dataset, max_rows: int) -> list[dict[str, Any]]:
+    from bayes_lse.diagnostics.checks import thin_draws
+
+    idx = thin_draws(aligned.sizes["chain"], aligned.sizes["draw"], MAX_TABLE_DRAWS)
+    post = aligned.isel(draw=idx)
+    d = post.sizes.get("skill", 1)
+    shown = min(d, 6)
+
+    def vec(m: np.ndarray) -> str:
+        s = ", ".join(f"{x:.2f}" for x in m[:shown])
+        return f"({s}{', …' if d > shown else ''})"
+
+    inter = group_of(idata, "interactions")
+    t = None
+    if inter is not None and "module_id" in inter:
+        t = pd.DataFrame({k: np.asarray(inter[k].values) for k in ("module_id", "module_type", "outcome")
+                          if k in inter})
+    tables = []
+    if "requirement" in post:
+        a = _samples_from(post["requirement"], "assessment", "skill")
+        n = eq.norm(a)
+        lab = dim_labels(post, "assessment", post.sizes["assessment"])
+        df = pd.DataFrame({"assessment": lab, "|a| mean": n.mean(0), "|a| 5%": np.percentile(n, 5, 0),
+                           "|a| 95%": np.percentile(n, 95, 0)})
+        if "assessment_bias" in post:
+            df["bias mean"] = _samples_from(post["assessment_bias"], "assessment").mean(0)
+        df["requirement a (aligned)"] = [vec(m) for m in a.mean(0)]
+        if t is not None and "outcome" in t:
+            ans = t[t["module_type"].astype(str) == "assessment"]
+            g = ans.assign(outcome=pd.to_numeric(ans["outcome"], errors="coerce")).groupby(ans["module_id"].astype(str))["outcome"]
+            df["answers"] = df["assessment"].map(g.size()).fillna(0).astype(int)
+            df["pass rate"] = df["assessment"].map(g.mean())
+        df = df.sort_values("|a| mean", ascending=False)
+        tables.append(_table(df, key="emb_assessments", max_rows=max_rows,
+                             title=f"Assessments: the {min(max_rows, len(df))} hardest by |a|",
+                             description="|a| is the difficulty (identified); the requirement vector's "
+                                         "coordinates are shown after aligning skills across chains."))
+    if "gain" in post and post.sizes.get("lesson", 0):
+        g_ = _samples_from(post["gain"], "lesson", "skill")
+        n = eq.norm(g_)
+        lab = dim_labels(post, "lesson", post.sizes["lesson"])
+        df = pd.DataFrame({"lesson": lab, "|l| mean": n.mean(0), "|l| 5%": np.percentile(n, 5, 0),
+                           "|l| 95%": np.percentile(n, 95, 0)})
+        if "prerequisite" in post:
+            q = _samples_from(post["prerequisite"], "lesson", "skill")
+            df["|q| mean"] = eq.norm(q).mean(0)
+        df["gain l (aligned)"] = [vec(m) for m in g_.mean(0)]
+        if "prerequisite" in post:
+            df["prerequisite q (aligned)"] = [vec(m) for m in q.mean(0)]
+        if t is not None:
+            les = t[t["module_type"].astype(str) == "lesson"]
+            df["times taken"] = df["lesson"].map(les.groupby(les["module_id"].astype(str)).size()).fillna(0).astype(int)
+        df = df.sort_values("|l| mean", ascending=False)
+        tables.append(_table(df, key="emb_lessons", max_rows=max_rows,
+                             title=f"Lessons: the {min(max_rows, len(df))} largest gains |l|",
+                             description="|l| is how much a lesson moves a student who meets its prerequisites "
+                                         "(|q| = how demanding they are)."))
+    return tables
+
+
+def _versions(idata: xr.DataTree) -> dict[str, Any]:
+    out: dict[str, Any] = {"python": platform.python_version(),
+                           "bayes-lse (at fit time)": idata.attrs.get("bayes_lse_version", "unknown")}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = "not installed"
+    return out
+
+
+def _figures(idata: xr.DataTree, diag: Diagnostics, dpi: int, skills: Any, lesson: Any,
+             notes: list[str]) -> list[dict[str, str]]:
+    from bayes_lse.report import plots
+
+    method = diag.method
+    specs: list[tuple[str, str, Callable[[], Any]]] = [
+        ("Latent skill space",
+         "Assessments as points (requirements), lessons as arrows from the origin (gains; triangles mark "
+         "prerequisites), and the students with the longest histories moving through the space, with "
+         "credible ellipses per step.",
+         lambda: plots.plot_skill_space(idata, aligned=diag.aligned, skills=skills)),
+        ("Vector field of skill gains",
+         "Where a student at s would move after the lesson: gains shrink where prerequisites are not met.",
+         lambda: plots.plot_gain_field(idata, aligned=diag.aligned, lesson=lesson, skills=skills)),
+        ("Calibration",
+         "Are predicted pass probabilities right on average? The curve should stay inside its band.",
+         lambda: plots.plot_calibration(diag)),
+        ("Pass rates per student and per assessment",
+         "Observed against predicted pass rates; red points fall outside their 90% predictive interval.",
+         lambda: plots.plot_pass_rates(diag)),
+    ]
+    if method == "nuts":
+        specs += [
+            ("Trace and rank plots",
+             "The identified quantities with the worst R-hat. Chains should overlap, rank histograms be flat.",
+             lambda: plots.plot_trace_rank(diag)),
+            ("Energy", "Marginal energy against energy transitions: similar widths mean NUTS explores well.",
+             lambda: plots.plot_energy(idata)),
+        ]
+    elif method == "advi":
+        specs.append(("ELBO", "The loss should fall and then level off.", lambda: plots.plot_elbo(idata)))
+    out = []
+    for title, caption, make in specs:
+        try:
+            fig = make()
+            out.append({"title": title, "caption": caption, "png": _png(fig, dpi)})
+        except Exception as err:  # noqa: BLE001 - one broken picture must not lose the report
+            notes.append(f"The picture “{title}” could not be drawn: {type(err).__name__}: {err}")
+    return out
+
+
+# --------------------------------------------------------------------------- public API
+def render_report(
+    idata: xr.DataTree,
+    *,
+    title: str | None = None,
+    max_rows: int = 20,
+    diagnostics: Diagnostics | None = None,
+    thresholds: dict[str, float] | None = None,
+    skills: tuple[int, int] | None = None,
+    lesson: str | None = None,
+    dpi: int = 90,
+) -> str:
+    """The report as an HTML string (see `write_report`)."""
+    t0 = time.perf_counter()
+    diag = diagnostics if diagnostics is not None else diagnose(idata, **(thresholds or {}))
+    t_diag = time.perf_counter() - t0
+    notes = list(diag.notes)
+    method = diag.method
+    model_config = json_attr(idata, "model_config")
+    fit_config = json_attr(idata, "fit_config")
+
+    verdicts = diag.verdicts.copy()
+    counts = verdicts["status"].value_counts().to_dict()
+    status = diag.status
+    headline = {
+        "ok": "All checks passed.",
+        "warn": f"{counts.get('warn', 0)} check(s) need attention; none failed.",
+        "fail": f"{counts.get('fail', 0)} check(s) failed: do not trust this fit before reading them.",
+    }[status]
+
+    data_t, dist_t = _data_summary(idata)
+    fit_facts = {"method": method.upper(), "run time (s)": idata.attrs.get("runtime_seconds"),
+                 "created": idata.attrs.get("created", "unknown"),
+                 "config hash": idata.attrs.get("config_hash", "")}
+    post = group_of(idata, "posterior")
+    if post is not None:
+        fit_facts["chains × draws"] = f"{post.sizes.get('chain', 1)} × {post.sizes.get('draw', 1)}"
+    if "source" in idata.attrs:
+        fit_facts["data source"] = idata.attrs["source"]
+    t1 = time.perf_counter()
+    figures = _figures(idata, diag, dpi, skills, lesson, notes)
+    t_fig = time.perf_counter() - t1
+
+    diag_tables = []
+    for key in DIAGNOSTIC_TABLES:
+        if key in diag.tables and len(diag.tables[key]):
+            ttl, desc = TABLE_INFO.get(key, (key, ""))
+            df = diag.tables[key]
+            if key in ("students", "assessments"):
+                df = df.drop(columns=["judged"], errors="ignore")
+            diag_tables.append(_table(df, key=key, title=ttl, description=desc, max_rows=max_rows))
+    emb = _embedding_tables(idata, diag.aligned if diag.aligned is not None else post, max_rows) if post is not None else []
+    thresholds_t = _kv_table(dict(diag.thresholds), "thresholds", "Thresholds used")
+
+    env = Environment(loader=PackageLoader("bayes_lse.report", "templates"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    template = env.get_template("report.html.j2")
+    return template.render(
+        title=title or f"bayes-lse report — {method.upper()} fit",
+        status=status,
+        headline=headline,
+        verdicts=_table(verdicts, key="verdicts", title="Verdicts", status_col="status"),
+        data=data_t,
+        data_dist=dist_t,
+        fit=_kv_table(fit_facts, "fit", "Fit"),
+        fit_config=_kv_table(_flatten_config(fit_config), "fit_config", "Fit configuration"),
+        model_config=_kv_table(_flatten_config(model_config), "model_config", "Model configuration and priors"),
+        figures=figures,
+        diag_tables=diag_tables,
+        thresholds=thresholds_t,
+        embeddings=emb,
+        notes=notes,
+        versions=_kv_table(_versions(idata), "versions", "Versions"),
+        generated=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        timing=f"diagnostics {t_diag:.1f} s, pictures {t_fig:.1f} s, total {time.perf_counter() - t0:.1f} s",
+    )
+
+
+def write_report(
+    idata: xr.DataTree,
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    max_rows: int = 20,
+    diagnostics: Diagnostics | None = None,
+    thresholds: dict[str, float] | None = None,
+    skills: tuple[int, int] | None = None,
+    lesson: str | None = None,
+    dpi: int = 90,
+) -> Path:
+    """Write the self-contained HTML report of a fit to `path`; return the path.
+
+    Per-entity tables show at most `max_rows` rows; `thresholds` go to `diagnose`;
+    `skills` picks the two skills drawn when d > 2; `lesson` the gain field's lesson.
+    The page is written to a temporary file in the same folder and renamed into place.
+    """
+    path = Path(path)
+    html = render_report(idata, title=title, max_rows=max_rows, diagnostics=diagnostics, thresholds=thresholds,
+                         skills=skills, lesson=lesson, dpi=dpi)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,427 @@
+"""`FitResult`, the core of `bayes_lse.FittedLSE` (what a fit returns).  It carries the posterior, the training
+interactions and the configs in one `xarray.DataTree` (layout in ARCHITECTURE.md),
+predicts pass probabilities, and saves/loads itself as a folder of open formats.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from bayes_lse.model import terms as eq
+from bayes_lse.results import storage
+from bayes_lse.core.lazy import LazyModule
+from bayes_lse.core.config import canonical_json, config_hash
+from bayes_lse.inference.assemble import package_version
+from bayes_lse.core.errors import InteractionLogError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from bayes_lse.data.log import InteractionLog
+    from bayes_lse.model.graph import IndexArrays
+
+#: imported on first use: a MAP fit builds its tree only after the optimiser (issue 7)
+xr: Any = LazyModule("xarray")
+
+
+#: how `FittedLSE.predict` moves a state through a step it was not fitted on
+UPDATES = ("expected", "mode", "sample")
+
+
+class FitResult:
+    """A fitted Latent Skill Embedding's posterior and data: accessors, prediction and saving.
+
+    The public class is `bayes_lse.FittedLSE`, which adds diagnostics, the report and
+    recommendations on top of this (api.py); this layer knows nothing of those.
+    """
+
+    def __init__(self, idata: xr.DataTree) -> None:
+        self.idata = idata
+
+    # ------------------------------------------------------------ properties
+    @property
+    def method(self) -> str:
+        return str(self.idata.attrs["method"])
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        return json.loads(self.idata.attrs["model_config"])
+
+    @property
+    def fit_config(self) -> dict[str, Any]:
+        return json.loads(self.idata.attrs["fit_config"])
+
+    @property
+    def config_hash(self) -> str:
+        return str(self.idata.attrs["config_hash"])
+
+    @property
+    def runtime_seconds(self) -> float:
+        return float(self.idata.attrs["runtime_seconds"])
+
+    @property
+    def n_skills(self) -> int:
+        return int(self.model_config["n_skills"])
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.idata["posterior"].to_dataset()
+
+    @property
+    def students(self) -> pd.Index:
+        return pd.Index(self.ids_of("student"))
+
+    def ids_of(self, dim: str) -> np.ndarray:
+        ids = json.loads(self.idata.attrs.get("ids", "{}"))
+        if dim in ids:
+            return np.asarray(ids[dim], dtype=object)
+        post = self.idata["posterior"]
+        return np.asarray(post.coords[dim].values) if dim in post.coords else np.asarray([], dtype=object)
+
+    @property
+    def assessments(self) -> pd.Index:
+        return pd.Index(self.ids_of("assessment"))
+
+    @property
+    def lessons(self) -> pd.Index:
+        return pd.Index(self.ids_of("lesson"))
+
+    @property
+    def interactions(self) -> pd.DataFrame:
+        return self.idata["interactions"].to_dataset().to_dataframe().reset_index(drop=True)
+
+    @property
+    def n_samples(self) -> int:
+        p = self.idata["posterior"]
+        return int(p.sizes["chain"] * p.sizes["draw"])
+
+    def __repr__(self) -> str:
+        p = self.idata["posterior"]
+        return (
+            f"<{type(self).__name__} method={self.method} d={self.n_skills} students={p.sizes.get('student', '?')} "
+            f"states={p.sizes['state']} chains={p.sizes['chain']} draws={p.sizes['draw']} hash={self.config_hash}>"
+        )
+
+    # ------------------------------------------------------------------ draws
+    def draws(self, name: str) -> np.ndarray:
+        """Posterior draws of a variable, chains stacked: shape (chain·draw, ...)."""
+        v = np.asarray(self.idata["posterior"][name].values)
+        return v.reshape(-1, *v.shape[2:])
+
+    def has(self, name: str) -> bool:
+        return name in self.idata["posterior"]
+
+    def learning_noise_draws(self) -> np.ndarray:
+        if self.has("learning_noise"):
+            return self.draws("learning_noise")
+        noise = self.model_config["learning_noise"]
+        return np.full(self.n_samples, float(noise))
+
+    def state_index(self) -> pd.DataFrame:
+        """Flat state index per (student_id, step) — the ragged layout of `student_state`."""
+        p = self.idata["posterior"]
+        return pd.DataFrame(
+            {
+                "student_id": np.asarray(p["state_student"].values, dtype=object),
+                "step": np.asarray(p["state_step"].values),
+                "state": np.arange(p.sizes["state"]),
+            }
+        )
+
+    def last_states(self) -> pd.DataFrame:
+        """Each student's last fitted step and its flat state index."""
+        si = self.state_index()
+        return si.groupby("student_id", sort=False).last()
+
+    def student_states(self, student: str) -> np.ndarray:
+        """Draws of every state of `student`: shape (samples, steps, skills)."""
+        si = self.state_index()
+        rows = si.index[si["student_id"] == str(student)]
+        if len(rows) == 0:
+            raise KeyError(f"student {student!r} is not in the fitted model")
+        return self.draws("student_state")[:, rows.to_numpy()]
+
+    def current_state(self, student: str) -> np.ndarray:
+        """Draws of the student's state after its last fitted step: (samples, skills)."""
+        return self.student_states(student)[:, -1]
+
+    # --------------------------------------------------------------- predict
+    def pass_probability_draws(self) -> np.ndarray:
+        """Pass probability of every observed training row, per draw: (samples, obs)."""
+        cd = self.idata["constant_data"]
+        st = cd["obs_state"].values
+        stu = cd["obs_student"].values
+        asm = cd["obs_assessment"].values
+        hist = cd["obs_history"].values if "obs_history" in cd else None
+        return pass_draws(self, self.draws("student_state")[:, st], asm, stu, hist)
+
+    def predict(
+        self,
+        interactions: pd.DataFrame | str | Path | InteractionLog,
+        *,
+        ci: float = 0.9,
+        update: str = "expected",
+        seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Pass probability of every assessment row: posterior mean and central `ci` interval.
+
+        A row within a student's fitted history uses that step's state; a row beyond it
+        starts from the student's last fitted state and follows the lessons given in the
+        same table. `update` says how a state moves through a step:
+
+        - ``"expected"`` (default): the mean of the truncated-normal update, what the
+          model says happens on average. Truncation at zero adds σ_L·φ(z)/Φ(z) to every
+          coordinate at every step, so a state drifts upwards even without lessons;
+        - ``"mode"``: the most likely next state, max(0, s + l·σ(D(s, q))), no drift. A
+          MAP fit's trajectories follow the mode of every transition; on ASSISTments
+          (docs/results.md) the two forecasts score within 0.01 AUC of each other;
+        - ``"sample"``: one noisy update per draw, the full posterior predictive.
+        """
+        from bayes_lse.data.log import InteractionLog, read_interactions
+
+        log = interactions if isinstance(interactions, InteractionLog) else read_interactions(interactions)
+        if not 0 < ci < 1:
+            raise ValueError(f"ci must be in (0, 1), got {ci}")
+        update = self.resolve_update(update)
+        t = log.table
+        src = str(log.source)
+        known_students = self.last_states()
+        a_codes = pd.Index(self.assessments)
+        l_codes = pd.Index(self.lessons)
+
+        def fail(mask: np.ndarray, column: str, what: str) -> None:
+            i = int(np.flatnonzero(mask)[0])
+            raise InteractionLogError(
+                src,
+                f"{what} {t[column].iloc[i]!r} is not in the fitted model",
+                row=int(t["source_row"].iloc[i]),
+                column=column,
+                row_kind=getattr(log, "row_kind", "row"),
+            )
+
+        is_a = (t["module_type"] == "assessment").to_numpy()
+        unknown_s = ~t["student_id"].isin(known_students.index).to_numpy()
+        if unknown_s.any():
+            fail(unknown_s, "student_id", "student")
+        a_idx = a_codes.get_indexer(t["module_id"])
+        if (is_a & (a_idx < 0)).any():
+            fail(is_a & (a_idx < 0), "module_id", "assessment")
+        l_idx = l_codes.get_indexer(t["module_id"])
+        last_step = known_students["step"].reindex(t["student_id"]).to_numpy()
+        last_state = known_students["state"].reindex(t["student_id"]).to_numpy()
+        step = t["timestep"].to_numpy()
+        is_l = ~is_a
+        future_lesson = is_l & (step >= last_step)
+        if (future_lesson & (l_idx < 0)).any() and self.model_config["lessons"]:
+            fail(future_lesson & (l_idx < 0), "module_id", "lesson")
+
+        rows = np.flatnonzero(is_a)
+        states = self.draws("student_state")
+        n = states.shape[0]
+        d = states.shape[-1]
+        within = step[rows] <= last_step[rows]
+        row_state = np.empty((n, len(rows), d))
+        flat = (last_state[rows] - last_step[rows] + step[rows]).astype(np.int64)
+        row_state[:, within] = states[:, flat[within]]
+
+        beyond = np.flatnonzero(~within)
+        if len(beyond):
+            row_state[:, beyond] = self._push_forward(t, rows[beyond], is_l, l_idx, last_step, last_state, states, update, seed)
+
+        stu_codes = pd.Index(self.ids_of("student")).get_indexer(t["student_id"].iloc[rows]) if self.has("student_bias") else None
+        p = pass_draws(self, row_state, a_idx[rows], stu_codes, self.history_of(t.iloc[rows]))
+        alpha = (1 - ci) / 2
+        out = pd.DataFrame(
+            {
+                "student_id": t["student_id"].iloc[rows].to_numpy(),
+                "module_id": t["module_id"].iloc[rows].to_numpy(),
+                "timestep": step[rows],
+                "p_mean": p.mean(axis=0),
+                "p_low": np.quantile(p, alpha, axis=0),
+                "p_high": np.quantile(p, 1 - alpha, axis=0),
+            }
+        )
+        for extra in ("outcome", "p_true"):
+            if extra in t:
+                out[extra] = t[extra].iloc[rows].to_numpy()
+        return out
+
+    def history_of(self, rows: pd.DataFrame) -> np.ndarray | None:
+        """Earlier successes/failures on the same assessment for rows to predict, counted
+        over the fitted training answers at or before each row's timestep (None without
+        a history term). Rows being predicted do not count each other, as for `pfa`."""
+        if not self.model_config.get("history"):
+            return None
+        t = self.interactions
+        t = t.loc[t["module_type"].astype(str) == "assessment", ["student_id", "module_id", "timestep", "outcome"]]
+        t = t.astype({"student_id": str, "module_id": str})
+        r = pd.DataFrame({"student_id": rows["student_id"].astype(str).to_numpy(),
+                          "module_id": rows["module_id"].astype(str).to_numpy(),
+                          "at": rows["timestep"].to_numpy(), "i": np.arange(len(rows))})
+        m = r.merge(t, on=["student_id", "module_id"])
+        m = m[m["timestep"] <= m["at"]]
+        agg = m.groupby("i")["outcome"].agg(["sum", "size"])
+        out = np.zeros((len(rows), 2))
+        out[agg.index.to_numpy(), 0] = agg["sum"].to_numpy()
+        out[agg.index.to_numpy(), 1] = (agg["size"] - agg["sum"]).to_numpy()
+        return out
+
+    @staticmethod
+    def resolve_update(update: str) -> str:
+        """Check `update` (see `predict`)."""
+        if update not in UPDATES:
+            raise ValueError(f"update must be one of {', '.join(map(repr, UPDATES))}, got {update!r}")
+        return update
+
+    def _push_forward(self, t, rows, is_l, l_idx, last_step, last_state, states, update, seed) -> np.ndarray:
+        """States of rows beyond the fitted history, stepping all students at once."""
+        rng = np.random.default_rng(seed)
+        noise = self.learning_noise_draws()
+        use_lessons = self.model_config["lessons"] and self.has("gain")
+        gain = self.draws("gain") if use_lessons else None
+        prereq = self.draws("prerequisite") if use_lessons and self.has("prerequisite") else None
+        sid = t["student_id"].to_numpy()
+        step = t["timestep"].to_numpy()
+        # lessons per (student, step) from the prediction table
+        lesson_at: dict[tuple[str, int], int] = {}
+        for i in np.flatnonzero(is_l & (step >= last_step)):
+            lesson_at[(sid[i], int(step[i]))] = int(l_idx[i])
+        out = np.empty((states.shape[0], len(rows), states.shape[-1]))
+        students = pd.unique(sid[rows])
+        target = {s: [] for s in students}
+        for j, r in enumerate(rows):
+            target[sid[r]].append((int(step[r]), j))
+        first_pos: dict[str, int] = {}
+        for j, r in enumerate(rows):
+            first_pos.setdefault(sid[r], int(r))
+        first = {s: int(last_step[first_pos[s]]) for s in students}
+        cur = states[:, [int(last_state[first_pos[s]]) for s in students]]
+        base = np.array([first[s] for s in students])
+        horizon = max(max(st for st, _ in target[s]) - first[s] for s in students)
+        for k in range(horizon + 1):
+            # record rows answered at this step
+            for si, s in enumerate(students):
+                for st, j in target[s]:
+                    if st == base[si] + k:
+                        out[:, j] = cur[:, si]
+            if k == horizon:
+                break
+            lk = np.array([lesson_at.get((s, int(base[si] + k)), -1) for si, s in enumerate(students)])
+            mu = cur.copy()
+            if gain is not None:
+                has = lk >= 0
+                if has.any():
+                    g = gain[:, lk[has]]
+                    q = prereq[:, lk[has]] if prereq is not None else None
+                    mu[:, has] = eq.expected_update(cur[:, has], g, q)
+            sigma = noise[:, None, None]
+            if update == "mode":
+                cur = np.maximum(mu, 0.0)
+            elif update == "expected":
+                z = mu / sigma
+                from scipy.special import log_ndtr
+
+                cur = mu + sigma * np.exp(-0.5 * z * z - 0.5 * np.log(2 * np.pi) - log_ndtr(z))
+            else:
+                from scipy import stats
+
+                cur = stats.truncnorm.rvs(a=-mu / sigma, b=np.inf, loc=mu, scale=sigma, random_state=rng)
+        return out
+
+    # ---------------------------------------------------------- save / load
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the model folder atomically; refuses to replace an existing model unless `overwrite`."""
+        tree = self.idata
+        config = {
+            "method": self.method,
+            "model_config": self.model_config,
+            "fit_config": self.fit_config,
+            "config_hash": self.config_hash,
+        }
+        ids = {
+            "students": [str(s) for s in self.ids_of("student")],
+            "assessments": [str(a) for a in self.ids_of("assessment")],
+            "lessons": [str(x) for x in self.ids_of("lesson")],
+        }
+
+        def write_nc(p: Path) -> None:
+            tree.to_netcdf(p, engine="h5netcdf")
+
+        writers = {
+            "config.json": lambda p: p.write_text(json.dumps(config, indent=1, sort_keys=True)),
+            "ids.json": lambda p: p.write_text(json.dumps(ids, indent=1)),
+            "fit.nc": write_nc,
+        }
+        manifest = {
+            "bayes_lse_version": package_version(),
+            "method": self.method,
+            "config_hash": self.config_hash,
+            "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        return storage.write_folder(Path(path), writers, manifest, overwrite)
+
+
+def pass_draws(fitted: FitResult, state: np.ndarray, assessment: np.ndarray, student: np.ndarray | None,
+                history: np.ndarray | None = None) -> np.ndarray:
+    """σ(D(s, a) + biases [+ history term]) for (samples, rows) given row states
+    (samples, rows, d); `history`: (rows, 2) earlier successes/failures on the same
+    assessment, needed when the model has the history term."""
+    req = fitted.draws("requirement")[:, assessment]
+    g_u = fitted.draws("student_bias")[:, student] if student is not None and fitted.has("student_bias") else 0.0
+    g_j = fitted.draws("assessment_bias")[:, assessment] if fitted.has("assessment_bias") else 0.0
+    if fitted.has("history_success"):
+        from bayes_lse.model.terms import history_logit
+
+        if history is None:
+            raise ValueError("this model has a history term: pass the earlier successes/failures of each row")
+        h = history_logit(np.asarray(history, dtype=float)[None], fitted.draws("history_success")[:, None],
+                          fitted.draws("history_failure")[:, None])
+        g_j = g_j + h
+    return eq.pass_probability(state, req, g_u, g_j)
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """A new student's interactions so far, validated like any interaction log."""
+    from bayes_lse.data.log import read_interactions
+
+    t = read_interactions(path).table
+    if t["student_id"].nunique() != 1:
+        raise ValueError(f"{path}: a history holds one student's interactions, found {t['student_id'].nunique()}")
+    return t[["student_id", "module_id", "module_type", "outcome", "timestep"]]
+
+
+def load_tree(path: str | Path) -> xr.DataTree:
+    """Open a saved model folder, refusing one that is incomplete, tampered with,
+    from another format version, or whose draws and config do not belong together."""
+    path = Path(path)
+    manifest = storage.check_folder(path)
+    try:
+        config = json.loads((path / "config.json").read_text())
+        ids = json.loads((path / "ids.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise storage.ModelFolderError(f"{path}: config.json or ids.json is not valid JSON ({exc})") from None
+    try:
+        tree = xr.open_datatree(path / "fit.nc", engine="h5netcdf").load()
+    except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable folder
+        raise storage.ModelFolderError(f"{path}: fit.nc could not be read ({type(exc).__name__}: {exc})") from None
+    for key in ("method", "config_hash"):
+        if str(tree.attrs.get(key)) != str(config.get(key)) or str(manifest.get(key)) != str(config.get(key)):
+            raise storage.ModelFolderError(f"{path}: the draws and config.json disagree on {key}; refusing to load")
+    mc = json.loads(tree.attrs["model_config"])
+    fc = json.loads(tree.attrs["fit_config"])
+    if canonical_json(mc) != canonical_json(config["model_config"]) or canonical_json(fc) != canonical_json(config["fit_config"]):
+        raise storage.ModelFolderError(f"{path}: the draws were made with a different config than config.json records")
+    recomputed = config_hash(mc, fc, tree.attrs["method"], tree.attrs["data_fingerprint"])
+    if recomputed != tree.attrs["config_hash"]:
+        raise storage.ModelFolderError(f"{path}: config hash does not match the recorded config; refusing to load")
+    post = tree["posterior"]
+    if "state_student" in post.coords and len(ids.get("students", [])) and not set(np.asarray(post["state_student"].values, dtype=str)) <= set(ids["students"]):
+        raise storage.ModelFolderError(f"{path}: ids.json does not match the students in the draws")
+    tree.attrs["ids"] = json.dumps({"student": ids["students"], "assessment": ids["assessments"], "lesson": ids["lessons"]})
+    return tree
