@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package
-
-from benchmarks import runner  # noqa: E402
+from benchmarks import runner  # the repository root is on sys.path through pytest's `pythonpath` (pyproject.toml)
 
 # ------------------------------------------------------------------ RESULT lines
 

@@ -2,7 +2,7 @@
 coverage on a simulated cohort whose true parameters are known, and the blog's
 Figure 4 fitted with the package. Figures: ``python -m benchmarks.recommend_truth``.
 
-Setup (helpers in `benchmarks/recommend_truth.py`): 150 simulated students
+Setup (helpers in `bayes_lse/evaluate/recommend_truth.py`): 150 simulated students
 (6 steps, 20 assessments, 10 lessons, d = 2, prerequisites and biases), one NUTS
 fit (2 chains × 300 draws, 300 tune), cached for the module. Every student is
 advised from their current (last fitted) state, candidates = all 10 lessons,
@@ -37,15 +37,12 @@ below the threshold.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package
 
-from benchmarks.recommend_truth import NUTS, coverage, evaluate, figure4, fit_cohort, regret  # noqa: E402
+from bayes_lse.evaluate.recommend_truth import NUTS, coverage, evaluate, figure4, fit_cohort, regret
 
 pytestmark = pytest.mark.slow
 

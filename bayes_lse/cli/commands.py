@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from bayes_lse.core.errors import InteractionLogError
 
 from bayes_lse.cli.common import EXIT_INPUT, UserError, guard, refuse_existing, write_text  # noqa: F401
 
