@@ -95,6 +95,19 @@ def load_example(name: str, repeats: int = DEFAULT_REPEATS) -> pd.DataFrame:
     is float (NaN for lessons). Every assessment answer appears ``repeats``
     times in a row (same student, module and timestep); lessons appear once,
     since a step holds one lesson. ``repeats=1`` gives the figures' data as is.
+
+    Parameters
+    ----------
+    name : str
+        One of `EXAMPLES`.
+    repeats : int
+        How many times each answer is repeated (default `DEFAULT_REPEATS`): one
+        answer per step is too little evidence for a posterior to say anything.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The log, ready for `read_interactions` or `LatentSkillEmbedding.fit`.
     """
     if name not in _SCENARIOS:
         raise ValueError(f"unknown example {name!r}; choose one of {', '.join(EXAMPLES)}")

@@ -247,8 +247,27 @@ def read_interactions(
     in ``timestamp`` order if that column exists (stable), else in row order;
     0 at the start, +1 after each lesson.
 
-    Raises :class:`InteractionLogError` on the first problem found; warns
-    (``UserWarning``) once if lesson rows carry outcomes (they are ignored).
+    Parameters
+    ----------
+    source : str, path or DataFrame
+        The interaction table: one row per interaction with ``student_id``,
+        ``module_id``, ``module_type`` (``assessment``/``lesson``), ``outcome`` (0/1
+        for assessments) and optionally ``timestep`` / ``timestamp``.
+    name : str, optional
+        What messages call the source (default: the path, or ``<DataFrame>``).
+
+    Returns
+    -------
+    InteractionLog
+        The validated table with integer codes, the original ids, the ragged state
+        layout and the transitions the model is built from.
+
+    Raises
+    ------
+    InteractionLogError
+        On the first problem found, naming the source, the row (line for text
+        files) and the column. Lesson rows that carry outcomes only warn
+        (``UserWarning``, once): the outcomes are ignored.
     """
     if isinstance(source, pd.DataFrame):
         where = _Where(name or "<DataFrame>", "row", source.index)
