@@ -16,6 +16,7 @@ from bayes_lse.data.log import read_interactions
 from bayes_lse.inference.map_kernel import CentredObjective
 from bayes_lse.model import terms as eq
 from bayes_lse.model.graph import IndexArrays
+from test_map_kernel import VARIANTS as KERNEL_VARIANTS
 
 #: distinct, non-default scales: a prior read under another parameter's key shows
 PRIORS = {
@@ -110,16 +111,8 @@ def test_every_prior_key_is_a_config_key_and_used_once_per_parameter():
 # --------------------------------------------------------------------------- #
 # the MAP kernels against the single definition
 # --------------------------------------------------------------------------- #
-VARIANTS = [
-    {},
-    {"prerequisites": False},
-    {"biases": False},
-    {"lessons": False},
-    {"learning_noise": "learned"},
-    {"n_skills": 3},
-    {"history": True},
-    {"priors": PRIORS, "learning_noise": "learned", "history": True},
-]
+#: test_map_kernel's variants, and one with every prior scale distinct
+VARIANTS = [*KERNEL_VARIANTS, {"priors": PRIORS, "learning_noise": "learned", "history": True}]
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +172,11 @@ def test_kernel_objective_is_the_terms_density(small_log, variant, normalised, b
             fd = (reference_logp(obj.values(x + e), idx, spec.config, normalised)
                   - reference_logp(obj.values(x - e), idx, spec.config, normalised)) / 2e-6
             assert g[i] == pytest.approx(fd, rel=1e-5, abs=1e-5)
+
+
+def test_sampling_keeps_a_single_draw_axis():
+    """scipy's truncnorm.rvs drops a leading axis of length 1 unless given a size: with
+    one posterior draw (MAP) prediction by sampling used to fail on the shape."""
+    mu = np.full((1, 3, 2), 0.5)
+    x = eq.sample_truncated_normal(mu, np.full((1, 1, 1), 0.3), np.random.default_rng(0))
+    assert x.shape == (1, 3, 2) and (x > 0).all()

@@ -141,7 +141,11 @@ def sample_truncated_normal(
     if method == "inverse":
         from scipy import stats
 
-        return stats.truncnorm.rvs(a=-mu / sigma, b=np.inf, loc=mu, scale=sigma, random_state=rng)
+        # an explicit size: scipy otherwise drops a leading axis of length 1, so that
+        # prediction by update="sample" from a MAP fit (one draw) failed on its shape;
+        # the uniforms drawn, and so the values, are the same either way
+        size = np.broadcast_shapes(mu.shape, np.shape(sigma))
+        return stats.truncnorm.rvs(a=-mu / sigma, b=np.inf, loc=mu, scale=sigma, size=size, random_state=rng)
     if method != "rejection":
         raise ValueError(f"method must be 'inverse' or 'rejection', got {method!r}")
     sig = np.broadcast_to(np.asarray(sigma, dtype=float), mu.shape).reshape(-1)
