@@ -13,7 +13,7 @@ from bayes_lse.evaluate.baselines import (
     IRT2PL,
     MIRT,
     PerformanceFactors,
-    history_counts,
+    pfa_history_counts,
     make_baseline,
 )
 
@@ -111,7 +111,7 @@ def test_history_counts_by_hand():
         "outcome": [1.0, 0.0, 1.0, 0.0, 1.0],
         "timestep": [0, 0, 0, 1, 2],
     })
-    c = history_counts(frame)
+    c = pfa_history_counts(frame)
     expected = np.array([
         [0, 0, 0, 0],  # a's first answer
         [1, 0, 0, 0],  # a on y: one success before, none on y
@@ -125,7 +125,7 @@ def test_history_counts_by_hand():
 def test_history_counts_follow_timesteps_not_row_order():
     frame = pd.DataFrame({"student_id": ["a", "a"], "module_id": ["x", "y"], "outcome": [1.0, 0.0],
                           "timestep": [1, 0]})
-    np.testing.assert_array_equal(history_counts(frame), [[0, 1, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(pfa_history_counts(frame), [[0, 1, 0, 0], [0, 0, 0, 0]])
 
 
 def test_pfa_frozen_and_online_counts():

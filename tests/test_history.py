@@ -10,7 +10,7 @@ import bayes_lse as bl
 from bayes_lse.model import terms as eq
 from bayes_lse.evaluate.protocols import _model_from_name, lse_variants
 from bayes_lse.evaluate.metrics import auc
-from bayes_lse.model.graph import history_counts
+from bayes_lse.model.terms import assessment_history_counts
 from bayes_lse.model.terms import history_logit
 
 
@@ -19,7 +19,7 @@ def test_history_counts_match_a_loop():
     n = 400
     student, assessment = rng.integers(0, 7, n), rng.integers(0, 5, n)
     y, time = rng.integers(0, 2, n), rng.integers(0, 6, n)
-    got = history_counts(student, assessment, y, time)
+    got = assessment_history_counts(student, assessment, y, time)
     want = np.zeros((n, 2))
     for i in range(n):
         for k in range(n):

@@ -82,12 +82,14 @@ def _assessment_frame(log: InteractionLog) -> pd.DataFrame:
     return out
 
 
-def history_counts(frame: pd.DataFrame) -> np.ndarray:
+def pfa_history_counts(frame: pd.DataFrame) -> np.ndarray:
     """Earlier successes/failures per row, overall and on the same module: (n, 4) float.
 
     `frame` has columns student_id, module_id, outcome, timestep; rows are counted in
     (timestep, row order) order within each student. Columns: successes overall,
-    failures overall, successes on this module, failures on this module.
+    failures overall, successes on this module, failures on this module.  (The LSE
+    history term's own counts, per assessment only, are
+    `model.terms.assessment_history_counts`.)
     """
     n = len(frame)
     if n == 0:
@@ -354,7 +356,7 @@ class PerformanceFactors(IRT1PL):
         self.name = "pfa-online" if self.online else "pfa"
 
     def _features(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.log1p(history_counts(frame))
+        return np.log1p(pfa_history_counts(frame))
 
     def _params(self, n_students: int, n_assessments: int) -> None:
         super()._params(n_students, n_assessments)
@@ -394,7 +396,7 @@ class PerformanceFactors(IRT1PL):
                     "timestep": rows["timestep"].to_numpy() if "timestep" in rows else np.zeros(len(rows)),
                 }
             )
-            counts = counts + history_counts(frame)
+            counts = counts + pfa_history_counts(frame)
         return np.log1p(counts)
 
 

@@ -614,19 +614,9 @@ def lessons_check(
         active = span > k
         lk = np.array([lesson_at.get((s, int(h0 + k)), -1) for s, h0 in zip(sid, h_r, strict=True)])
         has = active & (lk >= 0)
-        g = np.zeros_like(with_l)
-        g[:, has] = gain[:, lk[has]]
-        q = None
-        if prereq is not None:
-            q = np.ones_like(with_l)
-            q[:, has] = prereq[:, lk[has]]
-        # each draw uses its own σ_L; expected_next_state takes a scalar noise
-        mu_with = eq.expected_update(with_l, g, q) if prereq is not None else with_l + g
-        if mode:
-            nxt_with, nxt_without = np.maximum(mu_with, 0.0), without
-        else:
-            nxt_with = _truncated_mean(mu_with, noise)
-            nxt_without = _truncated_mean(without, noise)
+        step = "mode" if mode else "expected"  # each draw with its own σ_L
+        nxt_with = eq.step_states(with_l, np.where(has, lk, -1), gain, prereq, noise, step)
+        nxt_without = without if mode else eq.next_state(without, noise, step)
         with_l[:, active] = nxt_with[:, active]
         without[:, active] = nxt_without[:, active]
     a_idx = assessments.get_indexer(ha["module_id"].astype(str))
@@ -640,13 +630,6 @@ def lessons_check(
         "student_id": sid, "module_id": ha["module_id"].astype(str).to_numpy(), "timestep": t_r,
         "outcome": ha["outcome"].to_numpy(dtype=float), "n_lessons": n_les, "p_with": p_with, "p_without": p_without,
     })
-
-
-def _truncated_mean(mu: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """E[x], x ~ N(mu, σ²) restricted to x > 0, with σ per draw (leading axis)."""
-    if np.all(noise == noise.flat[0]):
-        return eq.truncated_normal_mean(mu, float(noise.flat[0]))
-    return np.stack([eq.truncated_normal_mean(mu[i], float(noise.flat[i])) for i in range(mu.shape[0])])
 
 
 _LESSONS_SUMMARY_KEYS = ("auc_with", "auc_without", "auc_diff", "auc_diff_se", "auc_diff_low", "auc_diff_high",

@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import log_ndtr, ndtri_exp
 
 from bayes_lse.model import terms as eq
 
@@ -96,15 +95,6 @@ def all_sequences(n_lessons: int, max_length: int) -> np.ndarray:
     return out
 
 
-def _truncnorm(mu: np.ndarray, sigma: float, u: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draw of N(μ, σ²) given > 0 from uniforms u ∈ (0, 1]: with
-    W = (μ − X)/σ, P(W ≤ w) = Φ(w)/Φ(μ/σ) on w < μ/σ (log space: stable)."""
-    if sigma <= 0:
-        return np.maximum(mu, 0.0)
-    w = ndtri_exp(np.log(u) + log_ndtr(mu / sigma))
-    return np.maximum(mu - sigma * w, 0.0)
-
-
 def _step_mean(truth: Truth, x: np.ndarray, k: np.ndarray) -> np.ndarray:
     q = None if truth.prerequisite is None else truth.prerequisite[k]
     return eq.expected_update(x, truth.gain[k], q)
@@ -139,7 +129,7 @@ def true_pass(
         on = seqs[:, t] >= 0
         u = 1.0 - rng.random((N, len(s0))) if kind == "averaged" else 1.0 - rng.random((int(on.sum()), 1, len(s0)))
         mu = _step_mean(truth, x[on], seqs[on, t][:, None])
-        x[on] = _truncnorm(mu, truth.noise, np.broadcast_to(u, mu.shape))
+        x[on] = eq.truncated_normal_quantile(mu, truth.noise, np.broadcast_to(u, mu.shape))
     return eq.pass_probability(x[:, :, None, :], req, bias, ab).prod(-1).mean(1)
 
 

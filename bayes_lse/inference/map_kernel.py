@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, log_ndtr
 
-from bayes_lse.model.terms import NORM_EPS
+from bayes_lse.model.terms import NORM_EPS, prior_family, prior_scale
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
@@ -363,13 +363,10 @@ class CentredObjective:
         c = math.sqrt(2.0 / math.pi)
         x = np.zeros(self.size)
         st = np.ones((self.idx.n_states, self.d))
-        st[self.idx.initial_state] = c * pri["initial_state_scale"]
+        st[self.idx.initial_state] = c * prior_scale("initial_state", pri)
         fill = {
             "state": st,
-            "requirement": c * pri["requirement_scale"],
-            "gain": c * pri["gain_scale"],
-            "prerequisite": c * pri["prerequisite_scale"],
-            "learning_noise": c * pri["learning_noise_scale"],
+            **{name: c * prior_scale(name, pri) for name in ("requirement", "gain", "prerequisite", "learning_noise")},
         }
         for name, blk in self.blocks.items():
             if name in fill:
@@ -387,6 +384,12 @@ class CentredObjective:
     def _normal(v: np.ndarray, sd: float) -> tuple[float, np.ndarray]:
         lp = v.size * (-0.5 * _LOG_2PI - math.log(sd)) - 0.5 * float(np.vdot(v, v)) / sd**2
         return lp, -v / sd**2
+
+    @classmethod
+    def _prior(cls, name: str, v: np.ndarray, pri: dict[str, Any]) -> tuple[float, np.ndarray]:
+        """`name`'s prior (family and scale from `terms.PRIORS`): log-density and gradient."""
+        kernel = cls._half_normal if prior_family(name) == "halfnormal" else cls._normal
+        return kernel(v, prior_scale(name, pri))
 
     def _values_buffer(self) -> np.ndarray:
         """The model's values (positive blocks exponentiated), made once and reused.
@@ -440,24 +443,23 @@ class CentredObjective:
             dS, dA, dL, dQ, dGU, dGJ, offset, dlogit,
         )  # fmt: skip
         if self.use_history:
-            sd = pri["history_sd"]
             for name, g_val, col in (("history_success", g_s, 0), ("history_failure", g_f, 1)):
-                p, g = self._normal(np.atleast_1d(g_val), sd)
+                p, g = self._prior(name, np.atleast_1d(g_val), pri)
                 lp += p
                 grad[name][...] = float(g[0]) + float(dlogit @ self.log_counts[:, col])
         # priors (with their constants, as PyMC's logp)
         s0 = S[self.is_initial]
-        p, g = self._half_normal(s0, pri["initial_state_scale"])
+        p, g = self._prior("initial_state", s0, pri)
         lp += p
         dS[self.is_initial] += g
-        for name, key in (("requirement", "requirement_scale"), ("gain", "gain_scale"), ("prerequisite", "prerequisite_scale")):
+        for name in ("requirement", "gain", "prerequisite"):
             if name in v:
-                lp += self._half_normal_into(v[name], pri[key], grad[name])
+                lp += self._prior_into(name, v[name], pri, grad[name])
         if self.use_bias:
-            for name, key in (("student_bias", "student_bias_sd"), ("assessment_bias", "assessment_bias_sd")):
-                lp += self._normal_into(v[name], pri[key], grad[name])
+            for name in ("student_bias", "assessment_bias"):
+                lp += self._prior_into(name, v[name], pri, grad[name])
         if self.learn_sigma:
-            p, g = self._half_normal(np.atleast_1d(sigma), pri["learning_noise_scale"])
+            p, g = self._prior("learning_noise", np.atleast_1d(sigma), pri)
             lp += p
             grad["learning_noise"][...] = float(g[0]) + d_sigma
         flat = grad_buf
@@ -485,6 +487,12 @@ class CentredObjective:
         lp = v.size * (-0.5 * _LOG_2PI - math.log(sd)) - 0.5 * float(np.vdot(v, v)) / sd**2
         grad -= v / sd**2
         return lp
+
+    @classmethod
+    def _prior_into(cls, name: str, v: np.ndarray, pri: dict[str, Any], grad: np.ndarray) -> float:
+        """`name`'s prior log-density (from `terms.PRIORS`); its gradient added into `grad`."""
+        kernel = cls._half_normal_into if prior_family(name) == "halfnormal" else cls._normal_into
+        return kernel(v, prior_scale(name, pri), grad)
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """(−log p, −∇log p): what a minimiser wants.

@@ -58,7 +58,15 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
-from bayes_lse.model.terms import relevance_at, truncated_normal_from_innovation, truncated_normal_logp, unit_and_norm
+from bayes_lse.model.terms import (
+    learning_update_mean,
+    prior_family,
+    prior_scale,
+    relevance_at,
+    truncated_normal_from_innovation,
+    truncated_normal_logp,
+    unit_and_norm,
+)
 
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
@@ -243,18 +251,24 @@ def _variables(spec: ModelSpec, log: InteractionLog, idx: IndexArrays, centered:
     use_lessons = cfg["lessons"] and log.n_lessons > 0
     has_tr = len(idx.transition_from) > 0
     A, L, U, n_tr = log.n_assessments, log.n_lessons, log.n_students, len(idx.transition_from)
-    glob = [_Var("requirement", (A, d), True, "halfnormal", pri["requirement_scale"])]
+
+    def var(name: str, shape: tuple[int, ...], rows: str = "") -> _Var:
+        """A parameter with its prior from `terms.PRIORS` (half-normals log-transformed)."""
+        family = prior_family(name)
+        return _Var(name, shape, family == "halfnormal", family, prior_scale(name, pri), rows)
+
+    glob = [var("requirement", (A, d))]
     if use_lessons:
-        glob.append(_Var("gain", (L, d), True, "halfnormal", pri["gain_scale"]))
+        glob.append(var("gain", (L, d)))
         if cfg["prerequisites"]:
-            glob.append(_Var("prerequisite", (L, d), True, "halfnormal", pri["prerequisite_scale"]))
+            glob.append(var("prerequisite", (L, d)))
     if has_tr and cfg["learning_noise"] == "learned":
-        glob.append(_Var("learning_noise", (), True, "halfnormal", pri["learning_noise_scale"]))
+        glob.append(var("learning_noise", ()))
     if cfg["biases"]:
-        glob.append(_Var("assessment_bias", (A,), False, "normal", pri["assessment_bias_sd"]))
-    loc = [_Var("initial_state", (U, d), True, "halfnormal", pri["initial_state_scale"], "student")]
+        glob.append(var("assessment_bias", (A,)))
+    loc = [var("initial_state", (U, d), "student")]
     if cfg["biases"]:
-        loc.append(_Var("student_bias", (U,), False, "normal", pri["student_bias_sd"], "student"))
+        loc.append(var("student_bias", (U,), "student"))
     if has_tr:
         if centered:
             loc.append(_Var("later_state", (n_tr, d), True, "flat", 1.0, "transition"))
@@ -363,20 +377,13 @@ class MinibatchADVI:
         cons = {v.name: (pt.exp(g[v.name]) if v.positive else g[v.name]) for v in self.glob}
         noise = cons.get("learning_noise", self.fixed_noise)
         gain, prereq = cons.get("gain"), cons.get("prerequisite")
+        prereq_unit = prereq_norm = None
         if prereq is not None:
             prereq_unit, prereq_norm = unit_and_norm(prereq)
         s0 = pt.exp(loc["initial_state"])
 
         def update_mean(s_from: Any, lesson: Any) -> Any:
-            """s + l·σ(D(s, q)) per transition (zero gain where lesson = −1); as in model.build_model."""
-            if gain is None:
-                return s_from
-            has = pt.ge(lesson, 0)
-            k = pt.switch(has, lesson, 0)
-            step_gain = gain[k]
-            if prereq is not None:
-                step_gain = step_gain * pt.sigmoid(relevance_at(s_from, prereq_unit, prereq_norm, k))[:, None]
-            return s_from + step_gain * pt.cast(has, "float64")[:, None]
+            return learning_update_mean(s_from, lesson, gain, prereq_unit, prereq_norm)
 
         if "innovation" in loc:
             z = loc["innovation"]

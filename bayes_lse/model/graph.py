@@ -18,7 +18,11 @@ import numpy as np
 from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, validate_model_config
 from bayes_lse.model.terms import (
+    assessment_history_counts,
     history_logit,
+    learning_update_mean,
+    prior_scale,
+    prior_variable,
     relevance_at,
     tensor_norm,
     truncated_normal_from_innovation,
@@ -35,32 +39,6 @@ if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
 
 METHODS = ("map", "advi", "nuts")
-
-
-def history_counts(
-    student: np.ndarray, assessment: np.ndarray, outcome: np.ndarray, time: np.ndarray | None = None
-) -> np.ndarray:
-    """Earlier successes and failures of the same student on the same assessment:
-    (rows, 2) float, columns S, F. "Earlier" is by `time` (e.g. the flat state index or
-    the timestep), then by row order."""
-    student = np.asarray(student, dtype=np.int64)
-    assessment = np.asarray(assessment, dtype=np.int64)
-    y = np.asarray(outcome, dtype=float)
-    out = np.zeros((len(y), 2))
-    if not len(y):
-        return out
-    key = student * (int(assessment.max()) + 1) + assessment
-    tkey = np.zeros(len(y), dtype=np.int64) if time is None else np.asarray(time, dtype=np.int64)
-    order = np.lexsort((np.arange(len(y)), tkey, key))
-    k, yy = key[order], y[order]
-    start = np.r_[True, k[1:] != k[:-1]]
-    group = np.cumsum(start) - 1
-    first = np.flatnonzero(start)
-    succ = np.cumsum(yy) - yy  # successes before this row, over the whole sorted array
-    fail = np.cumsum(1 - yy) - (1 - yy)
-    out[order, 0] = succ - succ[first][group]
-    out[order, 1] = fail - fail[first][group]
-    return out
 
 
 #: longest history for which "auto" picks the non-centred trajectory (its graph grows with the steps)
@@ -117,7 +95,7 @@ class IndexArrays:
     def history(self) -> np.ndarray:
         """(answers, 2): earlier successes/failures of each answer's student on its
         assessment, in state order (the history term's counts; computed once)."""
-        return history_counts(self.obs_student, self.obs_assessment, self.outcome, self.obs_state)
+        return assessment_history_counts(self.obs_student, self.obs_assessment, self.outcome, self.obs_state)
 
 
 def _max_step(idx: IndexArrays) -> int:
@@ -273,38 +251,31 @@ class ModelSpec:
             raise ValueError(f"parametrization must be 'auto', 'centered' or 'noncentered', got {parametrization!r}")
         tr = {"default_transform": None} if constrained else {}
         with pm.Model(coords=self.coords(log, idx)) as model:
-            s0 = pm.HalfNormal("initial_state", sigma=pri["initial_state_scale"], dims=("student", "skill"), **tr)
+            s0 = prior_variable("initial_state", pri, dims=("student", "skill"), **tr)
             if requirement not in ("cartesian", "polar"):
                 raise ValueError(f"requirement must be 'cartesian' or 'polar', got {requirement!r}")
             polar = requirement == "polar"
             if polar:
                 if constrained:
                     raise ValueError("requirement='polar' is a sampling parametrisation; it has no constrained form")
-                req, req_norm = _polar_half_normal("requirement", pri["requirement_scale"], self.n_skills, "assessment")
+                req, req_norm = _polar_half_normal("requirement", prior_scale("requirement", pri), self.n_skills, "assessment")
             else:
-                req = pm.HalfNormal("requirement", sigma=pri["requirement_scale"], dims=("assessment", "skill"), **tr)
+                req = prior_variable("requirement", pri, dims=("assessment", "skill"), **tr)
             gain = prereq = None
             if use_lessons:
-                gain = pm.HalfNormal("gain", sigma=pri["gain_scale"], dims=("lesson", "skill"), **tr)
+                gain = prior_variable("gain", pri, dims=("lesson", "skill"), **tr)
                 if cfg["prerequisites"]:
-                    prereq = pm.HalfNormal("prerequisite", sigma=pri["prerequisite_scale"], dims=("lesson", "skill"), **tr)
-                    prereq_unit, prereq_norm = unit_and_norm(prereq)
+                    prereq = prior_variable("prerequisite", pri, dims=("lesson", "skill"), **tr)
             noise: Any = cfg["learning_noise"]
             if len(idx.transition_from) and noise == "learned":
-                noise = pm.HalfNormal("learning_noise", sigma=pri["learning_noise_scale"], **tr)
+                noise = prior_variable("learning_noise", pri, **tr)
+
+            prereq_unit = prereq_norm = None
+            if prereq is not None:
+                prereq_unit, prereq_norm = unit_and_norm(prereq)
 
             def update_mean(s_from: Any, lesson: np.ndarray) -> Any:
-                """s + l·σ(D(s, q)) for each transition (zero gain where no lesson)."""
-                if gain is None:
-                    return s_from
-                has = lesson >= 0
-                k = np.where(has, lesson, 0)
-                step_gain = gain[k]
-                if prereq is not None:
-                    step_gain = step_gain * pm.math.sigmoid(relevance_at(s_from, prereq_unit, prereq_norm, k))[:, None]
-                if not has.all():
-                    step_gain = step_gain * has[:, None].astype("float64")
-                return s_from + step_gain
+                return learning_update_mean(s_from, lesson, gain, prereq_unit, prereq_norm)
 
             if not len(idx.later_state):
                 states = s0  # every student has a single state: flat index = student code
@@ -331,18 +302,18 @@ class ModelSpec:
             req_unit, req_len = unit_and_norm(req)
             g_j = None
             if cfg["biases"]:
-                g_u = pm.Normal("student_bias", 0.0, pri["student_bias_sd"], dims="student")
+                g_u = prior_variable("student_bias", pri, dims="student")
                 if polar:
-                    g_j = _offset_assessment_bias(req_norm, pri["assessment_bias_sd"])
+                    g_j = _offset_assessment_bias(req_norm, prior_scale("assessment_bias", pri))
                 else:
-                    g_j = pm.Normal("assessment_bias", 0.0, pri["assessment_bias_sd"], dims="assessment")
+                    g_j = prior_variable("assessment_bias", pri, dims="assessment")
             logit = relevance_at(states[idx.obs_state], req_unit, req_len, idx.obs_assessment, g_j)
             if cfg["biases"]:
                 logit = logit + g_u[idx.obs_student]
             if cfg["history"]:
                 counts = idx.history
-                g_s = pm.Normal("history_success", 0.0, pri["history_sd"])
-                g_f = pm.Normal("history_failure", 0.0, pri["history_sd"])
+                g_s = prior_variable("history_success", pri)
+                g_f = prior_variable("history_failure", pri)
                 logit = logit + history_logit(counts, g_s, g_f)
             pm.Bernoulli("outcome", logit_p=logit, observed=idx.outcome, dims="obs")
         return model, idx

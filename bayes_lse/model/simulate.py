@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from bayes_lse.model import terms as eq
 from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, validate_model_config
@@ -35,11 +34,6 @@ class SimulatedCohort:
         atomic_write_text(Path(path), self.table.to_csv(index=False))
         if truth_path is not None:
             atomic_write_text(Path(truth_path), self.truth_json())
-
-
-def _truncated_normal(mu: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """N(mu, σ²) restricted to (0, ∞), per coordinate."""
-    return stats.truncnorm.rvs(a=-mu / sigma, b=np.inf, loc=mu, scale=sigma, random_state=rng)
 
 
 def simulate(
@@ -78,14 +72,14 @@ def simulate(
 
     noise = cfg["learning_noise"]
     if noise == "learned":
-        noise = float(abs(rng.normal(0.0, pri["learning_noise_scale"])))
-    s0 = np.abs(rng.normal(0.0, pri["initial_state_scale"], size=(U, d)))
-    req = np.abs(rng.normal(0.0, pri["requirement_scale"], size=(A, d)))
-    gain = np.abs(rng.normal(0.0, pri["gain_scale"], size=(L, d)))
-    prereq = np.abs(rng.normal(0.0, pri["prerequisite_scale"], size=(L, d)))
+        noise = float(eq.draw_prior("learning_noise", pri, rng))
+    s0 = eq.draw_prior("initial_state", pri, rng, (U, d))
+    req = eq.draw_prior("requirement", pri, rng, (A, d))
+    gain = eq.draw_prior("gain", pri, rng, (L, d))
+    prereq = eq.draw_prior("prerequisite", pri, rng, (L, d))
     if cfg["biases"]:
-        g_student = rng.normal(0.0, pri["student_bias_sd"], size=U)
-        g_assess = rng.normal(0.0, pri["assessment_bias_sd"], size=A)
+        g_student = eq.draw_prior("student_bias", pri, rng, U)
+        g_assess = eq.draw_prior("assessment_bias", pri, rng, A)
     else:
         g_student, g_assess = np.zeros(U), np.zeros(A)
 
@@ -98,7 +92,7 @@ def simulate(
             mu = eq.expected_update(states[:, t], gain[k], prereq[k] if cfg["prerequisites"] else None)
         else:
             mu = states[:, t]
-        states[:, t + 1] = _truncated_normal(mu, noise, rng)
+        states[:, t + 1] = eq.sample_truncated_normal(mu, noise, rng)
 
     # answers: distinct assessments per (student, step)
     n_ans = answers_per_step

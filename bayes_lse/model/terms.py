@@ -72,17 +72,94 @@ def expected_update(
     return state + np.asarray(gain, dtype=float) * w[..., None]
 
 
-def truncated_normal_mean(mu: ArrayLike, sigma: float) -> NDArray[np.float64]:
-    """E[x] for x ~ N(mu, sigma²) restricted to x > 0, per coordinate."""
+def truncated_normal_mean(mu: ArrayLike, sigma: ArrayLike) -> NDArray[np.float64]:
+    """E[x] for x ~ N(mu, σ²) restricted to x > 0, per coordinate.
+
+    `sigma` is a scalar or an array broadcasting against `mu` (one σ_L per posterior
+    draw: prediction, the lessons check and the recommender all need that); where
+    σ ≤ 0 the update is deterministic and the mean is max(mu, 0).  The ratio φ(z)/Φ(z)
+    is taken in log space, so it stays finite far into the lower tail (z = −40 gives
+    a mean of σ·0.0250, where φ/Φ computed directly is 0/0).
+    """
     from scipy.special import log_ndtr
 
     mu = np.asarray(mu, dtype=float)
-    if sigma <= 0:
-        return np.maximum(mu, 0.0)
-    z = mu / sigma
-    # φ(z)/Φ(z) computed in log space: stable far into the lower tail.
-    ratio = np.exp(-0.5 * z * z - 0.5 * np.log(2 * np.pi) - log_ndtr(z))
-    return mu + sigma * ratio
+    if np.ndim(sigma) == 0:
+        sigma = float(sigma)
+        if sigma <= 0:
+            return np.maximum(mu, 0.0)
+        z = mu / sigma
+        return mu + sigma * np.exp(-0.5 * z * z - 0.5 * np.log(2 * np.pi) - log_ndtr(z))
+    sigma = np.asarray(sigma, dtype=float)
+    pos = sigma > 0
+    safe = np.where(pos, sigma, 1.0)
+    z = mu / safe
+    mean = mu + safe * np.exp(-0.5 * z * z - 0.5 * np.log(2 * np.pi) - log_ndtr(z))
+    return mean if pos.all() else np.where(pos, mean, np.maximum(mu, 0.0))
+
+
+def truncated_normal_quantile(mu: ArrayLike, sigma: ArrayLike, u: ArrayLike) -> NDArray[np.float64]:
+    """Inverse CDF of N(mu, σ²) restricted to (0, ∞) at uniforms u ∈ (0, 1].
+
+    Computed as x = mu − σ·Φ⁻¹(u·Φ(mu/σ)) in log space (`ndtri_exp(log u + log Φ(mu/σ))`),
+    so it is stable in either tail: at mu/σ = −30, where Φ(mu/σ) ~ 1e-198, a direct
+    `ndtri(u·Φ)` loses every digit.  The recommender draws its common random numbers
+    through it (the same uniforms for every candidate sequence).  `sigma` broadcasts
+    like `truncated_normal_mean`'s; σ ≤ 0 gives max(mu, 0).
+    """
+    from scipy.special import log_ndtr, ndtri_exp
+
+    mu = np.asarray(mu, dtype=float)
+    sigma = np.asarray(sigma, dtype=float)
+    safe = np.where(sigma > 0, sigma, 1.0)
+    w = ndtri_exp(np.log(u) + log_ndtr(mu / safe))  # = −z, z the standardised excess
+    x = np.maximum(mu - safe * w, 0.0)
+    return np.where(sigma > 0, x, np.maximum(mu, 0.0))
+
+
+#: Rejection rounds before `sample_truncated_normal(method="rejection")` hands the
+#: remaining coordinates to the inverse CDF (with mu ≥ 0 at least half of all proposals
+#: are accepted, so after 20 rounds fewer than 1e-6 of them are left)
+REJECTION_ROUNDS = 20
+
+
+def sample_truncated_normal(
+    mu: ArrayLike, sigma: ArrayLike, rng: np.random.Generator, method: str = "inverse"
+) -> NDArray[np.float64]:
+    """Draws of N(mu, σ²) restricted to (0, ∞), per coordinate, from `rng`.
+
+    method="inverse": one uniform per coordinate through the inverse CDF, exactly
+    `scipy.stats.truncnorm.rvs(a=−mu/σ, b=∞, loc=mu, scale=σ, random_state=rng)` (the
+    simulator's and prediction's random stream, which seeded tests pin); σ a scalar > 0
+    or an array broadcasting against mu.
+    method="rejection": normal proposals, redrawn where ≤ 0, for the recommender's
+    particle filter: with mu ≥ 0 at least half are accepted, and it is several times
+    faster than scipy's ppf; stragglers after REJECTION_ROUNDS rounds go through
+    `truncated_normal_quantile`. σ may broadcast per draw; σ ≤ 0 gives max(mu, 0).
+    """
+    mu = np.asarray(mu, dtype=float)
+    if method == "inverse":
+        from scipy import stats
+
+        # an explicit size: scipy otherwise drops a leading axis of length 1, so that
+        # prediction by update="sample" from a MAP fit (one draw) failed on its shape;
+        # the uniforms drawn, and so the values, are the same either way
+        size = np.broadcast_shapes(mu.shape, np.shape(sigma))
+        return stats.truncnorm.rvs(a=-mu / sigma, b=np.inf, loc=mu, scale=sigma, size=size, random_state=rng)
+    if method != "rejection":
+        raise ValueError(f"method must be 'inverse' or 'rejection', got {method!r}")
+    sig = np.broadcast_to(np.asarray(sigma, dtype=float), mu.shape).reshape(-1)
+    mf = mu.reshape(-1)
+    x = mf + sig * rng.standard_normal(mf.shape)
+    bad = np.nonzero(x <= 0)[0]
+    for _ in range(REJECTION_ROUNDS):
+        if not len(bad):
+            break
+        x[bad] = mf[bad] + sig[bad] * rng.standard_normal(len(bad))
+        bad = bad[x[bad] <= 0]
+    if len(bad):
+        x[bad] = truncated_normal_quantile(mf[bad], sig[bad], 1.0 - rng.random(len(bad)))
+    return np.where(sig > 0, x, np.maximum(mf, 0.0)).reshape(mu.shape)
 
 
 def expected_next_state(
@@ -99,9 +176,133 @@ def expected_next_state(
     return truncated_normal_mean(expected_update(state, gain, prerequisite), noise)
 
 
+#: How a state moves through a step beyond the fitted history (`FittedLSE.predict`'s
+#: `update=`): the truncated-normal mean, its mode max(mu, 0), or one draw.
+UPDATES = ("expected", "mode", "sample")
+
+
+def lesson_update_mean(
+    state: ArrayLike, lesson: ArrayLike, gain: ArrayLike | None, prerequisite: ArrayLike | None = None
+) -> NDArray[np.float64]:
+    """The update mean s + l_k·σ(D(s, q_k)) for many students at once, each with its own
+    lesson code k (−1: a step with no lesson, mean s, noise only).
+
+    `state` (S, n, d): S posterior draws × n students; `gain`, `prerequisite` (S, L, d)
+    draws, `gain=None` for a model without lessons.  Only the columns with a lesson are
+    computed (the others are copied), so the no-lesson mean is s bit for bit.
+    """
+    mu = np.array(state, dtype=float, copy=True)
+    lesson = np.asarray(lesson)
+    has = lesson >= 0
+    if gain is None or not has.any():
+        return mu
+    k = lesson[has]
+    q = None if prerequisite is None else np.asarray(prerequisite)[:, k]
+    mu[:, has] = expected_update(mu[:, has], np.asarray(gain)[:, k], q)
+    return mu
+
+
+def next_state(
+    mu: ArrayLike, noise: ArrayLike, update: str = "expected", rng: np.random.Generator | None = None
+) -> NDArray[np.float64]:
+    """s_{t+1} from the update mean `mu` under σ_L = `noise` (scalar or per draw,
+    broadcasting): `update` one of UPDATES ("sample" draws from `rng`, inverse CDF)."""
+    if update == "mode":
+        return np.maximum(np.asarray(mu, dtype=float), 0.0)
+    if update == "expected":
+        return truncated_normal_mean(mu, noise)
+    if update == "sample":
+        return sample_truncated_normal(mu, noise, rng if rng is not None else np.random.default_rng())
+    raise ValueError(f"update must be one of {', '.join(map(repr, UPDATES))}, got {update!r}")
+
+
+def step_states(
+    state: ArrayLike,
+    lesson: ArrayLike,
+    gain: ArrayLike | None,
+    prerequisite: ArrayLike | None,
+    noise: ArrayLike,
+    update: str = "expected",
+    rng: np.random.Generator | None = None,
+) -> NDArray[np.float64]:
+    """One step of the push-through-lessons loop: states (S, n, d) after each student's
+    lesson code (−1: none), for prediction beyond the fitted history and the lessons check."""
+    return next_state(lesson_update_mean(state, lesson, gain, prerequisite), noise, update, rng)
+
+
 def history_logit(counts: Any, success: Any, failure: Any) -> Any:
     """γ_s·log(1+S) + γ_f·log(1+F) for counts (…, 2)."""
     return success * np.log1p(counts[..., 0]) + failure * np.log1p(counts[..., 1])
+
+
+def assessment_history_counts(
+    student: np.ndarray, assessment: np.ndarray, outcome: np.ndarray, time: np.ndarray | None = None
+) -> np.ndarray:
+    """Earlier successes and failures of the same student on the same assessment:
+    (rows, 2) float, columns S, F — the counts of the history term (`history_logit`).
+    (The performance-factors baseline's counts, overall and per module, are
+    `evaluate.baselines.pfa_history_counts`.) "Earlier" is by `time` (e.g. the flat state index or
+    the timestep), then by row order."""
+    student = np.asarray(student, dtype=np.int64)
+    assessment = np.asarray(assessment, dtype=np.int64)
+    y = np.asarray(outcome, dtype=float)
+    out = np.zeros((len(y), 2))
+    if not len(y):
+        return out
+    key = student * (int(assessment.max()) + 1) + assessment
+    tkey = np.zeros(len(y), dtype=np.int64) if time is None else np.asarray(time, dtype=np.int64)
+    order = np.lexsort((np.arange(len(y)), tkey, key))
+    k, yy = key[order], y[order]
+    start = np.r_[True, k[1:] != k[:-1]]
+    group = np.cumsum(start) - 1
+    first = np.flatnonzero(start)
+    succ = np.cumsum(yy) - yy  # successes before this row, over the whole sorted array
+    fail = np.cumsum(1 - yy) - (1 - yy)
+    out[order, 0] = succ - succ[first][group]
+    out[order, 1] = fail - fail[first][group]
+    return out
+
+
+#: Every parameter's prior, once: (family, key of its scale in the model config's
+#: "priors").  The PyMC graph, the simulator, the minibatch density and the MAP kernels
+#: all read it, so that swapping two keys cannot happen in one of them only (the
+#: states after the first have no prior of their own: the transition density is theirs).
+PRIORS: dict[str, tuple[str, str]] = {
+    "initial_state": ("halfnormal", "initial_state_scale"),
+    "requirement": ("halfnormal", "requirement_scale"),
+    "gain": ("halfnormal", "gain_scale"),
+    "prerequisite": ("halfnormal", "prerequisite_scale"),
+    "learning_noise": ("halfnormal", "learning_noise_scale"),
+    "student_bias": ("normal", "student_bias_sd"),
+    "assessment_bias": ("normal", "assessment_bias_sd"),
+    "history_success": ("normal", "history_sd"),
+    "history_failure": ("normal", "history_sd"),
+}
+
+
+def prior_family(name: str) -> str:
+    """"halfnormal" or "normal" (both centred at 0) for parameter `name`."""
+    return PRIORS[name][0]
+
+
+def prior_scale(name: str, priors: dict[str, Any]) -> float:
+    """The scale of parameter `name`'s prior, from a model config's "priors" dict."""
+    return float(priors[PRIORS[name][1]])
+
+
+def prior_logpdf(name: str, x: ArrayLike, priors: dict[str, Any]) -> NDArray[np.float64]:
+    """log prior density of `name` at x, per element (scipy.stats, constants included)."""
+    from scipy import stats
+
+    dist = stats.halfnorm if prior_family(name) == "halfnormal" else stats.norm
+    return dist.logpdf(np.asarray(x, dtype=float), scale=prior_scale(name, priors))
+
+
+def draw_prior(name: str, priors: dict[str, Any], rng: np.random.Generator, size: Any = None) -> Any:
+    """Draws of `name` from its prior: |N(0, σ²)| for a half-normal (one normal draw
+    per value, the simulator's random stream), N(0, σ²) otherwise."""
+    x = rng.normal(0.0, prior_scale(name, priors), size=size)
+    return np.abs(x) if prior_family(name) == "halfnormal" else x
 
 
 # ---------------------------------------------------------------------------
@@ -110,7 +311,17 @@ def history_logit(counts: Any, success: Any, failure: Any) -> Any:
 # (core.lazy), so the numpy half of this module stays light for a kernel MAP fit.
 # ---------------------------------------------------------------------------
 pt: Any = LazyModule("pytensor.tensor")
+pm: Any = LazyModule("pymc")
 _dist_math: Any = LazyModule("pymc.distributions.dist_math")
+
+
+def prior_variable(name: str, priors: dict[str, Any], **kwargs: Any) -> Any:
+    """The PyMC random variable of parameter `name` with its prior from PRIORS
+    (`kwargs`: dims, default_transform, ...; inside a `pm.Model` context)."""
+    sigma = prior_scale(name, priors)
+    if prior_family(name) == "halfnormal":
+        return pm.HalfNormal(name, sigma=sigma, **kwargs)
+    return pm.Normal(name, 0.0, sigma, **kwargs)
 
 
 def tensor_norm(v: pt.TensorVariable) -> pt.TensorVariable:
@@ -129,6 +340,35 @@ def relevance_at(s: Any, unit: Any, norm: Any, rows: Any, plus: Any = None) -> A
     combined first, so each is gathered once per answer or transition."""
     shift = -norm if plus is None else -norm + plus
     return pt.sum(s * unit[rows], axis=-1) + shift[rows]
+
+
+def learning_update_mean(
+    s_from: Any, lesson: Any, gain: Any, prereq_unit: Any = None, prereq_norm: Any = None
+) -> Any:
+    """s + l_k·σ(D(s, q_k)) per transition (zero gain where lesson k = −1), as a PyTensor
+    expression: the mean of the learning update in the PyMC graph and the minibatch density.
+
+    `gain` None: a model without lessons (the mean is s); `prereq_unit`, `prereq_norm`:
+    `unit_and_norm(prerequisite)`, None without prerequisites.  `lesson` is either a
+    numpy array (the PyMC graph: the mask is built in numpy and left out when every
+    transition has a lesson) or a symbolic integer vector (a minibatch's transitions).
+    """
+    if gain is None:
+        return s_from
+    if isinstance(lesson, np.ndarray):
+        has = lesson >= 0
+        k = np.where(has, lesson, 0)
+        mask = None if has.all() else has[:, None].astype("float64")
+    else:
+        has = pt.ge(lesson, 0)
+        k = pt.switch(has, lesson, 0)
+        mask = pt.cast(has, "float64")[:, None]
+    step_gain = gain[k]
+    if prereq_unit is not None:
+        step_gain = step_gain * pt.sigmoid(relevance_at(s_from, prereq_unit, prereq_norm, k))[:, None]
+    if mask is not None:
+        step_gain = step_gain * mask
+    return s_from + step_gain
 
 
 def truncated_normal_logp(

@@ -42,7 +42,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import log_ndtr, ndtri_exp
 
 from bayes_lse.model import terms as eq
 
@@ -184,48 +183,6 @@ def _rng(seed: int | np.random.Generator | None) -> np.random.Generator:
 
 
 # --------------------------------------------------------------------------- #
-# the update, with per-draw σ_L
-# --------------------------------------------------------------------------- #
-def _expected_next(state: FloatArray, gain: FloatArray, prereq: FloatArray | None, sigma: Any) -> FloatArray:
-    """`equations.expected_next_state`, also for a per-draw σ (an array broadcasting
-    against `state`): E[x | x>0] for N(μ, σ²) equals σ·E[z | z>0] for N(μ/σ, 1)."""
-    if np.ndim(sigma) == 0:
-        return eq.expected_next_state(state, gain, prereq, float(sigma))
-    mu = eq.expected_update(state, gain, prereq)
-    pos = sigma > 0
-    safe = np.where(pos, sigma, 1.0)
-    return np.where(pos, safe * eq.truncated_normal_mean(mu / safe, 1.0), np.maximum(mu, 0.0))
-
-
-def _truncnorm_sample(mu: FloatArray, sigma: Any, rng: np.random.Generator) -> FloatArray:
-    """N(μ, σ²) restricted to (0, ∞) by rejection (fast: here μ ≥ 0, so at least
-    half of the proposals are accepted); stragglers fall back to the inverse CDF."""
-    sig = np.broadcast_to(np.asarray(sigma, dtype=float), mu.shape).reshape(-1)
-    mf = mu.reshape(-1)
-    x = mf + sig * rng.standard_normal(mf.shape)
-    bad = np.nonzero(x <= 0)[0]
-    for _ in range(20):
-        if not len(bad):
-            break
-        x[bad] = mf[bad] + sig[bad] * rng.standard_normal(len(bad))
-        bad = bad[x[bad] <= 0]
-    if len(bad):
-        x[bad] = _truncnorm_from_uniform(mf[bad], sig[bad], 1.0 - rng.random(len(bad)))
-    return np.where(sig > 0, x, np.maximum(mf, 0.0)).reshape(mu.shape)
-
-
-def _truncnorm_from_uniform(mu: FloatArray, sigma: Any, u: FloatArray) -> FloatArray:
-    """Inverse-CDF draw of N(μ, σ²) restricted to (0, ∞) from uniforms u ∈ (0, 1],
-    in log space so that it is stable in either tail. σ may broadcast per draw."""
-    sigma = np.asarray(sigma, dtype=float)
-    safe = np.where(sigma > 0, sigma, 1.0)
-    r = mu / safe
-    w = ndtri_exp(np.log(u) + log_ndtr(r))  # = -z, z the standardised excess
-    x = np.maximum(mu - safe * w, 0.0)
-    return np.where(sigma > 0, x, np.maximum(mu, 0.0))
-
-
-# --------------------------------------------------------------------------- #
 # evaluation engine
 # --------------------------------------------------------------------------- #
 class _Engine:
@@ -264,10 +221,10 @@ class _Engine:
         q = None if self.prereqT is None else self.prereqT[lesson]
         if self.include_noise:
             mu = eq.expected_update(states, g, q)
-            return _truncnorm_from_uniform(mu, self.sigma, self.uniforms[depth - 1])
+            return eq.truncated_normal_quantile(mu, self.sigma, self.uniforms[depth - 1])
         if q is None:  # plain additive: keeps order irrelevant (see module docstring)
             return eq.expected_update(states, g, None)
-        return _expected_next(states, g, q, self.sigma)
+        return eq.expected_next_state(states, g, q, self.sigma)
 
     def goal_probs(self, states: FloatArray) -> FloatArray:
         """(M, S, G) per-goal pass probabilities."""
@@ -1181,7 +1138,7 @@ def place_student(
             mu = eq.expected_update(x, gain[:, None, k], q)
         else:  # a step without a lesson: noise only
             mu = x
-        x = _truncnorm_sample(mu, sigma, rng)
+        x = eq.sample_truncated_normal(mu, sigma, rng, method="rejection")
     ess = _ess(logw)
     w = np.exp(logw - logw.max(axis=1, keepdims=True))
     cdf = np.cumsum(w, axis=1)

@@ -31,7 +31,7 @@ xr: Any = LazyModule("xarray")
 
 
 #: how `FittedLSE.predict` moves a state through a step it was not fitted on
-UPDATES = ("expected", "mode", "sample")
+UPDATES = eq.UPDATES
 
 
 class FitResult:
@@ -313,25 +313,7 @@ class FitResult:
             if k == horizon:
                 break
             lk = np.array([lesson_at.get((s, int(base[si] + k)), -1) for si, s in enumerate(students)])
-            mu = cur.copy()
-            if gain is not None:
-                has = lk >= 0
-                if has.any():
-                    g = gain[:, lk[has]]
-                    q = prereq[:, lk[has]] if prereq is not None else None
-                    mu[:, has] = eq.expected_update(cur[:, has], g, q)
-            sigma = noise[:, None, None]
-            if update == "mode":
-                cur = np.maximum(mu, 0.0)
-            elif update == "expected":
-                z = mu / sigma
-                from scipy.special import log_ndtr
-
-                cur = mu + sigma * np.exp(-0.5 * z * z - 0.5 * np.log(2 * np.pi) - log_ndtr(z))
-            else:
-                from scipy import stats
-
-                cur = stats.truncnorm.rvs(a=-mu / sigma, b=np.inf, loc=mu, scale=sigma, random_state=rng)
+            cur = eq.step_states(cur, lk, gain, prereq, noise[:, None, None], update, rng)
         return out
 
     # ---------------------------------------------------------- save / load
