@@ -7,15 +7,15 @@ import pytest
 import xarray as xr
 
 from bayes_lse.model import terms as eq
-from bayes_lse.diagnostics.checks import (
+from bayes_lse.diagnostics import (
     DEFAULT_THRESHOLDS,
     Diagnostics,
-    _average_ranks,
     align_chains,
     convergence_stats,
     diagnose,
     identified_quantities,
 )
+from bayes_lse.diagnostics.estimators import _average_ranks
 
 from canned import advi_idata, map_idata, nuts_idata, simulate_truth
 

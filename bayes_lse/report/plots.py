@@ -19,15 +19,12 @@ from matplotlib.patches import Ellipse
 from matplotlib.ticker import MaxNLocator
 
 from bayes_lse.model import terms as eq
-from bayes_lse.diagnostics.checks import (
-    Diagnostics,
+from bayes_lse.diagnostics import Diagnostics, align_chains, convergence_stats, predictive_checks
+from bayes_lse.diagnostics.arrays import (
     as_array,
+    dim_labels,
     flatten_quantities,
     group_of,
-    dim_labels,
-    align_chains,
-    convergence_stats,
-    predictive_checks,
     state_owner,
     state_steps,
     student_labels,
@@ -109,7 +106,7 @@ def plot_trace_rank(source: xr.DataTree | Diagnostics, *, n: int = 4, max_draws:
     Rank plots show mixing better than traces: with well-mixed chains every chain's
     ranks are uniform.
     """
-    from bayes_lse.diagnostics.checks import identified_quantities
+    from bayes_lse.diagnostics import identified_quantities
 
     ident = source.identified if isinstance(source, Diagnostics) else identified_quantities(source)
     if ident is None or not ident.data_vars:
