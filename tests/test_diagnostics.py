@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from canned import advi_idata, map_idata, nuts_idata, simulate_truth
 
-from bayes_lse.model import terms as eq
 from bayes_lse.diagnostics import (
     DEFAULT_THRESHOLDS,
     Diagnostics,
@@ -16,8 +16,7 @@ from bayes_lse.diagnostics import (
     identified_quantities,
 )
 from bayes_lse.diagnostics.estimators import _average_ranks
-
-from canned import advi_idata, map_idata, nuts_idata, simulate_truth
+from bayes_lse.model import terms as eq
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ chain to match a reference (`align_chains`).  It never prints, and work is cappe
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -34,12 +34,28 @@ from bayes_lse.diagnostics.convergence import (
     worst_first,
 )
 from bayes_lse.diagnostics.loo import check_loo, loo_calibration, psis_loo
-from bayes_lse.diagnostics.map_optimum import check_map_gradient, check_map_optimiser, check_map_starts, map_table
+from bayes_lse.diagnostics.map_optimum import (
+    check_map_gradient,
+    check_map_optimiser,
+    check_map_starts,
+    map_table,
+)
 from bayes_lse.diagnostics.predictive import Predictive, predictive_checks
 from bayes_lse.diagnostics.quantities import identified_quantities
 from bayes_lse.diagnostics.result import CheckResult, Diagnostics
-from bayes_lse.diagnostics.sampler import check_divergences, check_ebfmi, check_tree_depth, sampler_table
-from bayes_lse.diagnostics.settings import DEFAULT_THRESHOLDS, MAX_ENTITIES, MAX_OBS, MAX_STATES, resolve_thresholds
+from bayes_lse.diagnostics.sampler import (
+    check_divergences,
+    check_ebfmi,
+    check_tree_depth,
+    sampler_table,
+)
+from bayes_lse.diagnostics.settings import (
+    DEFAULT_THRESHOLDS,
+    MAX_ENTITIES,
+    MAX_OBS,
+    MAX_STATES,
+    resolve_thresholds,
+)
 
 __all__ = ["diagnose"]
 

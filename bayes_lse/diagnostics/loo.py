@@ -7,11 +7,21 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_lse.diagnostics.arrays import dim_labels, group_of, student_labels, subsample, thin_draws
+from bayes_lse.diagnostics.arrays import (
+    dim_labels,
+    group_of,
+    student_labels,
+    subsample,
+    thin_draws,
+)
 from bayes_lse.diagnostics.calibration import calibration_tables
 from bayes_lse.diagnostics.predictive import row_logits
 from bayes_lse.diagnostics.result import CheckResult
-from bayes_lse.diagnostics.settings import MAX_LOO_CELLS, MAX_LOO_DRAWS, MAX_PREDICTIVE_DRAWS
+from bayes_lse.diagnostics.settings import (
+    MAX_LOO_CELLS,
+    MAX_LOO_DRAWS,
+    MAX_PREDICTIVE_DRAWS,
+)
 from bayes_lse.model import terms as eq
 
 __all__ = ["check_loo", "loo_calibration", "psis_loo"]

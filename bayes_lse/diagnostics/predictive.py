@@ -9,7 +9,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_lse.diagnostics.arrays import dim_labels, group_of, student_labels, thin_draws
+from bayes_lse.diagnostics.arrays import (
+    dim_labels,
+    group_of,
+    student_labels,
+    thin_draws,
+)
 from bayes_lse.diagnostics.calibration import calibration_tables, rate_table
 from bayes_lse.diagnostics.settings import MAX_PREDICTIVE_CELLS, MAX_PREDICTIVE_DRAWS
 from bayes_lse.model import terms as eq

@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from bayes_lse.diagnostics.arrays import as_array, dim_labels, group_of, state_owner, student_labels, subsample
+from bayes_lse.diagnostics.arrays import (
+    as_array,
+    dim_labels,
+    group_of,
+    state_owner,
+    student_labels,
+    subsample,
+)
 from bayes_lse.diagnostics.settings import MAX_OBS, MAX_TRANSITIONS
 from bayes_lse.model import terms as eq
 

@@ -18,19 +18,19 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from bayes_lse.model import terms as eq
 from bayes_lse.diagnostics import TABLE_INFO, Diagnostics, diagnose
 from bayes_lse.diagnostics.arrays import as_array, dim_labels, group_of, json_attr
+from bayes_lse.model import terms as eq
 
 __all__ = ["render_report", "write_report"]
 

@@ -8,8 +8,8 @@ returned figure).  Per-dimension pictures use chain-aligned draws
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -18,8 +18,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 from matplotlib.ticker import MaxNLocator
 
-from bayes_lse.model import terms as eq
-from bayes_lse.diagnostics import Diagnostics, align_chains, convergence_stats, predictive_checks
+from bayes_lse.diagnostics import (
+    Diagnostics,
+    align_chains,
+    convergence_stats,
+    predictive_checks,
+)
 from bayes_lse.diagnostics.arrays import (
     as_array,
     dim_labels,
@@ -30,6 +34,7 @@ from bayes_lse.diagnostics.arrays import (
     student_labels,
     thin_draws,
 )
+from bayes_lse.model import terms as eq
 
 __all__ = [
     "choose_skills",
