@@ -20,7 +20,7 @@ from bayes_lse.results.posterior import FitResult, load_tree, read_history
 
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
-    from bayes_lse.diagnostics.checks import Diagnostics
+    from bayes_lse.diagnostics import Diagnostics
     from bayes_lse.recommend.sequences import Recommendation
 
 __all__ = ["FittedLSE", "LatentSkillEmbedding", "load"]
@@ -84,7 +84,7 @@ class FittedLSE(FitResult):
     # ----------------------------------------------------------- diagnostics
     def diagnostics(self, **thresholds: Any) -> Diagnostics:
         """Convergence and predictive checks with ok/warn/fail verdicts (see `diagnostics.diagnose`)."""
-        from bayes_lse.diagnostics.checks import diagnose
+        from bayes_lse.diagnostics import diagnose
 
         return diagnose(self.idata, **thresholds)
 

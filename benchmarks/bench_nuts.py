@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 import bayes_lse as bl
-from bayes_lse.diagnostics.checks import diagnose
+from bayes_lse.diagnostics import diagnose
 from benchmarks.runner import emit_result
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")

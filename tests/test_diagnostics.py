@@ -5,19 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from canned import advi_idata, map_idata, nuts_idata, simulate_truth
 
-from bayes_lse.model import terms as eq
-from bayes_lse.diagnostics.checks import (
+from bayes_lse.diagnostics import (
     DEFAULT_THRESHOLDS,
     Diagnostics,
-    _average_ranks,
     align_chains,
     convergence_stats,
     diagnose,
     identified_quantities,
 )
-
-from canned import advi_idata, map_idata, nuts_idata, simulate_truth
+from bayes_lse.diagnostics.estimators import _average_ranks
+from bayes_lse.model import terms as eq
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +313,118 @@ def test_model_variants_diagnose(kwargs):
     d = diagnose(nuts_idata(tr, draws=100))
     assert d.check("R-hat (identified)")["status"] in {"ok", "warn"}
     assert "calibration" in d.tables
+
+
+# --------------------------------------------------------------------------- warn / fail paths of every check
+def _sticky(dt, k):
+    """The same posterior with every draw repeated k times (a chain that barely moves): ESS ≈ draws / k."""
+    dt = dt.copy()
+    post = dt["posterior"].to_dataset()
+    n = post.sizes["draw"]
+    dt["posterior"] = xr.DataTree(post.isel(draw=np.arange(n) // k).assign_coords(draw=np.arange(n)))
+    return dt
+
+
+def _flipped(dt):
+    """The same posterior with every observed outcome flipped: the predictions misfit the answers."""
+    dt = dt.copy()
+    obs = dt["observed_data"].to_dataset()
+    dt["observed_data"] = xr.DataTree(obs.assign(outcome=("obs", 1.0 - obs["outcome"].values)))
+    return dt
+
+
+def test_short_chains_warn_on_ess(truth):
+    dt = nuts_idata(truth, draws=60)  # 4 × 60 independent draws: ESS ≈ 240, between the fail and ok bounds
+    d = diagnose(dt, loo=False, predictive=False)
+    ident = d.tables["identified"]
+    for kind in ("bulk", "tail"):
+        row = d.check(f"{kind.capitalize()} ESS (identified)")
+        assert row["status"] == "warn", row["message"]
+        assert row["value"] == pytest.approx(ident[f"ess_{kind}"].min())
+        assert DEFAULT_THRESHOLDS["ess_fail"] <= row["value"] < DEFAULT_THRESHOLDS["ess_min"]
+        assert f"quantities are below {DEFAULT_THRESHOLDS['ess_min']:g}" in row["message"]
+    lenient = diagnose(dt, loo=False, predictive=False, ess_min=100, ess_fail=50)
+    assert lenient.check("Bulk ESS (identified)")["status"] == "ok"
+    assert lenient.check("Tail ESS (identified)")["status"] == "ok"
+
+
+def test_sticky_chains_fail_on_ess_and_warn_on_mcse(truth):
+    dt = _sticky(nuts_idata(truth), 40)  # each value held for 40 draws: ESS ≈ 1600 / 40 < ess_fail
+    d = diagnose(dt, loo=False, predictive=False)
+    for check in ("Bulk ESS (identified)", "Tail ESS (identified)"):
+        row = d.check(check)
+        assert row["status"] == "fail", row["message"]
+        assert row["value"] < DEFAULT_THRESHOLDS["ess_fail"]
+    mcse = d.check("MCSE (pass probabilities)")
+    assert mcse["status"] == "warn" and "simulation noise" in mcse["message"]
+    ident = d.tables["identified"]
+    assert mcse["value"] == pytest.approx(ident.loc[ident["variable"] == "pass_probability", "mcse_mean"].max())
+    assert mcse["value"] > DEFAULT_THRESHOLDS["mcse_p_max"]
+    lenient = diagnose(dt, loo=False, predictive=False, ess_min=1, ess_fail=1, mcse_p_max=0.05)
+    for check in ("Bulk ESS (identified)", "Tail ESS (identified)", "MCSE (pass probabilities)"):
+        assert lenient.check(check)["status"] == "ok", check
+
+
+def test_mcse_threshold_is_used(good):
+    dt, d = good
+    assert d.check("MCSE (pass probabilities)")["status"] == "ok"
+    strict = diagnose(dt, loo=False, predictive=False, mcse_p_max=1e-4)
+    row = strict.check("MCSE (pass probabilities)")
+    assert row["status"] == "warn" and row["value"] == d.check("MCSE (pass probabilities)")["value"]
+
+
+def test_raw_coordinates_warn_when_a_chain_is_stuck(stuck):
+    dt, d = stuck
+    row = d.check("R-hat (raw, aligned)")
+    assert row["status"] == "warn" and row["value"] > DEFAULT_THRESHOLDS["rhat_max"]
+    assert "rely on identified quantities" in row["message"]
+    assert row["value"] == pytest.approx(d.tables["raw"]["rhat"].max())
+    lenient = diagnose(dt, loo=False, predictive=False, rhat_max=2.0, rhat_fail=3.0)
+    assert lenient.check("R-hat (raw, aligned)")["status"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def misfit(truth):
+    dt = _flipped(nuts_idata(truth))
+    return dt, diagnose(dt, loo=False)
+
+
+def test_miscalibrated_predictions_warn(misfit):
+    dt, d = misfit
+    row = d.check("Calibration")
+    assert row["status"] == "warn" and "miscalibrated" in row["message"]
+    cal = d.tables["calibration"]
+    judged = cal[cal["answers"] >= DEFAULT_THRESHOLDS["ppc_min_answers"]]
+    assert row["value"] == pytest.approx(judged["outside"].mean())
+    assert row["value"] > DEFAULT_THRESHOLDS["calibration_outside_max"]
+    lenient = diagnose(dt, loo=False, calibration_outside_max=1.0)
+    assert lenient.check("Calibration")["status"] == "ok"
+
+
+@pytest.mark.parametrize("what", ["students", "assessments"])
+def test_misfit_pass_rates_warn_per_student_and_assessment(misfit, what):
+    dt, d = misfit
+    check = f"Pass rates per {what[:-1]}"
+    row = d.check(check)
+    assert row["status"] == "warn" and f"misfits these {what}" in row["message"]
+    table = d.tables[what]
+    judged = table[table["judged"]]
+    assert row["value"] == pytest.approx(judged["outside"].mean())
+    assert row["value"] > DEFAULT_THRESHOLDS["ppc_outside_max"]
+    assert str(judged[judged["outside"]].iloc[0, 0]) in row["message"]  # names the most surprising one
+    assert diagnose(dt, loo=False, ppc_outside_max=1.0).check(check)["status"] == "ok"
+    # entities with fewer answers than ppc_min_answers are not judged: no verdict at all
+    assert check not in set(diagnose(dt, loo=False, ppc_min_answers=10_000).verdicts["check"])
+
+
+def test_map_starts_that_disagree_warn(truth):
+    dt = map_idata(truth)
+    assert diagnose(dt, loo=False).check("MAP starts agree")["status"] == "ok"  # 1234.5 and 1234.9
+    opt = dt["optimization"].to_dataset()
+    dt["optimization"] = xr.DataTree(opt.assign(objective=("start", np.array([1234.5, 1290.0, 1301.2]))))
+    row = diagnose(dt, loo=False).check("MAP starts agree")
+    assert row["status"] == "warn" and row["value"] == 1 and "may not be global" in row["message"]
+    loose = diagnose(dt, loo=False, map_objective_tol=100.0).check("MAP starts agree")
+    assert loose["status"] == "ok" and loose["value"] == 3
+    strict = diagnose(map_idata(truth), loo=False, map_objective_tol=0.1).check("MAP starts agree")
+    assert strict["status"] == "warn" and strict["value"] == 1

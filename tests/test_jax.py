@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 
 import bayes_lse as bl
-from bayes_lse.diagnostics.checks import convergence_stats, identified_quantities
+from bayes_lse.diagnostics import convergence_stats, identified_quantities
 
 jax = pytest.importorskip("jax")
 numpyro = pytest.importorskip("numpyro")

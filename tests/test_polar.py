@@ -89,7 +89,7 @@ def test_polar_is_refused_where_it_has_no_meaning(tiny_cohort):
 @pytest.mark.slow
 def test_polar_and_cartesian_nuts_agree(tiny_cohort):
     """Both forms sample the same posterior: identified quantities agree within Monte Carlo error."""
-    from bayes_lse.diagnostics.checks import identified_quantities
+    from bayes_lse.diagnostics import identified_quantities
 
     fits = {
         form: bl.LatentSkillEmbedding(n_skills=2).fit(

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from bayes_lse.report import plots
 from bayes_lse.report import html as report_mod
-from bayes_lse.diagnostics.checks import diagnose
+from bayes_lse.diagnostics import diagnose
 from bayes_lse.report.html import write_report
 
 from canned import HOSTILE_ASSESSMENT, HOSTILE_STUDENT, advi_idata, map_idata, nuts_idata, simulate_truth

@@ -18,26 +18,19 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from bayes_lse.diagnostics import TABLE_INFO, Diagnostics, diagnose
+from bayes_lse.diagnostics.arrays import as_array, dim_labels, group_of, json_attr
 from bayes_lse.model import terms as eq
-from bayes_lse.diagnostics.checks import (
-    TABLE_INFO,
-    Diagnostics,
-    group_of,
-    json_attr,
-    as_array,
-    dim_labels,
-    diagnose,
-)
 
 __all__ = ["render_report", "write_report"]
 
@@ -175,7 +168,7 @@ def _data_summary(idata: xr.DataTree) -> tuple[dict[str, Any], dict[str, Any] | 
 
 
 def _embedding_tables(idata: xr.DataTree, aligned: xr.Dataset, max_rows: int) -> list[dict[str, Any]]:
-    from bayes_lse.diagnostics.checks import thin_draws
+    from bayes_lse.diagnostics.arrays import thin_draws
 
     idx = thin_draws(aligned.sizes["chain"], aligned.sizes["draw"], MAX_TABLE_DRAWS)
     post = aligned.isel(draw=idx)

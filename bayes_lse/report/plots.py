@@ -8,8 +8,8 @@ returned figure).  Per-dimension pictures use chain-aligned draws
 
 from __future__ import annotations
 
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -18,21 +18,23 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 from matplotlib.ticker import MaxNLocator
 
-from bayes_lse.model import terms as eq
-from bayes_lse.diagnostics.checks import (
+from bayes_lse.diagnostics import (
     Diagnostics,
-    as_array,
-    flatten_quantities,
-    group_of,
-    dim_labels,
     align_chains,
     convergence_stats,
     predictive_checks,
+)
+from bayes_lse.diagnostics.arrays import (
+    as_array,
+    dim_labels,
+    flatten_quantities,
+    group_of,
     state_owner,
     state_steps,
     student_labels,
     thin_draws,
 )
+from bayes_lse.model import terms as eq
 
 __all__ = [
     "choose_skills",
@@ -109,7 +111,7 @@ def plot_trace_rank(source: xr.DataTree | Diagnostics, *, n: int = 4, max_draws:
     Rank plots show mixing better than traces: with well-mixed chains every chain's
     ranks are uniform.
     """
-    from bayes_lse.diagnostics.checks import identified_quantities
+    from bayes_lse.diagnostics import identified_quantities
 
     ident = source.identified if isinstance(source, Diagnostics) else identified_quantities(source)
     if ident is None or not ident.data_vars:
