@@ -9,7 +9,7 @@ from bayes_lse.diagnostics.alignment import align_chains
 from bayes_lse.diagnostics.arrays import student_labels
 from bayes_lse.diagnostics.calibration import calibration_tables
 from bayes_lse.diagnostics.convergence import convergence_table
-from bayes_lse.diagnostics.diagnose import diagnose
+from bayes_lse.diagnostics.run import diagnose
 from bayes_lse.diagnostics.estimators import convergence_stats
 from bayes_lse.diagnostics.predictive import Predictive, predictive_checks
 from bayes_lse.diagnostics.quantities import identified_quantities
