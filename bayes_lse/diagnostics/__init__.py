@@ -1,7 +1,7 @@
 """Stage 5, diagnostics: convergence and predictive checks on identified quantities.
 
 One module per kind of check, each ``check_*`` returning its own `CheckResult`;
-`diagnose` (in `diagnose.py`) composes them into a `Diagnostics`.  The xarray helpers
+`diagnose` (in `run.py`) composes them into a `Diagnostics`.  The xarray helpers
 the plots and the report share are in `arrays.py`.
 """
 
