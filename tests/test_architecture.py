@@ -198,3 +198,17 @@ def test_architecture_md_lists_every_module_and_the_layers_in_order():
     assert m, "ARCHITECTURE.md has no ```layers block"
     drawn = [line.strip() for line in m.group(1).splitlines() if line.strip()]
     assert drawn == _contract_layers()
+
+
+def test_tests_mirror_the_package():
+    """Each folder under tests/ is named after a subpackage, and a module's tests are
+    found where its subpackage's are (tests/<subpackage>/test_*.py)."""
+    tests = ROOT / "tests"
+    subpackages = {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders <= subpackages, f"test folders that mirror no subpackage: {sorted(folders - subpackages)}"
+    basenames = [p.name for p in tests.rglob("test_*.py")]
+    assert len(basenames) == len(set(basenames)), "test file names must be unique (pytest's prepend import mode)"
+    root_tests = {p.name for p in tests.glob("test_*.py")}
+    # only tests of the repository as a whole stay at the top
+    assert root_tests == {"test_architecture.py", "test_benchmarks.py", "test_notebooks.py", "test_packaging.py"}

@@ -1,6 +1,6 @@
 """The recommender against the truth (issue 4): regret, band coverage and the
 blog's Figure 4, on simulated cohorts whose true parameters are known.
-The helpers are shared by the slow tests (``tests/test_recommend_truth.py``, which
+The helpers are shared by the slow tests (``tests/evaluate/test_recommend_truth.py``, which
 holds the assertions) and the script that prints the figures:
 
     python -m benchmarks.recommend_truth            # from the repository root

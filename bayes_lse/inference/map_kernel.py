@@ -12,11 +12,11 @@ Two backends compute the same terms: `"numpy"` (default; gathers and `bincount`
 scatter-adds) and `"numba"` (the loops compiled, `_map_kernel_numba.py`; ~1.5-2x
 faster per evaluation on ASSISTments, but numba's import and first call take
 ~105 MB of resident memory, which MAP on ASSISTments cannot afford within issue 7's
-400 MB).  They agree to rounding (`tests/test_map_kernel.py`).
+400 MB).  They agree to rounding (`tests/inference/test_map_kernel.py`).
 
 It is the density of `LatentSkillEmbedding.build_model(parametrization="centered")`
 term for term (priors with their constants, the Bernoulli likelihood, the
-truncated-normal transition with or without its normaliser); `tests/test_map_kernel.py`
+truncated-normal transition with or without its normaliser); `tests/inference/test_map_kernel.py`
 checks value and gradient against PyMC's compiled `model.logp()` for every variant.
 Used by `inference.fit_map` for the centred form; NUTS and ADVI keep PyMC.
 """

@@ -24,9 +24,7 @@ from bayes_lse.data.readers import (
 FIX = Path(__file__).parent / "fixtures" / "readers"
 EDNET = FIX / "ednet"
 RIIID = FIX / "riiid"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not DATA.is_dir():
-    DATA = Path("/work/shared/data")
+from conftest import SHARED_DATA as DATA  # noqa: E402  (../shared/data beside the repository; tests skip without it)
 L, A = "lesson", "assessment"
 NA = np.nan
 

@@ -27,9 +27,7 @@ from bayes_lse.evaluate.protocols import (
     read_split,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED_DATA.exists():
-    SHARED_DATA = Path("/work/shared/data")
+from conftest import SHARED_DATA  # noqa: E402  (../shared/data beside the repository; tests skip without it)
 
 
 @pytest.fixture(scope="module")
