@@ -89,7 +89,22 @@ class FittedLSE(FitResult):
         return diagnose(self.idata, **thresholds)
 
     def report(self, path: str | Path, *, title: str | None = None, **options: Any) -> Path:
-        """Write the self-contained HTML diagnostic report (see `report.write_report`)."""
+        """Write the self-contained HTML diagnostic report.
+
+        Parameters
+        ----------
+        path : str or Path
+            The HTML file to write.
+        title : str, optional
+            The page title (default: the method and data source).
+        **options
+            Passed to `report.html.write_report` (thresholds, figure choices).
+
+        Returns
+        -------
+        Path
+            The file written.
+        """
         from bayes_lse.report.html import write_report
 
         return write_report(self.idata, Path(path), title=title, **options)
@@ -112,7 +127,31 @@ class FittedLSE(FitResult):
         `student` is a student of the training data, or (with `history`) a new one
         placed from their interactions so far without refitting. Other options
         (band, include_noise, search, beam_width, top, costs, budget, target,
-        confidence, allow_repeats) go to `recommend.recommend_sequences`.
+        confidence, allow_repeats) go to `recommend.sequences.recommend_sequences`.
+
+        Parameters
+        ----------
+        student : str or None
+            A student of the training data; None with `history` for a new student.
+        goals : str or list of str
+            Goal assessments: a sequence is scored by the probability of passing all.
+        max_length : int
+            Longest sequence considered (default 3).
+        candidates : list of str, optional
+            Lessons to choose from (default: every lesson of the model).
+        history : DataFrame or path, optional
+            A new student's interactions so far; the student is placed by a particle
+            filter per posterior draw (`n_particles`), without refitting.
+        n_particles : int
+            Particles per draw when placing a new student (500: median ESS 336 in
+            docs/benchmarks.md).
+        seed : int, optional
+            Seed of the placement and of the simulated learning noise.
+
+        Returns
+        -------
+        Recommendation
+            The ranked sequences with posterior mean pass probability and its band.
         """
         from bayes_lse.recommend import sequences as rec
 

@@ -50,8 +50,28 @@ def simulate(
     assessments at each of `n_steps` timesteps and takes one random lesson between
     consecutive timesteps (so `n_steps - 1` lessons each).
 
-    `model_config` (merged over the defaults, `n_skills` taken from the argument)
-    sets priors, σ_L and the variant (prerequisites, biases, lessons).
+    The parameters are drawn from the model's priors (`model.terms.PRIORS`) and the
+    trajectory from its learning update, so the cohort comes from exactly the joint
+    distribution the PyMC graph defines (tests check the moments against the scales).
+
+    Parameters
+    ----------
+    n_students, n_steps, n_assessments, n_lessons, n_skills : int
+        The design: students × timesteps, module counts, skill dimension d.
+    answers_per_step : int
+        Distinct assessments each student answers at every timestep (0 allowed).
+    seed : int, optional
+        Seed of the numpy generator; the same seed gives the same cohort.
+    model_config : dict, optional
+        Merged over the defaults (`core.config.DEFAULT_MODEL_CONFIG`; ``n_skills``
+        is taken from the argument): priors, σ_L and the variant (prerequisites,
+        biases, lessons).
+
+    Returns
+    -------
+    SimulatedCohort
+        ``.table`` (the DESIGN §2 interaction table, with the true pass probability
+        ``p_true`` of every answer) and ``.truth`` (every true parameter, JSON-able).
     """
     for name, value, low in [
         ("n_students", n_students, 1),

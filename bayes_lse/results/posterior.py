@@ -182,6 +182,25 @@ class FitResult:
           MAP fit's trajectories follow the mode of every transition; on ASSISTments
           (docs/results.md) the two forecasts score within 0.01 AUC of each other;
         - ``"sample"``: one noisy update per draw, the full posterior predictive.
+
+        Parameters
+        ----------
+        interactions : DataFrame, path or InteractionLog
+            Rows of students in the model (DESIGN §2); lesson rows beyond a student's
+            fitted history are the lessons to push the state through.
+        ci : float
+            Width of the central interval (default 0.9).
+        update : {"expected", "mode", "sample"}
+            How a state moves through a step beyond the fitted history (above).
+        seed : int, optional
+            Seed for ``update="sample"``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per assessment row: ``student_id, module_id, timestep, p_mean,
+            p_low, p_high`` (and ``outcome`` / ``p_true`` when the input has them).
+            A point estimate (MAP) gives ``p_low = p_high = p_mean``.
         """
         from bayes_lse.data.log import InteractionLog, read_interactions
 
@@ -318,7 +337,22 @@ class FitResult:
 
     # ---------------------------------------------------------- save / load
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the model folder atomically; refuses to replace an existing model unless `overwrite`."""
+        """Write the model folder (results.storage) atomically.
+
+        Parameters
+        ----------
+        path : str or Path
+            The folder to write.
+        overwrite : bool
+            Replace an existing model there (only after the new one is complete);
+            without it an existing model is refused, and anything else at `path` is
+            never touched.
+
+        Returns
+        -------
+        Path
+            The folder written.
+        """
         tree = self.idata
         config = {
             "method": self.method,
