@@ -266,15 +266,20 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
 # ------------------------------------------------------------------ convert
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--from", "fmt", required=True, type=click.Choice(["assistments-dkt", "ednet-kt4", "riiid"]))
+@click.option("--from", "fmt", required=True, type=click.Choice(["assistments-dkt", "ednet-kt4", "riiid", "datashop"]))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--items-as-lessons", is_flag=True, help="assistments-dkt: every answered item is also a lesson.")
 @click.option("--explanations-as-lessons", is_flag=True, help="ednet-kt4: entering an explanation is a lesson.")
+@click.option("--lesson-outcomes", default=None, metavar="A,B",
+              help="datashop: Outcome values that are lessons (default STUDY).")
+@click.option("--module-column", default=None, metavar="COLUMN",
+              help="datashop: the column that names the module (default 'KC (Default)', e.g. 'KC (Cluster)').")
 @click.option("--overwrite", is_flag=True)
 @guard
 def convert(inputs: tuple[Path, ...], fmt: str, output: Path, items_as_lessons: bool,
-            explanations_as_lessons: bool, overwrite: bool) -> None:
-    """Convert public interaction logs (ASSISTments DKT, EdNet-KT4, Riiid) to the bayes-lse table."""
+            explanations_as_lessons: bool, lesson_outcomes: str | None, module_column: str | None,
+            overwrite: bool) -> None:
+    """Convert public interaction logs (ASSISTments DKT, EdNet-KT4, Riiid, DataShop) to the bayes-lse table."""
     from bayes_lse.data.readers import convert as run
 
     refuse_existing(output, overwrite)
@@ -283,6 +288,14 @@ def convert(inputs: tuple[Path, ...], fmt: str, output: Path, items_as_lessons: 
         options["items_as_lessons"] = True
     if explanations_as_lessons:
         options["explanations_as_lessons"] = True
+    if (lesson_outcomes is not None or module_column is not None) and fmt != "datashop":
+        raise UserError("--lesson-outcomes and --module-column apply to --from datashop only")
+    if lesson_outcomes is not None:
+        options["lesson_outcomes"] = [x.strip() for x in lesson_outcomes.split(",") if x.strip()]
+        if not options["lesson_outcomes"]:
+            raise UserError("--lesson-outcomes needs at least one value, e.g. STUDY")
+    if module_column is not None:
+        options["module_column"] = module_column
     table = run(fmt, [str(p) for p in inputs], **options)
     from bayes_lse.core.files import atomic_write_text
 

@@ -38,6 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bayes_lse.data.table import PathLike, finish_table, finish_table_codes, reader_error
+
 __all__ = [
     "FORMATS",
     "convert",
@@ -45,8 +47,8 @@ __all__ = [
     "read_ednet_kt4",
     "read_riiid",
 ]
+# read_datashop lives in data/datashop.py (it uses this module's table assembly)
 
-PathLike = str | os.PathLike[str]
 
 FORMATS: dict[str, str] = {
     "assistments-dkt": (
@@ -62,65 +64,14 @@ FORMATS: dict[str, str] = {
         "Riiid Answer Correctness Prediction train.csv (questions -> assessments q<id>, "
         "lectures -> lessons l<id>); optional questions.csv among the inputs"
     ),
+    "datashop": (
+        "DataShop transaction export (tab- or comma-separated): CORRECT/INCORRECT/HINT -> "
+        "assessments, STUDY -> lessons (option lesson_outcomes), module = KC (Default) "
+        "(option module_column, e.g. 'KC (Cluster)')"
+    ),
 }
 
 COLUMNS = ["student_id", "module_id", "module_type", "outcome", "timestep"]
-
-
-def _error(problem: str, *, source: PathLike | None = None, row: int | None = None,
-           column: str | None = None) -> Exception:
-    """Build an InteractionLogError (imported lazily so this module loads on its own)."""
-    from bayes_lse.core.errors import InteractionLogError
-
-    kwargs = {"problem": problem, "source": "<inputs>" if source is None else str(source),
-              "row": row, "column": column}
-    try:  # our row numbers are always text-file line numbers
-        return InteractionLogError(**kwargs, row_kind="line")
-    except TypeError:  # an errors.py without row_kind
-        return InteractionLogError(**kwargs)
-
-
-def _decode(codes: np.ndarray, uniques: Any) -> pd.Series:
-    """A string column from codes into its distinct values, decoded by Arrow."""
-    dictionary = pa.DictionaryArray.from_arrays(
-        pa.array(np.asarray(codes, dtype=np.int32)), pa.array([str(u) for u in uniques], type=pa.string())
-    )
-    return pd.Series(pd.array(dictionary.dictionary_decode(), dtype="str"))
-
-
-def _finish(student_id: Any, module_id: Any, is_lesson: np.ndarray, outcome: np.ndarray,
-            timestamp: np.ndarray | None = None) -> pd.DataFrame:
-    """Assemble the §2 table from rows already grouped by student and in time order.
-
-    The timestep is the number of lessons earlier in the same student's rows.
-    """
-    # Columns are built from integer codes and the distinct values, never one Python
-    # string per row: on ASSISTments (536k rows) that halves the reader's peak memory.
-    s_codes, s_uniques = pd.factorize(np.asarray(student_id, dtype=object))
-    m_codes, m_uniques = pd.factorize(np.asarray(module_id, dtype=object))
-    return _finish_codes(s_codes, s_uniques, m_codes, m_uniques, is_lesson, outcome, timestamp)
-
-
-def _finish_codes(s_codes: np.ndarray, s_uniques: Any, m_codes: np.ndarray, m_uniques: Any,
-                  is_lesson: np.ndarray, outcome: np.ndarray,
-                  timestamp: np.ndarray | None = None) -> pd.DataFrame:
-    """`_finish` from student and module codes (positions in their distinct values,
-    numbered in order of first appearance, as `pd.factorize` numbers them)."""
-    is_lesson = np.asarray(is_lesson, dtype=bool)
-    lessons = is_lesson.astype(np.int64)
-    # Lessons earlier in the same student's rows (groupby: robust even if a student recurs).
-    before = pd.Series(lessons).groupby(s_codes, sort=False).cumsum().to_numpy()
-    timestep = before - lessons
-    data = {
-        "student_id": _decode(s_codes, s_uniques),
-        "module_id": _decode(m_codes, m_uniques),
-        "module_type": _decode(is_lesson.astype(np.int64), np.array(["assessment", "lesson"], dtype=object)),
-        "outcome": np.where(is_lesson, np.nan, np.asarray(outcome, dtype=np.float64)),
-        "timestep": timestep.astype(np.int64),
-    }
-    if timestamp is not None:
-        data["timestamp"] = np.asarray(timestamp, dtype=np.int64)
-    return pd.DataFrame(data)
 
 
 # ---------------------------------------------------------------- ASSISTments DKT
@@ -151,7 +102,7 @@ def read_assistments_dkt(path: PathLike, *, items_as_lessons: bool = False,
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise _error(f"not a UTF-8 text file ({exc.reason})", source=path) from None
+        raise reader_error(f"not a UTF-8 text file ({exc.reason})", source=path) from None
     lines = text.splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -170,27 +121,27 @@ def read_assistments_dkt(path: PathLike, *, items_as_lessons: bool = False,
         try:
             length = int(head)
         except ValueError:
-            raise _error(f"sequence length {head!r} is not an integer (a DKT file has 3 lines "
+            raise reader_error(f"sequence length {head!r} is not an integer (a DKT file has 3 lines "
                          "per student: length, item ids, correctness)",
                          source=path, row=i + 1, column="sequence length") from None
         if length < 0:
-            raise _error(f"sequence length {length} is negative", source=path, row=i + 1,
+            raise reader_error(f"sequence length {length} is negative", source=path, row=i + 1,
                          column="sequence length")
         ids = _dkt_values(lines[i + 1])
         if len(ids) != length:
-            raise _error(f"{len(ids)} item ids but the sequence length on line {i + 1} is {length}",
+            raise reader_error(f"{len(ids)} item ids but the sequence length on line {i + 1} is {length}",
                          source=path, row=i + 2, column="item ids")
         if "" in ids:
-            raise _error(f"item id {ids.index('') + 1} is empty", source=path, row=i + 2,
+            raise reader_error(f"item id {ids.index('') + 1} is empty", source=path, row=i + 2,
                          column="item ids")
         marks = _dkt_values(lines[i + 2])
         if len(marks) != length:
-            raise _error(f"{len(marks)} correctness values but the sequence length on line "
+            raise reader_error(f"{len(marks)} correctness values but the sequence length on line "
                          f"{i + 1} is {length}", source=path, row=i + 3, column="correctness")
         joined = "".join(marks)
         if len(joined) != length or joined.strip("01"):
             bad = next(k for k, v in enumerate(marks) if v not in ("0", "1"))
-            raise _error(f"correctness value {bad + 1} is {marks[bad]!r}, expected 0 or 1",
+            raise reader_error(f"correctness value {bad + 1} is {marks[bad]!r}, expected 0 or 1",
                          source=path, row=i + 3, column="correctness")
         lengths[b] = length
         if length:
@@ -199,7 +150,7 @@ def read_assistments_dkt(path: PathLike, *, items_as_lessons: bool = False,
         del ids, marks
     if len(lines) % 3:
         start = 3 * n_full + 1
-        raise _error(f"truncated final block: the student starting on line {start} has "
+        raise reader_error(f"truncated final block: the student starting on line {start} has "
                      f"{len(lines) % 3} of its 3 lines (length, item ids, correctness)",
                      source=path, row=start, column=None)
     del lines, text
@@ -220,10 +171,10 @@ def read_assistments_dkt(path: PathLike, *, items_as_lessons: bool = False,
     s_codes = np.searchsorted(with_rows, s_codes)
     s_uniques = [f"{student_prefix}{k + 1}" for k in with_rows]
     if not items_as_lessons:
-        return _finish_codes(s_codes, s_uniques, m_codes, m_uniques, np.zeros(n, dtype=bool),
+        return finish_table_codes(s_codes, s_uniques, m_codes, m_uniques, np.zeros(n, dtype=bool),
                              outcome.astype(np.float64))
     # Interleave: assessment of answer j at row 2j, its lesson at row 2j+1.
-    return _finish_codes(np.repeat(s_codes, 2), s_uniques, np.repeat(m_codes, 2), m_uniques,
+    return finish_table_codes(np.repeat(s_codes, 2), s_uniques, np.repeat(m_codes, 2), m_uniques,
                          np.tile(np.array([False, True]), n),
                          np.repeat(outcome.astype(np.float64), 2))
 
@@ -236,18 +187,18 @@ def _read_csv(path: PathLike, required: Sequence[str], what: str, **kwargs: Any)
     try:
         df = pd.read_csv(path, **kwargs)
     except FileNotFoundError:
-        raise _error(f"{what} file not found", source=path) from None
+        raise reader_error(f"{what} file not found", source=path) from None
     except pd.errors.EmptyDataError:
-        raise _error(f"{what} file is empty", source=path) from None
+        raise reader_error(f"{what} file is empty", source=path) from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         msg = " ".join(str(exc).split())
         m = re.search(r"line (\d+)", msg)
-        raise _error(f"cannot parse {what} CSV: {msg}", source=path,
+        raise reader_error(f"cannot parse {what} CSV: {msg}", source=path,
                      row=int(m.group(1)) if m else None) from None
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise _error(f"{what} file lacks column(s) {', '.join(map(repr, missing))}; "
+        raise reader_error(f"{what} file lacks column(s) {', '.join(map(repr, missing))}; "
                      f"it has {', '.join(map(repr, df.columns))}", source=path, row=1,
                      column=missing[0])
     return df
@@ -265,7 +216,7 @@ def _integers(df: pd.DataFrame, column: str, path: PathLike, first_line: int = 2
         k = int(np.flatnonzero(bad)[0])
         value = col.iloc[k]
         shown = "empty" if pd.isna(value) else repr(str(value))
-        raise _error(f"{column} is {shown}, expected an integer", source=path,
+        raise reader_error(f"{column} is {shown}, expected an integer", source=path,
                      row=first_line + k, column=column)
     return arr.astype(np.int64)
 
@@ -282,12 +233,12 @@ def _ednet_user_files(paths: PathLike | Iterable[PathLike]) -> list[Path]:
         if p.is_dir():
             found = [f for f in p.iterdir() if f.is_file() and re.fullmatch(r"u\d+\.csv", f.name)]
             if not found:
-                raise _error("folder holds no EdNet-KT4 user files (u<N>.csv)", source=p)
+                raise reader_error("folder holds no EdNet-KT4 user files (u<N>.csv)", source=p)
             files.extend(sorted(found, key=lambda f: int(f.stem[1:])))
         else:
             files.append(p)
     if not files:
-        raise _error("no EdNet-KT4 user files given")
+        raise reader_error("no EdNet-KT4 user files given")
     return files
 
 
@@ -336,9 +287,9 @@ def read_ednet_kt4(paths: PathLike | Iterable[PathLike], *, questions: PathLike,
         parts.append(_ednet_one_user(f, ts, action, item, answer, line, correct, bundle_of,
                                      known_lectures, explanations_as_lessons))
     if not parts:
-        return _finish([], [], np.zeros(0, bool), np.zeros(0), np.zeros(0, np.int64))
+        return finish_table([], [], np.zeros(0, bool), np.zeros(0), np.zeros(0, np.int64))
     out = pd.concat(parts, ignore_index=True)
-    return _finish(out["student_id"], out["module_id"], out["is_lesson"].to_numpy(),
+    return finish_table(out["student_id"], out["module_id"], out["is_lesson"].to_numpy(),
                    out["outcome"].to_numpy(), out["timestamp"].to_numpy())
 
 
@@ -359,12 +310,12 @@ def _ednet_one_user(path: Path, ts: np.ndarray, action: np.ndarray, item: np.nda
         not_q = np.array([not s.startswith("q") for s in r_item], dtype=bool)
         if not_q.any():
             k = r[np.flatnonzero(not_q)[0]]
-            raise _error(f"respond action on {item[k]!r}, which is not a question (q…)",
+            raise reader_error(f"respond action on {item[k]!r}, which is not a question (q…)",
                          source=path, row=int(line[k]), column="item_id")
         unknown = np.array([s not in correct for s in r_item], dtype=bool)
         if unknown.any():
             k = r[np.flatnonzero(unknown)[0]]
-            raise _error(f"question {item[k]!r} is not in questions.csv, so it cannot be graded",
+            raise reader_error(f"question {item[k]!r} is not in questions.csv, so it cannot be graded",
                          source=path, row=int(line[k]), column="item_id")
         c = closing[r]
         submitted = c < len(submit_items)
@@ -384,7 +335,7 @@ def _ednet_one_user(path: Path, ts: np.ndarray, action: np.ndarray, item: np.nda
     if known_lectures is not None:
         for k in np.flatnonzero(lesson_mask):
             if item[k] not in known_lectures:
-                raise _error(f"lecture {item[k]!r} is not in lectures.csv", source=path,
+                raise reader_error(f"lecture {item[k]!r} is not in lectures.csv", source=path,
                              row=int(line[k]), column="item_id")
     if explanations_as_lessons:
         lesson_mask |= is_enter & (first == "e")
@@ -445,14 +396,14 @@ def read_riiid(path: PathLike | Sequence[PathLike], *,
         bad = (ctype != 0) & (ctype != 1)
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            raise _error(f"content_type_id is {ctype[k]}, expected 0 (question) or 1 (lecture)",
+            raise reader_error(f"content_type_id is {ctype[k]}, expected 0 (question) or 1 (lecture)",
                          source=p, row=k + 2, column="content_type_id")
         is_q = ctype == 0
         if qcorrect is not None:
             unknown = is_q & ~np.isin(content, np.fromiter(qcorrect, dtype=np.int64))
             if unknown.any():
                 k = int(np.flatnonzero(unknown)[0])
-                raise _error(f"question {content[k]} is not in questions.csv", source=p,
+                raise reader_error(f"question {content[k]} is not in questions.csv", source=p,
                              row=k + 2, column="content_id")
         if "answered_correctly" in df.columns:
             ac = pd.to_numeric(df["answered_correctly"], errors="coerce").to_numpy(
@@ -462,7 +413,7 @@ def read_riiid(path: PathLike | Sequence[PathLike], *,
                 k = int(np.flatnonzero(bad)[0])
                 v = df["answered_correctly"].iloc[k]
                 shown = "empty" if pd.isna(v) else repr(str(v))
-                raise _error(f"answered_correctly is {shown} for a question, expected 0 or 1",
+                raise reader_error(f"answered_correctly is {shown} for a question, expected 0 or 1",
                              source=p, row=k + 2, column="answered_correctly")
             outcome = np.where(is_q, ac, np.nan)
         elif qcorrect is not None and "user_answer" in df.columns:
@@ -472,7 +423,7 @@ def read_riiid(path: PathLike | Sequence[PathLike], *,
             outcome = np.full(len(df), np.nan)
             outcome[is_q] = (ua[is_q] == key).astype(np.float64)
         else:
-            raise _error("no answered_correctly column (to grade user_answer instead, pass "
+            raise reader_error("no answered_correctly column (to grade user_answer instead, pass "
                          "questions.csv)", source=p, row=1, column="answered_correctly")
         cols["user"].append(user)
         cols["ts"].append(ts)
@@ -486,7 +437,7 @@ def read_riiid(path: PathLike | Sequence[PathLike], *,
     order = np.lexsort((np.arange(len(user)), ts, code))
     user, ts, content, lecture, outcome = (a[order] for a in (user, ts, content, lecture, outcome))
     module = pd.Series(np.where(lecture, "l", "q"), dtype="str") + pd.Series(content).astype("str")
-    return _finish(pd.Series(user).astype("str"), module, lecture, outcome, ts)
+    return finish_table(pd.Series(user).astype("str"), module, lecture, outcome, ts)
 
 
 # ---------------------------------------------------------------- dispatch
@@ -512,7 +463,7 @@ def _ednet_inputs(inputs: Sequence[PathLike], options: dict[str, Any]) -> pd.Dat
         else:
             users.append(p)
     if not users:
-        raise _error("no EdNet-KT4 user files among the inputs (only questions/lectures)")
+        raise reader_error("no EdNet-KT4 user files among the inputs (only questions/lectures)")
     home = users[0] if users[0].is_dir() else users[0].parent
     for name, key in _EDNET_CONTENT.items():
         if options.get(key) is None and key not in found and (home / name).is_file():
@@ -521,7 +472,7 @@ def _ednet_inputs(inputs: Sequence[PathLike], options: dict[str, Any]) -> pd.Dat
     for key, p in found.items():
         opts.setdefault(key, p)
     if "questions" not in opts:
-        raise _error("EdNet-KT4 needs questions.csv (the correct answers): give it as an input "
+        raise reader_error("EdNet-KT4 needs questions.csv (the correct answers): give it as an input "
                      "or put it beside the user files", source=home)
     return read_ednet_kt4(users, **opts)
 
@@ -544,7 +495,8 @@ def convert(fmt: str, inputs: Sequence[PathLike] | PathLike, **options: Any) -> 
         raise ValueError(f"no input files given for {fmt}")
     allowed = {"assistments-dkt": {"items_as_lessons", "student_prefix"},
                "ednet-kt4": {"questions", "lectures", "explanations_as_lessons"},
-               "riiid": {"questions"}}[fmt]
+               "riiid": {"questions"},
+               "datashop": {"lesson_outcomes", "module_column", "drop_outcomes"}}[fmt]
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValueError(f"unknown option(s) for {fmt}: {', '.join(unknown)}; "
@@ -558,6 +510,12 @@ def convert(fmt: str, inputs: Sequence[PathLike] | PathLike, **options: Any) -> 
                           for p in inputs], ignore_index=True)
     if fmt == "ednet-kt4":
         return _ednet_inputs(inputs, options)
+    if fmt == "datashop":
+        from bayes_lse.data.datashop import read_datashop
+
+        if len(inputs) > 1:
+            raise ValueError("datashop: give one transaction export (concatenate exports with DataShop's tools)")
+        return read_datashop(inputs[0], **options)
     train: list[PathLike] = []
     questions = options.get("questions")
     for p in inputs:

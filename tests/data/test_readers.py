@@ -289,7 +289,7 @@ def test_riiid_unknown_question(tmp_path: Path) -> None:
 
 
 def test_convert_dispatch(tmp_path: Path) -> None:
-    assert set(FORMATS) == {"assistments-dkt", "ednet-kt4", "riiid"}
+    assert set(FORMATS) == {"assistments-dkt", "ednet-kt4", "riiid", "datashop"}
     pd.testing.assert_frame_equal(convert("assistments-dkt", [FIX / "dkt_small.csv"]),
                                   read_assistments_dkt(FIX / "dkt_small.csv"))
     other = tmp_path / "other.csv"
