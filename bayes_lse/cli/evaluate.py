@@ -183,7 +183,7 @@ def run_evaluate_cli(
 
 @click.command("evaluate")
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--from", "fmt_in", type=click.Choice(["assistments-dkt", "ednet-kt4", "riiid"]), default=None,
+@click.option("--from", "fmt_in", type=click.Choice(["assistments-dkt", "ednet-kt4", "riiid", "datashop"]), default=None,
               help="DATA is in this public format (as for `convert`) instead of the interaction table.")
 @click.option("--items-as-lessons", is_flag=True, help="With --from assistments-dkt: every answered item is also a lesson.")
 @click.option("--explanations-as-lessons", is_flag=True, help="With --from ednet-kt4: explanations are lessons.")
