@@ -139,6 +139,12 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
     fitted = model.fit(log, method=method, **overrides)
     fitted.save(output, overwrite=overwrite)
     click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
+    # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so
+    try:
+        line = fitted.diagnostics().verdict_line()
+    except Exception as exc:  # noqa: BLE001 - the model is saved; a failing check must not hide that
+        line = f"diagnostics could not run ({type(exc).__name__}: {exc})"
+    click.echo(f"{line}\n(details: bayes-lse report {output})")
 
 
 # ------------------------------------------------------------------ predict

@@ -125,6 +125,26 @@ class Diagnostics:
     def ok(self) -> bool:
         return self.status != "fail"
 
+    def verdict_line(self) -> str:
+        """One line a user reads after a fit: the overall status, how many checks
+        warn or fail, and the worst check with what to do about it.
+
+        Issue 20: `fit` printed "fitted in 74.9 s; model saved" while its own checks
+        said FAIL (R-hat 1.14, bulk ESS 10); this line is printed after every fit.
+        """
+        n = len(self.verdicts)
+        if not n:
+            return "diagnostics: OK (no checks apply)"
+        status = self.status
+        counts = self.verdicts["status"].value_counts()
+        head = f"diagnostics: {status.upper()} ({counts.get('fail', 0)} fail, {counts.get('warn', 0)} warn of {n} checks)"
+        if status == "ok":
+            return head
+        rank = self.verdicts["status"].map(STATUS_ORDER)
+        worst = self.verdicts.loc[rank.idxmax()]
+        message = " ".join(str(worst.get("message", "")).split())
+        return f"{head}; worst: {worst['check']} — {message}"
+
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name == "verdicts":
             return self.verdicts

@@ -62,6 +62,17 @@ def test_healthy_fit_passes_every_check(good):
     assert set(d.verdicts["status"]) <= {"ok", "warn", "fail"}
 
 
+def test_verdict_line_names_status_counts_and_the_worst_check(good, stuck):
+    """The one line `bayes-lse fit` prints after every fit (issue 20)."""
+    assert good[1].verdict_line().startswith("diagnostics: OK (0 fail, 0 warn of ")
+    _, d = stuck
+    line = d.verdict_line()
+    n_fail = int((d.verdicts["status"] == "fail").sum())
+    assert line.startswith(f"diagnostics: FAIL ({n_fail} fail, ")
+    worst = d.verdicts[d.verdicts["status"] == "fail"].iloc[0]
+    assert f"worst: {worst['check']}" in line and "chain 2" in line and "\n" not in line
+
+
 def test_bad_chain_is_flagged_and_named(stuck):
     _, d = stuck
     row = d.check("R-hat (identified)")
