@@ -40,6 +40,8 @@ def simulate(output: Path, students: int, steps: int, assessments: int, lessons:
 
     refuse_existing(output, overwrite)
     if truth is not None:
+        if truth.resolve() == output.resolve() or (truth.exists() and output.exists() and truth.samefile(output)):
+            raise UserError(f"--truth {truth} is the same file as -o {output}: the truth would replace the data")
         refuse_existing(truth, overwrite)
     cohort = run(n_students=students, n_steps=steps, n_assessments=assessments, n_lessons=lessons,
                  n_skills=skills, answers_per_step=answers_per_step, seed=seed)
@@ -134,6 +136,12 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
     unknown = sorted(set(overrides) - set(DEFAULT_FIT_CONFIG[method]))
     if unknown:
         raise UserError(f"option(s) {', '.join(unknown)} do not apply to --method {method}")
+    from bayes_lse.core.config import merge, validate_fit_config
+
+    try:  # before any work: a bad setting names its key (and the file it came from)
+        validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
+    except ValueError as exc:
+        raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
     click.echo(f"fitting {model} by {method.upper()} to {log.n_students} students, "
                f"{log.summary().get('n_assessment_rows', '?')} answers ...", err=True)
     fitted = model.fit(log, method=method, **overrides)

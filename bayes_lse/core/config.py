@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import math
+import numbers
 from typing import Any
 
 #: σ_L default: the original LSE code's learning-update variance of 0.5.
@@ -115,21 +116,90 @@ def merge(defaults: dict[str, Any], overrides: dict[str, Any] | None, where: str
     return out
 
 
+#: type and range of every numeric and boolean fit setting (enumerated ones are checked
+#: where they are used); "int>=1" etc. read as the message says. Issue 19 item 12: a
+#: config with starts 1.5, maxiter 0 or -3, jitter -1, 1e400 or null reached the
+#: optimiser and failed there with messages naming neither the file nor the key.
+FIT_SETTING_RULES: dict[str, str] = {
+    "starts": "int>=1", "maxiter": "int>=1", "ftol": "float>0", "gtol": "float>0", "jitter": "float>=0",
+    "constrained": "bool", "jacobian": "bool", "normalised": "bool", "maxcor": "auto|int>=1",
+    "max_iterations": "int>=1", "learning_rate": "float>0", "tolerance": "float>=0", "window": "int>=1",
+    "draws": "int>=1", "batch_size": "none|int>=1", "max_seconds": "none|float>0",
+    "chains": "int>=1", "tune": "int>=0", "target_accept": "float in (0, 1)", "cores": "none|int>=1",
+    "seed": "none|int>=0",
+}
+
+
+def _rule_ok(value: Any, rule: str) -> bool:
+    for alt in rule.split("|"):
+        if alt == "none" and value is None:
+            return True
+        if alt == "auto" and value == "auto":
+            return True
+        if alt == "bool" and isinstance(value, bool):
+            return True
+        if isinstance(value, bool):
+            continue
+        if alt.startswith("int") and isinstance(value, numbers.Integral):
+            low = int(alt.split(">=")[1])
+            if value >= low:
+                return True
+        if alt.startswith("float") and isinstance(value, numbers.Real) and math.isfinite(value):
+            if alt == "float>0" and value > 0:
+                return True
+            if alt == "float>=0" and value >= 0:
+                return True
+            if alt == "float in (0, 1)" and 0 < value < 1:
+                return True
+    return False
+
+
+def validate_fit_config(cfg: dict[str, Any], method: str) -> dict[str, Any]:
+    """Check every numeric and boolean setting of a merged fit config.
+
+    Parameters
+    ----------
+    cfg : dict
+        The method's defaults merged with the user's overrides (`merge`).
+    method : str
+        "map", "advi" or "nuts" (named in messages).
+
+    Returns
+    -------
+    dict
+        `cfg`, unchanged.
+
+    Raises
+    ------
+    ValueError
+        Naming the setting, the value and the allowed type and range, e.g.
+        ``map fit setting 'starts' must be an integer >= 1, got 1.5``.
+    """
+    words = {"int>=1": "an integer >= 1", "int>=0": "an integer >= 0", "float>0": "a finite number > 0",
+             "float>=0": "a finite number >= 0", "bool": "true or false", "auto": "'auto'", "none": "null",
+             "float in (0, 1)": "a number strictly between 0 and 1"}
+    for key, rule in FIT_SETTING_RULES.items():
+        if key in cfg and not _rule_ok(cfg[key], rule):
+            allowed = " or ".join(words[a] for a in rule.split("|"))
+            raise ValueError(f"{method} fit setting {key!r} must be {allowed}, got {cfg[key]!r}")
+    return cfg
+
+
 def validate_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
     d = cfg["n_skills"]
     if not isinstance(d, int) or isinstance(d, bool) or d < 1:
         raise ValueError(f"n_skills must be an integer >= 1, got {d!r}")
     noise = cfg["learning_noise"]
     if noise != "learned":
-        if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not noise > 0:
-            raise ValueError(f"learning_noise must be a positive number or 'learned', got {noise!r}")
+        if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not (noise > 0 and math.isfinite(noise)):
+            raise ValueError(f"learning_noise must be a finite positive number or 'learned', got {noise!r}")
         cfg["learning_noise"] = float(noise)
     for key in ("prerequisites", "biases", "lessons", "history"):
         if not isinstance(cfg[key], bool):
             raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
     for key, value in cfg["priors"].items():
-        if not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"prior {key} must be a positive number, got {value!r}")
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"prior {key} must be a finite positive number, got {value!r}")
         cfg["priors"][key] = float(value)
     return cfg
 

@@ -18,7 +18,7 @@ from scipy import optimize
 from threadpoolctl import threadpool_limits
 
 from bayes_lse.core.lazy import LazyModule
-from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge
+from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge, validate_fit_config
 from bayes_lse.inference.stopping import LossPlateau, TimeLimit
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def run_fit(
     """Fit `spec` to `data` by `method` and return the posterior DataTree (ARCHITECTURE.md)."""
     from bayes_lse.inference.assemble import build_datatree
 
-    fit_cfg = merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit")
+    fit_cfg = validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
     if progressbar is None:
         progressbar = default_progressbar()
     _release_free_memory()

@@ -100,3 +100,24 @@ def test_convert_dkt(tmp_path):
     out = pd.read_csv(tmp_path / "out.csv")
     assert (out.module_type == "assessment").sum() == 5
     assert (out.module_type == "lesson").sum() == 5
+
+
+def test_config_errors_name_file_key_and_range_before_fitting(tmp_path):
+    run("simulate", "-o", "data.csv", "--students", "4", "--steps", "2", "--assessments", "3", "--lessons", "1",
+        "--seed", "1", cwd=tmp_path)
+    for text, words in (('{"starts": 1.5}', "'starts' must be an integer >= 1, got 1.5"),
+                        ('{"maxiter": -3}', "'maxiter' must be an integer >= 1, got -3"),
+                        ('{"jitter": -1}', "'jitter' must be a finite number >= 0")):
+        (tmp_path / "c.json").write_text(text)
+        proc = run("fit", "data.csv", "-o", "m", "--method", "map", "--config", "c.json", cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and "c.json: map fit setting" in proc.stderr and words in proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "m").exists()
+    proc = run("fit", "data.csv", "-o", "m", "--method", "map", "--learning-noise", "inf", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "learning_noise must be a finite positive number" in proc.stderr
+
+
+def test_simulate_refuses_truth_on_the_data_file(tmp_path):
+    proc = run("simulate", "-o", "x.csv", "--truth", "./x.csv", "--students", "3", "--steps", "2", cwd=tmp_path,
+               check=False)
+    assert proc.returncode == 2 and "same file" in proc.stderr
+    assert not (tmp_path / "x.csv").exists()
