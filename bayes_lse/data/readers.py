@@ -156,6 +156,9 @@ def read_assistments_dkt(path: PathLike, *, items_as_lessons: bool = False,
     del lines, text
 
     n = int(lengths.sum())
+    if n == 0:  # a header-only table that `fit` would then reject (issue 19 item 13)
+        raise reader_error("no answers in the file (an empty DKT file, or every student has length 0)",
+                           source=path)
     outcome = (np.frombuffer("".join(outcome_chunks).encode("ascii"), dtype=np.uint8) == ord("1"))
     del outcome_chunks
     # item ids: split by Arrow, numbered in order of first appearance (as pd.factorize)
@@ -502,6 +505,11 @@ def convert(fmt: str, inputs: Sequence[PathLike] | PathLike, **options: Any) -> 
         raise ValueError(f"unknown option(s) for {fmt}: {', '.join(unknown)}; "
                          f"allowed: {', '.join(sorted(allowed))}")
 
+    for p in inputs:  # one line naming the input, not a traceback (issue 19 item 13)
+        if fmt != "ednet-kt4" and Path(p).is_dir():
+            raise reader_error(f"is a folder; --from {fmt} takes files", source=p)
+        if not Path(p).exists():
+            raise reader_error("input file not found", source=p)
     if fmt == "assistments-dkt":
         if len(inputs) == 1:
             return read_assistments_dkt(inputs[0], **options)

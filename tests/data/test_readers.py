@@ -343,3 +343,18 @@ def test_real_ednet_sample() -> None:
     expl = read_ednet_kt4(EDNET_SAMPLE, questions=EDNET_SAMPLE / "questions.csv",
                           explanations_as_lessons=True)
     assert expl["module_type"].value_counts().to_dict() == {A: 2443, L: 178 + 2510}
+
+
+def test_convert_refuses_folders_missing_files_and_empty_dkt(tmp_path):
+    """Issue 19 item 13: one line naming the input, never a traceback or a header-only table."""
+    with pytest.raises(InteractionLogError, match="is a folder"):
+        convert("assistments-dkt", [tmp_path])
+    with pytest.raises(InteractionLogError, match="is a folder"):
+        convert("riiid", [tmp_path])
+    with pytest.raises(InteractionLogError, match="not found"):
+        convert("riiid", [tmp_path / "nope.csv"])
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(InteractionLogError, match="no answers") as info:
+        convert("assistments-dkt", [empty])
+    assert str(empty) in str(info.value)
