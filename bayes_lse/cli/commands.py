@@ -186,15 +186,25 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, u
         click.echo(f"wrote {len(pred)} predictions to {output}", err=True)
 
 
+def _candidate_list(text: str | None) -> list[str] | None:
+    """--candidates as a list; an option given with no lesson in it is an error, not "all"."""
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise UserError(f"--candidates names no lesson ({text!r}); omit it to choose from every lesson")
+    return names
+
+
 # ------------------------------------------------------------------- report
 @main.command()
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="HTML file (default reports/<model name>.html).")
 @click.option("--title", default=None)
-@click.option("--rhat-max", type=float, default=1.01, show_default=True)
-@click.option("--ess-min", type=float, default=400, show_default=True)
-@click.option("--ebfmi-min", type=float, default=0.3, show_default=True)
+@click.option("--rhat-max", type=click.FloatRange(min=1.0), default=1.01, show_default=True)
+@click.option("--ess-min", type=click.FloatRange(min=0.0), default=400, show_default=True)
+@click.option("--ebfmi-min", type=click.FloatRange(min=0.0), default=0.3, show_default=True)
 @click.option("--skills", default=None, help="Two skill indices to plot when d > 2, e.g. 0,2.")
 @click.option("--lesson", default=None, help="Lesson whose gain field to draw (default: the largest gain).")
 @click.option("--overwrite", is_flag=True)
@@ -206,6 +216,11 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
 
     output = output or Path("reports") / f"{Path(model).name}.html"
     refuse_existing(output, overwrite)
+    import math
+
+    for name, value in (("--rhat-max", rhat_max), ("--ess-min", ess_min), ("--ebfmi-min", ebfmi_min)):
+        if not math.isfinite(value):  # FloatRange lets nan through; a nan threshold passes every check
+            raise UserError(f"{name} must be a finite number, got {value}")
     fitted = load(model)
     pair = None
     if skills:
@@ -213,6 +228,13 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
             pair = tuple(int(x) for x in skills.split(","))
         except ValueError:
             raise UserError(f"--skills must be two integers like 0,1, got {skills!r}") from None
+        d = fitted.n_skills
+        if len(pair) != 2 or pair[0] == pair[1] or not all(0 <= k < d for k in pair):
+            raise UserError(f"--skills must be two different skill indices in 0..{d - 1}, got {skills!r}")
+    if lesson is not None and lesson not in {str(x) for x in fitted.lessons}:
+        shown = ", ".join(map(str, list(fitted.lessons)[:10]))
+        raise UserError(f"--lesson {lesson!r} is not a lesson of the model (lessons: {shown or 'none'}"
+                        f"{', ...' if len(fitted.lessons) > 10 else ''})")
     path = fitted.report(output, title=title or f"bayes-lse report: {Path(model).name}",
                          thresholds={"rhat_max": rhat_max, "ess_min": ess_min, "ebfmi_min": ebfmi_min},
                          skills=pair, lesson=lesson)
@@ -269,7 +291,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
     fitted = load(model)
     result = fitted.recommend(
         student, list(goals), max_length=max_length,
-        candidates=[c.strip() for c in candidates.split(",") if c.strip()] if candidates else None,
+        candidates=_candidate_list(candidates),
         history=history, seed=seed, band=(lo, hi), include_noise=include_noise, search=search,
         beam_width=beam_width, top=top, costs=cost_map, budget=budget, target=target, confidence=confidence,
         allow_repeats=repeats,

@@ -121,3 +121,22 @@ def test_simulate_refuses_truth_on_the_data_file(tmp_path):
                check=False)
     assert proc.returncode == 2 and "same file" in proc.stderr
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_report_and_recommend_refuse_options_that_would_be_ignored(tmp_path):
+    """Issue 19 item 16: each exits 2 with one line naming the option, and writes nothing."""
+    run("simulate", "-o", "data.csv", "--students", "6", "--steps", "3", "--assessments", "4", "--lessons", "2",
+        "--seed", "2", cwd=tmp_path)
+    run("fit", "data.csv", "-o", "m", "--method", "map", "--starts", "1", "--skills", "2", "--seed", "0",
+        cwd=tmp_path)
+    for args, words in ((["--lesson", "nope"], "--lesson 'nope' is not a lesson"),
+                        (["--skills", "0,5"], "two different skill indices in 0..1"),
+                        (["--skills", "0,1,1"], "two different skill indices"),
+                        (["--skills", "1,1"], "two different skill indices"),
+                        (["--rhat-max", "-1"], "--rhat-max"),
+                        (["--ess-min", "nan"], "--ess-min must be a finite number")):
+        proc = run("report", "m", "-o", "r.html", *args, cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and words in proc.stderr, (args, proc.stderr)
+        assert not (tmp_path / "r.html").exists()
+    proc = run("recommend", "m", "--student", "s0", "--goal", "A0", "--candidates", ",,,", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "--candidates names no lesson" in proc.stderr
