@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 
-from bayes_lse.cli.common import EXIT_INPUT, UserError, guard, refuse_existing, write_text  # noqa: F401
+from bayes_lse.cli.common import EXIT_INPUT, UserError, check_writable, guard, refuse_existing, write_text  # noqa: F401
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,6 +114,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
     from bayes_lse.results.storage import MANIFEST
 
     output = output or Path("models") / data.stem
+    check_writable(output, "model folder")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         if not overwrite:
             raise UserError(f"{output}: already exists; pass --overwrite to replace it")

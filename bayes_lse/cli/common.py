@@ -41,9 +41,26 @@ def guard(fn):
     return wrapper
 
 
+def check_writable(path: Path, what: str = "output") -> None:
+    """Refuse, before any work, an output whose folder cannot be written: the nearest
+    existing ancestor must be a folder we may write into (issue 19 item 10: `fit` ran
+    the whole fit and then ended in a PermissionError traceback)."""
+    import os
+
+    parent = Path(path).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{path}: cannot write the {what} here: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: cannot write the {what} here: no write permission in {parent}")
+
+
 def refuse_existing(path: Path, overwrite: bool, what: str = "file") -> None:
+    """Refuse to replace an existing file without --overwrite, and an unwritable place."""
     if path.exists() and not overwrite:
         raise UserError(f"{path}: {what} already exists; pass --overwrite to replace it")
+    check_writable(path, what)
 
 
 def write_text(path: Path | None, text: str) -> None:

@@ -113,6 +113,10 @@ def run_evaluate_cli(
     for path in (output, split_out, predictions_out):
         if path is not None and Path(path).exists() and not overwrite:
             raise FileExistsError(f"{path}: already exists; pass --overwrite to replace it")
+        if path is not None:
+            from bayes_lse.cli.common import check_writable
+
+            check_writable(Path(path))
     if fmt_in is None and (items_as_lessons or explanations_as_lessons):
         raise ValueError("--items-as-lessons / --explanations-as-lessons need --from (a public format)")
     d_list = _int_list(skills, "--skills")

@@ -140,3 +140,19 @@ def test_report_and_recommend_refuse_options_that_would_be_ignored(tmp_path):
         assert not (tmp_path / "r.html").exists()
     proc = run("recommend", "m", "--student", "s0", "--goal", "A0", "--candidates", ",,,", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "--candidates names no lesson" in proc.stderr
+
+
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
+    """Issue 19 item 10: one line, exit 2, before the work (here the output's folder is a
+    file; the permission case is the same check, but the tests run as root in CI)."""
+    (tmp_path / "afile").write_text("x")
+    run("simulate", "-o", "data.csv", "--students", "4", "--steps", "2", "--assessments", "3", "--lessons", "1",
+        "--seed", "1", cwd=tmp_path)
+    for args in (["simulate", "-o", "afile/d.csv", "--students", "3", "--steps", "2"],
+                 ["fit", "data.csv", "-o", "afile/m", "--method", "map", "--starts", "1"],
+                 ["convert", "--from", "assistments-dkt", "data.csv", "-o", "afile/sub/x.csv"],
+                 ["evaluate", "data.csv", "-o", "afile/e.txt", "--folds", "1"]):
+        proc = run(*args, cwd=tmp_path, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert "fitting" not in proc.stderr and "evaluating" not in proc.stdout
