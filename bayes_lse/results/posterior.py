@@ -422,6 +422,11 @@ def load_tree(path: str | Path) -> xr.DataTree:
         ids = json.loads((path / "ids.json").read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise storage.ModelFolderError(f"{path}: config.json or ids.json is not valid JSON ({exc})") from None
+    for name, obj, keys in (("config.json", config, ("method", "config_hash", "model_config", "fit_config")),
+                            ("ids.json", ids, ("students", "assessments", "lessons"))):
+        if not isinstance(obj, dict) or any(k not in obj for k in keys):
+            raise storage.ModelFolderError(f"{path}: {name} is not a bayes-lse {name} (a JSON object with "
+                                           f"{', '.join(keys)} is expected)")
     try:
         tree = xr.open_datatree(path / "fit.nc", engine="h5netcdf").load()
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable folder

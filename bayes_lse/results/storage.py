@@ -72,6 +72,21 @@ def write_folder(dest: Path, writers: dict[str, Any], manifest: dict[str, Any], 
     return dest
 
 
+def _regular_file(path: Path) -> None:
+    """Refuse anything but a regular file before opening it: a folder fails with a
+    traceback, and a symlink to /dev/zero or a FIFO made `predict` hang forever
+    (issue 19 items 7 and 11)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks: what would be read
+    except OSError as exc:
+        raise ModelFolderError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise ModelFolderError(f"{path}: is {kind}; a model folder holds regular files only")
+
+
 def check_folder(src: Path) -> dict[str, Any]:
     """Verify a model folder before reading anything from it; return its manifest."""
     src = Path(src)
@@ -82,10 +97,13 @@ def check_folder(src: Path) -> dict[str, Any]:
     mpath = src / MANIFEST
     if not mpath.exists():
         raise ModelFolderError(f"{src}: incomplete model folder, {MANIFEST} is missing")
+    _regular_file(mpath)
     try:
         manifest = json.loads(mpath.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFolderError(f"{mpath}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ModelFolderError(f"{mpath}: not a bayes-lse manifest (a JSON object is expected)")
     if manifest.get("format") != FORMAT_NAME:
         raise ModelFolderError(f"{src}: not a bayes-lse model folder")
     version = manifest.get("format_version")
@@ -94,12 +112,15 @@ def check_folder(src: Path) -> dict[str, Any]:
             f"{src}: saved with model format version {version}, this bayes-lse reads version {FORMAT_VERSION}"
         )
     files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise ModelFolderError(f"{mpath}: 'files' must map file names to hashes, got {type(files).__name__}")
     for name in DATA_FILES:
         if name not in files:
             raise ModelFolderError(f"{src}: manifest lists no {name}; the folder is incomplete")
         path = src / name
         if not path.exists():
             raise ModelFolderError(f"{src}: incomplete model folder, {name} is missing")
+        _regular_file(path)
         if sha256_file(path) != files[name]:
             raise ModelFolderError(f"{src}: {name} does not match its recorded hash (modified after saving?)")
     return manifest

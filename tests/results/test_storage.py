@@ -148,3 +148,56 @@ def test_data_fingerprint_streams_the_digest_of_the_whole_hash_list():
     changed = table.copy()
     changed.loc[n - 1, "outcome"] = 1 - changed.loc[n - 1, "outcome"]
     assert data_fingerprint(changed) != data_fingerprint(table)
+
+
+def _rehash(path, name):
+    from bayes_lse.results.storage import sha256_file
+
+    m = json.loads((path / "manifest.json").read_text())
+    m["files"][name] = sha256_file(path / name)
+    (path / "manifest.json").write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("special", ["dev_zero", "fifo", "folder"])
+def test_special_files_are_refused_without_hanging(tiny_map, tmp_path, special):
+    """Issue 19 items 7 and 11: fit.nc as a symlink to /dev/zero or a FIFO hung `predict`
+    forever (hashing never ends / blocks on open); a folder gave a traceback."""
+    import os
+
+    path = tiny_map.save(tmp_path / "m")
+    (path / "fit.nc").unlink()
+    if special == "dev_zero":
+        if not os.path.exists("/dev/zero"):
+            pytest.skip("no /dev/zero here")
+        os.symlink("/dev/zero", path / "fit.nc")
+    elif special == "fifo":
+        os.mkfifo(path / "fit.nc")
+    else:
+        (path / "fit.nc").mkdir()
+    with pytest.raises(ModelFolderError, match="regular file|is a folder"):
+        bl.load(path)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: _set_manifest(p, files=None), "'files' must map"),
+        (lambda p: _set_manifest(p, files=["config.json"]), "'files' must map"),
+        (lambda p: (p / "manifest.json").write_text("[1, 2]"), "JSON object is expected"),
+        (lambda p: ((p / "config.json").write_text("[]"), _rehash(p, "config.json")), "config.json is not a bayes-lse"),
+        (lambda p: ((p / "ids.json").write_text('{"students": []}'), _rehash(p, "ids.json")), "ids.json is not a bayes-lse"),
+    ],
+)
+def test_malformed_json_is_refused_with_one_message(tiny_map, tmp_path, edit, message):
+    path = tiny_map.save(tmp_path / "m")
+    edit(path)
+    with pytest.raises(ModelFolderError, match=message):
+        bl.load(path)
+
+
+def test_manifest_as_a_folder_is_refused(tiny_map, tmp_path):
+    path = tiny_map.save(tmp_path / "m")
+    (path / "manifest.json").unlink()
+    (path / "manifest.json").mkdir()
+    with pytest.raises(ModelFolderError, match="is a folder"):
+        bl.load(path)
