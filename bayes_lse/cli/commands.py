@@ -45,7 +45,7 @@ def simulate(output: Path, students: int, steps: int, assessments: int, lessons:
         refuse_existing(truth, overwrite)
     cohort = run(n_students=students, n_steps=steps, n_assessments=assessments, n_lessons=lessons,
                  n_skills=skills, answers_per_step=answers_per_step, seed=seed)
-    cohort.write(output, truth)
+    cohort.write(output, truth, overwrite=overwrite)
     click.echo(f"wrote {len(cohort.table)} interactions of {students} students to {output}")
     if truth is not None:
         click.echo(f"wrote the true parameters to {truth}")
@@ -182,7 +182,7 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, u
     cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"]
     pred = pred[cols]
     text = pred.to_csv(index=False) if fmt == "csv" else pred.to_json(orient="records", indent=1) + "\n"
-    write_text(output, text)
+    write_text(output, text, overwrite)
     if output is not None:
         click.echo(f"wrote {len(pred)} predictions to {output}", err=True)
 
@@ -336,7 +336,7 @@ def convert(inputs: tuple[Path, ...], fmt: str, output: Path, items_as_lessons: 
     table = run(fmt, [str(p) for p in inputs], **options)
     from bayes_lse.core.files import atomic_write_text
 
-    atomic_write_text(output, table.to_csv(index=False))
+    atomic_write_text(output, table.to_csv(index=False), exclusive=not overwrite)
     n_a = int((table["module_type"] == "assessment").sum())
     click.echo(f"wrote {len(table)} interactions ({n_a} assessments, {len(table) - n_a} lessons, "
                f"{table['student_id'].nunique()} students) to {output}")

@@ -63,10 +63,12 @@ def refuse_existing(path: Path, overwrite: bool, what: str = "file") -> None:
     check_writable(path, what)
 
 
-def write_text(path: Path | None, text: str) -> None:
+def write_text(path: Path | None, text: str, overwrite: bool = False) -> None:
+    """Print `text`, or write it to `path` atomically; without `overwrite`, a file that
+    appeared at `path` after the existence check is never replaced."""
     if path is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
     from bayes_lse.core.files import atomic_write_text
 
-    atomic_write_text(path, text)
+    atomic_write_text(path, text, exclusive=not overwrite)

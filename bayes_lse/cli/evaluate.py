@@ -174,13 +174,13 @@ def run_evaluate_cli(
         result.split.write(split_out, overwrite=True)
         say(f"wrote the split to {split_out} (settings in {split_out}.json)")
     if predictions_out is not None:
-        atomic_write_text(Path(predictions_out), result.predictions.to_csv(index=False))
+        atomic_write_text(Path(predictions_out), result.predictions.to_csv(index=False), exclusive=not overwrite)
         say(f"wrote {len(result.predictions)} predictions to {predictions_out}")
     text = result.to_json() + "\n" if fmt == "json" else result.to_text()
     if output is None:
         click.echo(text, nl=False)
     else:
-        atomic_write_text(Path(output), text)
+        atomic_write_text(Path(output), text, exclusive=not overwrite)
         say(f"wrote the results to {output}")
     return result
 

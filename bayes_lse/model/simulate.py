@@ -28,12 +28,14 @@ class SimulatedCohort:
     def truth_json(self) -> str:
         return json.dumps(self.truth, indent=1)
 
-    def write(self, path: str | Path, truth_path: str | Path | None = None) -> None:
+    def write(self, path: str | Path, truth_path: str | Path | None = None, *, overwrite: bool = True) -> None:
+        """Write the table (CSV) and, optionally, the truth (JSON); with ``overwrite=False``
+        neither replaces a file that exists by the time it is written."""
         from bayes_lse.core.files import atomic_write_text
 
-        atomic_write_text(Path(path), self.table.to_csv(index=False))
+        atomic_write_text(Path(path), self.table.to_csv(index=False), exclusive=not overwrite)
         if truth_path is not None:
-            atomic_write_text(Path(truth_path), self.truth_json())
+            atomic_write_text(Path(truth_path), self.truth_json(), exclusive=not overwrite)
 
 
 def simulate(
