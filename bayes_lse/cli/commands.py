@@ -14,7 +14,28 @@ import click
 from bayes_lse.cli.common import EXIT_INPUT, UserError, check_writable, guard, refuse_existing, write_text  # noqa: F401
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """Usage errors as one line on stderr, exit status 2, like every other input error
+    (issue 19 item 15: click printed usage, a hint and the error, four lines)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "bayes-lse"
+            click.echo(f"bayes-lse: error: {exc.format_message()} (see '{where} --help')", err=True)
+            sys.exit(EXIT_INPUT)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bayes-lse")
 def main() -> None:
     """Bayesian Latent Skill Embedding: fit, diagnose and use models of how students learn."""

@@ -156,3 +156,13 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
         assert proc.returncode == 2, (args, proc.stderr)
         assert "is a file, not a folder" in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
         assert "fitting" not in proc.stderr and "evaluating" not in proc.stdout
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    """Issue 19 item 15: click's usage + hint + error (four lines) became one line, exit 2."""
+    for args, words in ((["fit"], "Missing argument 'DATA'"), (["fit", "x.csv", "--method", "xyz"], "--method"),
+                        (["nosuch"], "No such command")):
+        proc = run(*args, cwd=tmp_path, check=False)
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("bayes-lse: error: ") and words in lines[0], proc.stderr
