@@ -424,6 +424,8 @@ def _build(df: pd.DataFrame, where: _Where) -> InteractionLog:
 
     sid = _parse_ids(df["student_id"])
     mid = _parse_ids(df["module_id"])
+    for column in ("student_id", "module_id"):
+        _warn_merged_ids(df[column], column, where)
     mtype = df["module_type"].astype("str").str.strip().str.lower()
     is_assess = (mtype == "assessment").to_numpy()
     is_lesson = (mtype == "lesson").to_numpy()
@@ -617,6 +619,29 @@ def _parse_ids(s: pd.Series) -> pd.Series:
             s = pd.Series(out, index=s.index)
     s = s.astype("str").str.strip()
     return s.where(s != "")
+
+
+def _warn_merged_ids(raw: pd.Series, column: str, where: Any) -> None:
+    """Ids are compared as trimmed text (DESIGN §2), so 1, '1' and ' 1' are one student.
+    That is the rule, but it must not be silent (issue 19 item 18): warn, once, naming
+    the column and a few of the raw values that became one id."""
+    uniques = pd.Series(pd.unique(raw.to_numpy(dtype=object)), dtype=object)
+    if len(uniques) < 2:
+        return
+    parsed = _parse_ids(uniques)
+    groups = pd.DataFrame({"raw": uniques, "id": parsed}).dropna().groupby("id")["raw"]
+    sizes = groups.size()
+    merged = sizes[sizes > 1]
+    if not len(merged):
+        return
+    first = merged.index[0]
+    shown = ", ".join(repr(v) for v in groups.get_group(first).tolist()[:4])
+    warnings.warn(
+        f"{where.source}: column {column!r}: {len(merged)} id(s) were written in several ways that count as one "
+        f"(ids are compared as trimmed text), e.g. {shown} -> {first!r}",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _parse_outcome(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:

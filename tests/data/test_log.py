@@ -464,3 +464,24 @@ def test_large_log_is_fast():
     assert log.n_interactions == n
     assert len(tr) == int(is_lesson.sum())
     assert elapsed < 10  # typically well under 2 s
+
+
+def test_ids_written_several_ways_are_one_id_with_a_warning():
+    """Issue 19 item 18: 1, '1' and ' 1' are one student (ids are trimmed text), and
+    the merge is announced instead of silent; clean ids give no warning."""
+    import warnings
+
+    import pandas as pd
+
+    from bayes_lse.data.log import read_interactions
+
+    df = pd.DataFrame({"student_id": [1, "1", " 1", "s2"], "module_id": ["A", "A", "A", "B"],
+                       "module_type": "assessment", "outcome": [1, 0, 1, 1]})
+    with pytest.warns(UserWarning, match=r"column 'student_id': 1 id\(s\) were written in several ways.*' 1'"):
+        log = read_interactions(df)
+    assert log.n_students == 2
+    clean = pd.DataFrame({"student_id": ["a", "b"], "module_id": ["A", "A"], "module_type": "assessment",
+                          "outcome": [1, 0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_interactions(clean)
