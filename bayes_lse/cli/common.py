@@ -34,6 +34,9 @@ def guard(fn):
             return fn(*args, **kwargs)
         except (InteractionLogError, ModelFolderError, FileNotFoundError, FileExistsError) as exc:
             raise UserError(str(exc)) from None
+        except MemoryError:  # e.g. simulate --students 10000000 under a memory limit (issue 19 item 9)
+            raise UserError("out of memory: the request is too large for this machine; ask for less "
+                            "(fewer students, steps, draws or candidates)") from None
         except (ValueError, KeyError) as exc:
             msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             raise UserError(str(msg)) from None

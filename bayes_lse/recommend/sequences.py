@@ -61,6 +61,10 @@ SearchKind = Literal["auto", "exhaustive", "beam", "knapsack"]
 EXHAUSTIVE_LIMIT = 20_000
 #: Number of (sequence × draw) states evaluated at once; bounds peak memory.
 CHUNK_STATES = 1 << 18
+#: exhaustive search keeps every prefix's states (draws × skills floats) for the next level;
+#: above this many bytes it is refused up front (issue 19 item 8: --max-length 8 grew to
+#: 5.2 GB in 40 s with no guard) — beam search ranks such spaces in bounded memory
+EXHAUSTIVE_MEMORY_LIMIT = 2 * 1024**3
 _TIE = 1e-12
 
 
@@ -799,6 +803,15 @@ def recommend_sequences(
     elif search not in ("exhaustive", "beam"):
         raise ValueError(f"search must be 'auto', 'exhaustive', 'beam' or 'knapsack', got {search!r}")
 
+    if search == "exhaustive" and max_length >= 2:
+        n_kept = count_sequences(C, max_length - 1, allow_repeats)  # prefixes whose states are kept
+        need = 2 * n_kept * st.size * 8  # the kept states and their concatenation
+        if need > EXHAUSTIVE_MEMORY_LIMIT:
+            raise ValueError(
+                f"exhaustive search over {C} lessons up to length {max_length} would hold about "
+                f"{need / 1024**3:.1f} GB of states (limit {EXHAUSTIVE_MEMORY_LIMIT / 1024**3:.0f} GB): "
+                "use search='beam' (CLI --search beam), fewer candidates, or a shorter max length"
+            )
     rng = _rng(seed)
     eng = _Engine(modules, cand, max_length, include_noise, rng)
     tracker = _Top(top, max(max_length, 1), by_target=target is not None)

@@ -166,3 +166,19 @@ def test_usage_errors_are_one_line(tmp_path):
         assert proc.returncode == 2
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("bayes-lse: error: ") and words in lines[0], proc.stderr
+
+
+def test_out_of_memory_is_one_line(tmp_path, monkeypatch):
+    """Issue 19 item 9: a MemoryError (simulate --students 10000000 under a limit) was a traceback."""
+    from click.testing import CliRunner
+
+    import bayes_lse.model.simulate as sim
+    from bayes_lse.cli import main
+
+    def too_big(**kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(sim, "simulate", too_big)
+    r = CliRunner().invoke(main, ["simulate", "-o", str(tmp_path / "d.csv"), "--students", "10000000"])
+    assert r.exit_code == 2 and "out of memory" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "d.csv").exists()

@@ -433,3 +433,11 @@ def test_place_student_errors():
     bad3 = pd.DataFrame({"module_type": ["assessment"], "module_id": ["A1"], "outcome": [2]})
     with pytest.raises(ValueError, match="outcome"):
         place_student(bad3, **world)
+
+
+def test_exhaustive_search_refuses_up_front_what_would_not_fit_in_memory():
+    """Issue 19 item 8: --max-length 8 --search exhaustive grew to 5.2 GB with no guard."""
+    state, mods = random_modules(0, S=200, L=12)
+    with pytest.raises(ValueError, match=r"would hold about .* GB of states \(limit 2 GB\).*search='beam'"):
+        recommend_sequences(state, mods, max_length=8, search="exhaustive")
+    assert len(recommend_sequences(state, mods, max_length=2, search="exhaustive", top=None).table) == 1 + 12 + 132
