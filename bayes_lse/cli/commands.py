@@ -208,6 +208,41 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, u
         click.echo(f"wrote {len(pred)} predictions to {output}", err=True)
 
 
+def _read_costs(path: Path) -> dict[str, float]:
+    """--costs as {lesson_id: cost}; every problem names the file, line and column
+    (issue 19 item 14: parser messages named neither, duplicates silently kept the last)."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text (save the costs file as UTF-8 CSV)") from None
+    if not rows:
+        raise UserError(f"{path}: empty; expected a header lesson_id,cost and one row per lesson")
+    header = [h.strip() for h in rows[0]]
+    if "lesson_id" not in header or "cost" not in header:
+        raise UserError(f"{path}, line 1: needs columns lesson_id,cost; found {', '.join(header) or 'none'}")
+    i_id, i_cost = header.index("lesson_id"), header.index("cost")
+    out: dict[str, float] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(x.strip() for x in row):
+            continue
+        if len(row) != len(header):
+            raise UserError(f"{path}, line {line}: {len(row)} fields, the header has {len(header)}")
+        lesson, value = row[i_id].strip(), row[i_cost].strip()
+        if not lesson:
+            raise UserError(f"{path}, line {line}, column 'lesson_id': empty lesson id")
+        try:
+            cost = float(value)
+        except ValueError:
+            raise UserError(f"{path}, line {line}, column 'cost': {value!r} is not a number") from None
+        if lesson in out:
+            raise UserError(f"{path}, line {line}, column 'lesson_id': lesson {lesson!r} is listed twice")
+        out[lesson] = cost
+    return out
+
+
 def _candidate_list(text: str | None) -> list[str] | None:
     """--candidates as a list; an option given with no lesson in it is an error, not "all"."""
     if text is None:
@@ -294,8 +329,6 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
               budget: float | None, search: str, beam_width: int, repeats: bool, include_noise: bool, band: str,
               top: int, fmt: str, seed: int | None) -> None:
     """Rank lesson sequences for a student by the probability of passing the goals."""
-    import pandas as pd
-
     from bayes_lse.api import load
 
     if student is None and history is None:
@@ -304,12 +337,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         lo, hi = (float(x) for x in band.split(","))
     except ValueError:
         raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
-    cost_map = None
-    if costs is not None:
-        table = pd.read_csv(costs, dtype={"lesson_id": str})
-        if not {"lesson_id", "cost"} <= set(table.columns):
-            raise UserError(f"{costs}: needs columns lesson_id,cost; found {', '.join(table.columns)}")
-        cost_map = dict(zip(table["lesson_id"], table["cost"].astype(float), strict=True))
+    cost_map = _read_costs(costs) if costs is not None else None
     fitted = load(model)
     result = fitted.recommend(
         student, list(goals), max_length=max_length,

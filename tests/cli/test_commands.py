@@ -182,3 +182,28 @@ def test_out_of_memory_is_one_line(tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["simulate", "-o", str(tmp_path / "d.csv"), "--students", "10000000"])
     assert r.exit_code == 2 and "out of memory" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "d.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("lesson_id,cost\nL0,abc\n", "line 2, column 'cost': 'abc' is not a number"),
+        ("", "empty"),
+        ("lesson,price\nL0,1\n", "line 1: needs columns lesson_id,cost"),
+        ("lesson_id,cost\nL0,1\nL0,2\n", "line 3, column 'lesson_id': lesson 'L0' is listed twice"),
+        ("lesson_id,cost\nL0,1,3\n", "line 2: 3 fields, the header has 2"),
+    ],
+)
+def test_costs_errors_name_file_line_and_column(tmp_path, text, words):
+    """Issue 19 item 14, read before the model is loaded (no model needed)."""
+    (tmp_path / "costs.csv").write_text(text)
+    (tmp_path / "m").mkdir()
+    proc = run("recommend", "m", "--student", "s0", "--goal", "A0", "--costs", "costs.csv", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "costs.csv" in proc.stderr and words in proc.stderr, proc.stderr
+
+
+def test_costs_in_utf16_is_one_line(tmp_path):
+    (tmp_path / "costs.csv").write_text("lesson_id,cost\nL0,1\n", encoding="utf-16")
+    (tmp_path / "m").mkdir()
+    proc = run("recommend", "m", "--student", "s0", "--goal", "A0", "--costs", "costs.csv", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "not UTF-8" in proc.stderr
