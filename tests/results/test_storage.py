@@ -201,3 +201,32 @@ def test_manifest_as_a_folder_is_refused(tiny_map, tmp_path):
     (path / "manifest.json").mkdir()
     with pytest.raises(ModelFolderError, match="is a folder"):
         bl.load(path)
+
+
+def test_swapped_ids_with_a_rehashed_manifest_are_refused(tiny_map, tmp_path):
+    """Issue 19 item 4: swapping two ids in ids.json and re-hashing the manifest loaded
+    fine and shifted predictions silently."""
+    path = tiny_map.save(tmp_path / "m")
+    for key in ("students", "assessments"):
+        ids = json.loads((path / "ids.json").read_text())
+        ids[key][0], ids[key][1] = ids[key][1], ids[key][0]
+        (path / "ids.json").write_text(json.dumps(ids))
+        _rehash(path, "ids.json")
+        with pytest.raises(ModelFolderError, match=f"ids.json's {key} differ"):
+            bl.load(path)
+        ids[key][0], ids[key][1] = ids[key][1], ids[key][0]
+        (path / "ids.json").write_text(json.dumps(ids))
+        _rehash(path, "ids.json")
+    bl.load(path)  # restored: loads again
+
+
+def test_writer_version_is_required_and_checked(tiny_map, tmp_path):
+    path = tiny_map.save(tmp_path / "m")
+    m = json.loads((path / "manifest.json").read_text())
+    assert m["bayes_lse_version"] == bl.__version__
+    _set_manifest(path, bayes_lse_version="99.0.0")
+    with pytest.warns(UserWarning, match="written by bayes-lse 99.0.0, newer than"):
+        bl.load(path)
+    _set_manifest(path, bayes_lse_version=None)
+    with pytest.raises(ModelFolderError, match="records no bayes_lse_version"):
+        bl.load(path)
