@@ -9,7 +9,7 @@ over answers, one over transitions — accumulates every gradient in place:
 a few milliseconds, memory linear in the data, and no PyMC model to build.
 
 Two backends compute the same terms: `"numpy"` (default; gathers and `bincount`
-scatter-adds) and `"numba"` (the loops compiled, `_map_kernel_numba.py`; ~1.5-2x
+scatter-adds) and `"numba"` (the loops compiled, `map_kernel_numba.py`; ~1.5-2x
 faster per evaluation on ASSISTments, but numba's import and first call take
 ~105 MB of resident memory, which MAP on ASSISTments cannot afford within issue 7's
 400 MB).  They agree to rounding (`tests/inference/test_map_kernel.py`).
@@ -79,7 +79,7 @@ def _likelihood_and_grad_numpy(
     `dlogit` (same length, or empty) receives ∂/∂logit of each answer, from which the
     caller forms the offset's own gradients. Returns (log-density, d/dσ).  Priors are
     added by the caller.  Vectorised numpy: gathers per row, scatter-adds by bincount;
-    the same terms as the numba loop of `_map_kernel_numba`, summed in another order.
+    the same terms as the numba loop of `map_kernel_numba`, summed in another order.
     """
     total = 0.0
     a_norm = np.sqrt(np.einsum("jk,jk->j", A, A) + NORM_EPS)

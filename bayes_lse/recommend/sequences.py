@@ -3,7 +3,7 @@ student who is not in the training data from the interactions they have so far.
 
 Everything works on plain numpy arrays of posterior draws (S draws on the leading
 axis), so it does not depend on how the model was fit. All numbers come from
-`equations.py`; nothing here restates the model.
+`model/terms.py`; nothing here restates the model.
 
 Searches
 --------
