@@ -42,6 +42,10 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     # successes/failures on the *same* assessment (the per-item memory of a
     # performance-factors model; see docs/results.md on ASSISTments repeats)
     "history": False,
+    # True: the prior scales of requirements, gains, prerequisites and both biases, and
+    # the assessment biases' mean, are learned (hyperpriors with the "priors" scales;
+    # model.terms.HYPER_OF); MAP sets them by empirical Bayes (inference.empirical_bayes)
+    "hierarchical": False,
     "priors": DEFAULT_PRIORS,
 }
 
@@ -194,7 +198,7 @@ def validate_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not (noise > 0 and math.isfinite(noise)):
             raise ValueError(f"learning_noise must be a finite positive number or 'learned', got {noise!r}")
         cfg["learning_noise"] = float(noise)
-    for key in ("prerequisites", "biases", "lessons", "history"):
+    for key in ("prerequisites", "biases", "lessons", "history", "hierarchical"):
         if not isinstance(cfg[key], bool):
             raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
     for key, value in cfg["priors"].items():

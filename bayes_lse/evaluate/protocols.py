@@ -82,6 +82,9 @@ __all__ = [
 
 PROTOCOLS = ("last-batch", "last-fraction")
 ROLES = ("train", "scored", "unseen", "context")
+#: metrics on held-out answers to assessments not in a run's training rows go in set
+#: "cv" / "test" + this suffix
+UNSEEN_SUFFIX = " unseen"
 METRICS = ("auc", "log_loss", "brier", "accuracy", "ece")
 #: what `evaluate` runs when `models` is not given (besides one LSE)
 DEFAULT_BASELINES = ("student-rate", "assessment-rate", "irt1pl", "irt2pl", "mirt", "pfa")
@@ -960,6 +963,23 @@ def evaluate(
                 c = paired_comparison(y, sub[name].to_numpy(), sub[reference].to_numpy(), sub["student_id"].to_numpy(),
                                       n_boot=n_boot, seed=seed)
                 cmp_rows.append({"model": name, "reference": reference, "set": gname, **c})
+    # answers to assessments that the run's training rows never had (a module added
+    # after the fit): scored apart, never pooled with the rest (UNSEEN_SUFFIX)
+    unseen = predictions[~predictions["scored"]].reset_index(drop=True)
+    for gname, gruns in groups.items():
+        if gname not in ("cv", TEST):
+            continue
+        sub = unseen[unseen["run"].isin(gruns)]
+        y = sub["outcome"].to_numpy()
+        if len(sub) < 2 or len(np.unique(y)) < 2:
+            continue
+        for name in specs:
+            p_un = sub[name].to_numpy()
+            if np.isnan(p_un).any():
+                continue
+            m = metric_table(y, p_un, sub["student_id"].to_numpy(), n_boot=n_boot, seed=seed)
+            metric_rows.append({"model": name, "set": gname + UNSEEN_SUFFIX,
+                                "students": int(sub["student_id"].nunique()), **m})
     metrics_df = pd.DataFrame(metric_rows)
     comparisons = pd.DataFrame(cmp_rows)
     timings = pd.DataFrame(timing_rows)
@@ -1089,12 +1109,13 @@ def _groups(runs: list[str]) -> dict[str, list[str]]:
 
 
 def _predict_lse(fitted: FittedLSE, held: pd.DataFrame, preds: pd.DataFrame, update: str = "expected") -> np.ndarray:
-    """Posterior-mean pass probability of the held-out assessment rows (NaN for unseen ones)."""
-    known_a = set(pd.Index(fitted.assessments).astype(str))
+    """Posterior-mean pass probability of the held-out assessment rows; an assessment the
+    run's training rows never had (role ``unseen``) is predicted from the population
+    of assessments (`FitResult.predict`)."""
     known_l = set(pd.Index(fitted.lessons).astype(str)) if fitted.model_config["lessons"] else set()
     is_a = (held["module_type"] == "assessment").to_numpy()
     mid = held["module_id"].astype(str).to_numpy()
-    keep_a = is_a & (held["role"] == "scored").to_numpy() & np.isin(mid, list(known_a))
+    keep_a = is_a & held["role"].isin(["scored", "unseen"]).to_numpy()
     keep_l = ~is_a & np.isin(mid, list(known_l))
     table = held.loc[keep_a | keep_l, ["student_id", "module_id", "module_type", "outcome", "timestep"]]
     out = np.full(len(preds), np.nan)
@@ -1152,6 +1173,15 @@ def format_text(res: EvaluationResult) -> str:
                          _pm(r["brier"], r["brier_se"]), _pm(r["accuracy"], r["accuracy_se"]),
                          _pm(r["ece"], r["ece_se"]), f"{fit_s.mean():.1f}" if len(fit_s) else "-"])
         parts.append(_render(["model", "AUC", "log-loss", "Brier", "accuracy", "ECE", "fit s/run"], rows))
+        un = m[m["set"] == g + UNSEEN_SUFFIX]
+        if len(un):
+            parts.append("")
+            parts.append(f"[{g}] {int(un.iloc[0]['n'])} answers to assessments not in the training rows "
+                         f"(predicted from the population of assessments; not in the table above)")
+            rows = [[r["model"], _pm(r["auc"], r["auc_se"]), _pm(r["log_loss"], r["log_loss_se"]),
+                     _pm(r["brier"], r["brier_se"]), _pm(r["accuracy"], r["accuracy_se"]),
+                     _pm(r["ece"], r["ece_se"])] for _, r in un.iterrows()]
+            parts.append(_render(["model", "AUC", "log-loss", "Brier", "accuracy", "ECE"], rows))
     folds = [g for g in m["set"].unique() if g.startswith("fold ")]
     if folds:
         parts.append("")

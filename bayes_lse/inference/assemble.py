@@ -14,6 +14,7 @@ import pandas as pd
 
 from bayes_lse.core.config import canonical_json, config_hash
 from bayes_lse.core.lazy import LazyModule
+from bayes_lse.model.terms import HYPERPARAMETERS
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -109,6 +110,8 @@ def build_datatree(
         "learning_noise": (),
         "history_success": (),
         "history_failure": (),
+        # the hierarchical model's hyperparameters (model.terms.HYPER_OF)
+        **{h: () for h in HYPERPARAMETERS},
     }
     for name, dd in dims.items():
         if name in raw:

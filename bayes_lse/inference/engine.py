@@ -5,6 +5,7 @@ full-rank, with a stopping rule that checks the loss has levelled off) and NUTS
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ from threadpoolctl import threadpool_limits
 from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge, validate_fit_config
 from bayes_lse.inference.stopping import LossPlateau, TimeLimit
+from bayes_lse.model.terms import hyperparameters_used
 
 if TYPE_CHECKING:
     import xarray as xr  # noqa: F811
@@ -98,6 +100,9 @@ def run_fit(
         if spec.config["history"]:
             raise ValueError("minibatch ADVI (batch_size) does not support history=True yet; "
                              "use full-batch ADVI, MAP or NUTS")
+        if spec.config["hierarchical"]:
+            raise ValueError("minibatch ADVI (batch_size) does not support hierarchical=True yet; "
+                             "use full-batch ADVI, MAP or NUTS, or hierarchical=False")
         # minibatch ADVI over students: its own per-batch graph, no full PyMC model (minibatch.py)
         from bayes_lse.inference.minibatch import run_minibatch_advi
 
@@ -113,16 +118,26 @@ def run_fit(
         raw, extra = fit_map_kernel(spec, data, idx, fit_cfg, progressbar)
         idata = build_datatree(spec.config, fit_cfg, method, data, idx, raw, extra, time.perf_counter() - t0)
         return idata
+    fixed_hyper = None
+    eb_config = hierarchical_config(spec, data) if is_map else None
+    if eb_config is not None:
+        # empirical Bayes (inference.empirical_bayes): the graph with every prior at the
+        # config's scales; the biases' hyperparameters are optimised around it
+        from bayes_lse.inference.empirical_bayes import initial_hyperparameters
+
+        fixed_hyper = initial_hyperparameters(eb_config)
     model, idx = spec.build_model(
         data,
         parametrization=fit_cfg["parametrization"],
         normalised=not (is_map and not fit_cfg.get("normalised", True)),
         constrained=is_map and fit_cfg.get("constrained", False),
         requirement=fit_cfg.get("requirement", "cartesian") if method == "nuts" else "cartesian",
+        hyper=fixed_hyper,
     )
     t0 = time.perf_counter()
     if method == "map":
-        raw, extra = fit_map(model, fit_cfg, progressbar)
+        eb = (idx, eb_config, data.n_students, data.n_assessments) if eb_config is not None else None
+        raw, extra = fit_map(model, fit_cfg, progressbar, empirical_bayes=eb)
     elif method == "advi":
         raw, extra = fit_advi(model, fit_cfg, progressbar)
     else:
@@ -155,7 +170,55 @@ def logp_and_grad(model: pm.Model, jacobian: bool, fixed: dict[str, np.ndarray] 
     return fn, x0
 
 
-def fit_map(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr.Dataset, dict]:
+def hierarchical_config(spec: ModelSpec, data: InteractionLog) -> dict[str, Any] | None:
+    """The model config as it applies to `data` (lessons only if the log has some) when
+    it is hierarchical, else None."""
+    cfg = {**spec.config, "lessons": bool(spec.config["lessons"]) and data.n_lessons > 0}
+    return cfg if hyperparameters_used(cfg) else None
+
+
+def _empirical_bayes(
+    inner: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray,
+    named: Callable[[np.ndarray], dict[str, np.ndarray]],
+    slices: dict[str, slice],
+    positive: np.ndarray,
+    eb: tuple[IndexArrays, dict[str, Any], int, int],
+    cfg: dict[str, Any],
+    progressbar: bool,
+) -> tuple[dict[str, np.ndarray], xr.Dataset]:
+    """MAP of a hierarchical model (inference.empirical_bayes): `inner` is the MAP
+    objective with every prior at the config's scales, `slices` where the biases sit
+    in its x.  Without bias terms there is nothing to learn and this is the plain MAP,
+    with the (fixed) hyperparameters recorded."""
+    from bayes_lse.inference import empirical_bayes
+
+    idx, config, n_students, n_assessments = eb
+    if "student_bias" not in slices:
+        best_x, opt = _multistart(inner, x0, positive, cfg, progressbar)
+        hyper, records = empirical_bayes.initial_hyperparameters(config), []
+        point = named(best_x)
+    else:
+        def solve(fun: Callable, start: np.ndarray, c: dict[str, Any]) -> tuple[np.ndarray, xr.Dataset]:
+            return _multistart(fun, start, np.concatenate([positive, np.zeros(3, dtype=bool)]), c, progressbar)
+
+        say = (lambda m: print(m, file=sys.stderr)) if progressbar else None
+        point, opt, hyper, records = empirical_bayes.fit(
+            inner, x0, named, solve, (slices["student_bias"], slices["assessment_bias"]),
+            idx, config, cfg, n_students, n_assessments, progress=say,
+        )
+    point = {**point, **{h: np.asarray(v, dtype=float) for h, v in hyper.items()}}
+    opt.attrs["empirical_bayes"] = json.dumps(records)
+    return point, opt
+
+
+def fit_map(
+    model: pm.Model,
+    cfg: dict[str, Any],
+    progressbar: bool,
+    *,
+    empirical_bayes: tuple[IndexArrays, dict[str, Any], int, int] | None = None,
+) -> tuple[xr.Dataset, dict]:
     """Joint point estimate by L-BFGS-B from `starts` jittered points; the best is kept
     and every start's result is recorded.
 
@@ -193,11 +256,20 @@ def fit_map(model: pm.Model, cfg: dict[str, Any], progressbar: bool) -> tuple[xr
             return 1e300, np.zeros_like(x)
         return float(f), np.asarray(g, dtype=float)
 
+    def named(x: np.ndarray) -> dict[str, np.ndarray]:
+        point_t = bij.rmap(pm.blocking.RaveledVars(x, x0.point_map_info))
+        point_t.update(fixed)
+        return _constrained_point(model, point_t)
+
+    if empirical_bayes is not None:
+        slices, pos = {}, 0
+        for name, _, size, _ in x0.point_map_info:
+            slices[name] = slice(pos, pos + size)
+            pos += size
+        point, opt = _empirical_bayes(fun, x0.data, named, slices, positive, empirical_bayes, cfg, progressbar)
+        return _point_dataset(point), {"optimization": opt}
     best_x, opt = _multistart(fun, x0.data, positive, cfg, progressbar)
-    point_t = bij.rmap(pm.blocking.RaveledVars(best_x, x0.point_map_info))
-    point_t.update(fixed)
-    point = _constrained_point(model, point_t)
-    return _point_dataset(point), {"optimization": opt}
+    return _point_dataset(named(best_x)), {"optimization": opt}
 
 
 def _point_dataset(point: dict[str, np.ndarray]) -> xr.Dataset:
@@ -335,6 +407,13 @@ def fit_map_kernel(
         backend=cfg.get("kernel_backend", "numpy"),
     )
     positive = obj.positive if constrained else np.zeros(obj.size, dtype=bool)
+    config = hierarchical_config(spec, data)
+    if config is not None:
+        slices = {n: slice(b.start, b.stop) for n, b in obj.blocks.items() if n in ("student_bias", "assessment_bias")}
+        eb = (idx, config, data.n_students, data.n_assessments)
+        point, opt = _empirical_bayes(obj, obj.initial_point(), obj.named_point, slices, positive, eb, cfg, progressbar)
+        opt.attrs["engine"] = "kernel"
+        return _point_dataset(point), {"optimization": opt}
     best_x, opt = _multistart(obj, obj.initial_point, positive, cfg, progressbar)
     opt.attrs["engine"] = "kernel"
     return _point_dataset(obj.named_point(best_x)), {"optimization": opt}

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, log_ndtr
 
-from bayes_lse.model.terms import NORM_EPS, prior_family, prior_scale
+from bayes_lse.model.terms import NORM_EPS, prior_family, prior_location, prior_scale
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
@@ -294,6 +294,9 @@ class CentredObjective:
         self.d = d
         self.idx = idx
         self.pri = pri
+        #: hyperparameter values of a hierarchical model (scales, μ_g) that replace the
+        #: config's prior scales; set between rounds by inference.empirical_bayes
+        self.hyper: dict[str, float] = {}
         self.use_lessons = bool(cfg["lessons"]) and n_lessons > 0
         self.use_prereq = self.use_lessons and bool(cfg["prerequisites"])
         self.use_bias = bool(cfg["biases"])
@@ -454,10 +457,10 @@ class CentredObjective:
         dS[self.is_initial] += g
         for name in ("requirement", "gain", "prerequisite"):
             if name in v:
-                lp += self._prior_into(name, v[name], pri, grad[name])
+                lp += self._prior_into(name, v[name], pri, grad[name], self.hyper)
         if self.use_bias:
             for name in ("student_bias", "assessment_bias"):
-                lp += self._prior_into(name, v[name], pri, grad[name])
+                lp += self._prior_into(name, v[name], pri, grad[name], self.hyper)
         if self.learn_sigma:
             p, g = self._prior("learning_noise", np.atleast_1d(sigma), pri)
             lp += p
@@ -482,17 +485,25 @@ class CentredObjective:
         return lp
 
     @staticmethod
-    def _normal_into(v: np.ndarray, sd: float, grad: np.ndarray) -> float:
-        """Normal(0, sd) log-density of `v`; its gradient is added into `grad` in place."""
+    def _normal_into(v: np.ndarray, sd: float, grad: np.ndarray, loc: float = 0.0) -> float:
+        """Normal(loc, sd) log-density of `v`; its gradient is added into `grad` in place."""
+        if loc:
+            v = v - loc
         lp = v.size * (-0.5 * _LOG_2PI - math.log(sd)) - 0.5 * float(np.vdot(v, v)) / sd**2
         grad -= v / sd**2
         return lp
 
     @classmethod
-    def _prior_into(cls, name: str, v: np.ndarray, pri: dict[str, Any], grad: np.ndarray) -> float:
-        """`name`'s prior log-density (from `terms.PRIORS`); its gradient added into `grad`."""
-        kernel = cls._half_normal_into if prior_family(name) == "halfnormal" else cls._normal_into
-        return kernel(v, prior_scale(name, pri), grad)
+    def _prior_into(
+        cls, name: str, v: np.ndarray, pri: dict[str, Any], grad: np.ndarray, hyper: dict[str, float] | None = None
+    ) -> float:
+        """`name`'s prior log-density (from `terms.PRIORS`; scale and location from
+        `hyper` where a hierarchical model's empirical-Bayes round sets them); its
+        gradient added into `grad`."""
+        scale = float(prior_scale(name, pri, hyper))
+        if prior_family(name) == "halfnormal":
+            return cls._half_normal_into(v, scale, grad)
+        return cls._normal_into(v, scale, grad, float(prior_location(name, hyper)))
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """(−log p, −∇log p): what a minimiser wants.

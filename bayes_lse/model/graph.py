@@ -19,8 +19,11 @@ from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, validate_model_config
 from bayes_lse.model.terms import (
     assessment_history_counts,
+    hierarchical_variable,
     history_logit,
+    hyperparameters_used,
     learning_update_mean,
+    prior_location,
     prior_scale,
     prior_variable,
     relevance_at,
@@ -123,7 +126,7 @@ def _noncentered_states(s0: Any, z: Any, idx: IndexArrays, update_mean: Any, noi
     return pt.concatenate(blocks, axis=0)[perm]
 
 
-def _polar_half_normal(name: str, scale: float, d: int, dim: str) -> tuple[Any, Any]:
+def _polar_half_normal(name: str, scale: Any, d: int, dim: str) -> tuple[Any, Any]:
     """x ~ HalfNormal(σ)^d (one vector per `dim` entry) written as x = |x|·u, the norm
     and the direction independent.
 
@@ -134,14 +137,18 @@ def _polar_half_normal(name: str, scale: float, d: int, dim: str) -> tuple[Any, 
     assessment bias); as separate coordinates NUTS's diagonal mass matrix can scale
     each, where in log-coordinates the norm is a diagonal it cannot follow.
     """
-    norm_sq = pm.Gamma(f"{name}_norm_sq", alpha=d / 2.0, beta=1.0 / (2.0 * scale**2), dims=dim)
+    if isinstance(scale, (int, float)):
+        norm_sq = pm.Gamma(f"{name}_norm_sq", alpha=d / 2.0, beta=1.0 / (2.0 * scale**2), dims=dim)
+        norm = pt.sqrt(norm_sq)
+    else:  # a learned scale (hierarchical model): the norm non-centred, σ·χ_d
+        norm_sq = pm.Gamma(f"{name}_norm_sq", alpha=d / 2.0, beta=0.5, dims=dim)
+        norm = scale * pt.sqrt(norm_sq)
     v = pm.HalfNormal(f"{name}_direction", sigma=1.0, dims=(dim, "skill"))
-    norm = pt.sqrt(norm_sq)
     x = pm.Deterministic(name, v / tensor_norm(v)[:, None] * norm[:, None], dims=(dim, "skill"))
     return x, norm
 
 
-def _offset_assessment_bias(req_norm: Any, sd: float) -> Any:
+def _offset_assessment_bias(req_norm: Any, sd: Any, loc: Any = 0.0) -> Any:
     """g_j ~ N(0, sd²) sampled as c_j = g_j − |a_j|, the combination the pass logit uses.
 
     (a, g) → (a, c) has unit Jacobian, so adding log N(c + |a|; 0, sd²) as a potential
@@ -150,7 +157,7 @@ def _offset_assessment_bias(req_norm: Any, sd: float) -> Any:
     """
     c = pm.Flat("assessment_offset", dims="assessment")
     g_j = pm.Deterministic("assessment_bias", c + req_norm, dims="assessment")
-    pm.Potential("assessment_bias_prior", pm.logp(pm.Normal.dist(0.0, sd), g_j).sum())
+    pm.Potential("assessment_bias_prior", pm.logp(pm.Normal.dist(loc, sd), g_j).sum())
     return g_j
 
 
@@ -170,6 +177,7 @@ class ModelSpec:
         learning_noise: float | str = DEFAULT_MODEL_CONFIG["learning_noise"],
         priors: dict[str, float] | None = None,
         history: bool = False,
+        hierarchical: bool = False,
     ) -> None:
         self.config = validate_model_config(
             merge(
@@ -181,6 +189,7 @@ class ModelSpec:
                     "lessons": lessons,
                     "learning_noise": learning_noise,
                     "history": history,
+                    "hierarchical": hierarchical,
                     "priors": priors or {},
                 },
                 "model",
@@ -197,7 +206,8 @@ class ModelSpec:
         return (
             f"{type(self).__name__}(n_skills={c['n_skills']}, prerequisites={c['prerequisites']}, "
             f"biases={c['biases']}, lessons={c['lessons']}, learning_noise={c['learning_noise']!r}"
-            + (", history=True)" if c["history"] else ")")
+            + (", history=True" if c["history"] else "")
+            + (", hierarchical=True)" if c["hierarchical"] else ")")
         )
 
     @property
@@ -224,6 +234,7 @@ class ModelSpec:
         normalised: bool = True,
         constrained: bool = False,
         requirement: str = "cartesian",
+        hyper: dict[str, Any] | None = None,
     ) -> tuple[pm.Model, IndexArrays]:
         """The PyMC model for `log` and the index arrays it was built from.
 
@@ -241,6 +252,12 @@ class ModelSpec:
         offset from |a|; see `_polar_half_normal`); for NUTS — a mode in these
         coordinates is not the mode of the model.  (The same form for gains and
         prerequisites did not raise their ESS on the benchmark cohort, so it is not used.)
+
+        A hierarchical config (``hierarchical=True``) learns the prior scales and the
+        assessment biases' mean (`terms.HYPER_OF`): as random variables with the
+        parameters in non-centred form when `hyper` is None (ADVI, NUTS), or held at the
+        values (floats or PyTensor shared variables) in `hyper`, parameters centred —
+        the empirical-Bayes MAP (`inference.empirical_bayes`) updates them between optima.
         """
         cfg, pri = self.config, self.config["priors"]
         idx = IndexArrays.from_log(log)
@@ -250,7 +267,21 @@ class ModelSpec:
         if parametrization not in ("centered", "noncentered"):
             raise ValueError(f"parametrization must be 'auto', 'centered' or 'noncentered', got {parametrization!r}")
         tr = {"default_transform": None} if constrained else {}
+        used = hyperparameters_used({**cfg, "lessons": use_lessons})
+        learned = bool(used) and hyper is None
+        if hyper is not None and not used:
+            raise ValueError("hyperparameter values were given for a model that is not hierarchical")
+        if hyper is not None and set(used) - set(hyper):
+            raise ValueError(f"missing hyperparameter values: {', '.join(sorted(set(used) - set(hyper)))}")
         with pm.Model(coords=self.coords(log, idx)) as model:
+            if learned:
+                hyper = {h: prior_variable(h, pri, **tr) for h in used}
+
+            def param(name: str, dims: Any) -> Any:
+                if learned:
+                    return hierarchical_variable(name, hyper, dims=dims)
+                return prior_variable(name, pri, hyper, dims=dims, **(tr if name not in ("student_bias", "assessment_bias") else {}))
+
             s0 = prior_variable("initial_state", pri, dims=("student", "skill"), **tr)
             if requirement not in ("cartesian", "polar"):
                 raise ValueError(f"requirement must be 'cartesian' or 'polar', got {requirement!r}")
@@ -258,14 +289,14 @@ class ModelSpec:
             if polar:
                 if constrained:
                     raise ValueError("requirement='polar' is a sampling parametrisation; it has no constrained form")
-                req, req_norm = _polar_half_normal("requirement", prior_scale("requirement", pri), self.n_skills, "assessment")
+                req, req_norm = _polar_half_normal("requirement", prior_scale("requirement", pri, hyper), self.n_skills, "assessment")
             else:
-                req = prior_variable("requirement", pri, dims=("assessment", "skill"), **tr)
+                req = param("requirement", ("assessment", "skill"))
             gain = prereq = None
             if use_lessons:
-                gain = prior_variable("gain", pri, dims=("lesson", "skill"), **tr)
+                gain = param("gain", ("lesson", "skill"))
                 if cfg["prerequisites"]:
-                    prereq = prior_variable("prerequisite", pri, dims=("lesson", "skill"), **tr)
+                    prereq = param("prerequisite", ("lesson", "skill"))
             noise: Any = cfg["learning_noise"]
             if len(idx.transition_from) and noise == "learned":
                 noise = prior_variable("learning_noise", pri, **tr)
@@ -302,11 +333,12 @@ class ModelSpec:
             req_unit, req_len = unit_and_norm(req)
             g_j = None
             if cfg["biases"]:
-                g_u = prior_variable("student_bias", pri, dims="student")
-                if polar:
-                    g_j = _offset_assessment_bias(req_norm, prior_scale("assessment_bias", pri))
+                g_u = param("student_bias", "student")
+                if polar and not learned:
+                    g_j = _offset_assessment_bias(req_norm, prior_scale("assessment_bias", pri, hyper),
+                                                  prior_location("assessment_bias", hyper))
                 else:
-                    g_j = prior_variable("assessment_bias", pri, dims="assessment")
+                    g_j = param("assessment_bias", "assessment")
             logit = relevance_at(states[idx.obs_state], req_unit, req_len, idx.obs_assessment, g_j)
             if cfg["biases"]:
                 logit = logit + g_u[idx.obs_student]

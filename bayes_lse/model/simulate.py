@@ -92,16 +92,19 @@ def simulate(
     rng = np.random.default_rng(seed)
     d, U, A, L, T = n_skills, n_students, n_assessments, n_lessons, n_steps
 
+    # hierarchical model: the prior scales (and the assessment biases' mean) first, from
+    # their hyperpriors; every parameter below is then drawn with them (terms.HYPER_OF)
+    hyper = {h: float(eq.draw_prior(h, pri, rng)) for h in eq.hyperparameters_used(cfg)} or None
     noise = cfg["learning_noise"]
     if noise == "learned":
         noise = float(eq.draw_prior("learning_noise", pri, rng))
     s0 = eq.draw_prior("initial_state", pri, rng, (U, d))
-    req = eq.draw_prior("requirement", pri, rng, (A, d))
-    gain = eq.draw_prior("gain", pri, rng, (L, d))
-    prereq = eq.draw_prior("prerequisite", pri, rng, (L, d))
+    req = eq.draw_prior("requirement", pri, rng, (A, d), hyper)
+    gain = eq.draw_prior("gain", pri, rng, (L, d), hyper)
+    prereq = eq.draw_prior("prerequisite", pri, rng, (L, d), hyper)
     if cfg["biases"]:
-        g_student = eq.draw_prior("student_bias", pri, rng, U)
-        g_assess = eq.draw_prior("assessment_bias", pri, rng, A)
+        g_student = eq.draw_prior("student_bias", pri, rng, U, hyper)
+        g_assess = eq.draw_prior("assessment_bias", pri, rng, A, hyper)
     else:
         g_student, g_assess = np.zeros(U), np.zeros(A)
 
@@ -166,6 +169,7 @@ def simulate(
     truth = {
         "model_config": cfg,
         "learning_noise": noise,
+        **({"hyperparameters": hyper} if hyper else {}),
         "students": {
             sid[u]: {"bias": float(g_student[u]), "states": states[u].tolist()} for u in range(U)
         },

@@ -277,7 +277,48 @@ PRIORS: dict[str, tuple[str, str]] = {
     "assessment_bias": ("normal", "assessment_bias_sd"),
     "history_success": ("normal", "history_sd"),
     "history_failure": ("normal", "history_sd"),
+    # the hierarchical model's hyperparameters (model config "hierarchical": true); the
+    # config's scale of a parameter becomes the scale of its hyperprior
+    "sigma_requirement": ("halfnormal", "requirement_scale"),
+    "sigma_gain": ("halfnormal", "gain_scale"),
+    "sigma_prerequisite": ("halfnormal", "prerequisite_scale"),
+    "sigma_student_bias": ("halfnormal", "student_bias_sd"),
+    "sigma_assessment_bias": ("halfnormal", "assessment_bias_sd"),
+    "mu_assessment_bias": ("normal", "assessment_bias_sd"),
 }
+
+#: In the hierarchical model, which hyperparameter is each parameter's prior scale and
+#: (assessment bias only) location: requirement ~ HalfNormal(σ_a)^d, gain ~
+#: HalfNormal(σ_l)^d, prerequisite ~ HalfNormal(σ_q)^d, student bias ~ N(0, σ_u²),
+#: assessment bias ~ N(μ_g, σ_g²), with σ and μ learned (NUTS, ADVI) or set by
+#: empirical Bayes (MAP; inference.empirical_bayes).  A module answered three times
+#: then shrinks towards the population that the data estimate, not towards a unit scale
+#: fixed in advance; μ_g is the population's mean easiness (1PL's intercept), without
+#: which a sparse item is pulled towards logit 0 instead of towards the typical item.
+HYPER_OF: dict[str, dict[str, str]] = {
+    "requirement": {"scale": "sigma_requirement"},
+    "gain": {"scale": "sigma_gain"},
+    "prerequisite": {"scale": "sigma_prerequisite"},
+    "student_bias": {"scale": "sigma_student_bias"},
+    "assessment_bias": {"scale": "sigma_assessment_bias", "location": "mu_assessment_bias"},
+}
+HYPERPARAMETERS = tuple(h for m in HYPER_OF.values() for h in m.values())
+
+
+def hyperparameters_used(config: dict[str, Any]) -> tuple[str, ...]:
+    """The hyperparameters a hierarchical model config has (none if not hierarchical):
+    the gain's and prerequisite's only with lessons (and prerequisites), the biases' only
+    with biases."""
+    if not config.get("hierarchical"):
+        return ()
+    out = ["sigma_requirement"]
+    if config.get("lessons", True):
+        out.append("sigma_gain")
+        if config.get("prerequisites", True):
+            out.append("sigma_prerequisite")
+    if config.get("biases", True):
+        out += ["sigma_student_bias", "sigma_assessment_bias", "mu_assessment_bias"]
+    return tuple(out)
 
 
 def prior_family(name: str) -> str:
@@ -285,24 +326,46 @@ def prior_family(name: str) -> str:
     return PRIORS[name][0]
 
 
-def prior_scale(name: str, priors: dict[str, Any]) -> float:
-    """The scale of parameter `name`'s prior, from a model config's "priors" dict."""
+def prior_scale(name: str, priors: dict[str, Any], hyper: dict[str, Any] | None = None) -> Any:
+    """The scale of parameter `name`'s prior: its hyperparameter's value in `hyper` (a
+    hierarchical model's σ, a float or a tensor) if given there, else the config's
+    "priors" entry."""
+    h = HYPER_OF.get(name, {}).get("scale")
+    if hyper and h in hyper:
+        return hyper[h]
     return float(priors[PRIORS[name][1]])
 
 
-def prior_logpdf(name: str, x: ArrayLike, priors: dict[str, Any]) -> NDArray[np.float64]:
-    """log prior density of `name` at x, per element (scipy.stats, constants included)."""
+def prior_location(name: str, hyper: dict[str, Any] | None = None) -> Any:
+    """The location of `name`'s prior: μ_g for the hierarchical assessment bias, else 0."""
+    h = HYPER_OF.get(name, {}).get("location")
+    if hyper and h in hyper:
+        return hyper[h]
+    return 0.0
+
+
+def prior_logpdf(
+    name: str, x: ArrayLike, priors: dict[str, Any], hyper: dict[str, Any] | None = None
+) -> NDArray[np.float64]:
+    """log prior density of `name` at x, per element (scipy.stats, constants included);
+    `hyper`: the hierarchical model's hyperparameter values (`HYPER_OF`)."""
     from scipy import stats
 
     dist = stats.halfnorm if prior_family(name) == "halfnormal" else stats.norm
-    return dist.logpdf(np.asarray(x, dtype=float), scale=prior_scale(name, priors))
+    loc = prior_location(name, hyper)
+    return dist.logpdf(np.asarray(x, dtype=float) - loc, scale=prior_scale(name, priors, hyper))
 
 
-def draw_prior(name: str, priors: dict[str, Any], rng: np.random.Generator, size: Any = None) -> Any:
+def draw_prior(
+    name: str, priors: dict[str, Any], rng: np.random.Generator, size: Any = None, hyper: dict[str, Any] | None = None
+) -> Any:
     """Draws of `name` from its prior: |N(0, σ²)| for a half-normal (one normal draw
-    per value, the simulator's random stream), N(0, σ²) otherwise."""
-    x = rng.normal(0.0, prior_scale(name, priors), size=size)
-    return np.abs(x) if prior_family(name) == "halfnormal" else x
+    per value, the simulator's random stream), N(μ, σ²) otherwise; σ and μ from
+    `hyper` where the hierarchical model has them (`HYPER_OF`)."""
+    x = rng.normal(0.0, prior_scale(name, priors, hyper), size=size)
+    if prior_family(name) == "halfnormal":
+        return np.abs(x)
+    return x + prior_location(name, hyper)
 
 
 # ---------------------------------------------------------------------------
@@ -315,13 +378,29 @@ pm: Any = LazyModule("pymc")
 _dist_math: Any = LazyModule("pymc.distributions.dist_math")
 
 
-def prior_variable(name: str, priors: dict[str, Any], **kwargs: Any) -> Any:
+def prior_variable(name: str, priors: dict[str, Any], hyper: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     """The PyMC random variable of parameter `name` with its prior from PRIORS
-    (`kwargs`: dims, default_transform, ...; inside a `pm.Model` context)."""
-    sigma = prior_scale(name, priors)
+    (`kwargs`: dims, default_transform, ...; inside a `pm.Model` context); `hyper`:
+    hyperparameter values or tensors that replace the config's scale and location
+    (the empirical-Bayes MAP passes shared variables here)."""
+    sigma = prior_scale(name, priors, hyper)
     if prior_family(name) == "halfnormal":
         return pm.HalfNormal(name, sigma=sigma, **kwargs)
-    return pm.Normal(name, 0.0, sigma, **kwargs)
+    return pm.Normal(name, prior_location(name, hyper), sigma, **kwargs)
+
+
+def hierarchical_variable(name: str, hyper: dict[str, Any], **kwargs: Any) -> Any:
+    """Parameter `name` of the hierarchical model in non-centred form: σ·r with r ~
+    HalfNormal(1) (vectors) or μ + σ·z with z ~ N(0, 1) (biases), the standardised
+    variable named ``<name>_raw``.  The same distribution as `prior_variable` with
+    these σ and μ, without the funnel between σ and the values that a centred form
+    gives NUTS when σ is small."""
+    sigma = prior_scale(name, {}, hyper)
+    if prior_family(name) == "halfnormal":
+        raw = pm.HalfNormal(f"{name}_raw", sigma=1.0, **kwargs)
+        return pm.Deterministic(name, sigma * raw, dims=kwargs.get("dims"))
+    raw = pm.Normal(f"{name}_raw", 0.0, 1.0, **kwargs)
+    return pm.Deterministic(name, prior_location(name, hyper) + sigma * raw, dims=kwargs.get("dims"))
 
 
 def tensor_norm(v: pt.TensorVariable) -> pt.TensorVariable:

@@ -168,8 +168,14 @@ class FitResult:
         ci: float = 0.9,
         update: str = "expected",
         seed: int | None = None,
+        new_assessments: bool = True,
     ) -> pd.DataFrame:
         """Pass probability of every assessment row: posterior mean and central `ci` interval.
+
+        An assessment that is not in the model (added after the fit) is predicted as a
+        draw from the population of assessments (`new_assessment_draws`): its interval
+        covers the spread of assessments as well as the student's uncertainty, and the
+        row's ``assessment_seen`` is False.  ``new_assessments=False`` refuses such rows.
 
         A row within a student's fitted history uses that step's state; a row beyond it
         starts from the student's last fitted state and follows the lessons given in the
@@ -199,7 +205,8 @@ class FitResult:
         -------
         pandas.DataFrame
             One row per assessment row: ``student_id, module_id, timestep, p_mean,
-            p_low, p_high`` (and ``outcome`` / ``p_true`` when the input has them).
+            p_low, p_high, assessment_seen`` (and ``outcome`` / ``p_true`` when the
+            input has them).
             A point estimate (MAP) gives ``p_low = p_high = p_mean``.
         """
         from bayes_lse.data.log import InteractionLog, read_interactions
@@ -229,7 +236,7 @@ class FitResult:
         if unknown_s.any():
             fail(unknown_s, "student_id", "student")
         a_idx = a_codes.get_indexer(t["module_id"])
-        if (is_a & (a_idx < 0)).any():
+        if (is_a & (a_idx < 0)).any() and not new_assessments:
             fail(is_a & (a_idx < 0), "module_id", "assessment")
         l_idx = l_codes.get_indexer(t["module_id"])
         last_step = known_students["step"].reindex(t["student_id"]).to_numpy()
@@ -254,16 +261,29 @@ class FitResult:
             row_state[:, beyond] = self._push_forward(t, rows[beyond], is_l, l_idx, last_step, last_state, states, update, seed)
 
         stu_codes = pd.Index(self.ids_of("student")).get_indexer(t["student_id"].iloc[rows]) if self.has("student_bias") else None
-        p = pass_draws(self, row_state, a_idx[rows], stu_codes, self.history_of(t.iloc[rows]))
+        seen = a_idx[rows] >= 0
         alpha = (1 - ci) / 2
+        p_mean = np.empty(len(rows))
+        p_low = np.empty(len(rows))
+        p_high = np.empty(len(rows))
+        if seen.any():
+            p = pass_draws(self, row_state[:, seen], a_idx[rows][seen], None if stu_codes is None else stu_codes[seen],
+                           self.history_of(t.iloc[rows[seen]]))
+            p_mean[seen], p_low[seen] = p.mean(axis=0), np.quantile(p, alpha, axis=0)
+            p_high[seen] = np.quantile(p, 1 - alpha, axis=0)
+        if (~seen).any():
+            p = new_assessment_draws(self, row_state[:, ~seen], None if stu_codes is None else stu_codes[~seen], seed)
+            p_mean[~seen], p_low[~seen] = p.mean(axis=0), np.quantile(p, alpha, axis=0)
+            p_high[~seen] = np.quantile(p, 1 - alpha, axis=0)
         out = pd.DataFrame(
             {
                 "student_id": t["student_id"].iloc[rows].to_numpy(),
                 "module_id": t["module_id"].iloc[rows].to_numpy(),
                 "timestep": step[rows],
-                "p_mean": p.mean(axis=0),
-                "p_low": np.quantile(p, alpha, axis=0),
-                "p_high": np.quantile(p, 1 - alpha, axis=0),
+                "p_mean": p_mean,
+                "p_low": p_low,
+                "p_high": p_high,
+                "assessment_seen": seen,
             }
         )
         for extra in ("outcome", "p_true"):
@@ -400,6 +420,48 @@ def pass_draws(fitted: FitResult, state: np.ndarray, assessment: np.ndarray, stu
                           fitted.draws("history_failure")[:, None])
         g_j = g_j + h
     return eq.pass_probability(state, req, g_u, g_j)
+
+
+#: population draws for an assessment the model has not seen: about this many in all
+#: (posterior draws × population draws per posterior draw, at least one per draw)
+NEW_ASSESSMENT_DRAWS = 4096
+
+
+def new_assessment_draws(fitted: FitResult, state: np.ndarray, student: np.ndarray | None,
+                         seed: int | None = None, total: int = NEW_ASSESSMENT_DRAWS) -> np.ndarray:
+    """Pass-probability draws (samples·k, rows) for assessments the model has not seen.
+
+    Such an assessment is one more draw from the population the fitted ones come from,
+    so per posterior draw k (requirement, bias) pairs are drawn (k·samples ≈ `total`):
+    from the learned population of a hierarchical fit by ADVI or NUTS (requirement ~
+    HalfNormal(σ_a)^d, bias ~ N(μ_g, σ_g²) at that draw's hyperparameters); otherwise
+    — and for MAP, where σ_a is not learned (inference.empirical_bayes) — by resampling
+    that draw's fitted assessments (the empirical population).  With no earlier answers
+    to it, its history term is 0.  The draws' spread is the band that says the
+    assessment is unknown.
+    """
+    rng = np.random.default_rng(seed)
+    req = fitted.draws("requirement")  # (S, J, d)
+    n_s, n_j, d = req.shape
+    k = int(np.clip(total // n_s, 1, 256))
+    g_j = fitted.draws("assessment_bias") if fitted.has("assessment_bias") else np.zeros((n_s, n_j))
+    if fitted.method != "map" and fitted.has("sigma_assessment_bias") and fitted.has("sigma_requirement"):
+        sa = fitted.draws("sigma_requirement").reshape(n_s, 1, 1)
+        new_req = np.abs(rng.normal(size=(n_s, k, d))) * sa
+        new_g = fitted.draws("mu_assessment_bias").reshape(n_s, 1) + fitted.draws(
+            "sigma_assessment_bias").reshape(n_s, 1) * rng.normal(size=(n_s, k))
+    else:
+        pick = rng.integers(0, n_j, size=(n_s, k))
+        new_req = np.take_along_axis(req, pick[..., None], axis=1)
+        new_g = np.take_along_axis(g_j, pick, axis=1)
+    g_u = fitted.draws("student_bias")[:, student] if student is not None and fitted.has("student_bias") else None
+    rows = state.shape[1]
+    out = np.empty((n_s, k, rows))
+    for lo in range(0, rows, 256):  # (S, k, block, d) at a time
+        hi = min(lo + 256, rows)
+        gu = 0.0 if g_u is None else g_u[:, None, lo:hi]
+        out[:, :, lo:hi] = eq.pass_probability(state[:, None, lo:hi], new_req[:, :, None], gu, new_g[:, :, None])
+    return out.reshape(n_s * k, rows)
 
 
 def read_history(path: str | Path) -> pd.DataFrame:

@@ -344,4 +344,22 @@ def test_predict_unknown_ids_are_clear_errors(tiny_map):
     rows = pd.DataFrame({"student_id": [sid], "module_id": ["Z9"], "module_type": ["assessment"],
                          "outcome": [1], "timestep": [0]})
     with pytest.raises(bl.InteractionLogError, match="column 'module_id': assessment 'Z9'"):
-        tiny_map.predict(rows)
+        tiny_map.predict(rows, new_assessments=False)
+
+
+def test_predict_a_new_assessment_from_the_population(tiny_map):
+    """An assessment added after the fit is predicted as a draw from the fitted
+    assessments: flagged, with a band wider than a known one's (a MAP fit's known
+    assessment has no band at all), and its mean inside the range of the known ones."""
+    sid = tiny_map.last_states().index[0]
+    known = list(tiny_map.assessments)
+    rows = pd.DataFrame({"student_id": [sid] * (len(known) + 1), "module_id": [*known, "Z9"],
+                         "module_type": "assessment", "outcome": 1, "timestep": 0})
+    out = tiny_map.predict(rows, seed=1)
+    new = out.iloc[-1]
+    assert not new["assessment_seen"] and out["assessment_seen"].iloc[:-1].all()
+    assert new["p_high"] - new["p_low"] > 0.05
+    assert (out["p_high"] - out["p_low"]).iloc[:-1].max() == 0.0
+    assert out["p_mean"].iloc[:-1].min() <= new["p_mean"] <= out["p_mean"].iloc[:-1].max()
+    # the same seed gives the same draws
+    assert tiny_map.predict(rows, seed=1).equals(out)
