@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from bayes_lse.model.graph import METHODS, ModelSpec
@@ -157,9 +158,6 @@ class FittedLSE(FitResult):
 
         if not self.model_config["lessons"] or not self.has("gain"):
             raise ValueError("this model has no lessons (fit with lessons=True): there is nothing to recommend")
-        if self.model_config.get("history"):
-            raise ValueError("recommending with the assessment-history term (history=True) is not supported: "
-                             "fit the model without it to rank lesson sequences")
         goals = [goals] if isinstance(goals, str) else list(goals)
         if not goals:
             raise ValueError("give at least one goal assessment")
@@ -194,6 +192,28 @@ class FittedLSE(FitResult):
             s_bias = None
             if self.has("student_bias"):
                 s_bias = self.draws("student_bias")[:, list(self.ids_of("student")).index(str(student))]
+        if self.model_config.get("history"):
+            # the history term: a goal's logit also has γ_s·log(1+S) + γ_f·log(1+F) for the
+            # student's earlier successes/failures on it, which lessons do not change — an
+            # offset per (draw, goal) folded into the assessment bias.  (Placing a new
+            # student from a history ignores the term; its answers then weigh as first tries.)
+            if history is not None:
+                past = hist  # one student's rows (read_history checked)
+            else:
+                past = self.interactions
+                past = past[past["student_id"].astype(str) == str(student)]
+            past = past[past["module_type"].astype(str) == "assessment"]
+            codes = pd.Index([str(a) for a in self.assessments]).get_indexer(past["module_id"].astype(str))
+            ok = codes >= 0
+            y = past["outcome"].to_numpy(dtype=float)[ok]
+            counts = np.zeros((len(self.assessments), 2))
+            np.add.at(counts[:, 0], codes[ok], y)
+            np.add.at(counts[:, 1], codes[ok], 1.0 - y)
+            from bayes_lse.model.terms import history_logit
+
+            offset = history_logit(counts[None], self.draws("history_success")[:, None],
+                                   self.draws("history_failure")[:, None])
+            a_bias = offset if a_bias is None else a_bias + offset
         modules = rec.ModuleDraws.from_arrays(
             gain=self.draws("gain"),
             lesson_ids=[str(x) for x in self.lessons],
