@@ -224,6 +224,7 @@ class ModelSpec:
         normalised: bool = True,
         constrained: bool = False,
         requirement: str = "cartesian",
+        outcome_data: bool = False,
     ) -> tuple[pm.Model, IndexArrays]:
         """The PyMC model for `log` and the index arrays it was built from.
 
@@ -241,6 +242,9 @@ class ModelSpec:
         offset from |a|; see `_polar_half_normal`); for NUTS — a mode in these
         coordinates is not the mode of the model.  (The same form for gains and
         prerequisites did not raise their ESS on the benchmark cohort, so it is not used.)
+        `outcome_data=True` holds the outcomes in a `pm.Data` container named
+        ``"outcome_data"``, so one compiled model can be refit on other outcomes of the
+        same design (`inference.refit`, simulation-based calibration).
         """
         cfg, pri = self.config, self.config["priors"]
         idx = IndexArrays.from_log(log)
@@ -315,5 +319,6 @@ class ModelSpec:
                 g_s = prior_variable("history_success", pri)
                 g_f = prior_variable("history_failure", pri)
                 logit = logit + history_logit(counts, g_s, g_f)
-            pm.Bernoulli("outcome", logit_p=logit, observed=idx.outcome, dims="obs")
+            observed = pm.Data("outcome_data", idx.outcome, dims="obs") if outcome_data else idx.outcome
+            pm.Bernoulli("outcome", logit_p=logit, observed=observed, dims="obs")
         return model, idx
