@@ -328,13 +328,13 @@ class SBCResult:
         flat = xr.Dataset({name: xr.DataArray(np.asarray(da.values).reshape(1, -1), dims=("chain", f"{name}_pit"))
                            for name, da in pit.data_vars.items()})
         rows = -(-len(flat.data_vars) // 4)
-        # no p-value text from arviz: its test on pooled PITs assumes them independent
+        # no p-value text or highlighted points from arviz: its test on pooled PITs assumes them independent
         # (and arviz-plots 1.3.2 puts some panels' text on other panels' axes); the
         # summary's per-element, Cauchy-combined p-values are written instead
         pc = plot_ecdf_pit(xr.DataTree.from_dict({"prior_sbc": flat}), group="prior_sbc",
                            sample_dims=list(flat.dims), method="pot_c", envelope_prob=1 - self.alpha,
-                           backend="matplotlib", visuals={"p_value_text": False},
-                           figure_kwargs={"figsize": (13, 2.9 * rows)})
+                           backend="matplotlib", visuals={"p_value_text": False, "suspicious_points": False},
+                           figure_kwargs={"figsize": (13, 3.3 * rows)})
         fig = pc.viz["figure"].item()
         table = self.summary.set_index("quantity")
         for name in flat.data_vars:
