@@ -235,6 +235,7 @@ class ModelSpec:
         constrained: bool = False,
         requirement: str = "cartesian",
         hyper: dict[str, Any] | None = None,
+        outcome_data: bool = False,
     ) -> tuple[pm.Model, IndexArrays]:
         """The PyMC model for `log` and the index arrays it was built from.
 
@@ -257,7 +258,10 @@ class ModelSpec:
         assessment biases' mean (`terms.HYPER_OF`): as random variables with the
         parameters in non-centred form when `hyper` is None (ADVI, NUTS), or held at the
         values (floats or PyTensor shared variables) in `hyper`, parameters centred —
-        the empirical-Bayes MAP (`inference.empirical_bayes`) updates them between optima.
+        the empirical-Bayes MAP (`inference.empirical_bayes`) optimises the biases' around them.
+        `outcome_data=True` holds the outcomes in a `pm.Data` container named
+        ``"outcome_data"``, so one compiled model can be refit on other outcomes of the
+        same design (`inference.refit`, simulation-based calibration).
         """
         cfg, pri = self.config, self.config["priors"]
         idx = IndexArrays.from_log(log)
@@ -347,5 +351,6 @@ class ModelSpec:
                 g_s = prior_variable("history_success", pri)
                 g_f = prior_variable("history_failure", pri)
                 logit = logit + history_logit(counts, g_s, g_f)
-            pm.Bernoulli("outcome", logit_p=logit, observed=idx.outcome, dims="obs")
+            observed = pm.Data("outcome_data", idx.outcome, dims="obs") if outcome_data else idx.outcome
+            pm.Bernoulli("outcome", logit_p=logit, observed=observed, dims="obs")
         return model, idx

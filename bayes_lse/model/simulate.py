@@ -1,6 +1,10 @@
 """Forward simulator: draws a cohort from exactly the joint distribution that the
-PyMC model in `model.py` defines (same priors, same truncated-normal transition),
+PyMC model in `graph.py` defines (same priors, same truncated-normal transition),
 so that recovery and simulation-based calibration checks mean something.
+
+`simulate` draws a design (who answers what, which lessons) and the parameters;
+`simulate_on_design` keeps a given design (a real log's, for calibration on the
+user's own shape) and draws parameters and outcomes only.
 """
 
 from __future__ import annotations
@@ -8,13 +12,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from bayes_lse.model import terms as eq
 from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, validate_model_config
+
+if TYPE_CHECKING:
+    from bayes_lse.model.graph import IndexArrays
 
 
 @dataclass
@@ -177,3 +184,104 @@ def simulate(
         "lessons": {lid[k]: {"gain": gain[k].tolist(), "prerequisite": prereq[k].tolist()} for k in range(L)},
     }
     return SimulatedCohort(table=table, truth=truth, config=cfg)
+
+
+@dataclass
+class DesignDraw:
+    """One draw from the model's joint distribution on a fixed design.
+
+    ``params`` holds every parameter the PyMC graph has, in the posterior layout of
+    `inference.assemble.build_datatree` without the (chain, draw) dims:
+    ``student_state`` (flat state, skill), ``requirement`` (assessment, skill),
+    ``gain`` / ``prerequisite`` (lesson, skill) when the variant has them,
+    ``student_bias`` / ``assessment_bias`` with biases, ``learning_noise`` when it is
+    learned.  ``outcome`` (int8) and ``p`` are per answer, in the design's answer order.
+    """
+
+    params: dict[str, np.ndarray]
+    outcome: np.ndarray
+    p: np.ndarray
+
+
+def simulate_on_design(
+    idx: IndexArrays,
+    n_assessments: int,
+    n_lessons: int,
+    model_config: dict[str, Any],
+    rng: np.random.Generator,
+) -> DesignDraw:
+    """Parameters from the priors, the trajectory and the outcomes on a fixed design.
+
+    The design is the index arrays of an interaction log (`model.graph.IndexArrays`):
+    who answers which assessment in which state, and which lesson (or none, code −1)
+    moves each state to the next.  Only parameters and outcomes are random, drawn
+    exactly as the PyMC graph built from the same log defines them: the same variant
+    logic (lessons only when the log has some; prerequisites only with lessons; σ_L
+    drawn only when learned and some transition exists), the same priors
+    (`terms.draw_prior`), the truncated-normal learning update (a step without a
+    lesson keeps the mean) and Bernoulli outcomes of σ(D(s, a) + g_u + g_j).
+
+    Parameters
+    ----------
+    idx : IndexArrays
+        The design.
+    n_assessments, n_lessons : int
+        Module counts of the log the design comes from (codes index into them).
+    model_config : dict
+        A validated model config (``ModelSpec.config``); ``history=True`` is refused.
+    rng : numpy.random.Generator
+        The random stream.
+
+    Returns
+    -------
+    DesignDraw
+    """
+    cfg = validate_model_config(merge(DEFAULT_MODEL_CONFIG, model_config, "model"))
+    if cfg["history"]:
+        raise ValueError("simulate_on_design does not draw the assessment-history term (history=True)")
+    pri, d = cfg["priors"], int(cfg["n_skills"])
+    n_students = len(idx.initial_state)
+    use_lessons = bool(cfg["lessons"]) and n_lessons > 0
+    has_transitions = len(idx.transition_from) > 0
+    params: dict[str, np.ndarray] = {}
+    # a hierarchical config: its hyperparameters first, as the graph (terms.HYPER_OF)
+    hyper = {h: float(eq.draw_prior(h, pri, rng)) for h in eq.hyperparameters_used({**cfg, "lessons": use_lessons})}
+    params.update({h: np.asarray(v) for h, v in hyper.items()})
+    hyper = hyper or None
+    noise: Any = cfg["learning_noise"]
+    if has_transitions and noise == "learned":
+        noise = float(eq.draw_prior("learning_noise", pri, rng))
+        params["learning_noise"] = np.asarray(noise)
+    s0 = eq.draw_prior("initial_state", pri, rng, (n_students, d))
+    req = eq.draw_prior("requirement", pri, rng, (n_assessments, d), hyper)
+    params["requirement"] = req
+    gain = prereq = None
+    if use_lessons:
+        gain = params["gain"] = eq.draw_prior("gain", pri, rng, (n_lessons, d), hyper)
+        if cfg["prerequisites"]:
+            prereq = params["prerequisite"] = eq.draw_prior("prerequisite", pri, rng, (n_lessons, d), hyper)
+    g_student = np.zeros(n_students)
+    g_assess = np.zeros(n_assessments)
+    if cfg["biases"]:
+        g_student = params["student_bias"] = eq.draw_prior("student_bias", pri, rng, n_students, hyper)
+        g_assess = params["assessment_bias"] = eq.draw_prior("assessment_bias", pri, rng, n_assessments, hyper)
+
+    states = np.full((idx.n_states, d), np.nan)
+    states[idx.initial_state] = s0
+    step_from = idx.state_step[idx.transition_from]
+    for k in np.unique(step_from):  # ascending: every "from" state is drawn before it is used
+        tk = np.flatnonzero(step_from == k)
+        s = states[idx.transition_from[tk]]
+        mu = s.copy()
+        if use_lessons:
+            lesson = idx.transition_lesson[tk]
+            has = lesson >= 0
+            if has.any():
+                mu[has] = eq.expected_update(s[has], gain[lesson[has]],
+                                             None if prereq is None else prereq[lesson[has]])
+        states[idx.transition_to[tk]] = eq.sample_truncated_normal(mu, noise, rng)
+    params["student_state"] = states
+    p = eq.pass_probability(states[idx.obs_state], req[idx.obs_assessment],
+                            g_student[idx.obs_student], g_assess[idx.obs_assessment])
+    outcome = (rng.random(p.shape) < p).astype(np.int8)
+    return DesignDraw(params=params, outcome=outcome, p=p)

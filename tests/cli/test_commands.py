@@ -22,7 +22,8 @@ def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
     return proc
 
 
-@pytest.mark.parametrize("cmd", ["simulate", "fit", "predict", "convert", "demo", "report", "recommend", "evaluate"])
+@pytest.mark.parametrize("cmd", ["simulate", "fit", "predict", "convert", "demo", "report", "recommend", "evaluate",
+                                 "calibrate"])
 def test_help(cmd, tmp_path):
     out = run(cmd, "--help", cwd=tmp_path).stdout
     assert "Usage: bayes-lse " + cmd in out
@@ -207,3 +208,90 @@ def test_costs_in_utf16_is_one_line(tmp_path):
     (tmp_path / "m").mkdir()
     proc = run("recommend", "m", "--student", "s0", "--goal", "A0", "--costs", "costs.csv", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "not UTF-8" in proc.stderr
+
+
+# --------------------------------------------------------------------------- calibrate (issue 20 §1)
+def _fake_sbc(calls: list, biased: bool):
+    """A stand-in for run_sbc (no fitting): uniform ranks, or ranks of a biased fit."""
+    import numpy as np
+    import xarray as xr
+
+    from bayes_lse.evaluate.calibration import SBCResult, describe_design, summarise
+
+    def fake(model, design, *, n_simulations, progress=None, alpha=0.01, **kw):
+        calls.append({"design": describe_design(design), "n_simulations": n_simulations, "model": model, **kw})
+        rng = np.random.default_rng(0)
+        pit = {"pass_probability": rng.random((n_simulations, 4)), "student_bias": rng.random((n_simulations, 3))}
+        if biased:
+            pit["student_bias"] = pit["student_bias"] ** 4
+        ranks = {k: np.floor(v * 101).astype(int) for k, v in pit.items()}
+        tree = xr.DataTree.from_dict({
+            "prior_sbc": xr.Dataset({k: (("chain", "draw", f"{k}_el"), v[None]) for k, v in ranks.items()}),
+            "prior_sbc_pit": xr.Dataset({k: (("chain", "draw", f"{k}_el"), v[None]) for k, v in pit.items()}),
+        })
+        fits = pd.DataFrame({"simulation": range(n_simulations), "seconds": 0.5, "divergences": 0,
+                             "max_rhat": 1.01, "min_ess_bulk": 150.0})
+        for i in range(n_simulations):
+            if progress is not None:
+                progress(i + 1, n_simulations, 0.5)
+        return SBCResult(ranks=tree, summary=summarise(pit, alpha), fits=fits, n_rank_draws=100,
+                         design={"compile_seconds": 1.0, "total_seconds": 2.0}, alpha=alpha)
+
+    return fake
+
+
+def test_calibrate_writes_ranks_table_and_figures(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import bayes_lse.evaluate.calibration as cal
+    from bayes_lse.cli import main
+
+    calls: list = []
+    monkeypatch.setattr(cal, "run_sbc", _fake_sbc(calls, biased=False))
+    out = tmp_path / "sbc"
+    r = CliRunner().invoke(main, ["calibrate", "-o", str(out), "--simulations", "40", "--seed", "3", "-q"])
+    assert r.exit_code == 0, r.output
+    assert calls[0]["design"]["students"] == 6 and calls[0]["design"]["assessments"] == 3  # the default design
+    assert calls[0]["n_simulations"] == 40 and calls[0]["seed"] == 3 and calls[0]["model"].n_skills == 1
+    assert "pass_probability" in r.output and "SBC OK" in r.output
+    for name in ("sbc_ranks.nc", "sbc_summary.csv", "sbc_fits.csv", "sbc_ecdf_pit.png", "sbc_ecdf_bands.png"):
+        assert (out / name).stat().st_size > 0, name
+    summary = pd.read_csv(out / "sbc_summary.csv")
+    assert list(summary["quantity"]) == ["pass_probability", "student_bias"]
+
+    # an earlier run's files are not replaced without --overwrite, before any work
+    r = CliRunner().invoke(main, ["calibrate", "-o", str(out), "-q"])
+    assert r.exit_code == 2 and "already exists" in r.output and len(calls) == 1
+
+
+def test_calibrate_on_a_users_design_and_failing_ranks(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import bayes_lse.evaluate.calibration as cal
+    from bayes_lse.cli import main
+    from bayes_lse.model.simulate import simulate
+
+    simulate(n_students=30, n_steps=12, n_assessments=25, n_lessons=12, seed=0).write(tmp_path / "data.csv")
+    calls: list = []
+    monkeypatch.setattr(cal, "run_sbc", _fake_sbc(calls, biased=True))
+    r = CliRunner().invoke(main, ["calibrate", str(tmp_path / "data.csv"), "-o", str(tmp_path / "o"), "-q",
+                                  "--students", "8", "--skills", "2", "--no-prerequisites"])
+    assert r.exit_code == 1, r.output  # SBC FAIL is exit status 1
+    assert "SBC FAIL" in r.output and "student_bias" in r.output
+    design = calls[0]["design"]
+    assert design["students"] == 8 and design["max_steps"] <= 10 and design["assessments"] <= 20
+    assert design["lessons"] <= 10
+    model = calls[0]["model"]
+    assert model.n_skills == 2 and not model.config["prerequisites"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--learning-noise", "lots"], "--learning-noise must be"),
+    (["--assessments", "2", "--answers-per-step", "3"], "cannot exceed --assessments"),
+    (["missing.csv"], "missing.csv"),
+])
+def test_calibrate_input_errors_are_one_line(tmp_path, args, words):
+    proc = run("calibrate", "-o", "out", "-q", *args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bayes-lse: error: ") and words in lines[0], proc.stderr
