@@ -49,7 +49,7 @@ class LatentSkillEmbedding(ModelSpec):
         pass logit (the per-item memory of a performance-factors model).
     """
 
-    def fit(self, log: InteractionLog | pd.DataFrame | str, method: str = "nuts", **kwargs: Any) -> FittedLSE:
+    def fit(self, log: InteractionLog | pd.DataFrame | str, method: str = "auto", **kwargs: Any) -> FittedLSE:
         """Fit the model to an interaction log.
 
         Parameters
@@ -57,8 +57,11 @@ class LatentSkillEmbedding(ModelSpec):
         log : InteractionLog, DataFrame or path
             The interactions (DESIGN §2); anything but an `InteractionLog` is read and
             validated with `read_interactions`.
-        method : {"map", "advi", "nuts"}
-            Inference method.
+        method : {"auto", "map", "advi", "nuts"}
+            Inference method; "auto" (default): NUTS up to 2,000 answers, MAP beyond
+            (`inference.defaults`; the choice and its reason are in
+            ``fitted.choices``).  A config with ``history="auto"`` gets the history
+            term when at least 5 % of the answers repeat a (student, assessment) pair.
         **kwargs
             Override the method's defaults in `core.config.DEFAULT_FIT_CONFIG`
             (e.g. ``draws=``, ``chains=``, ``sampler=``, ``starts=``, ``kind=``,
@@ -72,11 +75,22 @@ class LatentSkillEmbedding(ModelSpec):
         from bayes_lse.data.log import InteractionLog, read_interactions
         from bayes_lse.inference.engine import run_fit
 
+        from bayes_lse.inference.defaults import choose_history, choose_method
+
         if not isinstance(log, InteractionLog):
             log = read_interactions(log)
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-        return FittedLSE(run_fit(self, log, method, **kwargs))
+        if method not in (*METHODS, "auto"):
+            raise ValueError(f"method must be one of auto, {', '.join(METHODS)}, got {method!r}")
+        choices: list[str] = list(kwargs.pop("choices", None) or [])  # made by a caller (the CLI)
+        if method == "auto":
+            method, why = choose_method(log)
+            choices.append(why)
+        spec: LatentSkillEmbedding = self
+        if self.config["history"] == "auto":
+            on, why = choose_history(log)
+            choices.append(why)
+            spec = LatentSkillEmbedding.from_config({**self.config, "history": on})
+        return FittedLSE(run_fit(spec, log, method, choices=choices, **kwargs))
 
 
 class FittedLSE(FitResult):

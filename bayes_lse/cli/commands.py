@@ -80,8 +80,13 @@ def _model_options(fn):
         click.option("--no-biases", is_flag=True, help="No student/assessment bias terms."),
         click.option("--no-lessons", is_flag=True, help="Ignore lesson content: states drift by noise only."),
         click.option("--learning-noise", default=None, help="σ_L: a positive number or 'learned' (default √0.5)."),
-        click.option("--history", is_flag=True,
-                     help="Add earlier successes/failures on the same assessment to the pass logit (PFA-style memory)."),
+        click.option("--history/--no-history", default=None,
+                     help="Add earlier successes/failures on the same assessment to the pass logit (PFA-style "
+                          "memory). Default for fit: on when at least 5% of the answers repeat a "
+                          "(student, assessment) pair, and fit says so."),
+        click.option("--hierarchical/--no-hierarchical", default=False, show_default=True,
+                     help="Learn the prior scales and the assessment biases' mean from the data (partial "
+                          "pooling; MAP sets them by empirical Bayes)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -89,7 +94,7 @@ def _model_options(fn):
 
 
 def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, no_lessons: bool,
-                        learning_noise: str | None, history: bool = False):
+                        learning_noise: str | None, history: bool | str | None = False, hierarchical: bool = False):
     from bayes_lse.core.config import DEFAULT_LEARNING_NOISE
     from bayes_lse.api import LatentSkillEmbedding
 
@@ -103,14 +108,16 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
             except ValueError:
                 raise UserError(f"--learning-noise must be a positive number or 'learned', got {learning_noise!r}") from None
     return LatentSkillEmbedding(n_skills=n_skills, prerequisites=not no_prerequisites, biases=not no_biases,
-                                lessons=not no_lessons, learning_noise=noise, history=history)
+                                lessons=not no_lessons, learning_noise=noise, history=history,
+                                hierarchical=hierarchical)
 
 
 @main.command()
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model folder (default models/<data name>).")
-@click.option("--method", type=click.Choice(["map", "advi", "nuts"]), default="nuts", show_default=True)
+@click.option("--method", type=click.Choice(["auto", "map", "advi", "nuts"]), default="auto", show_default=True,
+              help="auto: NUTS up to 2,000 answers, MAP beyond (fit says which and why).")
 @_model_options
 @click.option("--sampler", type=click.Choice(["nutpie", "pymc", "numpyro"]), default=None, help="NUTS backend (default nutpie).")
 @click.option("--draws", type=click.IntRange(min=1), default=None, help="Posterior draws per chain (NUTS/ADVI).")
@@ -127,7 +134,8 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
 @guard
 def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequisites: bool, no_biases: bool,
-        no_lessons: bool, learning_noise: str | None, history: bool, sampler: str | None, draws: int | None,
+        no_lessons: bool, learning_noise: str | None, history: bool | None, hierarchical: bool,
+        sampler: str | None, draws: int | None,
         tune: int | None, chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None,
         seed: int | None, config_file: Path | None, overwrite: bool) -> None:
     """Fit the model to DATA (CSV or Parquet) and save it as a model folder."""
@@ -141,8 +149,15 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
             raise UserError(f"{output}: already exists; pass --overwrite to replace it")
         if output.is_dir() and not (output / MANIFEST).exists():
             raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
-    model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise, history)
+    model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise,
+                                "auto" if history is None else history, hierarchical)
     log = read_interactions(data)
+    choices: list[str] = []
+    if method == "auto":
+        from bayes_lse.inference.defaults import choose_method
+
+        method, why = choose_method(log)
+        choices.append(why)
     overrides: dict[str, Any] = {}
     if config_file is not None:
         try:
@@ -164,9 +179,19 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
         validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
     except ValueError as exc:
         raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
+    if model.config["history"] == "auto":
+        from bayes_lse.inference.defaults import choose_history
+
+        on, why = choose_history(log)
+        choices.append(why)
+        model = type(model).from_config({**model.config, "history": on})
+    for why in choices:
+        click.echo(f"chosen from the data: {why}", err=True)
     click.echo(f"fitting {model} by {method.upper()} to {log.n_students} students, "
                f"{log.summary().get('n_assessment_rows', '?')} answers ...", err=True)
-    fitted = model.fit(log, method=method, **overrides)
+    fitted = model.fit(log, method=method, choices=choices, **overrides)
+    for why in fitted.choices[len(choices):]:  # what the engine chose (MAP starts, iterations)
+        click.echo(f"chosen from the data: {why}", err=True)
     fitted.save(output, overwrite=overwrite)
     click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
     # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so

@@ -80,6 +80,8 @@ def run_evaluate_cli(
     test_students: float = 0.2,
     seed: int | None = 0,
     learning_noise: str | None = None,
+    history: bool | None = None,
+    hierarchical: bool = False,
     starts: int | None = None,
     maxiter: int | None = None,
     draws: int | None = None,
@@ -130,7 +132,8 @@ def run_evaluate_cli(
     for b in b_list:
         if b not in BASELINES and not (b.startswith("mirt-d") and b[6:].isdigit()):
             raise ValueError(f"unknown --baselines entry {b!r}; choose from {', '.join(BASELINES)} (or none)")
-    lse_options: dict[str, Any] = {}
+    lse_options: dict[str, Any] = {"history": "auto" if history is None else bool(history),
+                                   "hierarchical": bool(hierarchical)}
     if learning_noise is not None:
         if str(learning_noise).strip().lower() == "learned":
             lse_options["learning_noise"] = "learned"
@@ -209,8 +212,14 @@ def run_evaluate_cli(
               help="Share of students set apart as the test set (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, the fits and the bootstrap.")
 @click.option("--learning-noise", default=None, help="σ_L of the LSE models: a positive number or 'learned' (default √0.5).")
-@click.option("--starts", type=click.IntRange(min=1), default=None, help="MAP starts per LSE fit (default 4).")
-@click.option("--maxiter", type=click.IntRange(min=1), default=None, help="MAP L-BFGS iterations per LSE start (default 5000).")
+@click.option("--history/--no-history", default=None,
+              help="The LSE models' assessment-history term (default: chosen per training log, on when at "
+                   "least 5% of the answers repeat a (student, assessment) pair; variant 'history' forces it).")
+@click.option("--hierarchical/--no-hierarchical", default=False, show_default=True,
+              help="Learned prior scales and assessment-bias mean (MAP: empirical Bayes).")
+@click.option("--starts", type=click.IntRange(min=1), default=None,
+              help="MAP starts per LSE fit (default: 2 up to 20k answers, 1 beyond).")
+@click.option("--maxiter", type=click.IntRange(min=1), default=None, help="MAP L-BFGS iterations per LSE start (default 1000).")
 @click.option("--draws", type=click.IntRange(min=1), default=None, help="ADVI/NUTS draws (per chain).")
 @click.option("--tune", type=click.IntRange(min=0), default=None, help="NUTS tuning steps.")
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="NUTS chains.")

@@ -40,7 +40,8 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "learning_noise": DEFAULT_LEARNING_NOISE,
     # True: the pass logit also has γ_s·log(1+S) + γ_f·log(1+F), S/F the student's earlier
     # successes/failures on the *same* assessment (the per-item memory of a
-    # performance-factors model; see docs/results.md on ASSISTments repeats)
+    # performance-factors model; see docs/results.md on ASSISTments repeats); "auto": on
+    # when ≥ 5 % of the answers repeat a (student, assessment) pair (inference.defaults)
     "history": False,
     # True: the prior scales of requirements, gains, prerequisites and both biases, and
     # the assessment biases' mean, are learned (hyperpriors with the "priors" scales;
@@ -51,8 +52,10 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
 
 DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
     "map": {
-        "starts": 4,
-        "maxiter": 5000,
+        # "auto": by the number of answers (inference.defaults): 2 starts up to 20k answers,
+        # 1 beyond, of 1,000 iterations; the fit records the numbers it used
+        "starts": "auto",
+        "maxiter": "auto",
         "ftol": 1e-12,
         "gtol": 1e-5,
         "jitter": 1.0,
@@ -125,7 +128,7 @@ def merge(defaults: dict[str, Any], overrides: dict[str, Any] | None, where: str
 #: config with starts 1.5, maxiter 0 or -3, jitter -1, 1e400 or null reached the
 #: optimiser and failed there with messages naming neither the file nor the key.
 FIT_SETTING_RULES: dict[str, str] = {
-    "starts": "int>=1", "maxiter": "int>=1", "ftol": "float>0", "gtol": "float>0", "jitter": "float>=0",
+    "starts": "auto|int>=1", "maxiter": "auto|int>=1", "ftol": "float>0", "gtol": "float>0", "jitter": "float>=0",
     "constrained": "bool", "jacobian": "bool", "normalised": "bool", "maxcor": "auto|int>=1",
     "max_iterations": "int>=1", "learning_rate": "float>0", "tolerance": "float>=0", "window": "int>=1",
     "draws": "int>=1", "batch_size": "none|int>=1", "max_seconds": "none|float>0",
@@ -199,6 +202,8 @@ def validate_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"learning_noise must be a finite positive number or 'learned', got {noise!r}")
         cfg["learning_noise"] = float(noise)
     for key in ("prerequisites", "biases", "lessons", "history", "hierarchical"):
+        if key == "history" and cfg[key] == "auto":  # chosen from the data at fit time (inference.defaults)
+            continue
         if not isinstance(cfg[key], bool):
             raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
     for key, value in cfg["priors"].items():

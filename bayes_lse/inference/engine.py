@@ -85,12 +85,34 @@ def _malloc_trim() -> None:
 
 
 def run_fit(
-    spec: ModelSpec, data: InteractionLog, method: str, progressbar: bool | None = None, **overrides: Any
+    spec: ModelSpec, data: InteractionLog, method: str, progressbar: bool | None = None,
+    choices: list[str] | None = None, **overrides: Any
 ) -> xr.DataTree:
-    """Fit `spec` to `data` by `method` and return the posterior DataTree (ARCHITECTURE.md)."""
+    """Fit `spec` to `data` by `method` and return the posterior DataTree (ARCHITECTURE.md).
+
+    Settings left at "auto" (MAP's starts and maxiter) are chosen from the data
+    (`inference.defaults`); the tree's attribute ``choices`` lists every such choice
+    with its reason, `choices` (from the caller: the method, the history term) first."""
+    from bayes_lse.inference.assemble import build_datatree
+    from bayes_lse.inference.defaults import resolve_map_settings
+
+    if spec.config["history"] == "auto":
+        raise ValueError("history='auto' is resolved from the data by LatentSkillEmbedding.fit; run_fit needs true or false")
+    fit_cfg = validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
+    notes = list(choices or [])
+    if method == "map":
+        fit_cfg, why = resolve_map_settings(fit_cfg, data)
+        notes += why
+    tree = _run_fit(spec, data, method, fit_cfg, progressbar)
+    tree.attrs["choices"] = json.dumps(notes)
+    return tree
+
+
+def _run_fit(
+    spec: ModelSpec, data: InteractionLog, method: str, fit_cfg: dict[str, Any], progressbar: bool | None
+) -> xr.DataTree:
     from bayes_lse.inference.assemble import build_datatree
 
-    fit_cfg = validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
     if progressbar is None:
         progressbar = default_progressbar()
     _release_free_memory()

@@ -206,7 +206,7 @@ class ModelSpec:
         return (
             f"{type(self).__name__}(n_skills={c['n_skills']}, prerequisites={c['prerequisites']}, "
             f"biases={c['biases']}, lessons={c['lessons']}, learning_noise={c['learning_noise']!r}"
-            + (", history=True" if c["history"] else "")
+            + (f", history={c['history']!r}" if c["history"] else "")
             + (", hierarchical=True)" if c["hierarchical"] else ")")
         )
 

@@ -66,6 +66,12 @@ class FitResult:
         return float(self.idata.attrs["runtime_seconds"])
 
     @property
+    def choices(self) -> list[str]:
+        """What was chosen from the data because it was left at "auto" (the method, MAP's
+        starts and iterations, the history term), each with its reason."""
+        return list(json.loads(self.idata.attrs.get("choices", "[]")))
+
+    @property
     def n_skills(self) -> int:
         return int(self.model_config["n_skills"])
 

@@ -106,8 +106,8 @@ def test_convert_dkt(tmp_path):
 def test_config_errors_name_file_key_and_range_before_fitting(tmp_path):
     run("simulate", "-o", "data.csv", "--students", "4", "--steps", "2", "--assessments", "3", "--lessons", "1",
         "--seed", "1", cwd=tmp_path)
-    for text, words in (('{"starts": 1.5}', "'starts' must be an integer >= 1, got 1.5"),
-                        ('{"maxiter": -3}', "'maxiter' must be an integer >= 1, got -3"),
+    for text, words in (('{"starts": 1.5}', "'starts' must be 'auto' or an integer >= 1, got 1.5"),
+                        ('{"maxiter": -3}', "'maxiter' must be 'auto' or an integer >= 1, got -3"),
                         ('{"jitter": -1}', "'jitter' must be a finite number >= 0")):
         (tmp_path / "c.json").write_text(text)
         proc = run("fit", "data.csv", "-o", "m", "--method", "map", "--config", "c.json", cwd=tmp_path, check=False)

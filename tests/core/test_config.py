@@ -71,5 +71,5 @@ def test_a_fit_refuses_a_bad_setting_before_any_work():
     import bayes_lse as bl
 
     c = bl.simulate(n_students=3, n_steps=2, n_assessments=4, n_lessons=1, seed=0)
-    with pytest.raises(ValueError, match="'starts' must be an integer >= 1"):
+    with pytest.raises(ValueError, match="'starts' must be 'auto' or an integer >= 1"):
         bl.LatentSkillEmbedding(n_skills=1).fit(c.table, method="map", starts=0)

@@ -1,0 +1,49 @@
+"""Settings chosen from the data (`inference.defaults`) and recorded with the fit."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import bayes_lse as bl
+from bayes_lse.inference import defaults
+
+
+def _log(rows: list[tuple[str, str]]) -> bl.InteractionLog:
+    return bl.read_interactions(pd.DataFrame({"student_id": [r[0] for r in rows], "module_id": [r[1] for r in rows],
+                                              "module_type": "assessment", "outcome": 1, "timestep": 0}))
+
+
+def test_repeat_share_counts_answers_to_an_assessment_answered_before():
+    log = _log([("s1", "a"), ("s1", "a"), ("s1", "b"), ("s2", "a")])
+    assert defaults.repeat_share(log) == pytest.approx(0.25)
+    on, why = defaults.choose_history(log)
+    assert on and "25.0%" in why
+    off, why = defaults.choose_history(_log([("s1", "a"), ("s1", "b"), ("s2", "a")]))
+    assert not off and "0.0%" in why
+
+
+def test_method_and_map_settings_follow_the_number_of_answers(monkeypatch):
+    small = _log([("s1", "a"), ("s2", "b")])
+    assert defaults.choose_method(small)[0] == "nuts"
+    cfg, why = defaults.resolve_map_settings({"starts": "auto", "maxiter": "auto", "ftol": 1e-9}, small)
+    assert (cfg["starts"], cfg["maxiter"], cfg["ftol"]) == (defaults.SMALL_STARTS, defaults.MAXITER, 1e-9)
+    assert len(why) == 2
+    cfg, why = defaults.resolve_map_settings({"starts": 3, "maxiter": 7}, small)
+    assert (cfg["starts"], cfg["maxiter"], why) == (3, 7, [])  # a user's numbers are kept
+    monkeypatch.setattr(defaults, "NUTS_MAX_ANSWERS", 1)
+    monkeypatch.setattr(defaults, "SMALL_ANSWERS", 1)
+    method, why = defaults.choose_method(small)
+    assert method == "map" and "2 answers" in why
+    assert defaults.resolve_map_settings({"starts": "auto"}, small)[0]["starts"] == 1
+
+
+def test_fit_records_what_it_chose():
+    c = bl.simulate(n_students=12, n_steps=3, n_assessments=4, n_lessons=2, seed=0)
+    fit = bl.LatentSkillEmbedding(n_skills=1, history="auto").fit(c.table, method="map", maxiter=20, progressbar=False)
+    assert fit.model_config["history"] is True  # the simulated design repeats assessments
+    assert any(ch.startswith("history term on") for ch in fit.choices)
+    assert fit.fit_config["starts"] == defaults.SMALL_STARTS and fit.fit_config["maxiter"] == 20
+    assert any(ch.startswith("MAP starts") for ch in fit.choices)
+    with pytest.raises(ValueError, match="method must be one of auto"):
+        bl.LatentSkillEmbedding().fit(c.table, method="laplace")
