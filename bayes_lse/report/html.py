@@ -199,6 +199,14 @@ def _embedding_tables(idata: xr.DataTree, aligned: xr.Dataset, max_rows: int) ->
             g = ans.assign(outcome=pd.to_numeric(ans["outcome"], errors="coerce")).groupby(ans["module_id"].astype(str))["outcome"]
             df["answers"] = df["assessment"].map(g.size()).fillna(0).astype(int)
             df["pass rate"] = df["assessment"].map(g.mean())
+        raw = idata["posterior"]
+        if "sigma_assessment_bias" in raw and "answers" in df and "pass rate" in df:
+            # how much each assessment's bias was pulled towards the population mean μ_g:
+            # the prior's share of its posterior precision, 1/σ_g² over (1/σ_g² + F_j), with
+            # the likelihood's curvature F_j ≈ n_j·p_j(1 − p_j) from its answers
+            prec = 1.0 / float(np.mean(np.asarray(raw["sigma_assessment_bias"].values)) ** 2)
+            pr = df["pass rate"].fillna(0.5).clip(0.02, 0.98)
+            df["pooled to μ_g"] = prec / (prec + df["answers"] * pr * (1 - pr))
         df = df.sort_values("|a| mean", ascending=False)
         tables.append(_table(df, key="emb_assessments", max_rows=max_rows,
                              title=f"Assessments: the {min(max_rows, len(df))} hardest by |a|",
@@ -224,6 +232,21 @@ def _embedding_tables(idata: xr.DataTree, aligned: xr.Dataset, max_rows: int) ->
                              title=f"Lessons: the {min(max_rows, len(df))} largest gains |l|",
                              description="|l| is how much a lesson moves a student who meets its prerequisites "
                                          "(|q| = how demanding they are)."))
+    hyper = [h for h in eq.HYPERPARAMETERS if h in idata["posterior"]]
+    if hyper:
+        rows = []
+        for h in hyper:
+            x = np.asarray(idata["posterior"][h].values, dtype=float).ravel()
+            rows.append({"hyperparameter": h, "mean": x.mean(), "5%": np.percentile(x, 5), "95%": np.percentile(x, 95),
+                         "learned": "yes" if x.std() > 0 or idata.attrs.get("method") != "map"
+                         or h in ("sigma_student_bias", "sigma_assessment_bias", "mu_assessment_bias") else
+                         "no (MAP: held at the hyperprior's scale)"})
+        tables.append(_table(pd.DataFrame(rows), key="emb_hyper", max_rows=max_rows,
+                             title="Learned prior scales (hierarchical model)",
+                             description="The population the modules and students are pooled towards: each "
+                                         "group's prior scale σ and the assessment biases' mean μ_g. The "
+                                         "assessments table's 'pooled to μ_g' column says how far each bias "
+                                         "was pulled towards μ_g (1: all prior, 0: all data)."))
     return tables
 
 
