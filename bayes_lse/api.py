@@ -10,6 +10,7 @@ each layer can be used and tested on its own (ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_lse.model.graph import METHODS, ModelSpec
-from bayes_lse.results.posterior import FitResult, load_tree, read_history
+from bayes_lse.results.posterior import VERDICT_ATTR, FitResult, load_tree, read_history
 
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
@@ -98,10 +99,34 @@ class FittedLSE(FitResult):
 
     # ----------------------------------------------------------- diagnostics
     def diagnostics(self, **thresholds: Any) -> Diagnostics:
-        """Convergence and predictive checks with ok/warn/fail verdicts (see `diagnostics.diagnose`)."""
+        """Convergence, predictive and data checks with ok/warn/fail verdicts (see
+        `diagnostics.diagnose`).
+
+        Called with the default thresholds (no arguments), the overall verdict is also
+        recorded in the tree (`results.posterior.VERDICT_ATTR`), so that `save` keeps it
+        in the model folder and `verdict` (the CLI's `predict` and `recommend`) reads it
+        back instead of diagnosing again.
+        """
         from bayes_lse.diagnostics import diagnose
 
-        return diagnose(self.idata, **thresholds)
+        diag = diagnose(self.idata, **thresholds)
+        if not thresholds:
+            self.idata.attrs[VERDICT_ATTR] = json.dumps(diag.to_record())
+        return diag
+
+    def verdict(self) -> dict[str, Any]:
+        """The fit's overall verdict (`Diagnostics.to_record`: ``status``, ``line``, counts,
+        ``worst``), plus ``saved``: True when it was recorded at fit time (and saved with
+        the model), False when it was computed now.
+
+        Computed now, it uses the default thresholds and skips PSIS-LOO (the rest of
+        `diagnose` takes well under a second on a MAP fit and seconds on a large NUTS
+        fit), so it can differ from the full diagnostics by the LOO checks alone.
+        """
+        saved = self.saved_verdict()
+        if saved is not None:
+            return {**saved, "saved": True}
+        return {**self.diagnostics(loo=False).to_record(), "saved": False}
 
     def report(self, path: str | Path, *, title: str | None = None, **options: Any) -> Path:
         """Write the self-contained HTML diagnostic report.

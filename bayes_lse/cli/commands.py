@@ -192,14 +192,31 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
     fitted = model.fit(log, method=method, choices=choices, **overrides)
     for why in fitted.choices[len(choices):]:  # what the engine chose (MAP starts, iterations)
         click.echo(f"chosen from the data: {why}", err=True)
-    fitted.save(output, overwrite=overwrite)
-    click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
-    # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so
+    # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so.
+    # Run before saving: the verdict is recorded in the tree and saved with the model, so that
+    # predict and recommend can warn about a failed fit without diagnosing again.
     try:
         line = fitted.diagnostics().verdict_line()
-    except Exception as exc:  # noqa: BLE001 - the model is saved; a failing check must not hide that
+    except Exception as exc:  # noqa: BLE001 - the model is still saved; a failing check must not hide that
         line = f"diagnostics could not run ({type(exc).__name__}: {exc})"
+    fitted.save(output, overwrite=overwrite)
+    click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
     click.echo(f"{line}\n(details: bayes-lse report {output})")
+
+
+def _warn_if_failed(fitted: Any, model: Path) -> None:
+    """One line on stderr when a loaded model failed its own checks (issue 20): the verdict
+    saved at fit time, else the diagnostics run now without PSIS-LOO (`FittedLSE.verdict`)."""
+    try:
+        rec = fitted.verdict()
+    except Exception as exc:  # noqa: BLE001 - a check that cannot run must not stop the command
+        click.echo(f"bayes-lse: note: the model's diagnostics could not be run ({type(exc).__name__}: {exc})",
+                   err=True)
+        return
+    if rec.get("status") == "fail":
+        line = " ".join(str(rec.get("line", "diagnostics: FAIL")).split())
+        click.echo(f"bayes-lse: warning: this model failed its own checks, so these numbers may not be "
+                   f"trustworthy ({line}); details: bayes-lse report {model}", err=True)
 
 
 # ------------------------------------------------------------------ predict
@@ -224,6 +241,7 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, u
     if output is not None:
         refuse_existing(output, overwrite)
     fitted = load(model)
+    _warn_if_failed(fitted, model)
     pred = fitted.predict(data, ci=ci, update=update, seed=seed)
     cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"]
     pred = pred[cols]
@@ -317,10 +335,11 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
         shown = ", ".join(map(str, list(fitted.lessons)[:10]))
         raise UserError(f"--lesson {lesson!r} is not a lesson of the model (lessons: {shown or 'none'}"
                         f"{', ...' if len(fitted.lessons) > 10 else ''})")
-    path = fitted.report(output, title=title or f"bayes-lse report: {Path(model).name}",
-                         thresholds={"rhat_max": rhat_max, "ess_min": ess_min, "ebfmi_min": ebfmi_min},
+    diag = fitted.diagnostics(rhat_max=rhat_max, ess_min=ess_min, ebfmi_min=ebfmi_min)
+    path = fitted.report(output, title=title or f"bayes-lse report: {Path(model).name}", diagnostics=diag,
                          skills=pair, lesson=lesson)
     click.echo(str(path))
+    click.echo(diag.verdict_line(), err=True)  # the page's overall status, in one line (issue 20)
 
 
 # ---------------------------------------------------------------- recommend
@@ -364,6 +383,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
     cost_map = _read_costs(costs) if costs is not None else None
     fitted = load(model)
+    _warn_if_failed(fitted, model)
     result = fitted.recommend(
         student, list(goals), max_length=max_length,
         candidates=_candidate_list(candidates),

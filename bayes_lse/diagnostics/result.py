@@ -145,6 +145,22 @@ class Diagnostics:
         message = " ".join(str(worst.get("message", "")).split())
         return f"{head}; worst: {worst['check']} — {message}"
 
+    def to_record(self) -> dict[str, Any]:
+        """The overall verdict as a small JSON-able dict: ``status``, ``line``
+        (`verdict_line`), the ``fail`` / ``warn`` / ``checks`` counts and the ``worst``
+        check's name (None when all pass).
+
+        What a model folder keeps of its diagnostics (`FittedLSE.diagnostics` records it
+        in the tree, so `save` writes it): `predict` and `recommend` read it to warn
+        about a failed fit without diagnosing again.
+        """
+        counts = self.verdicts["status"].value_counts() if len(self.verdicts) else pd.Series(dtype=int)
+        worst = None
+        if self.status != "ok":
+            worst = str(self.verdicts.loc[self.verdicts["status"].map(STATUS_ORDER).idxmax(), "check"])
+        return {"status": self.status, "line": self.verdict_line(), "fail": int(counts.get("fail", 0)),
+                "warn": int(counts.get("warn", 0)), "checks": len(self.verdicts), "worst": worst}
+
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name == "verdicts":
             return self.verdicts

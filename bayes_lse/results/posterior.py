@@ -33,6 +33,13 @@ xr: Any = LazyModule("xarray")
 #: how `FittedLSE.predict` moves a state through a step it was not fitted on
 UPDATES = eq.UPDATES
 
+#: Root attribute of the tree that holds the fit's overall verdict as JSON
+#: (`Diagnostics.to_record`): recorded by `FittedLSE.diagnostics()` with the default
+#: thresholds, saved inside fit.nc with the model (so covered by its hash), and read by
+#: `saved_verdict`. Optional: a folder without it loads as before, and the same format
+#: version reads both.
+VERDICT_ATTR = "fit_verdict"
+
 
 class FitResult:
     """A fitted Latent Skill Embedding's posterior and data: accessors, prediction and saving.
@@ -113,6 +120,18 @@ class FitResult:
             f"<{type(self).__name__} method={self.method} d={self.n_skills} students={p.sizes.get('student', '?')} "
             f"states={p.sizes['state']} chains={p.sizes['chain']} draws={p.sizes['draw']} hash={self.config_hash}>"
         )
+
+    def saved_verdict(self) -> dict[str, Any] | None:
+        """The overall verdict recorded with the fit (`VERDICT_ATTR`), or None when the
+        fit was never diagnosed with the default thresholds before it was saved."""
+        raw = self.idata.attrs.get(VERDICT_ATTR)
+        if not raw:
+            return None
+        try:
+            rec = json.loads(raw)
+        except (TypeError, ValueError):
+            return None
+        return rec if isinstance(rec, dict) and rec.get("status") in ("ok", "warn", "fail") else None
 
     # ------------------------------------------------------------------ draws
     def draws(self, name: str) -> np.ndarray:

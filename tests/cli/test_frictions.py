@@ -1,0 +1,108 @@
+"""Issue 20 §3, the frictions a new user hit on the command line: the fit's verdict kept
+with the model and shown by report / predict / recommend, predicting without timesteps
+or outcomes, hints in CLI words, -q.  In-process (CliRunner) on the tiny MAP fixture."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from bayes_lse.api import FittedLSE, load
+from bayes_lse.cli import main
+from bayes_lse.results.posterior import VERDICT_ATTR
+
+FAILED = {"status": "fail", "line": "diagnostics: FAIL (1 fail, 0 warn of 5 checks); worst: R-hat — chains disagree",
+          "fail": 1, "warn": 0, "checks": 5, "worst": "R-hat"}
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def saved_copy(fitted: FittedLSE, path, verdict: dict | None) -> FittedLSE:
+    """A copy of a fit (the session fixture stays untouched), saved with or without a verdict."""
+    copy = FittedLSE(fitted.idata.copy(deep=True))
+    copy.idata.attrs.pop(VERDICT_ATTR, None)
+    if verdict is not None:
+        copy.idata.attrs[VERDICT_ATTR] = json.dumps(verdict)
+    copy.save(path)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def tiny_map(tiny_cohort):
+    """A MAP fit by the numpy kernel (no PyTensor compilation), not the shared fixture."""
+    from bayes_lse import LatentSkillEmbedding
+
+    return LatentSkillEmbedding(n_skills=2).fit(tiny_cohort.table, method="map", starts=1, seed=1, maxiter=200,
+                                                engine="kernel", parametrization="centered")
+
+
+@pytest.fixture
+def data_csv(tiny_cohort, tmp_path):
+    path = tmp_path / "data.csv"
+    tiny_cohort.table.to_csv(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------------ 1. verdicts
+def test_fit_saves_its_verdict_and_report_prints_the_status(data_csv, tmp_path):
+    model = tmp_path / "m"
+    fast = tmp_path / "fast.json"  # the numpy kernel: no PyTensor compilation
+    fast.write_text('{"engine": "kernel", "parametrization": "centered"}')
+    r = cli("fit", str(data_csv), "-o", str(model), "--method", "map", "--starts", "1", "--maxiter", "2",
+            "--skills", "1", "--seed", "0", "--config", str(fast))
+    assert r.exit_code == 0, r.output
+    assert "diagnostics: WARN" in r.stdout
+    saved = load(model).saved_verdict()  # recorded before saving, so the folder keeps it
+    assert saved is not None and saved["status"] == "warn" and saved["worst"] == "MAP optimiser"
+    assert saved["line"] in r.stdout
+
+    r = cli("report", str(model), "-o", str(tmp_path / "r.html"))
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip().endswith("r.html")
+    assert "diagnostics: WARN" in r.stderr and "worst: MAP optimiser" in r.stderr
+
+
+def test_predict_and_recommend_warn_when_the_saved_verdict_failed(tiny_map, data_csv, tmp_path):
+    saved_copy(tiny_map, tmp_path / "bad", FAILED)
+    r = cli("predict", str(tmp_path / "bad"), str(data_csv))
+    assert r.exit_code == 0, r.output
+    assert "warning: this model failed its own checks" in r.stderr and "diagnostics: FAIL" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.stdout.startswith("student_id,module_id,timestep,p_mean")  # the predictions are still given
+    r = cli("recommend", str(tmp_path / "bad"), "--student", "s00", "--goal", "A0", "--max-length", "1")
+    assert r.exit_code == 0, r.output
+    assert "warning: this model failed its own checks" in r.stderr
+
+    saved_copy(tiny_map, tmp_path / "good", {**FAILED, "status": "ok", "line": "diagnostics: OK"})
+    r = cli("predict", str(tmp_path / "good"), str(data_csv))
+    assert r.exit_code == 0 and "warning" not in r.stderr
+
+
+def test_a_folder_without_a_saved_verdict_is_diagnosed_on_load(tiny_map, data_csv, tmp_path, monkeypatch):
+    saved_copy(tiny_map, tmp_path / "old", None)
+    fitted = load(tmp_path / "old")
+    assert fitted.saved_verdict() is None
+    rec = fitted.verdict()
+    assert rec["saved"] is False and rec["status"] in ("ok", "warn", "fail") and rec["line"].startswith("diagnostics:")
+
+    import bayes_lse.diagnostics as diagnostics_pkg
+    from bayes_lse.diagnostics import Diagnostics
+
+    calls = []
+
+    def failing(idata, **kw):
+        calls.append(kw)
+        verdicts = pd.DataFrame([{"check": "R-hat", "status": "fail", "value": 1.2, "threshold": 1.01,
+                                  "message": "chains disagree"}])
+        return Diagnostics(method="map", verdicts=verdicts, tables={}, thresholds={})
+
+    monkeypatch.setattr(diagnostics_pkg, "diagnose", failing)
+    r = cli("predict", str(tmp_path / "old"), str(data_csv))
+    assert r.exit_code == 0, r.output
+    assert calls == [{"loo": False}]  # cheap: no PSIS-LOO
+    assert "failed its own checks" in r.stderr and "worst: R-hat" in r.stderr
