@@ -235,14 +235,24 @@ def _warn_if_failed(fitted: Any, model: Path) -> None:
 @guard
 def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, update: str, seed: int | None,
             overwrite: bool) -> None:
-    """Pass probability of every assessment row of DATA under a saved MODEL."""
+    """Pass probability of every assessment row of DATA under a saved MODEL.
+
+    DATA needs no outcome column. Without a timestep column, each student's rows
+    continue from their current (last fitted) state."""
     from bayes_lse.api import load
 
     if output is not None:
         refuse_existing(output, overwrite)
+    from bayes_lse.data.log import read_interactions
+
     fitted = load(model)
+    rows = read_interactions(data, require_outcomes=False)  # rows to predict need no outcome
     _warn_if_failed(fitted, model)
-    pred = fitted.predict(data, ci=ci, update=update, seed=seed)
+    if rows.timesteps_derived:  # issue 20: such rows were scored at step 0, before any lesson
+        click.echo(f"bayes-lse: note: {data} has no timestep column, so each student's rows are scored from "
+                   "their current (last fitted) state on, one step further after each lesson row; add a "
+                   "timestep column to score rows inside the fitted history", err=True)
+    pred = fitted.predict(rows, ci=ci, update=update, seed=seed, from_last_state=rows.timesteps_derived)
     cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"]
     pred = pred[cols]
     text = pred.to_csv(index=False) if fmt == "csv" else pred.to_json(orient="records", indent=1) + "\n"

@@ -33,6 +33,12 @@ xr: Any = LazyModule("xarray")
 #: how `FittedLSE.predict` moves a state through a step it was not fitted on
 UPDATES = eq.UPDATES
 
+#: What `FitResult.predict` says when an input without timesteps is taken to follow
+#: each student's fitted history.
+CONTINUED_NOTE = ("{source} has no timestep column: each student's rows are taken to follow their fitted "
+                  "history, starting from their current (last fitted) state; give timesteps (or "
+                  "from_last_state=False) to score rows inside the fitted history")
+
 #: Root attribute of the tree that holds the fit's overall verdict as JSON
 #: (`Diagnostics.to_record`): recorded by `FittedLSE.diagnostics()` with the default
 #: thresholds, saved inside fit.nc with the model (so covered by its hash), and read by
@@ -194,6 +200,7 @@ class FitResult:
         update: str = "expected",
         seed: int | None = None,
         new_assessments: bool = True,
+        from_last_state: bool | None = None,
     ) -> pd.DataFrame:
         """Pass probability of every assessment row: posterior mean and central `ci` interval.
 
@@ -214,6 +221,12 @@ class FitResult:
           (docs/results.md) the two forecasts score within 0.01 AUC of each other;
         - ``"sample"``: one noisy update per draw, the full posterior predictive.
 
+        Rows need no outcome (the column may be missing or empty). Without a
+        ``timestep`` column a student's rows are taken to come after their fitted
+        history (`from_last_state`): the first answers are scored in the student's
+        current (last fitted) state, and a lesson row moves it one step on; the
+        returned ``timestep`` is then the step each row was scored at.
+
         Parameters
         ----------
         interactions : DataFrame, path or InteractionLog
@@ -225,18 +238,26 @@ class FitResult:
             How a state moves through a step beyond the fitted history (above).
         seed : int, optional
             Seed for ``update="sample"``.
+        from_last_state : bool, optional
+            True: each student's timesteps count from their last fitted step (timestep 0
+            of the input = the current state). False: timesteps are the fitted history's
+            own (timestep 0 = the student's first state). Default: True exactly when the
+            input has no ``timestep`` column, with a `UserWarning` saying so (before
+            issue 20 such rows were scored at step 0, the student's state before any
+            lesson).
 
         Returns
         -------
         pandas.DataFrame
             One row per assessment row: ``student_id, module_id, timestep, p_mean,
             p_low, p_high, assessment_seen`` (and ``outcome`` / ``p_true`` when the
-            input has them).
+            input has them; an ``outcome`` column left empty is not returned).
             A point estimate (MAP) gives ``p_low = p_high = p_mean``.
         """
         from bayes_lse.data.log import InteractionLog, read_interactions
 
-        log = interactions if isinstance(interactions, InteractionLog) else read_interactions(interactions)
+        log = (interactions if isinstance(interactions, InteractionLog)
+               else read_interactions(interactions, require_outcomes=False))
         if not 0 < ci < 1:
             raise ValueError(f"ci must be in (0, 1), got {ci}")
         update = self.resolve_update(update)
@@ -267,6 +288,15 @@ class FitResult:
         last_step = known_students["step"].reindex(t["student_id"]).to_numpy()
         last_state = known_students["state"].reindex(t["student_id"]).to_numpy()
         step = t["timestep"].to_numpy()
+        if from_last_state is None:
+            from_last_state = bool(getattr(log, "timesteps_derived", False))
+            if from_last_state:
+                import warnings
+
+                warnings.warn(CONTINUED_NOTE.format(source=src), UserWarning, stacklevel=2)
+        if from_last_state:  # every later use (lessons to push through, history term) reads these steps
+            step = step + last_step.astype(step.dtype)
+            t = t.assign(timestep=step)
         is_l = ~is_a
         future_lesson = is_l & (step >= last_step)
         if (future_lesson & (l_idx < 0)).any() and self.model_config["lessons"]:
@@ -312,7 +342,7 @@ class FitResult:
             }
         )
         for extra in ("outcome", "p_true"):
-            if extra in t:
+            if extra in t and not (extra == "outcome" and t[extra].iloc[rows].isna().all()):
                 out[extra] = t[extra].iloc[rows].to_numpy()
         return out
 

@@ -106,3 +106,41 @@ def test_a_folder_without_a_saved_verdict_is_diagnosed_on_load(tiny_map, data_cs
     assert r.exit_code == 0, r.output
     assert calls == [{"loo": False}]  # cheap: no PSIS-LOO
     assert "failed its own checks" in r.stderr and "worst: R-hat" in r.stderr
+
+
+# ------------------------------------------------- 2. predicting without timesteps
+def test_rows_without_timestep_or_outcome_continue_from_the_current_state(tiny_map, tmp_path):
+    saved_copy(tiny_map, tmp_path / "m", {**FAILED, "status": "ok", "line": "diagnostics: OK"})
+    last = tiny_map.last_states()["step"]
+    (tmp_path / "next.csv").write_text(  # no timestep column, outcomes left empty or absent
+        "student_id,module_id,module_type,outcome\ns00,A0,assessment,\ns00,L0,lesson,\ns00,A0,assessment,\n"
+        "s01,A3,assessment,\n")
+    r = cli("predict", str(tmp_path / "m"), str(tmp_path / "next.csv"))
+    assert r.exit_code == 0, r.output
+    assert len(r.stderr.strip().splitlines()) == 1 and "no timestep column" in r.stderr, r.stderr
+    assert "current (last fitted) state" in r.stderr
+    got = pd.read_csv(pd.io.common.StringIO(r.stdout))
+    assert got["timestep"].tolist() == [last["s00"], last["s00"] + 1, last["s01"]]
+
+    # the same rows at the current step, written out: the same probabilities
+    explicit = pd.DataFrame({"student_id": ["s00", "s01"], "module_id": ["A0", "A3"],
+                             "module_type": "assessment", "timestep": [last["s00"], last["s01"]]})
+    want = tiny_map.predict(explicit)
+    assert got["p_mean"].iloc[[0, 2]].to_numpy() == pytest.approx(want["p_mean"].to_numpy())
+    # ... which is not what step 0 gives (the old behaviour)
+    at0 = tiny_map.predict(explicit.assign(timestep=0))
+    assert abs(at0["p_mean"].to_numpy() - want["p_mean"].to_numpy()).max() > 1e-3
+
+    # Python: the same default, said once as a warning; from_last_state=False keeps step 0
+    rows = pd.DataFrame({"student_id": ["s00"], "module_id": ["A0"], "module_type": ["assessment"]})
+    with pytest.warns(UserWarning, match="no timestep column"):
+        py = tiny_map.predict(rows)
+    assert py["timestep"].tolist() == [last["s00"]] and "outcome" not in py
+    assert tiny_map.predict(rows, from_last_state=False)["timestep"].tolist() == [0]
+
+
+def test_a_given_outcome_must_still_be_valid(tiny_map, tmp_path):
+    saved_copy(tiny_map, tmp_path / "m", {**FAILED, "status": "ok", "line": "diagnostics: OK"})
+    (tmp_path / "bad.csv").write_text("student_id,module_id,module_type,outcome\ns00,A0,assessment,maybe\n")
+    r = cli("predict", str(tmp_path / "m"), str(tmp_path / "bad.csv"))
+    assert r.exit_code == 2 and "line 2, column 'outcome'" in r.stderr
