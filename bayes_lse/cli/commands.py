@@ -11,7 +11,15 @@ from typing import Any
 import click
 
 
-from bayes_lse.cli.common import EXIT_INPUT, UserError, check_writable, guard, refuse_existing, write_text  # noqa: F401
+from bayes_lse.cli.common import (  # noqa: F401
+    EXIT_INPUT,
+    UserError,
+    check_writable,
+    guard,
+    read_log,
+    refuse_existing,
+    write_text,
+)
 
 
 class OneLineErrors(click.Group):
@@ -139,7 +147,6 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
         tune: int | None, chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None,
         seed: int | None, config_file: Path | None, overwrite: bool) -> None:
     """Fit the model to DATA (CSV or Parquet) and save it as a model folder."""
-    from bayes_lse.data.log import read_interactions
     from bayes_lse.results.storage import MANIFEST
 
     output = output or Path("models") / data.stem
@@ -151,7 +158,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
             raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
     model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise,
                                 "auto" if history is None else history, hierarchical)
-    log = read_interactions(data)
+    log = read_log(data)  # a raw DKT / EdNet / ... file gets the convert command to run
     choices: list[str] = []
     if method == "auto":
         from bayes_lse.inference.defaults import choose_method
@@ -393,6 +400,13 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
     cost_map = _read_costs(costs) if costs is not None else None
     fitted = load(model)
+    # refusals in command-line words (the Python API's messages name keyword arguments)
+    if not fitted.model_config["lessons"] or not fitted.has("gain"):
+        raise UserError(f"{model} was fitted with --no-lessons: it has no lessons to recommend; "
+                        "fit without --no-lessons")
+    if history is None and str(student) not in set(fitted.last_states().index):
+        raise UserError(f"student {student!r} is not in the model {model}; to place a new student, give their "
+                        "interactions so far with --history FILE (no refit needed)")
     _warn_if_failed(fitted, model)
     result = fitted.recommend(
         student, list(goals), max_length=max_length,

@@ -144,3 +144,33 @@ def test_a_given_outcome_must_still_be_valid(tiny_map, tmp_path):
     (tmp_path / "bad.csv").write_text("student_id,module_id,module_type,outcome\ns00,A0,assessment,maybe\n")
     r = cli("predict", str(tmp_path / "m"), str(tmp_path / "bad.csv"))
     assert r.exit_code == 2 and "line 2, column 'outcome'" in r.stderr
+
+
+# ------------------------------------------------------------------ 3. error hints
+def test_recommend_for_an_unknown_student_names_the_cli_option(tiny_map, tmp_path):
+    saved_copy(tiny_map, tmp_path / "m", {**FAILED, "status": "ok", "line": "diagnostics: OK"})
+    r = cli("recommend", str(tmp_path / "m"), "--student", "nobody", "--goal", "A0")
+    assert r.exit_code == 2
+    assert "--history FILE" in r.stderr and "history=" not in r.stderr, r.stderr
+
+
+FIXTURES = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "fixtures" / "readers"
+
+
+@pytest.mark.parametrize("raw, fmt", [("dkt_small.csv", "assistments-dkt"), ("ednet/u1.csv", "ednet-kt4"),
+                                      ("ednet", "ednet-kt4"), ("riiid/train.csv", "riiid")])
+def test_a_raw_public_file_given_to_fit_suggests_convert(raw, fmt, tmp_path):
+    r = cli("fit", str(FIXTURES / raw), "-o", str(tmp_path / "m"), "--method", "map")
+    assert r.exit_code == 2
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("bayes-lse: error: "), err
+    assert f"bayes-lse convert --from {fmt} " in err, err
+    assert not (tmp_path / "m").exists()
+    r = cli("evaluate", str(FIXTURES / raw), "-o", str(tmp_path / "e.txt"))
+    assert r.exit_code == 2 and f"add --from {fmt}" in r.stderr, r.stderr
+
+
+def test_a_plain_bad_table_gets_no_convert_hint(tmp_path):
+    (tmp_path / "bad.csv").write_text("learner,item,correct\ns1,A1,1\n")
+    r = cli("fit", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "m"), "--method", "map")
+    assert r.exit_code == 2 and "convert" not in r.stderr and "none of the required columns" in r.stderr
