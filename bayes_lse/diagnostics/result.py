@@ -59,6 +59,12 @@ TABLE_INFO: dict[str, tuple[str, str]] = {
     "loo": ("PSIS-LOO", "Expected log pointwise predictive density of held-out answers (ArviZ)."),
     "pareto_k": ("Pareto k", "How reliable each row's importance-sampling LOO estimate is."),
     "pareto_k_worst": ("Rows with the largest Pareto k", "The answers LOO struggles with most."),
+    "data_sufficiency": (
+        "Data per module and student",
+        "Answers per assessment, uses per lesson, answers per student; 'thin' ones have fewer than the "
+        "threshold, and their parameters stay close to the prior.",
+    ),
+    "thin_entities": ("Thinnest modules and students", "The assessments, lessons and students with the least data."),
 }
 
 
