@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
     from bayes_lse.diagnostics import Diagnostics
     from bayes_lse.recommend.sequences import Recommendation
+    from bayes_lse.results.summary import Summary
 
 __all__ = ["FittedLSE", "LatentSkillEmbedding", "load"]
 
@@ -127,6 +128,27 @@ class FittedLSE(FitResult):
         if saved is not None:
             return {**saved, "saved": True}
         return {**self.diagnostics(loo=False).to_record(), "saved": False}
+
+    def summary(self, *, ci: float = 0.9, goals: list[str] | str | None = None) -> Summary:
+        """What the fit learned, as tidy tables (`results.summary.Summary`): per student
+        (current skill norm and per-skill values, bias, answers, lessons; pass
+        probability now for each of `goals`), per lesson (gain norm with its `ci`
+        interval, uses), per assessment (difficulty |a| − bias with its interval,
+        answers, observed pass rate).
+
+        Per-skill values come from the chains after their skill labels are aligned
+        (`diagnostics.align_chains`); norms, difficulties and probabilities do not depend
+        on the labels.
+        """
+        from bayes_lse.results.summary import summarise
+
+        aligned = None
+        if self.idata["posterior"].sizes.get("chain", 1) > 1:
+            from bayes_lse.diagnostics import align_chains
+
+            aligned, _ = align_chains(self.posterior)
+        goals = [goals] if isinstance(goals, str) else goals
+        return summarise(self, posterior=aligned, ci=ci, goals=goals)
 
     def report(self, path: str | Path, *, title: str | None = None, **options: Any) -> Path:
         """Write the self-contained HTML diagnostic report.

@@ -39,6 +39,9 @@ CONTINUED_NOTE = ("{source} has no timestep column: each student's rows are take
                   "history, starting from their current (last fitted) state; give timesteps (or "
                   "from_last_state=False) to score rows inside the fitted history")
 
+#: Largest padded (chain, draw, student, step, skill) array `FitResult.states` builds.
+MAX_STATE_CELLS = 50_000_000
+
 #: Root attribute of the tree that holds the fit's overall verdict as JSON
 #: (`Diagnostics.to_record`): recorded by `FittedLSE.diagnostics()` with the default
 #: thresholds, saved inside fit.nc with the model (so covered by its hash), and read by
@@ -177,6 +180,62 @@ class FitResult:
         if len(rows) == 0:
             raise KeyError(f"student {student!r} is not in the fitted model")
         return self.draws("student_state")[:, rows.to_numpy()]
+
+    def states(self, students: list[str] | str | None = None, *, max_cells: int = MAX_STATE_CELLS) -> xr.DataArray:
+        """The student states as a labelled `xarray.DataArray` with dims
+        ``(chain, draw, student, step, skill)``, so ``.sel(student="s17")`` and
+        ``.sel(step=3)`` work (the posterior keeps them on one flat, ragged ``state`` dim).
+
+        Steps past a student's last fitted step are NaN; the ``last_step`` coordinate on
+        ``student`` says where each history ends. Skill labels are the raw ones (not
+        aligned across chains: norms and pass probabilities are what the model
+        identifies).
+
+        Parameters
+        ----------
+        students : str or list of str, optional
+            Only these students, in this order (default: every student).
+        max_cells : int
+            Refuse a padded array larger than this many numbers (long, uneven histories
+            would make most of it NaN); ask for fewer students instead.
+
+        Returns
+        -------
+        xarray.DataArray
+            Named ``student_state``.
+
+        Raises
+        ------
+        KeyError
+            For a student not in the model.
+        ValueError
+            When the padded array would exceed `max_cells`.
+        """
+        si = self.state_index()
+        if students is None:
+            ids = pd.unique(si["student_id"]).tolist()
+        else:
+            ids = [str(students)] if isinstance(students, str) else [str(s) for s in students]
+            unknown = sorted(set(ids) - set(si["student_id"]))
+            if unknown:
+                raise KeyError(f"student(s) {', '.join(map(repr, unknown[:5]))} not in the fitted model")
+            si = si[si["student_id"].isin(ids)]
+        post = self.idata["posterior"]["student_state"]
+        n_chain, n_draw, _, d = post.shape
+        n_steps = int(si["step"].max()) + 1 if len(si) else 0
+        cells = n_chain * n_draw * len(ids) * n_steps * d
+        if cells > max_cells:
+            raise ValueError(f"the padded states array would hold {cells:,} numbers (> max_cells={max_cells:,}); "
+                             "ask for fewer students (states(students=[...])) or use student_states(student)")
+        out = np.full((n_chain, n_draw, len(ids), n_steps, d), np.nan)
+        row = pd.Index(ids).get_indexer(si["student_id"])
+        out[:, :, row, si["step"].to_numpy()] = np.asarray(post.values)[:, :, si["state"].to_numpy()]
+        last = si.groupby("student_id")["step"].max().reindex(ids).to_numpy()
+        return xr.DataArray(
+            out, name="student_state", dims=("chain", "draw", "student", "step", "skill"),
+            coords={"chain": post["chain"].values, "draw": post["draw"].values, "student": ids,
+                    "step": np.arange(n_steps), "skill": post["skill"].values, "last_step": ("student", last)},
+        )
 
     def current_state(self, student: str) -> np.ndarray:
         """Draws of the student's state after its last fitted step: (samples, skills)."""
