@@ -140,13 +140,17 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file with fit settings merged over the method's defaults.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or notes on stderr (warnings and errors still show).")
 @guard
 def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequisites: bool, no_biases: bool,
         no_lessons: bool, learning_noise: str | None, history: bool | None, hierarchical: bool,
         sampler: str | None, draws: int | None,
         tune: int | None, chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None,
-        seed: int | None, config_file: Path | None, overwrite: bool) -> None:
-    """Fit the model to DATA (CSV or Parquet) and save it as a model folder."""
+        seed: int | None, config_file: Path | None, overwrite: bool, quiet: bool) -> None:
+    """Fit the model to DATA (CSV or Parquet) and save it as a model folder.
+
+    Progress goes to stderr: a MAP fit prints a line every 10 s on a terminal, every
+    30 s otherwise (a log file), and one per start; -q silences it."""
     from bayes_lse.results.storage import MANIFEST
 
     output = output or Path("models") / data.stem
@@ -192,13 +196,17 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
         on, why = choose_history(log)
         choices.append(why)
         model = type(model).from_config({**model.config, "history": on})
+    say = _say(quiet)
     for why in choices:
-        click.echo(f"chosen from the data: {why}", err=True)
-    click.echo(f"fitting {model} by {method.upper()} to {log.n_students} students, "
-               f"{log.summary().get('n_assessment_rows', '?')} answers ...", err=True)
-    fitted = model.fit(log, method=method, choices=choices, **overrides)
+        say(f"chosen from the data: {why}")
+    say(f"fitting {model} by {method.upper()} to {log.n_students} students, "
+        f"{log.summary().get('n_assessment_rows', '?')} answers ...")
+    # MAP's progress lines also when stderr is not a terminal (issue 20: silent for minutes);
+    # NUTS and ADVI keep their progress bars on a terminal only
+    progressbar = False if quiet else (True if method == "map" else None)
+    fitted = model.fit(log, method=method, choices=choices, progressbar=progressbar, **overrides)
     for why in fitted.choices[len(choices):]:  # what the engine chose (MAP starts, iterations)
-        click.echo(f"chosen from the data: {why}", err=True)
+        say(f"chosen from the data: {why}")
     # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so.
     # Run before saving: the verdict is recorded in the tree and saved with the model, so that
     # predict and recommend can warn about a failed fit without diagnosing again.
@@ -209,6 +217,11 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
     fitted.save(output, overwrite=overwrite)
     click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
     click.echo(f"{line}\n(details: bayes-lse report {output})")
+
+
+def _say(quiet: bool):
+    """A line on stderr, unless -q."""
+    return (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
 
 
 def _warn_if_failed(fitted: Any, model: Path) -> None:
@@ -239,9 +252,10 @@ def _warn_if_failed(fitted: Any, model: Path) -> None:
                    "mean, its mode, or one noisy draw per posterior draw.")
 @click.option("--seed", type=int, default=None, help="Seed for --update sample.")
 @click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or notes on stderr (warnings and errors still show).")
 @guard
 def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, update: str, seed: int | None,
-            overwrite: bool) -> None:
+            overwrite: bool, quiet: bool) -> None:
     """Pass probability of every assessment row of DATA under a saved MODEL.
 
     DATA needs no outcome column. Without a timestep column, each student's rows
@@ -256,16 +270,16 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, u
     rows = read_interactions(data, require_outcomes=False)  # rows to predict need no outcome
     _warn_if_failed(fitted, model)
     if rows.timesteps_derived:  # issue 20: such rows were scored at step 0, before any lesson
-        click.echo(f"bayes-lse: note: {data} has no timestep column, so each student's rows are scored from "
-                   "their current (last fitted) state on, one step further after each lesson row; add a "
-                   "timestep column to score rows inside the fitted history", err=True)
+        _say(quiet)(f"bayes-lse: note: {data} has no timestep column, so each student's rows are scored from "
+                    "their current (last fitted) state on, one step further after each lesson row; add a "
+                    "timestep column to score rows inside the fitted history")
     pred = fitted.predict(rows, ci=ci, update=update, seed=seed, from_last_state=rows.timesteps_derived)
     cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"]
     pred = pred[cols]
     text = pred.to_csv(index=False) if fmt == "csv" else pred.to_json(orient="records", indent=1) + "\n"
     write_text(output, text, overwrite)
     if output is not None:
-        click.echo(f"wrote {len(pred)} predictions to {output}", err=True)
+        _say(quiet)(f"wrote {len(pred)} predictions to {output}")
 
 
 def _read_costs(path: Path) -> dict[str, float]:
@@ -325,9 +339,10 @@ def _candidate_list(text: str | None) -> list[str] | None:
 @click.option("--skills", default=None, help="Two skill indices to plot when d > 2, e.g. 0,2.")
 @click.option("--lesson", default=None, help="Lesson whose gain field to draw (default: the largest gain).")
 @click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No status line on stderr.")
 @guard
 def report(model: Path, output: Path | None, title: str | None, rhat_max: float, ess_min: float, ebfmi_min: float,
-           skills: str | None, lesson: str | None, overwrite: bool) -> None:
+           skills: str | None, lesson: str | None, overwrite: bool, quiet: bool) -> None:
     """Write a self-contained HTML diagnostic report for a saved MODEL."""
     from bayes_lse.api import load
 
@@ -356,7 +371,7 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
     path = fitted.report(output, title=title or f"bayes-lse report: {Path(model).name}", diagnostics=diag,
                          skills=pair, lesson=lesson)
     click.echo(str(path))
-    click.echo(diag.verdict_line(), err=True)  # the page's overall status, in one line (issue 20)
+    _say(quiet)(diag.verdict_line())  # the page's overall status, in one line (issue 20)
 
 
 # ---------------------------------------------------------------- recommend

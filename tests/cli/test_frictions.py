@@ -174,3 +174,29 @@ def test_a_plain_bad_table_gets_no_convert_hint(tmp_path):
     (tmp_path / "bad.csv").write_text("learner,item,correct\ns1,A1,1\n")
     r = cli("fit", str(tmp_path / "bad.csv"), "-o", str(tmp_path / "m"), "--method", "map")
     assert r.exit_code == 2 and "convert" not in r.stderr and "none of the required columns" in r.stderr
+
+
+# ------------------------------------------------------------------ 6. progress and -q
+def test_map_fit_prints_periodic_progress_off_a_terminal_and_q_silences_it(data_csv, tmp_path, monkeypatch):
+    import bayes_lse.inference.engine as engine
+
+    monkeypatch.setattr(engine, "MAP_PROGRESS_EVERY", {"terminal": 0.0, "other": 0.0})  # a line per iteration
+    fast = tmp_path / "fast.json"
+    fast.write_text('{"engine": "kernel", "parametrization": "centered"}')
+    args = [str(data_csv), "--method", "map", "--starts", "1", "--maxiter", "5", "--skills", "1", "--seed", "0",
+            "--config", str(fast)]
+    r = cli("fit", *args, "-o", str(tmp_path / "m1"))  # CliRunner's stderr is not a terminal
+    assert r.exit_code == 0, r.output
+    assert "MAP start 1/1: iteration 1/5, -log p = " in r.stderr, r.stderr
+    assert "fitting LatentSkillEmbedding" in r.stderr
+
+    r = cli("fit", *args, "-o", str(tmp_path / "m2"), "-q")
+    assert r.exit_code == 0, r.output
+    assert r.stderr == "", r.stderr
+    assert "diagnostics: WARN" in r.stdout  # the result and its verdict still print
+
+    r = cli("report", str(tmp_path / "m2"), "-o", str(tmp_path / "r.html"), "-q")
+    assert r.exit_code == 0 and r.stderr == "", r.stderr
+    (tmp_path / "next.csv").write_text("student_id,module_id,module_type\ns00,A0,assessment\n")
+    r = cli("predict", str(tmp_path / "m2"), str(tmp_path / "next.csv"), "-q", "-o", str(tmp_path / "p.csv"))
+    assert r.exit_code == 0 and r.stderr == "", r.stderr
