@@ -10,6 +10,7 @@ each layer can be used and tested on its own (ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from bayes_lse.model.graph import METHODS, ModelSpec
-from bayes_lse.results.posterior import FitResult, load_tree, read_history
+from bayes_lse.results.posterior import VERDICT_ATTR, FitResult, load_tree, read_history
 
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
     from bayes_lse.diagnostics import Diagnostics
     from bayes_lse.recommend.sequences import Recommendation
+    from bayes_lse.results.summary import Summary
 
 __all__ = ["FittedLSE", "LatentSkillEmbedding", "load"]
 
@@ -98,10 +100,55 @@ class FittedLSE(FitResult):
 
     # ----------------------------------------------------------- diagnostics
     def diagnostics(self, **thresholds: Any) -> Diagnostics:
-        """Convergence and predictive checks with ok/warn/fail verdicts (see `diagnostics.diagnose`)."""
+        """Convergence, predictive and data checks with ok/warn/fail verdicts (see
+        `diagnostics.diagnose`).
+
+        Called with the default thresholds (no arguments), the overall verdict is also
+        recorded in the tree (`results.posterior.VERDICT_ATTR`), so that `save` keeps it
+        in the model folder and `verdict` (the CLI's `predict` and `recommend`) reads it
+        back instead of diagnosing again.
+        """
         from bayes_lse.diagnostics import diagnose
 
-        return diagnose(self.idata, **thresholds)
+        diag = diagnose(self.idata, **thresholds)
+        if not thresholds:
+            self.idata.attrs[VERDICT_ATTR] = json.dumps(diag.to_record())
+        return diag
+
+    def verdict(self) -> dict[str, Any]:
+        """The fit's overall verdict (`Diagnostics.to_record`: ``status``, ``line``, counts,
+        ``worst``), plus ``saved``: True when it was recorded at fit time (and saved with
+        the model), False when it was computed now.
+
+        Computed now, it uses the default thresholds and skips PSIS-LOO (the rest of
+        `diagnose` takes well under a second on a MAP fit and seconds on a large NUTS
+        fit), so it can differ from the full diagnostics by the LOO checks alone.
+        """
+        saved = self.saved_verdict()
+        if saved is not None:
+            return {**saved, "saved": True}
+        return {**self.diagnostics(loo=False).to_record(), "saved": False}
+
+    def summary(self, *, ci: float = 0.9, goals: list[str] | str | None = None) -> Summary:
+        """What the fit learned, as tidy tables (`results.summary.Summary`): per student
+        (current skill norm and per-skill values, bias, answers, lessons; pass
+        probability now for each of `goals`), per lesson (gain norm with its `ci`
+        interval, uses), per assessment (difficulty |a| − bias with its interval,
+        answers, observed pass rate).
+
+        Per-skill values come from the chains after their skill labels are aligned
+        (`diagnostics.align_chains`); norms, difficulties and probabilities do not depend
+        on the labels.
+        """
+        from bayes_lse.results.summary import summarise
+
+        aligned = None
+        if self.idata["posterior"].sizes.get("chain", 1) > 1:
+            from bayes_lse.diagnostics import align_chains
+
+            aligned, _ = align_chains(self.posterior)
+        goals = [goals] if isinstance(goals, str) else goals
+        return summarise(self, posterior=aligned, ci=ci, goals=goals)
 
     def report(self, path: str | Path, *, title: str | None = None, **options: Any) -> Path:
         """Write the self-contained HTML diagnostic report.

@@ -11,7 +11,15 @@ from typing import Any
 import click
 
 
-from bayes_lse.cli.common import EXIT_INPUT, UserError, check_writable, guard, refuse_existing, write_text  # noqa: F401
+from bayes_lse.cli.common import (  # noqa: F401
+    EXIT_INPUT,
+    UserError,
+    check_writable,
+    guard,
+    read_log,
+    refuse_existing,
+    write_text,
+)
 
 
 class OneLineErrors(click.Group):
@@ -132,14 +140,17 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file with fit settings merged over the method's defaults.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or notes on stderr (warnings and errors still show).")
 @guard
 def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequisites: bool, no_biases: bool,
         no_lessons: bool, learning_noise: str | None, history: bool | None, hierarchical: bool,
         sampler: str | None, draws: int | None,
         tune: int | None, chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None,
-        seed: int | None, config_file: Path | None, overwrite: bool) -> None:
-    """Fit the model to DATA (CSV or Parquet) and save it as a model folder."""
-    from bayes_lse.data.log import read_interactions
+        seed: int | None, config_file: Path | None, overwrite: bool, quiet: bool) -> None:
+    """Fit the model to DATA (CSV or Parquet) and save it as a model folder.
+
+    Progress goes to stderr: a MAP fit prints a line every 10 s on a terminal, every
+    30 s otherwise (a log file), and one per start; -q silences it."""
     from bayes_lse.results.storage import MANIFEST
 
     output = output or Path("models") / data.stem
@@ -151,7 +162,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
             raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
     model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise,
                                 "auto" if history is None else history, hierarchical)
-    log = read_interactions(data)
+    log = read_log(data)  # a raw DKT / EdNet / ... file gets the convert command to run
     choices: list[str] = []
     if method == "auto":
         from bayes_lse.inference.defaults import choose_method
@@ -185,21 +196,47 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
         on, why = choose_history(log)
         choices.append(why)
         model = type(model).from_config({**model.config, "history": on})
+    say = _say(quiet)
     for why in choices:
-        click.echo(f"chosen from the data: {why}", err=True)
-    click.echo(f"fitting {model} by {method.upper()} to {log.n_students} students, "
-               f"{log.summary().get('n_assessment_rows', '?')} answers ...", err=True)
-    fitted = model.fit(log, method=method, choices=choices, **overrides)
+        say(f"chosen from the data: {why}")
+    say(f"fitting {model} by {method.upper()} to {log.n_students} students, "
+        f"{log.summary().get('n_assessment_rows', '?')} answers ...")
+    # MAP's progress lines also when stderr is not a terminal (issue 20: silent for minutes);
+    # NUTS and ADVI keep their progress bars on a terminal only
+    progressbar = False if quiet else (True if method == "map" else None)
+    fitted = model.fit(log, method=method, choices=choices, progressbar=progressbar, **overrides)
     for why in fitted.choices[len(choices):]:  # what the engine chose (MAP starts, iterations)
-        click.echo(f"chosen from the data: {why}", err=True)
-    fitted.save(output, overwrite=overwrite)
-    click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
-    # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so
+        say(f"chosen from the data: {why}")
+    # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so.
+    # Run before saving: the verdict is recorded in the tree and saved with the model, so that
+    # predict and recommend can warn about a failed fit without diagnosing again.
     try:
         line = fitted.diagnostics().verdict_line()
-    except Exception as exc:  # noqa: BLE001 - the model is saved; a failing check must not hide that
+    except Exception as exc:  # noqa: BLE001 - the model is still saved; a failing check must not hide that
         line = f"diagnostics could not run ({type(exc).__name__}: {exc})"
+    fitted.save(output, overwrite=overwrite)
+    click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
     click.echo(f"{line}\n(details: bayes-lse report {output})")
+
+
+def _say(quiet: bool):
+    """A line on stderr, unless -q."""
+    return (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+
+
+def _warn_if_failed(fitted: Any, model: Path) -> None:
+    """One line on stderr when a loaded model failed its own checks (issue 20): the verdict
+    saved at fit time, else the diagnostics run now without PSIS-LOO (`FittedLSE.verdict`)."""
+    try:
+        rec = fitted.verdict()
+    except Exception as exc:  # noqa: BLE001 - a check that cannot run must not stop the command
+        click.echo(f"bayes-lse: note: the model's diagnostics could not be run ({type(exc).__name__}: {exc})",
+                   err=True)
+        return
+    if rec.get("status") == "fail":
+        line = " ".join(str(rec.get("line", "diagnostics: FAIL")).split())
+        click.echo(f"bayes-lse: warning: this model failed its own checks, so these numbers may not be "
+                   f"trustworthy ({line}); details: bayes-lse report {model}", err=True)
 
 
 # ------------------------------------------------------------------ predict
@@ -215,22 +252,34 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
                    "mean, its mode, or one noisy draw per posterior draw.")
 @click.option("--seed", type=int, default=None, help="Seed for --update sample.")
 @click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or notes on stderr (warnings and errors still show).")
 @guard
 def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, update: str, seed: int | None,
-            overwrite: bool) -> None:
-    """Pass probability of every assessment row of DATA under a saved MODEL."""
+            overwrite: bool, quiet: bool) -> None:
+    """Pass probability of every assessment row of DATA under a saved MODEL.
+
+    DATA needs no outcome column. Without a timestep column, each student's rows
+    continue from their current (last fitted) state."""
     from bayes_lse.api import load
 
     if output is not None:
         refuse_existing(output, overwrite)
+    from bayes_lse.data.log import read_interactions
+
     fitted = load(model)
-    pred = fitted.predict(data, ci=ci, update=update, seed=seed)
+    rows = read_interactions(data, require_outcomes=False)  # rows to predict need no outcome
+    _warn_if_failed(fitted, model)
+    if rows.timesteps_derived:  # issue 20: such rows were scored at step 0, before any lesson
+        _say(quiet)(f"bayes-lse: note: {data} has no timestep column, so each student's rows are scored from "
+                    "their current (last fitted) state on, one step further after each lesson row; add a "
+                    "timestep column to score rows inside the fitted history")
+    pred = fitted.predict(rows, ci=ci, update=update, seed=seed, from_last_state=rows.timesteps_derived)
     cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"]
     pred = pred[cols]
     text = pred.to_csv(index=False) if fmt == "csv" else pred.to_json(orient="records", indent=1) + "\n"
     write_text(output, text, overwrite)
     if output is not None:
-        click.echo(f"wrote {len(pred)} predictions to {output}", err=True)
+        _say(quiet)(f"wrote {len(pred)} predictions to {output}")
 
 
 def _read_costs(path: Path) -> dict[str, float]:
@@ -290,9 +339,10 @@ def _candidate_list(text: str | None) -> list[str] | None:
 @click.option("--skills", default=None, help="Two skill indices to plot when d > 2, e.g. 0,2.")
 @click.option("--lesson", default=None, help="Lesson whose gain field to draw (default: the largest gain).")
 @click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="No status line on stderr.")
 @guard
 def report(model: Path, output: Path | None, title: str | None, rhat_max: float, ess_min: float, ebfmi_min: float,
-           skills: str | None, lesson: str | None, overwrite: bool) -> None:
+           skills: str | None, lesson: str | None, overwrite: bool, quiet: bool) -> None:
     """Write a self-contained HTML diagnostic report for a saved MODEL."""
     from bayes_lse.api import load
 
@@ -317,10 +367,11 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
         shown = ", ".join(map(str, list(fitted.lessons)[:10]))
         raise UserError(f"--lesson {lesson!r} is not a lesson of the model (lessons: {shown or 'none'}"
                         f"{', ...' if len(fitted.lessons) > 10 else ''})")
-    path = fitted.report(output, title=title or f"bayes-lse report: {Path(model).name}",
-                         thresholds={"rhat_max": rhat_max, "ess_min": ess_min, "ebfmi_min": ebfmi_min},
+    diag = fitted.diagnostics(rhat_max=rhat_max, ess_min=ess_min, ebfmi_min=ebfmi_min)
+    path = fitted.report(output, title=title or f"bayes-lse report: {Path(model).name}", diagnostics=diag,
                          skills=pair, lesson=lesson)
     click.echo(str(path))
+    _say(quiet)(diag.verdict_line())  # the page's overall status, in one line (issue 20)
 
 
 # ---------------------------------------------------------------- recommend
@@ -364,6 +415,14 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
     cost_map = _read_costs(costs) if costs is not None else None
     fitted = load(model)
+    # refusals in command-line words (the Python API's messages name keyword arguments)
+    if not fitted.model_config["lessons"] or not fitted.has("gain"):
+        raise UserError(f"{model} was fitted with --no-lessons: it has no lessons to recommend; "
+                        "fit without --no-lessons")
+    if history is None and str(student) not in set(fitted.last_states().index):
+        raise UserError(f"student {student!r} is not in the model {model}; to place a new student, give their "
+                        "interactions so far with --history FILE (no refit needed)")
+    _warn_if_failed(fitted, model)
     result = fitted.recommend(
         student, list(goals), max_length=max_length,
         candidates=_candidate_list(candidates),

@@ -44,6 +44,36 @@ def guard(fn):
     return wrapper
 
 
+#: how a hint names a raw format, and what `bayes-lse convert` needs beside the file
+_RAW_FORMATS = {
+    "assistments-dkt": ("an ASSISTments DKT file (3 lines per student)", ""),
+    "ednet-kt4": ("EdNet-KT4 user logs", " (questions.csv beside the user files, or as another input)"),
+    "riiid": ("a Riiid train.csv", ""),
+    "datashop": ("a DataShop transaction export", ""),
+}
+
+
+def read_log(data: Path, *, accepts_from: bool = False) -> Any:
+    """`read_interactions(data)`; when the file fails validation and looks like a raw
+    public format (ASSISTments DKT, EdNet-KT4, Riiid, DataShop), the one-line error says
+    which `bayes-lse convert` command turns it into the table (issue 20), or, for a
+    command that reads raw formats itself (`accepts_from`), which --from to add."""
+    from bayes_lse.data.log import read_interactions
+    from bayes_lse.data.readers import sniff_format
+
+    try:
+        return read_interactions(data)
+    except InteractionLogError as exc:
+        fmt = sniff_format(data)
+        if fmt is None:
+            raise
+        what, needs = _RAW_FORMATS[fmt]
+        if accepts_from:
+            raise UserError(f"{exc}. It looks like {what}: add --from {fmt} to read it as one{needs}") from None
+        raise UserError(f"{exc}. It looks like {what}: convert it to the interaction table first, e.g. "
+                        f"bayes-lse convert --from {fmt} {data} -o interactions.csv{needs}") from None
+
+
 def check_writable(path: Path, what: str = "output") -> None:
     """Refuse, before any work, an output whose folder cannot be written: the nearest
     existing ancestor must be a folder we may write into (issue 19 item 10: `fit` ran

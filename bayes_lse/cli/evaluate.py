@@ -164,7 +164,9 @@ def run_evaluate_cli(
             options["explanations_as_lessons"] = True
         log = read_interactions(convert(fmt_in, [str(data)], **options), name=str(data))
     else:
-        log = read_interactions(data)
+        from bayes_lse.cli.common import read_log
+
+        log = read_log(data, accepts_from=True)  # a raw DKT / Riiid / ... file: the --from to add
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     say(f"evaluating {len(models)} model(s) on {log.n_students} students, "
         f"{int((log.table['module_type'] == 'assessment').sum())} answers: {', '.join(models)}")

@@ -80,6 +80,8 @@ class InteractionLog:
         ``state_offset[u] .. state_offset[u+1] - 1``. ``T_u`` is the largest
         timestep the student answers at, or one past its last lesson.
     state_student, state_step : int64 per flat state: its student code and timestep.
+    timesteps_derived : True when the input had no ``timestep`` column (or an empty
+        one) and timesteps were derived from row order or ``timestamp``.
     """
 
     table: pd.DataFrame
@@ -90,6 +92,7 @@ class InteractionLog:
     state_offset: np.ndarray
     state_student: np.ndarray
     state_step: np.ndarray
+    timesteps_derived: bool = False
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, *, name: str | None = None) -> InteractionLog:
@@ -233,7 +236,10 @@ class InteractionLog:
 # reading
 # --------------------------------------------------------------------------- #
 def read_interactions(
-    source: str | os.PathLike[str] | pd.DataFrame, *, name: str | None = None
+    source: str | os.PathLike[str] | pd.DataFrame,
+    *,
+    name: str | None = None,
+    require_outcomes: bool = True,
 ) -> InteractionLog:
     """Read, validate and index an interaction log (DESIGN §2).
 
@@ -255,6 +261,10 @@ def read_interactions(
         for assessments) and optionally ``timestep`` / ``timestamp``.
     name : str, optional
         What messages call the source (default: the path, or ``<DataFrame>``).
+    require_outcomes : bool, default True
+        False for rows to predict: the ``outcome`` column may be missing and an
+        assessment's outcome empty (NaN in the table); an outcome that is given must
+        still be 0/1.
 
     Returns
     -------
@@ -274,7 +284,7 @@ def read_interactions(
         df = source.copy(deep=False)
     else:
         df, where = _read_file(source, name)
-    return _build(df, where)
+    return _build(df, where, require_outcomes=require_outcomes)
 
 
 class _Where:
@@ -401,9 +411,11 @@ def _read_csv(path: Path, src: str) -> tuple[pd.DataFrame, _Where]:
 # --------------------------------------------------------------------------- #
 # validation and indexing
 # --------------------------------------------------------------------------- #
-def _build(df: pd.DataFrame, where: _Where) -> InteractionLog:
+def _build(df: pd.DataFrame, where: _Where, *, require_outcomes: bool = True) -> InteractionLog:
     df = _normalise_columns(df, where)
     n = len(df)
+    if not require_outcomes and "outcome" not in df.columns and any(c in df.columns for c in REQUIRED_COLUMNS):
+        df = df.assign(outcome=np.nan)  # rows to predict need no outcome
 
     present = [c for c in REQUIRED_COLUMNS if c in df.columns]
     found = ", ".join(repr(str(c)) for c in list(df.columns)[:12])
@@ -441,7 +453,7 @@ def _build(df: pd.DataFrame, where: _Where) -> InteractionLog:
         (sid.isna().to_numpy(), "student_id"),
         (mid.isna().to_numpy(), "module_id"),
         (~(is_assess | is_lesson), "module_type"),
-        (is_assess & ~out_ok, "outcome"),
+        (is_assess & ~out_ok & (out_present | require_outcomes), "outcome"),
     ]
     if explicit:
         checks.append((~step_ok, "timestep"))
@@ -574,6 +586,7 @@ def _build(df: pd.DataFrame, where: _Where) -> InteractionLog:
         state_offset=state_offset,
         state_student=state_student,
         state_step=state_step,
+        timesteps_derived=not explicit,
     )
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "read_assistments_dkt",
     "read_ednet_kt4",
     "read_riiid",
+    "sniff_format",
 ]
 # read_datashop lives in data/datashop.py (it uses this module's table assembly)
 
@@ -535,3 +536,56 @@ def convert(fmt: str, inputs: Sequence[PathLike] | PathLike, **options: Any) -> 
     if not train:
         raise ValueError("no Riiid train file among the inputs")
     return read_riiid(train, questions=questions)
+
+
+# ------------------------------------------------------------------- recognising a raw format
+
+#: header columns (lower case, letters and digits only) that only a raw export of that format has
+_SIGNATURES: tuple[tuple[str, frozenset[str]], ...] = (
+    ("ednet-kt4", frozenset({"timestamp", "actiontype", "itemid"})),
+    ("riiid", frozenset({"userid", "contentid", "contenttypeid"})),
+    ("datashop", frozenset({"anonstudentid", "outcome"})),  # also R-mangled: Anon.Student.Id
+)
+
+
+def _looks_like_dkt(lines: list[str]) -> bool:
+    """A first block of three lines: a length n, n item ids, n marks 0/1."""
+    if len(lines) < 3:
+        return False
+    head = lines[0].strip().rstrip(",").strip()
+    if not head.isdigit() or int(head) == 0:
+        return False
+    n = int(head)
+    ids, marks = _dkt_values(lines[1]), _dkt_values(lines[2])
+    return len(ids) == n and len(marks) == n and all(m in ("0", "1") for m in marks)
+
+
+def sniff_format(path: PathLike) -> str | None:
+    """The raw public format `path` looks like (a key of :data:`FORMATS`), or None.
+
+    For hints when a file fails validation as the DESIGN §2 table (`bayes-lse fit`
+    suggests ``bayes-lse convert --from <format>``): an ASSISTments DKT file by its
+    first 3-line block, EdNet-KT4 / Riiid / DataShop by their header columns, and a
+    folder of EdNet ``u<N>.csv`` user logs. Reads at most the first 64 KB; never raises.
+    """
+    p = Path(path)
+    try:
+        if p.is_dir():
+            return "ednet-kt4" if any(re.fullmatch(r"u\d+\.csv", f.name) for f in p.iterdir()) else None
+        with open(p, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return None
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    if _looks_like_dkt(lines):
+        return "assistments-dkt"
+    header = lines[0]
+    sep = max(("\t", ",", ";"), key=header.count)
+    columns = {re.sub(r"[^a-z0-9]", "", c.lower()) for c in header.split(sep)}
+    for fmt, needed in _SIGNATURES:
+        if needed <= columns:
+            return fmt
+    return None

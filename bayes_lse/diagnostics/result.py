@@ -59,6 +59,12 @@ TABLE_INFO: dict[str, tuple[str, str]] = {
     "loo": ("PSIS-LOO", "Expected log pointwise predictive density of held-out answers (ArviZ)."),
     "pareto_k": ("Pareto k", "How reliable each row's importance-sampling LOO estimate is."),
     "pareto_k_worst": ("Rows with the largest Pareto k", "The answers LOO struggles with most."),
+    "data_sufficiency": (
+        "Data per module and student",
+        "Answers per assessment, uses per lesson, answers per student; 'thin' ones have fewer than the "
+        "threshold, and their parameters stay close to the prior.",
+    ),
+    "thin_entities": ("Thinnest modules and students", "The assessments, lessons and students with the least data."),
 }
 
 
@@ -144,6 +150,22 @@ class Diagnostics:
         worst = self.verdicts.loc[rank.idxmax()]
         message = " ".join(str(worst.get("message", "")).split())
         return f"{head}; worst: {worst['check']} — {message}"
+
+    def to_record(self) -> dict[str, Any]:
+        """The overall verdict as a small JSON-able dict: ``status``, ``line``
+        (`verdict_line`), the ``fail`` / ``warn`` / ``checks`` counts and the ``worst``
+        check's name (None when all pass).
+
+        What a model folder keeps of its diagnostics (`FittedLSE.diagnostics` records it
+        in the tree, so `save` writes it): `predict` and `recommend` read it to warn
+        about a failed fit without diagnosing again.
+        """
+        counts = self.verdicts["status"].value_counts() if len(self.verdicts) else pd.Series(dtype=int)
+        worst = None
+        if self.status != "ok":
+            worst = str(self.verdicts.loc[self.verdicts["status"].map(STATUS_ORDER).idxmax(), "check"])
+        return {"status": self.status, "line": self.verdict_line(), "fail": int(counts.get("fail", 0)),
+                "warn": int(counts.get("warn", 0)), "checks": len(self.verdicts), "worst": worst}
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name == "verdicts":

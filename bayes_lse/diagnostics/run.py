@@ -56,6 +56,7 @@ from bayes_lse.diagnostics.settings import (
     MAX_STATES,
     resolve_thresholds,
 )
+from bayes_lse.diagnostics.sufficiency import check_data_sufficiency
 
 __all__ = ["diagnose"]
 
@@ -87,7 +88,8 @@ def diagnose(
     coordinates after `align_chains`; divergences (count, where, what differs in
     them), tree-depth saturation, E-BFMI per chain.  ADVI: loss history verdict.
     MAP: optimiser status, iterations, gradient norm per start.  All methods:
-    posterior predictive calibration and pass-rate checks; PSIS-LOO (not for MAP).
+    posterior predictive calibration and pass-rate checks; PSIS-LOO (not for MAP);
+    data sufficiency (answers per assessment and student, uses per lesson).
     Thresholds: see DEFAULT_THRESHOLDS (any can be passed by name).
 
     Parameters
@@ -144,6 +146,8 @@ def diagnose(
         res.tables["identified_summary"] = summarise(convergence_table(ident, seed=seed, stats=False))
 
     pred = _predictive_and_loo(idata, method, post, th, res, timings, predictive=predictive, loo=loo, seed=seed)
+    # last: a fit's own problems are the more actionable, and the verdict line names the first worst
+    res.merge(check_data_sufficiency(idata, th))
     return Diagnostics(method=method, verdicts=res.verdict_table(), tables=res.tables, thresholds=th,
                        notes=res.notes, aligned=aligned, identified=ident, predictive=pred, timings=timings)
 

@@ -58,6 +58,10 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "advi_rel_tol": 0.01,  # relative change of windowed mean loss at the end
     "map_grad_norm_max": 0.1,
     "map_objective_tol": 1.0,  # starts within this of the best objective "agree"
+    # data sufficiency: an assessment answered, or a lesson taken, fewer times than this is thin
+    "min_module_answers": 5,
+    "min_student_answers": 3,  # a student with fewer answers is thin
+    "thin_share_max": 0.1,  # warn when a larger share of assessments, lessons or students is thin
 }
 
 

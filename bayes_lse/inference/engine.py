@@ -57,6 +57,33 @@ def default_progressbar() -> bool:
     return sys.stderr.isatty()
 
 
+#: Seconds between MAP progress lines on stderr (with ``progressbar=True``): a terminal
+#: gets one every 10 s, a log file or pipe one every 30 s (issue 20: MAP was silent for
+#: minutes), plus one line at the end of every start.
+MAP_PROGRESS_EVERY = {"terminal": 10.0, "other": 30.0}
+
+
+class _MapProgress:
+    """L-BFGS-B callback printing one line per `MAP_PROGRESS_EVERY` seconds: start,
+    iteration, objective, elapsed time."""
+
+    def __init__(self, start: int, n_starts: int, maxiter: int) -> None:
+        self.label = f"MAP start {start + 1}/{n_starts}"
+        self.maxiter = maxiter
+        self.every = MAP_PROGRESS_EVERY["terminal" if sys.stderr.isatty() else "other"]
+        self.t0 = self.last = time.perf_counter()
+        self.iteration = 0
+
+    def __call__(self, intermediate_result: Any) -> None:
+        self.iteration += 1
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            f = float(getattr(intermediate_result, "fun", np.nan))
+            print(f"{self.label}: iteration {self.iteration}/{self.maxiter}, -log p = {f:.2f} "
+                  f"({now - self.t0:.0f} s)", file=sys.stderr, flush=True)
+
+
 def _release_free_memory() -> None:
     """Hand cached free memory back to the system before the optimiser's large arrays arrive.
 
@@ -341,6 +368,7 @@ def _multistart(
                 jac=True,
                 method="L-BFGS-B",
                 bounds=bounds,
+                callback=_MapProgress(start, int(cfg["starts"]), int(cfg["maxiter"])) if progressbar else None,
                 options={
                     "maxiter": int(cfg["maxiter"]),
                     "ftol": cfg["ftol"],

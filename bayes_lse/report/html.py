@@ -42,7 +42,7 @@ MAX_TABLE_DRAWS = 1000
 #: Tables shown in the "diagnostic tables" section, in this order.
 DIAGNOSTIC_TABLES = ("identified_summary", "raw_summary", "alignment", "chains", "divergence_implicated",
                      "divergent_draws", "map", "advi", "loo", "pareto_k", "pareto_k_worst", "calibration",
-                     "students", "assessments", "identified", "raw")
+                     "students", "assessments", "data_sufficiency", "thin_entities", "identified", "raw")
 
 
 # --------------------------------------------------------------------------- formatting

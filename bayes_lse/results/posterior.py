@@ -33,6 +33,22 @@ xr: Any = LazyModule("xarray")
 #: how `FittedLSE.predict` moves a state through a step it was not fitted on
 UPDATES = eq.UPDATES
 
+#: What `FitResult.predict` says when an input without timesteps is taken to follow
+#: each student's fitted history.
+CONTINUED_NOTE = ("{source} has no timestep column: each student's rows are taken to follow their fitted "
+                  "history, starting from their current (last fitted) state; give timesteps (or "
+                  "from_last_state=False) to score rows inside the fitted history")
+
+#: Largest padded (chain, draw, student, step, skill) array `FitResult.states` builds.
+MAX_STATE_CELLS = 50_000_000
+
+#: Root attribute of the tree that holds the fit's overall verdict as JSON
+#: (`Diagnostics.to_record`): recorded by `FittedLSE.diagnostics()` with the default
+#: thresholds, saved inside fit.nc with the model (so covered by its hash), and read by
+#: `saved_verdict`. Optional: a folder without it loads as before, and the same format
+#: version reads both.
+VERDICT_ATTR = "fit_verdict"
+
 
 class FitResult:
     """A fitted Latent Skill Embedding's posterior and data: accessors, prediction and saving.
@@ -114,6 +130,18 @@ class FitResult:
             f"states={p.sizes['state']} chains={p.sizes['chain']} draws={p.sizes['draw']} hash={self.config_hash}>"
         )
 
+    def saved_verdict(self) -> dict[str, Any] | None:
+        """The overall verdict recorded with the fit (`VERDICT_ATTR`), or None when the
+        fit was never diagnosed with the default thresholds before it was saved."""
+        raw = self.idata.attrs.get(VERDICT_ATTR)
+        if not raw:
+            return None
+        try:
+            rec = json.loads(raw)
+        except (TypeError, ValueError):
+            return None
+        return rec if isinstance(rec, dict) and rec.get("status") in ("ok", "warn", "fail") else None
+
     # ------------------------------------------------------------------ draws
     def draws(self, name: str) -> np.ndarray:
         """Posterior draws of a variable, chains stacked: shape (chain·draw, ...)."""
@@ -153,6 +181,62 @@ class FitResult:
             raise KeyError(f"student {student!r} is not in the fitted model")
         return self.draws("student_state")[:, rows.to_numpy()]
 
+    def states(self, students: list[str] | str | None = None, *, max_cells: int = MAX_STATE_CELLS) -> xr.DataArray:
+        """The student states as a labelled `xarray.DataArray` with dims
+        ``(chain, draw, student, step, skill)``, so ``.sel(student="s17")`` and
+        ``.sel(step=3)`` work (the posterior keeps them on one flat, ragged ``state`` dim).
+
+        Steps past a student's last fitted step are NaN; the ``last_step`` coordinate on
+        ``student`` says where each history ends. Skill labels are the raw ones (not
+        aligned across chains: norms and pass probabilities are what the model
+        identifies).
+
+        Parameters
+        ----------
+        students : str or list of str, optional
+            Only these students, in this order (default: every student).
+        max_cells : int
+            Refuse a padded array larger than this many numbers (long, uneven histories
+            would make most of it NaN); ask for fewer students instead.
+
+        Returns
+        -------
+        xarray.DataArray
+            Named ``student_state``.
+
+        Raises
+        ------
+        KeyError
+            For a student not in the model.
+        ValueError
+            When the padded array would exceed `max_cells`.
+        """
+        si = self.state_index()
+        if students is None:
+            ids = pd.unique(si["student_id"]).tolist()
+        else:
+            ids = [str(students)] if isinstance(students, str) else [str(s) for s in students]
+            unknown = sorted(set(ids) - set(si["student_id"]))
+            if unknown:
+                raise KeyError(f"student(s) {', '.join(map(repr, unknown[:5]))} not in the fitted model")
+            si = si[si["student_id"].isin(ids)]
+        post = self.idata["posterior"]["student_state"]
+        n_chain, n_draw, _, d = post.shape
+        n_steps = int(si["step"].max()) + 1 if len(si) else 0
+        cells = n_chain * n_draw * len(ids) * n_steps * d
+        if cells > max_cells:
+            raise ValueError(f"the padded states array would hold {cells:,} numbers (> max_cells={max_cells:,}); "
+                             "ask for fewer students (states(students=[...])) or use student_states(student)")
+        out = np.full((n_chain, n_draw, len(ids), n_steps, d), np.nan)
+        row = pd.Index(ids).get_indexer(si["student_id"])
+        out[:, :, row, si["step"].to_numpy()] = np.asarray(post.values)[:, :, si["state"].to_numpy()]
+        last = si.groupby("student_id")["step"].max().reindex(ids).to_numpy()
+        return xr.DataArray(
+            out, name="student_state", dims=("chain", "draw", "student", "step", "skill"),
+            coords={"chain": post["chain"].values, "draw": post["draw"].values, "student": ids,
+                    "step": np.arange(n_steps), "skill": post["skill"].values, "last_step": ("student", last)},
+        )
+
     def current_state(self, student: str) -> np.ndarray:
         """Draws of the student's state after its last fitted step: (samples, skills)."""
         return self.student_states(student)[:, -1]
@@ -175,6 +259,7 @@ class FitResult:
         update: str = "expected",
         seed: int | None = None,
         new_assessments: bool = True,
+        from_last_state: bool | None = None,
     ) -> pd.DataFrame:
         """Pass probability of every assessment row: posterior mean and central `ci` interval.
 
@@ -195,6 +280,12 @@ class FitResult:
           (docs/results.md) the two forecasts score within 0.01 AUC of each other;
         - ``"sample"``: one noisy update per draw, the full posterior predictive.
 
+        Rows need no outcome (the column may be missing or empty). Without a
+        ``timestep`` column a student's rows are taken to come after their fitted
+        history (`from_last_state`): the first answers are scored in the student's
+        current (last fitted) state, and a lesson row moves it one step on; the
+        returned ``timestep`` is then the step each row was scored at.
+
         Parameters
         ----------
         interactions : DataFrame, path or InteractionLog
@@ -206,18 +297,26 @@ class FitResult:
             How a state moves through a step beyond the fitted history (above).
         seed : int, optional
             Seed for ``update="sample"``.
+        from_last_state : bool, optional
+            True: each student's timesteps count from their last fitted step (timestep 0
+            of the input = the current state). False: timesteps are the fitted history's
+            own (timestep 0 = the student's first state). Default: True exactly when the
+            input has no ``timestep`` column, with a `UserWarning` saying so (before
+            issue 20 such rows were scored at step 0, the student's state before any
+            lesson).
 
         Returns
         -------
         pandas.DataFrame
             One row per assessment row: ``student_id, module_id, timestep, p_mean,
             p_low, p_high, assessment_seen`` (and ``outcome`` / ``p_true`` when the
-            input has them).
+            input has them; an ``outcome`` column left empty is not returned).
             A point estimate (MAP) gives ``p_low = p_high = p_mean``.
         """
         from bayes_lse.data.log import InteractionLog, read_interactions
 
-        log = interactions if isinstance(interactions, InteractionLog) else read_interactions(interactions)
+        log = (interactions if isinstance(interactions, InteractionLog)
+               else read_interactions(interactions, require_outcomes=False))
         if not 0 < ci < 1:
             raise ValueError(f"ci must be in (0, 1), got {ci}")
         update = self.resolve_update(update)
@@ -248,6 +347,15 @@ class FitResult:
         last_step = known_students["step"].reindex(t["student_id"]).to_numpy()
         last_state = known_students["state"].reindex(t["student_id"]).to_numpy()
         step = t["timestep"].to_numpy()
+        if from_last_state is None:
+            from_last_state = bool(getattr(log, "timesteps_derived", False))
+            if from_last_state:
+                import warnings
+
+                warnings.warn(CONTINUED_NOTE.format(source=src), UserWarning, stacklevel=2)
+        if from_last_state:  # every later use (lessons to push through, history term) reads these steps
+            step = step + last_step.astype(step.dtype)
+            t = t.assign(timestep=step)
         is_l = ~is_a
         future_lesson = is_l & (step >= last_step)
         if (future_lesson & (l_idx < 0)).any() and self.model_config["lessons"]:
@@ -293,7 +401,7 @@ class FitResult:
             }
         )
         for extra in ("outcome", "p_true"):
-            if extra in t:
+            if extra in t and not (extra == "outcome" and t[extra].iloc[rows].isna().all()):
                 out[extra] = t[extra].iloc[rows].to_numpy()
         return out
 

@@ -7,7 +7,8 @@ Layout of a model folder::
                     sha256 of every other file
     config.json     model_config and fit_config (JSON)
     ids.json        the user's ids: students, assessments, lessons
-    fit.nc          the whole DataTree (posterior, sample stats, data) as netCDF4/HDF5
+    fit.nc          the whole DataTree (posterior, sample stats, data) as netCDF4/HDF5; its root
+                    attribute ``fit_verdict`` (optional) keeps the fit's overall diagnostic verdict
 """
 
 from __future__ import annotations
