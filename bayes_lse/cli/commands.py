@@ -132,43 +132,46 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
         seed: int | None, config_file: Path | None, overwrite: bool) -> None:
     """Fit the model to DATA (CSV or Parquet) and save it as a model folder."""
     from bayes_lse.data.log import read_interactions
-    from bayes_lse.results.storage import MANIFEST
+    from bayes_lse.results.storage import MANIFEST, folder_lock
 
     output = output or Path("models") / data.stem
     check_writable(output, "model folder")
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        if not overwrite:
-            raise UserError(f"{output}: already exists; pass --overwrite to replace it")
-        if output.is_dir() and not (output / MANIFEST).exists():
-            raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
-    model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise, history)
-    log = read_interactions(data)
-    overrides: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            overrides.update(json.loads(config_file.read_text()))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{config_file}: not valid JSON ({exc})") from None
-    for key, value in {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "starts": starts,
-                       "maxiter": maxiter, "kind": advi_kind, "seed": seed}.items():
-        if value is not None:
-            overrides[key] = value
-    from bayes_lse.core.config import DEFAULT_FIT_CONFIG
+    # Held from the existence check to the save: a second `fit -o` to the same folder fails
+    # at once (exit 2) instead of silently replacing this one's model (issue 19 item 1).
+    with folder_lock(output):
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            if not overwrite:
+                raise UserError(f"{output}: already exists; pass --overwrite to replace it")
+            if output.is_dir() and not (output / MANIFEST).exists():
+                raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
+        model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise, history)
+        log = read_interactions(data)
+        overrides: dict[str, Any] = {}
+        if config_file is not None:
+            try:
+                overrides.update(json.loads(config_file.read_text()))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{config_file}: not valid JSON ({exc})") from None
+        for key, value in {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "starts": starts,
+                           "maxiter": maxiter, "kind": advi_kind, "seed": seed}.items():
+            if value is not None:
+                overrides[key] = value
+        from bayes_lse.core.config import DEFAULT_FIT_CONFIG
 
-    unknown = sorted(set(overrides) - set(DEFAULT_FIT_CONFIG[method]))
-    if unknown:
-        raise UserError(f"option(s) {', '.join(unknown)} do not apply to --method {method}")
-    from bayes_lse.core.config import merge, validate_fit_config
+        unknown = sorted(set(overrides) - set(DEFAULT_FIT_CONFIG[method]))
+        if unknown:
+            raise UserError(f"option(s) {', '.join(unknown)} do not apply to --method {method}")
+        from bayes_lse.core.config import merge, validate_fit_config
 
-    try:  # before any work: a bad setting names its key (and the file it came from)
-        validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
-    except ValueError as exc:
-        raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
-    click.echo(f"fitting {model} by {method.upper()} to {log.n_students} students, "
-               f"{log.summary().get('n_assessment_rows', '?')} answers ...", err=True)
-    fitted = model.fit(log, method=method, **overrides)
-    fitted.save(output, overwrite=overwrite)
-    click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
+        try:  # before any work: a bad setting names its key (and the file it came from)
+            validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
+        except ValueError as exc:
+            raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
+        click.echo(f"fitting {model} by {method.upper()} to {log.n_students} students, "
+                   f"{log.summary().get('n_assessment_rows', '?')} answers ...", err=True)
+        fitted = model.fit(log, method=method, **overrides)
+        fitted.save(output, overwrite=overwrite)
+        click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
     # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so
     try:
         line = fitted.diagnostics().verdict_line()
