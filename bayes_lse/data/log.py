@@ -621,7 +621,14 @@ def _parse_ids(s: pd.Series) -> pd.Series:
         ok = np.isfinite(v)
         if np.all(v[ok] == np.round(v[ok])):
             out = np.full(len(v), np.nan, dtype=object)
-            out[ok] = v[ok].astype(np.int64).astype(str)
+            whole = v[ok]
+            # beyond int64 the cast overflowed: 1e20 and 2e20 both became '-9223372036854775808'
+            # (found by tests/data/test_log_properties.py); Python ints have no limit
+            small = np.abs(whole) < 2.0**62
+            text = np.empty(len(whole), dtype=object)
+            text[small] = whole[small].astype(np.int64).astype(str)
+            text[~small] = [str(int(x)) for x in whole[~small]]
+            out[ok] = text
             s = pd.Series(out, index=s.index)
     s = s.astype("str").str.strip()
     return s.where(s != "")

@@ -518,3 +518,14 @@ def test_spanning_fields_in_compressed_and_utf16_files(tmp_path):
     u16.write_text(text, encoding="utf-16")
     with pytest.raises(InteractionLogError, match=r"line 5, column 'outcome'"):
         read_interactions(u16)
+
+
+def test_huge_whole_float_ids_stay_distinct():
+    """Found by the property suite: whole float ids beyond int64 overflowed the cast, so
+    1e20 and 2e20 became one student '-9223372036854775808'."""
+    df = pd.DataFrame({"student_id": [1e20, 2e20, 3.0], "module_id": ["A"] * 3,
+                       "module_type": ["assessment"] * 3, "outcome": [1, 0, 1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log = read_interactions(df)
+    assert list(log.table["student_id"]) == ["100000000000000000000", "200000000000000000000", "3"]
