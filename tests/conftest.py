@@ -11,6 +11,19 @@ os.environ.setdefault("PYTENSOR_FLAGS", "")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+# The property-based tests (tests/*/test_*_properties.py) run a fast profile: together they
+# add well under 30 s to a CI run. HYPOTHESIS_PROFILE=thorough for a longer hunt.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the test extra brings it; without it those files skip
+    pass
+else:
+    settings.register_profile("fast", max_examples=40, deadline=None, database=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
 
 @pytest.fixture(scope="session")
 def tiny_cohort():

@@ -151,70 +151,73 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
 
     Progress goes to stderr: a MAP fit prints a line every 10 s on a terminal, every
     30 s otherwise (a log file), and one per start; -q silences it."""
-    from bayes_lse.results.storage import MANIFEST
+    from bayes_lse.results.storage import MANIFEST, folder_lock
 
     output = output or Path("models") / data.stem
     check_writable(output, "model folder")
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        if not overwrite:
-            raise UserError(f"{output}: already exists; pass --overwrite to replace it")
-        if output.is_dir() and not (output / MANIFEST).exists():
-            raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
-    model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise,
-                                "auto" if history is None else history, hierarchical)
-    log = read_log(data)  # a raw DKT / EdNet / ... file gets the convert command to run
-    choices: list[str] = []
-    if method == "auto":
-        from bayes_lse.inference.defaults import choose_method
+    # Held from the existence check to the save: a second `fit -o` to the same folder fails
+    # at once (exit 2) instead of silently replacing this one's model (issue 19 item 1).
+    with folder_lock(output):
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            if not overwrite:
+                raise UserError(f"{output}: already exists; pass --overwrite to replace it")
+            if output.is_dir() and not (output / MANIFEST).exists():
+                raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
+        model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise,
+                                    "auto" if history is None else history, hierarchical)
+        log = read_log(data)  # a raw DKT / EdNet / ... file gets the convert command to run
+        choices: list[str] = []
+        if method == "auto":
+            from bayes_lse.inference.defaults import choose_method
 
-        method, why = choose_method(log)
-        choices.append(why)
-    overrides: dict[str, Any] = {}
-    if config_file is not None:
+            method, why = choose_method(log)
+            choices.append(why)
+        overrides: dict[str, Any] = {}
+        if config_file is not None:
+            try:
+                overrides.update(json.loads(config_file.read_text()))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{config_file}: not valid JSON ({exc})") from None
+        for key, value in {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "starts": starts,
+                           "maxiter": maxiter, "kind": advi_kind, "seed": seed}.items():
+            if value is not None:
+                overrides[key] = value
+        from bayes_lse.core.config import DEFAULT_FIT_CONFIG
+
+        unknown = sorted(set(overrides) - set(DEFAULT_FIT_CONFIG[method]))
+        if unknown:
+            raise UserError(f"option(s) {', '.join(unknown)} do not apply to --method {method}")
+        from bayes_lse.core.config import merge, validate_fit_config
+
+        try:  # before any work: a bad setting names its key (and the file it came from)
+            validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
+        except ValueError as exc:
+            raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
+        if model.config["history"] == "auto":
+            from bayes_lse.inference.defaults import choose_history
+
+            on, why = choose_history(log)
+            choices.append(why)
+            model = type(model).from_config({**model.config, "history": on})
+        say = _say(quiet)
+        for why in choices:
+            say(f"chosen from the data: {why}")
+        say(f"fitting {model} by {method.upper()} to {log.n_students} students, "
+            f"{log.summary().get('n_assessment_rows', '?')} answers ...")
+        # MAP's progress lines also when stderr is not a terminal (issue 20: silent for minutes);
+        # NUTS and ADVI keep their progress bars on a terminal only
+        progressbar = False if quiet else (True if method == "map" else None)
+        fitted = model.fit(log, method=method, choices=choices, progressbar=progressbar, **overrides)
+        for why in fitted.choices[len(choices):]:  # what the engine chose (MAP starts, iterations)
+            say(f"chosen from the data: {why}")
+        # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so.
+        # Run before saving: the verdict is recorded in the tree and saved with the model, so that
+        # predict and recommend can warn about a failed fit without diagnosing again.
         try:
-            overrides.update(json.loads(config_file.read_text()))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{config_file}: not valid JSON ({exc})") from None
-    for key, value in {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "starts": starts,
-                       "maxiter": maxiter, "kind": advi_kind, "seed": seed}.items():
-        if value is not None:
-            overrides[key] = value
-    from bayes_lse.core.config import DEFAULT_FIT_CONFIG
-
-    unknown = sorted(set(overrides) - set(DEFAULT_FIT_CONFIG[method]))
-    if unknown:
-        raise UserError(f"option(s) {', '.join(unknown)} do not apply to --method {method}")
-    from bayes_lse.core.config import merge, validate_fit_config
-
-    try:  # before any work: a bad setting names its key (and the file it came from)
-        validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
-    except ValueError as exc:
-        raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
-    if model.config["history"] == "auto":
-        from bayes_lse.inference.defaults import choose_history
-
-        on, why = choose_history(log)
-        choices.append(why)
-        model = type(model).from_config({**model.config, "history": on})
-    say = _say(quiet)
-    for why in choices:
-        say(f"chosen from the data: {why}")
-    say(f"fitting {model} by {method.upper()} to {log.n_students} students, "
-        f"{log.summary().get('n_assessment_rows', '?')} answers ...")
-    # MAP's progress lines also when stderr is not a terminal (issue 20: silent for minutes);
-    # NUTS and ADVI keep their progress bars on a terminal only
-    progressbar = False if quiet else (True if method == "map" else None)
-    fitted = model.fit(log, method=method, choices=choices, progressbar=progressbar, **overrides)
-    for why in fitted.choices[len(choices):]:  # what the engine chose (MAP starts, iterations)
-        say(f"chosen from the data: {why}")
-    # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so.
-    # Run before saving: the verdict is recorded in the tree and saved with the model, so that
-    # predict and recommend can warn about a failed fit without diagnosing again.
-    try:
-        line = fitted.diagnostics().verdict_line()
-    except Exception as exc:  # noqa: BLE001 - the model is still saved; a failing check must not hide that
-        line = f"diagnostics could not run ({type(exc).__name__}: {exc})"
-    fitted.save(output, overwrite=overwrite)
+            line = fitted.diagnostics().verdict_line()
+        except Exception as exc:  # noqa: BLE001 - the model is still saved; a failing check must not hide that
+            line = f"diagnostics could not run ({type(exc).__name__}: {exc})"
+        fitted.save(output, overwrite=overwrite)
     click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
     click.echo(f"{line}\n(details: bayes-lse report {output})")
 

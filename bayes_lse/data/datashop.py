@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_lse.data.table import finish_table, reader_error
+from bayes_lse.data.table import data_lines, finish_table, fix_parser_message, parser_error_line, reader_error
 
 __all__ = ["DATASHOP_OUTCOMES", "datashop_modules", "read_datashop"]
 
@@ -76,9 +76,9 @@ def _read(path: PathLike) -> tuple[pd.DataFrame, dict[str, str]]:
         raise reader_error("DataShop file is empty", source=p) from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         msg = " ".join(str(exc).split())
-        m = re.search(r"line (\d+)", msg)
-        raise reader_error(f"cannot parse DataShop export: {msg}", source=p,
-                           row=int(m.group(1)) if m else None) from None
+        line = parser_error_line(p, msg, sep=sep) if isinstance(exc, pd.errors.ParserError) else None
+        raise reader_error(f"cannot parse DataShop export: {fix_parser_message(msg, line)}", source=p,
+                           row=line) from None
     columns: dict[str, str] = {}
     for c in df.columns:
         columns.setdefault(_key(c), c)
@@ -99,11 +99,10 @@ def _column(columns: dict[str, str], wanted: str | None, default: Sequence[str],
                        column=names[0])
 
 
-def _lines(df: pd.DataFrame) -> np.ndarray:
-    """1-based text line of every row (header = line 1). Fields spanning lines are not
-    expected in DataShop exports (tabs and newlines are escaped); if present, later
-    line numbers are a lower bound."""
-    return np.arange(len(df), dtype=np.int64) + 2
+def _lines(path: PathLike, df: pd.DataFrame) -> np.ndarray:
+    """1-based text line of every row (header = line 1), as an editor counts them: after
+    a quoted field spanning lines or a skipped blank line too (issue 19 item 17)."""
+    return data_lines(path, len(df), sep=_sniff_sep(Path(path)), skip_blank=True)
 
 
 def read_datashop(
@@ -150,7 +149,7 @@ def read_datashop(
     s_col = _column(columns, student_column, (), path, "student")
     o_col = _column(columns, outcome_column, (), path, "outcome")
     t_col = _column(columns, time_column, (), path, "time")
-    lines = _lines(df)
+    lines = _lines(path, df)
     module, m_col = _module_ids(df, columns, module_column, path)
     student = df[s_col].str.strip()
     outcome_raw = df[o_col].str.strip().str.upper()

@@ -392,12 +392,18 @@ def _read_csv(path: Path, src: str) -> tuple[pd.DataFrame, _Where]:
             src, f"is not a text table: byte {e.start} is not UTF-8 (save the file as UTF-8)"
         ) from None
     except (pd.errors.ParserError, ValueError, OSError, EOFError, lzma.LZMAError) as e:
+        from bayes_lse.data.table import fix_parser_message, parser_error_line
+
         msg = " ".join(str(e).split())
+        if isinstance(e, pd.errors.ParserError):  # pandas counts records there, not lines
+            msg = fix_parser_message(msg, parser_error_line(path, msg, sep=sep, encoding=encoding))
         raise InteractionLogError(src, f"cannot be parsed as CSV ({msg})") from None
-    # Data row i sits on line i + 2 (line 1 is the header). Blank lines come in
-    # as all-missing rows (skip_blank_lines=False) so the count stays right;
-    # drop them now. (A quoted field spanning lines would shift the count.)
-    lines = np.arange(2, len(df) + 2, dtype=np.int64)
+    from bayes_lse.data.table import data_lines
+
+    # The file line of every data row (line 1 is the header), also after a quoted
+    # field that spans lines (issue 19 item 17). Blank lines come in as all-missing
+    # rows (skip_blank_lines=False) so they are counted; drop them now.
+    lines = data_lines(path, len(df), sep=sep, encoding=encoding)
     blank = df.isna().all(axis=1).to_numpy()
     if blank.any():
         lines = lines[~blank]
@@ -628,7 +634,14 @@ def _parse_ids(s: pd.Series) -> pd.Series:
         ok = np.isfinite(v)
         if np.all(v[ok] == np.round(v[ok])):
             out = np.full(len(v), np.nan, dtype=object)
-            out[ok] = v[ok].astype(np.int64).astype(str)
+            whole = v[ok]
+            # beyond int64 the cast overflowed: 1e20 and 2e20 both became '-9223372036854775808'
+            # (found by tests/data/test_log_properties.py); Python ints have no limit
+            small = np.abs(whole) < 2.0**62
+            text = np.empty(len(whole), dtype=object)
+            text[small] = whole[small].astype(np.int64).astype(str)
+            text[~small] = [str(int(x)) for x in whole[~small]]
+            out[ok] = text
             s = pd.Series(out, index=s.index)
     s = s.astype("str").str.strip()
     return s.where(s != "")

@@ -38,7 +38,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bayes_lse.data.table import PathLike, finish_table, finish_table_codes, reader_error
+from bayes_lse.data.table import (PathLike, data_lines, finish_table, finish_table_codes, fix_parser_message,
+                                  parser_error_line, reader_error)
 
 __all__ = [
     "FORMATS",
@@ -196,9 +197,10 @@ def _read_csv(path: PathLike, required: Sequence[str], what: str, **kwargs: Any)
         raise reader_error(f"{what} file is empty", source=path) from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         msg = " ".join(str(exc).split())
-        m = re.search(r"line (\d+)", msg)
-        raise reader_error(f"cannot parse {what} CSV: {msg}", source=path,
-                     row=int(m.group(1)) if m else None) from None
+        # pandas numbers records there; the file line differs after a field spanning lines
+        line = parser_error_line(path, msg) if isinstance(exc, pd.errors.ParserError) else None
+        raise reader_error(f"cannot parse {what} CSV: {fix_parser_message(msg, line)}", source=path,
+                     row=line) from None
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -208,7 +210,13 @@ def _read_csv(path: PathLike, required: Sequence[str], what: str, **kwargs: Any)
     return df
 
 
-def _integers(df: pd.DataFrame, column: str, path: PathLike, first_line: int = 2) -> np.ndarray:
+def _line(path: PathLike, n_rows: int, row: int) -> int:
+    """The file line of data row `row` (0-based, as pandas read the file, skipping blank
+    lines): worked out only when an error names it (issue 19 item 17)."""
+    return int(data_lines(path, n_rows, skip_blank=True)[row])
+
+
+def _integers(df: pd.DataFrame, column: str, path: PathLike) -> np.ndarray:
     """Column as int64, or an error naming the first line whose value is not an integer."""
     col = df[column]
     if pd.api.types.is_integer_dtype(col.dtype) and not col.isna().any():
@@ -221,7 +229,7 @@ def _integers(df: pd.DataFrame, column: str, path: PathLike, first_line: int = 2
         value = col.iloc[k]
         shown = "empty" if pd.isna(value) else repr(str(value))
         raise reader_error(f"{column} is {shown}, expected an integer", source=path,
-                     row=first_line + k, column=column)
+                     row=_line(path, len(df), k), column=column)
     return arr.astype(np.int64)
 
 
@@ -285,7 +293,7 @@ def read_ednet_kt4(paths: PathLike | Iterable[PathLike], *, questions: PathLike,
         action = df["action_type"].fillna("").str.strip().to_numpy(dtype=object)
         item = df["item_id"].fillna("").str.strip().to_numpy(dtype=object)
         answer = df["user_answer"].fillna("").str.strip().str.lower().to_numpy(dtype=object)
-        line = np.arange(2, len(df) + 2, dtype=np.int64)
+        line = np.arange(len(df), dtype=np.int64)  # row positions; _line gives the file line
         order = np.argsort(ts, kind="stable")  # logs are time-ordered; be safe if not
         ts, action, item, answer, line = ts[order], action[order], item[order], answer[order], line[order]
         parts.append(_ednet_one_user(f, ts, action, item, answer, line, correct, bundle_of,
@@ -315,12 +323,12 @@ def _ednet_one_user(path: Path, ts: np.ndarray, action: np.ndarray, item: np.nda
         if not_q.any():
             k = r[np.flatnonzero(not_q)[0]]
             raise reader_error(f"respond action on {item[k]!r}, which is not a question (q…)",
-                         source=path, row=int(line[k]), column="item_id")
+                         source=path, row=_line(path, len(line), int(line[k])), column="item_id")
         unknown = np.array([s not in correct for s in r_item], dtype=bool)
         if unknown.any():
             k = r[np.flatnonzero(unknown)[0]]
             raise reader_error(f"question {item[k]!r} is not in questions.csv, so it cannot be graded",
-                         source=path, row=int(line[k]), column="item_id")
+                         source=path, row=_line(path, len(line), int(line[k])), column="item_id")
         c = closing[r]
         submitted = c < len(submit_items)
         if bundle_of is not None:
@@ -340,7 +348,7 @@ def _ednet_one_user(path: Path, ts: np.ndarray, action: np.ndarray, item: np.nda
         for k in np.flatnonzero(lesson_mask):
             if item[k] not in known_lectures:
                 raise reader_error(f"lecture {item[k]!r} is not in lectures.csv", source=path,
-                             row=int(line[k]), column="item_id")
+                             row=_line(path, len(line), int(line[k])), column="item_id")
     if explanations_as_lessons:
         lesson_mask |= is_enter & (first == "e")
     les = np.flatnonzero(lesson_mask)
@@ -401,14 +409,14 @@ def read_riiid(path: PathLike | Sequence[PathLike], *,
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
             raise reader_error(f"content_type_id is {ctype[k]}, expected 0 (question) or 1 (lecture)",
-                         source=p, row=k + 2, column="content_type_id")
+                         source=p, row=_line(p, len(df), k), column="content_type_id")
         is_q = ctype == 0
         if qcorrect is not None:
             unknown = is_q & ~np.isin(content, np.fromiter(qcorrect, dtype=np.int64))
             if unknown.any():
                 k = int(np.flatnonzero(unknown)[0])
                 raise reader_error(f"question {content[k]} is not in questions.csv", source=p,
-                             row=k + 2, column="content_id")
+                             row=_line(p, len(df), k), column="content_id")
         if "answered_correctly" in df.columns:
             ac = pd.to_numeric(df["answered_correctly"], errors="coerce").to_numpy(
                 dtype=np.float64, na_value=np.nan)
@@ -418,7 +426,7 @@ def read_riiid(path: PathLike | Sequence[PathLike], *,
                 v = df["answered_correctly"].iloc[k]
                 shown = "empty" if pd.isna(v) else repr(str(v))
                 raise reader_error(f"answered_correctly is {shown} for a question, expected 0 or 1",
-                             source=p, row=k + 2, column="answered_correctly")
+                             source=p, row=_line(p, len(df), k), column="answered_correctly")
             outcome = np.where(is_q, ac, np.nan)
         elif qcorrect is not None and "user_answer" in df.columns:
             ua = pd.to_numeric(df["user_answer"], errors="coerce").to_numpy(

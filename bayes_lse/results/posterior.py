@@ -603,6 +603,16 @@ def load_tree(path: str | Path) -> xr.DataTree:
         if not isinstance(obj, dict) or any(k not in obj for k in keys):
             raise storage.ModelFolderError(f"{path}: {name} is not a bayes-lse {name} (a JSON object with "
                                            f"{', '.join(keys)} is expected)")
+    # every value of the right JSON type before any is used (found by tests/results/
+    # test_storage_properties.py: `"students": null` in a re-hashed ids.json was a TypeError)
+    for name, obj, key, kind, what in (
+            ("config.json", config, "method", str, "text"), ("config.json", config, "config_hash", str, "text"),
+            ("config.json", config, "model_config", dict, "a JSON object"),
+            ("config.json", config, "fit_config", dict, "a JSON object"),
+            *(("ids.json", ids, k, list, "a list of ids (text)") for k in ("students", "assessments", "lessons"))):
+        value = obj[key]
+        if not isinstance(value, kind) or (kind is list and not all(isinstance(x, str) for x in value)):
+            raise storage.ModelFolderError(f"{path}: {name}'s {key!r} must be {what}, got {type(value).__name__}")
     try:
         tree = xr.open_datatree(path / "fit.nc", engine="h5netcdf").load()
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable folder

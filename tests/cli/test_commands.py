@@ -295,3 +295,38 @@ def test_calibrate_input_errors_are_one_line(tmp_path, args, words):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bayes-lse: error: ") and words in lines[0], proc.stderr
+
+
+def test_a_second_fit_to_the_same_folder_fails_at_once(tmp_path, monkeypatch):
+    """Issue 19 item 1: two `fit -o SAME` at once both exited 0 and one silently replaced
+    the other. While one writer holds the folder, another `fit` exits 2 before fitting."""
+    import textwrap
+
+    (tmp_path / "d.csv").write_text("student_id,module_id,module_type,outcome\ns1,A1,assessment,1\n"
+                                    "s2,A1,assessment,0\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import sys
+            from bayes_lse.results.storage import folder_lock
+            with folder_lock("models/m"):
+                print("held", flush=True)
+                sys.stdin.read()
+        """)], cwd=tmp_path, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        from click.testing import CliRunner
+
+        from bayes_lse.cli import main
+
+        monkeypatch.chdir(tmp_path)
+        for extra in ([], ["--overwrite"]):
+            r = CliRunner().invoke(main, ["fit", "d.csv", "-o", "models/m", "--method", "map", *extra])
+            assert r.exit_code == 2, r.output
+            err = r.output.strip()
+            assert len(err.splitlines()) == 1 and err.startswith("bayes-lse: error: models/m: another bayes-lse "
+                                                                 f"process (PID {holder.pid} on "), err
+            assert "fitting" not in err and not (tmp_path / "models/m").exists()
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert not (tmp_path / "models").exists()  # nothing left: the holder made the folder and removed it

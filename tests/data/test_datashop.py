@@ -143,3 +143,13 @@ def test_real_mofacts_export():
     assert (t.groupby("student_id", sort=False)["timestamp"].diff().fillna(0) >= 0).all()
     m = datashop_modules(MOFACTS)
     assert len(m) == 288 and (m["tags"].str.count(";") == 1).all()  # each item: itself and its fact
+
+
+def test_line_numbers_count_spanning_fields_and_blank_lines(tmp_path):
+    """Issue 19 item 17: a quoted field spanning two lines (line 2-3) and a skipped blank
+    line (5) put the unknown outcome, on line 8, at line 6."""
+    text = TAB.replace("P1\tS1\titemA\tfact1\n", 'P1\tS1\titemA\t"fact\n1"\n', 1)
+    text = text.replace("s1\t2015-11-02 10:00:09\tCORRECT", "\ns1\t2015-11-02 10:00:09\tCORRECT", 1)
+    p = _write(tmp_path, text.replace("\tHINT\t", "\tUNGRADED\t"))
+    with pytest.raises(InteractionLogError, match=r"line 8, column 'Outcome': unknown outcome 'UNGRADED'"):
+        read_datashop(p)

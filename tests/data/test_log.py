@@ -485,3 +485,47 @@ def test_ids_written_several_ways_are_one_id_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_interactions(clean)
+
+
+# issue 19 item 17: a quoted field spanning lines put every later line number one too early
+SPANNING = [HEADER, 's1,"two', 'lines",assessment,1', "s1,A2,assessment,1", ""]  # the record on lines 2-3
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_line_numbers_after_a_quoted_field_spanning_lines(tmp_path, newline):
+    path = write(tmp_path, newline.join(SPANNING[:-1] + ["s1,A2,quiz,1", ""]))
+    with pytest.raises(InteractionLogError, match=r"data\.csv, line 5, column 'module_type': .*got 'quiz'$"):
+        read_interactions(path)
+    ok = read_interactions(write(tmp_path, newline.join(SPANNING[:-1] + ["", 's2,"a', '', 'b",lesson,', "s2,A1,assessment,0", ""]), "ok.csv"))
+    assert ok.table["source_row"].tolist() == [2, 4, 6, 9]  # the blank line 5 dropped, not miscounted
+
+
+def test_ragged_row_after_a_spanning_field_names_its_file_line(tmp_path):
+    path = write(tmp_path, "\n".join(SPANNING[:-1] + ["s1,A2,assessment,1,9", ""]))
+    with pytest.raises(InteractionLogError, match=r"cannot be parsed as CSV .*line 5, saw 5"):
+        read_interactions(path)
+
+
+def test_spanning_fields_in_compressed_and_utf16_files(tmp_path):
+    import gzip
+
+    text = "\n".join(SPANNING[:-1] + ["s1,A2,assessment,maybe", ""])
+    gz = tmp_path / "data.csv.gz"
+    gz.write_bytes(gzip.compress(text.encode()))
+    with pytest.raises(InteractionLogError, match=r"line 5, column 'outcome'"):
+        read_interactions(gz)
+    u16 = tmp_path / "u16.csv"
+    u16.write_text(text, encoding="utf-16")
+    with pytest.raises(InteractionLogError, match=r"line 5, column 'outcome'"):
+        read_interactions(u16)
+
+
+def test_huge_whole_float_ids_stay_distinct():
+    """Found by the property suite: whole float ids beyond int64 overflowed the cast, so
+    1e20 and 2e20 became one student '-9223372036854775808'."""
+    df = pd.DataFrame({"student_id": [1e20, 2e20, 3.0], "module_id": ["A"] * 3,
+                       "module_type": ["assessment"] * 3, "outcome": [1, 0, 1]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log = read_interactions(df)
+    assert list(log.table["student_id"]) == ["100000000000000000000", "200000000000000000000", "3"]

@@ -358,3 +358,13 @@ def test_convert_refuses_folders_missing_files_and_empty_dkt(tmp_path):
     with pytest.raises(InteractionLogError, match="no answers") as info:
         convert("assistments-dkt", [empty])
     assert str(empty) in str(info.value)
+
+
+def test_riiid_line_numbers_count_spanning_fields_and_blank_lines(tmp_path: Path) -> None:
+    """Issue 19 item 17: row 1 spans lines 2-3 (a quoted field) and line 4 is blank, so
+    the next row is on line 5, not 3."""
+    p = _riiid_bad(tmp_path, "0,0,115,5,0,0,1,1,,\n", '0,0,115,5,0,0,1,1,,"multi\nline"\n\n')
+    p.write_text(p.read_text().replace("1,56943,115,16,0", "1,56943,115,16,2", 1))
+    with pytest.raises(InteractionLogError) as exc:
+        read_riiid(p)
+    assert_error(exc, p, 5, "content_type_id", r"is 2, expected 0 .* or 1")

@@ -109,6 +109,12 @@ def test_missing_folder(tmp_path):
         bl.load(tmp_path / "f")
 
 
+def _set_json(path, name, **changes):
+    obj = json.loads((path / name).read_text())
+    obj.update(changes)
+    (path / name).write_text(json.dumps(obj))
+
+
 def _set_manifest(path, **changes):
     m = json.loads((path / "manifest.json").read_text())
     m.update(changes)
@@ -186,6 +192,13 @@ def test_special_files_are_refused_without_hanging(tiny_map, tmp_path, special):
         (lambda p: (p / "manifest.json").write_text("[1, 2]"), "JSON object is expected"),
         (lambda p: ((p / "config.json").write_text("[]"), _rehash(p, "config.json")), "config.json is not a bayes-lse"),
         (lambda p: ((p / "ids.json").write_text('{"students": []}'), _rehash(p, "ids.json")), "ids.json is not a bayes-lse"),
+        # found by test_storage_properties.py: values of the wrong JSON type were TypeErrors
+        (lambda p: (_set_json(p, "ids.json", students=None), _rehash(p, "ids.json")),
+         "ids.json's 'students' must be a list of ids"),
+        (lambda p: (_set_json(p, "ids.json", lessons=[1, 2]), _rehash(p, "ids.json")),
+         "ids.json's 'lessons' must be a list of ids"),
+        (lambda p: (_set_json(p, "config.json", model_config="x"), _rehash(p, "config.json")),
+         "config.json's 'model_config' must be a JSON object"),
     ],
 )
 def test_malformed_json_is_refused_with_one_message(tiny_map, tmp_path, edit, message):
