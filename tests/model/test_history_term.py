@@ -88,9 +88,20 @@ def test_unsupported_paths_say_so(tiny_cohort):
     spec = bl.LatentSkillEmbedding(n_skills=1, history=True)
     with pytest.raises(ValueError, match="minibatch ADVI .* history"):
         spec.fit(tiny_cohort.table, method="advi", batch_size=4)
+
+
+def test_recommend_adds_the_goals_history_offset(tiny_cohort):
+    """Recommending with the history term: a goal the student passed before gets
+    γ_s·log(1+S) + γ_f·log(1+F) on its logit, so raising γ_s raises its pass probability."""
+    spec = bl.LatentSkillEmbedding(n_skills=1, history=True)
     f = spec.fit(tiny_cohort.table, method="map", starts=1, seed=0, progressbar=False)
-    with pytest.raises(ValueError, match="history term .* not supported"):
-        f.recommend(f.last_states().index[0], goals=[f.assessments[0]])
+    t = tiny_cohort.table
+    passed = t[(t["module_type"] == "assessment") & (t["outcome"] == 1)].iloc[0]
+    sid, goal = str(passed["student_id"]), str(passed["module_id"])
+    before = f.recommend(sid, goals=[goal], max_length=1).table["p_mean"].max()
+    f.idata["posterior"]["history_success"] = f.idata["posterior"]["history_success"] + 3.0
+    after = f.recommend(sid, goals=[goal], max_length=1).table["p_mean"].max()
+    assert 0 < before < after < 1
 
 
 def test_variant_names_combine():
