@@ -71,7 +71,7 @@ def test_nuts_predicts_held_out_answers_like_the_truth(cohort300):
     """Issue 2 done-criterion for NUTS: held-out AUC within 0.03 of the AUC of p_true,
     and 90% intervals that cover p_true for most rows."""
     train, test = held_out_split(cohort300.table)
-    fitted = bl.LatentSkillEmbedding().fit(train, method="nuts", chains=2, draws=500, tune=500, seed=1)
+    fitted = bl.LatentSkillEmbedding().fit(train, method="nuts", chains=2, draws=300, tune=300, seed=1)
     pred = fitted.predict(test)
     a_model = auc(pred["outcome"], pred["p_mean"])
     a_true = auc(pred["outcome"], pred["p_true"])
