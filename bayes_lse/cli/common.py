@@ -26,10 +26,11 @@ def guard(fn):
     """Turn input errors from anywhere below into a one-line UserError."""
     import functools
 
-    from bayes_lse.results.storage import ModelFolderError
-
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # imported when a command runs, not when the CLI loads (`--help` stays light)
+        from bayes_lse.results.storage import ModelFolderError
+
         try:
             return fn(*args, **kwargs)
         except (InteractionLogError, ModelFolderError, FileNotFoundError, FileExistsError) as exc:

@@ -14,8 +14,7 @@ from typing import Any
 
 import click
 
-from bayes_lse.evaluate.baselines import BASELINES
-from bayes_lse.evaluate.protocols import DEFAULT_BASELINES, PROTOCOLS, VARIANTS
+from bayes_lse.evaluate.names import BASELINES, DEFAULT_BASELINES, PROTOCOLS, VARIANTS
 
 
 def _guarded(fn):

@@ -43,6 +43,8 @@ import pymc as pm
 import pytensor.tensor as pt
 from scipy import optimize
 
+from bayes_lse.evaluate.names import BASELINES
+
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
 
@@ -403,8 +405,7 @@ class PerformanceFactors(IRT1PL):
 # --------------------------------------------------------------------------- #
 # names
 # --------------------------------------------------------------------------- #
-#: baseline names accepted by :func:`make_baseline` (``mirt`` also as ``mirt-d<d>``)
-BASELINES = ("student-rate", "assessment-rate", "irt1pl", "irt2pl", "mirt", "pfa", "pfa-online")
+#: baseline names accepted by :func:`make_baseline` (``mirt`` also as ``mirt-d<d>``): `names.BASELINES`
 
 
 def make_baseline(name: str, n_skills: int = 2) -> Baseline:

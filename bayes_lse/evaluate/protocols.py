@@ -55,6 +55,7 @@ from scipy import stats
 from bayes_lse.model import terms as eq
 from bayes_lse.evaluate import metrics as mt
 from bayes_lse.evaluate.baselines import BASELINES, Baseline, make_baseline
+from bayes_lse.evaluate.names import DEFAULT_BASELINES, PROTOCOLS, VARIANTS
 from bayes_lse.core.errors import InteractionLogError
 
 if TYPE_CHECKING:
@@ -80,21 +81,11 @@ __all__ = [
     "read_split",
 ]
 
-PROTOCOLS = ("last-batch", "last-fraction")
 ROLES = ("train", "scored", "unseen", "context")
 #: metrics on held-out answers to assessments not in a run's training rows go in set
 #: "cv" / "test" + this suffix
 UNSEEN_SUFFIX = " unseen"
 METRICS = ("auc", "log_loss", "brier", "accuracy", "ece")
-#: what `evaluate` runs when `models` is not given (besides one LSE)
-DEFAULT_BASELINES = ("student-rate", "assessment-rate", "irt1pl", "irt2pl", "mirt", "pfa")
-VARIANTS = {
-    "full": {},
-    "no-prerequisites": {"prerequisites": False},
-    "no-biases": {"biases": False},
-    "no-lessons": {"lessons": False},
-    "history": {"history": True},
-}
 _VARIANT_SUFFIX = {"full": "", "no-prerequisites": "-noprereq", "no-biases": "-nobias", "no-lessons": "-nolessons",
                    "history": "-history"}
 _SPLIT_COLUMNS = ["row", "source_row", "student_id", "module_id", "module_type", "timestep", "fold", "role"]

@@ -1,0 +1,21 @@
+"""The names the evaluation accepts — protocols, baselines, LSE variants — with no heavy
+imports, so the command line can offer them in `--help` without loading PyMC and SciPy
+(issue 20: `bayes-lse --help` took 3.4 s, 2.2 s of it importing the baselines' stack).
+`protocols` and `baselines` re-export them."""
+
+from __future__ import annotations
+
+#: evaluation protocols (see `protocols` module doc)
+PROTOCOLS = ("last-batch", "last-fraction")
+#: baseline names accepted by `baselines.make_baseline` (``mirt`` also as ``mirt-d<d>``)
+BASELINES = ("student-rate", "assessment-rate", "irt1pl", "irt2pl", "mirt", "pfa", "pfa-online")
+#: what `evaluate` runs when `models` is not given (besides one LSE)
+DEFAULT_BASELINES = ("student-rate", "assessment-rate", "irt1pl", "irt2pl", "mirt", "pfa")
+#: LSE variants by name, as model-config overrides
+VARIANTS = {
+    "full": {},
+    "no-prerequisites": {"prerequisites": False},
+    "no-biases": {"biases": False},
+    "no-lessons": {"lessons": False},
+    "history": {"history": True},
+}
