@@ -60,16 +60,18 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
         "gtol": 1e-5,
         "jitter": 1.0,
         # where the mode is taken; see inference.fit_map for what each choice measured
-        "parametrization": "auto",  # non-centred trajectory when histories are short
+        # "auto": centred on the compiled kernel above 20k answers, else non-centred when
+        # histories are short (inference.defaults)
+        "parametrization": "auto",
         "constrained": False,  # True: box constraints on raw positive values instead of log space
         "jacobian": False,
         "normalised": False,  # centred form only: keep the truncation normaliser (collapses)
         "trajectory": "joint",  # "median": hold innovations at 0 (non-centred only)
         # "auto": centred MAP on the compiled kernel (map_kernel.py), else PyTensor; or force one
         "engine": "auto",
-        # kernel only: "numpy" (default; no numba import, ~105 MB less resident memory) or
-        # "numba" (about 2x faster per evaluation, for when memory is not the constraint)
-        "kernel_backend": "numpy",
+        # kernel only: "numpy" (no numba import, ~105 MB less resident memory) or "numba"
+        # (about 2x faster per evaluation); "auto": numba up to 200k answers (inference.defaults)
+        "kernel_backend": "auto",
         # L-BFGS memory: corrections kept, each 2 vectors of the parameter size;
         # "auto": 20 up to 200k parameters, 5 beyond (memory; on ASSISTments 5 also converged faster)
         "maxcor": "auto",

@@ -47,3 +47,31 @@ def test_fit_records_what_it_chose():
     assert any(ch.startswith("MAP starts") for ch in fit.choices)
     with pytest.raises(ValueError, match="method must be one of auto"):
         bl.LatentSkillEmbedding().fit(c.table, method="laplace")
+
+
+def test_large_logs_get_the_centred_kernel_and_numba_up_to_its_memory_limit(monkeypatch):
+    """Issue 15: above SMALL_ANSWERS answers MAP runs the centred kernel (MoFaCTS default
+    fit 22.7 s -> 8.3 s, AUC 0.854 -> 0.859), numba up to NUMBA_MAX_ANSWERS, numpy beyond
+    (issue 7's memory budget); a user's explicit form, engine or backend is kept."""
+    log = _log([("s1", "a"), ("s2", "b"), ("s3", "a")])
+    auto = {"parametrization": "auto", "engine": "auto", "kernel_backend": "auto"}
+    cfg, _ = defaults.resolve_map_settings(auto, log)
+    assert cfg["parametrization"] == "auto" and cfg["kernel_backend"] == "numba"  # small: graph decides
+    monkeypatch.setattr(defaults, "SMALL_ANSWERS", 2)
+    cfg, why = defaults.resolve_map_settings(auto, log)
+    assert (cfg["parametrization"], cfg["kernel_backend"]) == ("centered", "numba")
+    assert any("centred trajectory" in w for w in why) and any("kernel backend numba" in w for w in why)
+    monkeypatch.setattr(defaults, "NUMBA_MAX_ANSWERS", 2)
+    assert defaults.resolve_map_settings(auto, log)[0]["kernel_backend"] == "numpy"
+    kept = defaults.resolve_map_settings({**auto, "engine": "pytensor"}, log)[0]
+    assert kept["parametrization"] == "auto"
+    kept = defaults.resolve_map_settings({**auto, "parametrization": "noncentered", "kernel_backend": "numba"}, log)[0]
+    assert (kept["parametrization"], kept["kernel_backend"]) == ("noncentered", "numba")
+
+
+def test_a_large_default_fit_runs_the_kernel(monkeypatch):
+    monkeypatch.setattr(defaults, "SMALL_ANSWERS", 10)
+    c = bl.simulate(n_students=12, n_steps=3, n_assessments=4, n_lessons=2, seed=0)
+    fit = bl.LatentSkillEmbedding(n_skills=1).fit(c.table, method="map", maxiter=20, progressbar=False)
+    assert fit.fit_config["parametrization"] == "centered" and fit.fit_config["kernel_backend"] == "numba"
+    assert fit.idata["optimization"].attrs["engine"] == "kernel"
