@@ -5,7 +5,8 @@ tree keeps (attribute ``choices``), so a user sees what ran and why, and can ove
 
 Why these thresholds (docs/results.md, issue 15):
 - NUTS is exact but costs minutes at a few thousand answers and hours at 300k; MAP of
-  the default model fits MoFaCTS (54k answers) in about a minute and predicts as well
+  the default model fits MoFaCTS (54k answers) in 8 s (6.7x a 1PL fit; docs/benchmarks.md)
+  and predicts as well
   as NUTS does where both ran.  So NUTS up to `NUTS_MAX_ANSWERS` answers, MAP beyond.
 - MAP's old defaults (4 starts × 5,000 iterations, ftol 1e-12) had not finished after
   40 minutes on ASSISTments (536k rows), and took 129 s on a simulated cohort of 3,600
