@@ -31,11 +31,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/bayes-lse demo
 
+# Tests run in parallel (pytest-xdist): one worker per core, at most 4 (each worker holds
+# PyMC, JAX and numba, ~1 GB), whole modules per worker so module fixtures fit once.
+# On the 2-core CI machine this took the suite from ~32 to ~N minutes.  WORKERS=0 runs serially.
+WORKERS ?= auto
+XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --maxprocesses 4 --dist loadscope)
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow and not browser"
+	$(PY) -m pytest $(XDIST) -m "not slow and not browser"
 
 # Benchmarks print figures and write benchmarks/results/latest.json; they are not tests.
 # Pass BENCH_ARGS, e.g. make bench BENCH_ARGS="--cases recommend --cache cold".
