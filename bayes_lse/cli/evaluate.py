@@ -169,11 +169,18 @@ def run_evaluate_cli(
     say = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     say(f"evaluating {len(models)} model(s) on {log.n_students} students, "
         f"{int((log.table['module_type'] == 'assessment').sum())} answers: {', '.join(models)}")
-    result = evaluate(
-        log, models, folds=folds, protocol=protocol, fraction=fraction, test_students=test_students, seed=seed,
-        method=method, fit_options=fit_options, split=split_in, reference=reference, lessons=lessons_check,
-        loo=loo, n_boot=bootstrap, progress=say, scheduler=scheduler, workers=workers, update=update,
-    )
+    import warnings
+
+    with warnings.catch_warnings():
+        # the small-scored-set warning is printed once below, in command-line words
+        warnings.filterwarnings("ignore", message="the (cv|test) set scores only", category=UserWarning)
+        result = evaluate(
+            log, models, folds=folds, protocol=protocol, fraction=fraction, test_students=test_students, seed=seed,
+            method=method, fit_options=fit_options, split=split_in, reference=reference, lessons=lessons_check,
+            loo=loo, n_boot=bootstrap, progress=say, scheduler=scheduler, workers=workers, update=update,
+        )
+    for w in result.settings.get("warnings", []):
+        click.echo(f"bayes-lse: warning: {w}", err=True)
     if split_out is not None:
         result.split.write(split_out, overwrite=True)
         say(f"wrote the split to {split_out} (settings in {split_out}.json)")

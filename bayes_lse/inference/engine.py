@@ -429,11 +429,16 @@ def _use_kernel(spec: ModelSpec, data: InteractionLog, cfg: dict[str, Any]) -> b
     if engine not in ("auto", "kernel", "pytensor"):
         raise ValueError(f"MAP engine must be 'auto', 'kernel' or 'pytensor', got {engine!r}")
     par = cfg["parametrization"]
+    if par == "auto" and engine == "kernel":
+        par = "centered"  # the kernel has only the centred form: asking for it chooses it
     if par == "auto":
         steps = np.asarray(data.state_step)
         par = "noncentered" if (int(steps.max()) if len(steps) else 0) <= NONCENTERED_MAX_STEPS else "centered"
     if engine == "kernel" and par != "centered":
-        raise ValueError("MAP engine 'kernel' computes the centred trajectory only: pass parametrization='centered'")
+        raise ValueError(
+            f"MAP engine 'kernel' computes the centred trajectory only, but parametrization is {par!r}: "
+            "set parametrization to 'centered' or 'auto' (config key `parametrization`), or engine to 'pytensor'"
+        )
     return par == "centered" and engine != "pytensor"
 
 

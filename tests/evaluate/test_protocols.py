@@ -25,6 +25,7 @@ from bayes_lse.evaluate.protocols import (
     paired_comparison,
     pointwise_log_likelihood,
     read_split,
+    small_set_warnings,
 )
 
 from conftest import SHARED_DATA  # noqa: E402  (../shared/data beside the repository; tests skip without it)
@@ -258,6 +259,20 @@ def test_evaluate_lessons_check_and_output(small_result):
     assert {"settings", "metrics", "comparisons", "lessons_check", "timings", "split"} <= set(d)
 
 
+def test_a_scored_set_too_small_to_rank_is_warned_about(small_result):
+    """Issue 20: 31 answers with AUC ± 0.10 were reported like any other comparison."""
+    assert any("the test set scores only" in w for w in small_result.settings["warnings"])
+    assert "warning: the test set scores only" in small_result.to_text()
+    big = pd.DataFrame({"set": ["test", "test"], "model": ["a", "b"], "n": [5000, 5000], "students": [600, 600],
+                        "auc_se": [0.009, 0.010]})
+    assert small_set_warnings(big) == []
+    few = big.assign(n=150, auc_se=0.01)
+    assert "only 150 answers" in small_set_warnings(few, protocol="last-batch")[0]
+    noisy = big.assign(auc_se=0.06)
+    (msg,) = small_set_warnings(noisy, protocol="last-batch")
+    assert "±0.060" in msg and "--protocol last-fraction" in msg
+
+
 def test_evaluate_is_reproducible(cohort_log, small_result):
     again = evaluate(cohort_log, ["irt1pl"], folds=2, test_students=0.25, seed=0, n_boot=50)
     a = small_result.predictions[["row", "irt1pl"]].reset_index(drop=True)
@@ -373,8 +388,11 @@ def test_cli_evaluate(tmp_path, tiny_cohort):
                                       "--split-out", str(tmp_path / "split.csv"),
                                       "--predictions-out", str(tmp_path / "pred.csv")])
     assert out.exit_code == 0, out.output
-    d = json.loads(out.output)
+    d = json.loads(out.stdout)
     assert {m["model"] for m in d["metrics"]} == {"irt1pl", "student-rate"}
+    # a tiny test set: one warning line on stderr even with -q, and the same words in the JSON
+    assert out.stderr.count("bayes-lse: warning: the test set scores only") == 1
+    assert any("the test set scores only" in w for w in d["settings"]["warnings"])
     assert (tmp_path / "split.csv").exists() and (tmp_path / "split.csv.json").exists()
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert {"irt1pl", "student-rate", "outcome", "scored"} <= set(pred.columns)

@@ -156,3 +156,10 @@ def test_engine_kernel_refuses_the_noncentred_form(small_log):
         LatentSkillEmbedding().fit(small_log, method="map", engine="kernel", parametrization="noncentered")
     with pytest.raises(ValueError, match="engine must be"):
         LatentSkillEmbedding().fit(small_log, method="map", engine="gpu")
+
+
+def test_engine_kernel_with_auto_parametrization_runs_the_kernel(small_log):
+    """Issue 20: asking for the kernel chooses its (centred) form instead of refusing because
+    'auto' would have picked the non-centred graph on a small log."""
+    fit = LatentSkillEmbedding().fit(small_log, method="map", engine="kernel", starts=1, maxiter=50)
+    assert fit.idata["optimization"].attrs["engine"] == "kernel"
