@@ -104,16 +104,9 @@ def _run(*, data: Path | None, output: Path, students: int | None, steps: int | 
         if (output / name).exists() and not overwrite:
             raise user_error(f"{output / name}: file already exists; pass --overwrite to replace it")
     check_writable(output / OUTPUT_FILES[0], "calibration output")
-    noise: float | str | None = None
-    if learning_noise is not None:
-        if learning_noise == "learned":
-            noise = "learned"
-        else:
-            try:
-                noise = float(learning_noise)
-            except ValueError:
-                raise user_error(f"--learning-noise must be a positive number or 'learned', got {learning_noise!r}") from None
+    from bayes_lse.cli.common import parse_learning_noise
 
+    noise = parse_learning_noise(learning_noise)
     from bayes_lse.api import LatentSkillEmbedding
     from bayes_lse.evaluate.calibration import describe_design, design_from_log, design_from_shape, run_sbc
 

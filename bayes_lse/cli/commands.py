@@ -106,15 +106,11 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
     from bayes_lse.core.config import DEFAULT_LEARNING_NOISE
     from bayes_lse.api import LatentSkillEmbedding
 
-    noise: float | str = DEFAULT_LEARNING_NOISE
-    if learning_noise is not None:
-        if learning_noise == "learned":
-            noise = "learned"
-        else:
-            try:
-                noise = float(learning_noise)
-            except ValueError:
-                raise UserError(f"--learning-noise must be a positive number or 'learned', got {learning_noise!r}") from None
+    from bayes_lse.cli.common import parse_learning_noise
+
+    noise = parse_learning_noise(learning_noise)
+    if noise is None:
+        noise = DEFAULT_LEARNING_NOISE
     return LatentSkillEmbedding(n_skills=n_skills, prerequisites=not no_prerequisites, biases=not no_biases,
                                 lessons=not no_lessons, learning_noise=noise, history=history,
                                 hierarchical=hierarchical)

@@ -45,6 +45,22 @@ def guard(fn):
     return wrapper
 
 
+def parse_learning_noise(value: str | None) -> float | str | None:
+    """`--learning-noise`: a positive number, 'learned', or None (the model's default).
+
+    One parser for every command that takes the option (fit, simulate, evaluate, calibrate),
+    so they accept and refuse the same values with the same words."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.lower() == "learned":
+        return "learned"
+    try:
+        return float(text)  # its range is checked by the model's config, in the same words as for Python
+    except ValueError:
+        raise UserError(f"--learning-noise must be a positive number or 'learned', got {value!r}") from None
+
+
 #: how a hint names a raw format, and what `bayes-lse convert` needs beside the file
 _RAW_FORMATS = {
     "assistments-dkt": ("an ASSISTments DKT file (3 lines per student)", ""),

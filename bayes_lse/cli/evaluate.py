@@ -133,14 +133,11 @@ def run_evaluate_cli(
             raise ValueError(f"unknown --baselines entry {b!r}; choose from {', '.join(BASELINES)} (or none)")
     lse_options: dict[str, Any] = {"history": "auto" if history is None else bool(history),
                                    "hierarchical": bool(hierarchical)}
-    if learning_noise is not None:
-        if str(learning_noise).strip().lower() == "learned":
-            lse_options["learning_noise"] = "learned"
-        else:
-            try:
-                lse_options["learning_noise"] = float(learning_noise)
-            except ValueError:
-                raise ValueError(f"--learning-noise must be a positive number or 'learned', got {learning_noise!r}") from None
+    from bayes_lse.cli.common import parse_learning_noise
+
+    noise = parse_learning_noise(learning_noise)
+    if noise is not None:
+        lse_options["learning_noise"] = noise
     models = build_models(d_list, v_list, b_list, **lse_options)
     if not models:
         raise ValueError("nothing to evaluate: --variants none and --baselines none")
