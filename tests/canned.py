@@ -22,6 +22,33 @@ HOSTILE_STUDENT = "<script>alert(1)</script>"
 HOSTILE_ASSESSMENT = '"><img src=x onerror=alert(2)>'
 
 
+#: Model variants that the MAP kernel and the PyMC graph must agree on (tests/inference/
+#: test_map_kernel.py, tests/model/test_terms.py).  Shared here: a test module importing
+#: another test module only works when pytest happened to collect that one first.
+MODEL_VARIANTS = [
+    {},
+    {"prerequisites": False},
+    {"biases": False},
+    {"lessons": False},
+    {"learning_noise": "learned"},
+    {"n_skills": 3},
+    {"history": True},
+]
+
+#: Prior scales all different from the defaults and from each other, so a density test
+#: catches a term reading the wrong scale (tests/model/test_terms.py, test_hierarchical.py).
+DISTINCT_PRIORS = {
+    "initial_state_scale": 0.7,
+    "requirement_scale": 1.3,
+    "gain_scale": 0.4,
+    "prerequisite_scale": 0.9,
+    "student_bias_sd": 0.6,
+    "assessment_bias_sd": 1.7,
+    "learning_noise_scale": 0.45,
+    "history_sd": 2.2,
+}
+
+
 @dataclass
 class Truth:
     """Known parameters and the interaction log simulated from them."""

@@ -7,18 +7,11 @@ import pytest
 
 import bayes_lse as bl
 from bayes_lse.inference.map_kernel import CentredObjective
+from canned import MODEL_VARIANTS
 from bayes_lse import LatentSkillEmbedding
 from bayes_lse.model.graph import IndexArrays
 
-VARIANTS = [
-    {},
-    {"prerequisites": False},
-    {"biases": False},
-    {"lessons": False},
-    {"learning_noise": "learned"},
-    {"n_skills": 3},
-    {"history": True},
-]
+VARIANTS = MODEL_VARIANTS
 
 
 @pytest.fixture(scope="module")

@@ -14,17 +14,9 @@ import bayes_lse as bl
 from bayes_lse import LatentSkillEmbedding
 from bayes_lse.data.log import read_interactions
 from bayes_lse.model import terms as eq
+from canned import DISTINCT_PRIORS
 
-PRIORS = {
-    "initial_state_scale": 0.7,
-    "requirement_scale": 1.3,
-    "gain_scale": 0.4,
-    "prerequisite_scale": 0.9,
-    "student_bias_sd": 0.6,
-    "assessment_bias_sd": 1.7,
-    "learning_noise_scale": 0.45,
-    "history_sd": 2.2,
-}
+PRIORS = DISTINCT_PRIORS
 
 
 def test_hyperparameters_follow_the_variant():

@@ -16,19 +16,10 @@ from bayes_lse.data.log import read_interactions
 from bayes_lse.inference.map_kernel import CentredObjective
 from bayes_lse.model import terms as eq
 from bayes_lse.model.graph import IndexArrays
-from test_map_kernel import VARIANTS as KERNEL_VARIANTS
+from canned import DISTINCT_PRIORS, MODEL_VARIANTS as KERNEL_VARIANTS
 
 #: distinct, non-default scales: a prior read under another parameter's key shows
-PRIORS = {
-    "initial_state_scale": 0.7,
-    "requirement_scale": 1.3,
-    "gain_scale": 0.4,
-    "prerequisite_scale": 0.9,
-    "student_bias_sd": 0.6,
-    "assessment_bias_sd": 1.7,
-    "learning_noise_scale": 0.45,
-    "history_sd": 2.2,
-}
+PRIORS = DISTINCT_PRIORS
 
 
 def test_model_density_pins_every_prior_to_its_own_scale():
