@@ -443,9 +443,10 @@ def test_module_both_assessment_and_lesson():
     assert log.transitions()["lesson"].tolist() == [0]
 
 
-def test_large_log_is_fast():
-    import time
-
+def test_large_log_reads_whole():
+    """A 400k-row table reads and yields every transition (its time, ~2 s, is measured by
+    `python -m benchmarks.bench_read`, not asserted: issue 19 asked for no wall-clock
+    asserts in tests)."""
     rng = np.random.default_rng(0)
     n = 400_000
     is_lesson = rng.random(n) < 0.3
@@ -457,13 +458,10 @@ def test_large_log_is_fast():
             "outcome": np.where(is_lesson, np.nan, rng.integers(0, 2, n)),
         }
     )
-    start = time.perf_counter()
     log = read_interactions(df)
     tr = log.transitions()
-    elapsed = time.perf_counter() - start
     assert log.n_interactions == n
     assert len(tr) == int(is_lesson.sum())
-    assert elapsed < 10  # typically well under 2 s
 
 
 def test_ids_written_several_ways_are_one_id_with_a_warning():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -313,14 +312,11 @@ EDNET_SAMPLE = DATA / "ednet_kt4_sample"
 def test_real_assistments_train() -> None:
     if not ASSIST_TRAIN.is_file():
         pytest.skip("shared ASSISTments data not present")
-    start = time.perf_counter()
-    df = read_assistments_dkt(ASSIST_TRAIN)
-    elapsed = time.perf_counter() - start
+    df = read_assistments_dkt(ASSIST_TRAIN)  # its time: python -m benchmarks.bench_read
     assert df["student_id"].nunique() == 3330
     assert len(df) == 268_322
     assert df["module_id"].nunique() == 17_264
     assert (df["timestep"] == 0).all()
-    assert elapsed < 10, f"conversion took {elapsed:.1f} s"
 
     lessons = read_assistments_dkt(ASSIST_TRAIN, items_as_lessons=True)
     assert len(lessons) == 2 * 268_322
