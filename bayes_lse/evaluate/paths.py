@@ -898,83 +898,93 @@ def format_text(res: PathEvaluation) -> str:
 # a simulated log where the better branch is known
 # =========================================================================== #
 def simulate_bubble_log(
-    n_students: int = 500,
-    n_units: int = 8,
+    n_students: int = 600,
+    n_units: int = 6,
     *,
+    n_skills: int = 2,
     seed: int | None = 0,
     learning_noise: float = 0.2,
     confounding: float = 1.0,
-    gain: float = 1.0,
+    gain: float = 1.2,
+    n_practice: int = 12,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A cohort whose bubbles have a known better branch (d = 2, no prerequisites).
+    """A cohort whose bubbles have a known better branch (no prerequisites).
 
-    Students go through `n_units` units in order.  Unit u trains skill u mod 2: at its
-    first step the student answers two of 8 practice assessments and takes the start
-    lesson ``S<u>`` (a small gain on both skills), at the next it answers one practice
-    item and takes ``G<u>`` (gain `gain` on the unit's skill) or ``B<u>`` (the same
-    gain on the *other* skill), and at the step after it answers the unit's final
-    ``F<u>`` (requirement mostly on the unit's skill) and one practice item.  So
-    (S<u>, G<u>) vs (S<u>, B<u>) is a bubble whose better branch is G for almost
-    everyone.  The choice is confounded *against* the truth: P(G) =
-    σ(−`confounding`·(s_unit − s_other)), weaker students take G more often, so the raw
-    comparison understates G's advantage.  (Relative to the other skill, so that the
-    branches stay balanced while states grow.)  Outcomes from σ(D(s, a) + g_u + g_j)
-    with the truncated-normal learning update (σ_L = `learning_noise`).
+    Students go through `n_units` units in order.  Unit u trains skill u mod d: at its
+    first step the student answers three of `n_practice` practice assessments (each
+    on one skill, difficulties spread from 0.5 to 5 so that they stay informative as
+    skills grow) and takes the start lesson ``S<u>`` (gain 0.1 on every skill); at the
+    next step it answers two practice items and takes ``G<u>`` (gain `gain` on the
+    unit's skill) or ``B<u>`` (the same gain on the next skill; with d = 1, gain 0.1);
+    at the step after it answers the unit's final ``F<u>``, on the unit's skill, with a
+    difficulty that follows the cohort's expected skill (1.6 + 0.7·u·2/d), so that its
+    pass rate stays away from 0 and 1.  (S<u>, G<u>) vs (S<u>, B<u>) → F<u> is then a
+    bubble whose better branch is G for everyone.  The choice is confounded *against*
+    the truth: P(G) = σ(−`confounding`·(s_unit − s_next)) (d = 1: s − 1 − 0.7·u),
+    weaker students take G more often, so the raw comparison understates G's advantage.
+    Outcomes from σ(D(s, a) + g_u) with student biases N(0, 0.5²) and the
+    truncated-normal learning update (σ_L = `learning_noise`).
 
-    Returns the interaction table and the truth: ``states`` (student → (steps, 2)
+    Returns the interaction table and the truth: ``states`` (student → (steps, d)
     array), ``gain``, ``requirement`` (id → vector), ``student_bias``,
-    ``assessment_bias``, ``learning_noise``.
+    ``assessment_bias`` (all 0), ``learning_noise``.
     """
     rng = np.random.default_rng(seed)
-    d = 2
-    practice = {f"P{j}": np.array([math.cos(a), math.sin(a)]) * r
-                for j, (a, r) in enumerate(zip(np.linspace(0.1, 1.47, 8), np.linspace(0.8, 2.0, 8), strict=True))}
-    req: dict[str, np.ndarray] = dict(practice)
+    d = _check_int("n_skills", n_skills, 1)
+    U = _check_int("n_students", n_students, 1)
+    eye = np.eye(d)
+    req: dict[str, np.ndarray] = {f"P{j}": eye[j % d] * r for j, r in enumerate(np.linspace(0.5, 5.0, n_practice))}
+    p_ids = list(req)
     gains: dict[str, np.ndarray] = {}
-    a_bias: dict[str, float] = {k: 0.0 for k in practice}
     for u in range(n_units):
-        e = np.eye(d)[u % 2]
-        o = np.eye(d)[1 - u % 2]
-        req[f"F{u}"] = 2.2 * e + 0.3 * o
-        a_bias[f"F{u}"] = 0.0
-        gains[f"S{u}"] = np.array([0.15, 0.15])
+        e, o = eye[u % d], eye[(u + 1) % d]
+        req[f"F{u}"] = e * (1.6 + 0.7 * u * 2 / d)
+        gains[f"S{u}"] = np.full(d, 0.1)
         gains[f"G{u}"] = gain * e
-        gains[f"B{u}"] = gain * o
-    s_bias = rng.normal(0.0, 0.5, n_students)
-    p_ids = list(practice)
-    rows: list[tuple[str, str, str, float, int]] = []
-    states: dict[str, np.ndarray] = {}
-    for i in range(n_students):
-        sid = f"u{i:04d}"
-        s = np.abs(rng.normal(0.0, 1.0, d))
-        traj = [s]
-        t = 0
+        gains[f"B{u}"] = gain * o if d > 1 else np.full(d, 0.1)
+    sid = np.array([f"u{i:04d}" for i in range(U)], dtype=object)
+    s_bias = rng.normal(0.0, 0.5, U)
+    s = np.abs(rng.normal(0.0, 1.0, (U, d)))
+    traj = [s]
+    rows: list[pd.DataFrame] = []
+    order = 0
 
-        def answer(a: str, state: np.ndarray, step: int) -> None:
-            p = eq.pass_probability(state, req[a], s_bias[i], a_bias[a])
-            rows.append((sid, a, "assessment", float(rng.random() < p), step))
+    def answer(modules: np.ndarray, state: np.ndarray, step: int) -> None:
+        nonlocal order
+        a = np.stack([req[m] for m in modules])
+        y = (rng.random(U) < eq.pass_probability(state, a, s_bias)).astype(float)
+        rows.append(pd.DataFrame({"student_id": sid, "module_id": modules, "module_type": "assessment",
+                                  "outcome": y, "timestep": step, "_o": order}))
+        order += 1
 
-        def learn(k: str, state: np.ndarray, step: int) -> np.ndarray:
-            rows.append((sid, k, "lesson", float("nan"), step))
-            mu = eq.expected_update(state, gains[k])
-            return eq.sample_truncated_normal(mu, learning_noise, rng)
+    def learn(modules: np.ndarray, state: np.ndarray, step: int) -> np.ndarray:
+        nonlocal order
+        rows.append(pd.DataFrame({"student_id": sid, "module_id": modules, "module_type": "lesson",
+                                  "outcome": np.nan, "timestep": step, "_o": order}))
+        order += 1
+        mu = eq.expected_update(state, np.stack([gains[m] for m in modules]))
+        return eq.sample_truncated_normal(mu, learning_noise, rng)
 
-        for u in range(n_units):
-            for a in rng.choice(p_ids, 2, replace=False):
-                answer(str(a), s, t)
-            s = learn(f"S{u}", s, t)
-            t += 1
-            traj.append(s)
-            answer(str(rng.choice(p_ids)), s, t)
-            good = rng.random() < eq.sigmoid(-confounding * (s[u % 2] - s[1 - u % 2]))
-            s = learn(f"G{u}" if good else f"B{u}", s, t)
-            t += 1
-            traj.append(s)
-            answer(f"F{u}", s, t)
-            answer(str(rng.choice(p_ids)), s, t)
-        states[sid] = np.array(traj)
-    table = pd.DataFrame(rows, columns=["student_id", "module_id", "module_type", "outcome", "timestep"])
-    truth = {"states": states, "gain": gains, "requirement": req, "student_bias": dict(zip(
-        [f"u{i:04d}" for i in range(n_students)], s_bias, strict=True)), "assessment_bias": a_bias,
-        "learning_noise": learning_noise}
+    t = 0
+    for u in range(n_units):
+        picks = np.argsort(rng.random((U, n_practice)), axis=1)
+        for j in range(3):
+            answer(np.asarray(p_ids, dtype=object)[picks[:, j]], s, t)
+        s = learn(np.full(U, f"S{u}", dtype=object), s, t)
+        t += 1
+        traj.append(s)
+        for j in range(3, 5):
+            answer(np.asarray(p_ids, dtype=object)[picks[:, j]], s, t)
+        ref = s[:, (u + 1) % d] if d > 1 else 1.0 + 0.7 * u
+        good = rng.random(U) < eq.sigmoid(-confounding * (s[:, u % d] - ref))
+        s = learn(np.where(good, f"G{u}", f"B{u}").astype(object), s, t)
+        t += 1
+        traj.append(s)
+        answer(np.full(U, f"F{u}", dtype=object), s, t)
+    table = (pd.concat(rows, ignore_index=True).sort_values(["student_id", "_o"], kind="stable")
+             .drop(columns="_o").reset_index(drop=True))
+    states = np.stack(traj, axis=1)  # (U, steps, d)
+    truth = {"states": dict(zip(sid, states, strict=True)), "gain": gains, "requirement": req,
+             "student_bias": dict(zip(sid, s_bias, strict=True)),
+             "assessment_bias": {k: 0.0 for k in req}, "learning_noise": learning_noise}
     return table, truth
