@@ -48,6 +48,7 @@ def run_evaluate_paths_cli(
     draws: int | None = None,
     tune: int | None = None,
     chains: int | None = None,
+    config_file: Path | None = None,
     baselines: str = ",".join(PATH_BASELINES),
     cut: str = "each",
     update: str = "expected",
@@ -94,13 +95,27 @@ def run_evaluate_paths_cli(
                 raise ValueError(f"--learning-noise must be a positive number or 'learned', "
                                  f"got {learning_noise!r}") from None
     model = LatentSkillEmbedding(**options)
-    fit_options = {k: v for k, v in {"starts": starts, "maxiter": maxiter, "draws": draws, "tune": tune,
-                                     "chains": chains}.items() if v is not None}
-    from bayes_lse.core.config import DEFAULT_FIT_CONFIG
+    fit_options: dict[str, Any] = {}
+    if config_file is not None:
+        import json
+
+        try:
+            fit_options.update(json.loads(Path(config_file).read_text()))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{config_file}: not valid JSON ({exc})") from None
+        if not isinstance(fit_options, dict):
+            raise ValueError(f"{config_file}: must hold a JSON object of fit settings")
+    fit_options.update({k: v for k, v in {"starts": starts, "maxiter": maxiter, "draws": draws, "tune": tune,
+                                          "chains": chains}.items() if v is not None})
+    from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge, validate_fit_config
 
     unknown = sorted(set(fit_options) - set(DEFAULT_FIT_CONFIG[method]))
     if unknown:
-        raise ValueError(f"option(s) {', '.join('--' + u for u in unknown)} do not apply to --method {method}")
+        raise ValueError(f"option(s) {', '.join(unknown)} do not apply to --method {method}")
+    try:  # before any work: a bad setting names its key (and the file it came from)
+        validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], fit_options, f"{method} fit"), method)
+    except ValueError as exc:
+        raise ValueError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
     if fmt_in is not None:
         from bayes_lse.data.readers import convert
 
@@ -163,6 +178,8 @@ def run_evaluate_paths_cli(
 @click.option("--draws", type=click.IntRange(min=1), default=None, help="ADVI/NUTS draws (per chain).")
 @click.option("--tune", type=click.IntRange(min=0), default=None, help="NUTS tuning steps.")
 @click.option("--chains", type=click.IntRange(min=1), default=None, help="NUTS chains.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="JSON file with fit settings merged over the method's defaults (as for `fit`).")
 @click.option("--baselines", default=",".join(PATH_BASELINES), show_default=True,
               help=f"Comma-separated from {', '.join(PATH_BASELINES)}; or none.")
 @click.option("--cut", type=click.Choice(list(PATH_CUTS)), default="each", show_default=True,

@@ -132,6 +132,17 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return int(value)
 
 
+def _as_table(log: Any) -> pd.DataFrame:
+    """The §2 table of a log, a table with timesteps, or anything `read_interactions` reads."""
+    if hasattr(log, "table"):
+        return log.table
+    if isinstance(log, pd.DataFrame) and "timestep" in log.columns:
+        return log
+    from bayes_lse.data.log import read_interactions
+
+    return read_interactions(log).table
+
+
 def _student_sequences(table: pd.DataFrame) -> dict[str, tuple[dict[int, str], pd.DataFrame]]:
     """Per student: lesson module per step, and its assessment rows in time order
     (step, then table order)."""
@@ -177,7 +188,7 @@ def find_bubbles(
         raise ValueError(f"max_length ({max_length}) must be >= min_length ({min_length})")
     min_students = _check_int("min_students", min_students, 1)
     min_history = _check_int("min_history", min_history, 0)
-    table = log.table if hasattr(log, "table") else log
+    table = _as_table(log)
     if students is not None:
         wanted = pd.Index([str(s) for s in students])
         table = table[table["student_id"].astype(str).isin(wanted)]
@@ -282,7 +293,7 @@ def history_features(log: InteractionLog | pd.DataFrame, members: pd.DataFrame, 
     logit of the smoothed pass rate (passes + 1)/(answers + 2), the same over the last
     10 answers, log(1 + lessons), log(1 + earlier answers to the final assessment) and
     their smoothed pass rate − 0.5 (0 without any)."""
-    table = log.table if hasattr(log, "table") else log
+    table = _as_table(log)
     seqs = _student_sequences(table[table["student_id"].astype(str).isin(set(members["student_id"].astype(str)))])
     finals = list(finals)
     out = np.zeros((len(members), len(FEATURES)))
@@ -439,7 +450,9 @@ def odds_ratio_analysis(
         boot = vals[1:]
         boot = boot[~np.isnan(boot)]
         if len(boot) >= 2:
-            lo, hi = np.percentile(boot, [2.5, 97.5])
+            # order statistics, no interpolation: a resample can give an infinite ratio (an arm
+            # with no failures), and interpolating between inf and a number gives NaN
+            lo, hi = np.quantile(boot, [0.025, 0.975], method="inverted_cdf")
             pooled[f"or_{name}_low"], pooled[f"or_{name}_high"] = float(lo), float(hi)
         else:
             pooled[f"or_{name}_low"] = pooled[f"or_{name}_high"] = float("nan")
