@@ -493,8 +493,10 @@ def demo(models_dir: Path, reports_dir: Path, method: str, seed: int) -> None:
 def _register_optional_commands() -> None:
     from bayes_lse.cli.calibrate import calibrate_command
     from bayes_lse.cli.evaluate import evaluate_command
+    from bayes_lse.cli.paths import evaluate_paths_command
 
     main.add_command(evaluate_command, name="evaluate")
+    main.add_command(evaluate_paths_command, name="evaluate-paths")
     main.add_command(calibrate_command, name="calibrate")
 
 

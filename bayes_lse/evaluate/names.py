@@ -11,6 +11,10 @@ PROTOCOLS = ("last-batch", "last-fraction")
 BASELINES = ("student-rate", "assessment-rate", "irt1pl", "irt2pl", "mirt", "pfa", "pfa-online")
 #: what `evaluate` runs when `models` is not given (besides one LSE)
 DEFAULT_BASELINES = ("student-rate", "assessment-rate", "irt1pl", "irt2pl", "mirt", "pfa")
+#: recommenders `evaluate_paths` compares the LSE with (see `evaluate.paths`)
+PATH_BASELINES = ("popular", "random", "no-lessons")
+#: how `evaluate_paths` cuts a held-out student's history at its bubble starts
+PATH_CUTS = ("each", "earliest")
 #: LSE variants by name, as model-config overrides
 VARIANTS = {
     "full": {},

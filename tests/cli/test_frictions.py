@@ -212,7 +212,7 @@ def test_help_does_not_import_the_modelling_stack():
         "import sys\n"
         "from click.testing import CliRunner\n"
         "from bayes_lse.cli import main\n"
-        "for args in (['--help'], ['fit', '--help'], ['evaluate', '--help'], ['calibrate', '--help'],"
+        "for args in (['--help'], ['fit', '--help'], ['evaluate', '--help'], ['calibrate', '--help'], ['evaluate-paths', '--help'],"
         " ['recommend', '--help']):\n"
         "    r = CliRunner().invoke(main, args)\n"
         "    assert r.exit_code == 0, (args, r.output)\n"
