@@ -32,10 +32,12 @@ demo: $(STAMP)
 	$(VENV)/bin/bayes-lse demo
 
 # Tests run in parallel (pytest-xdist): one worker per core, at most 4 (each worker holds
-# PyMC, JAX and numba, ~1 GB), whole modules per worker so module fixtures fit once.
-# On the 2-core CI machine this took the suite from ~32 to ~N minutes.  WORKERS=0 runs serially.
+# PyMC, JAX and numba, ~1 GB).  Tests are handed out one by one and idle workers steal
+# queued ones ("worksteal"): with whole modules per worker ("loadscope") the last 10 % of
+# the suite ran 17 minutes on one worker, as the modules with the slow statistical tests
+# came last.  The slowest 30 tests are listed at the end.  WORKERS=0 runs serially.
 WORKERS ?= auto
-XDIST = $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --maxprocesses 4 --dist loadscope)
+XDIST = $(if $(filter 0,$(WORKERS)),--durations=30,-n $(WORKERS) --maxprocesses 4 --dist worksteal --durations=30)
 
 test: $(STAMP)
 	$(PY) -m pytest $(XDIST)
