@@ -182,6 +182,7 @@ class FittedLSE(FitResult):
         history: pd.DataFrame | str | Path | None = None,
         n_particles: int = 500,
         seed: int | None = None,
+        allow_taken: bool = False,
         **options: Any,
     ) -> Recommendation:
         """Rank lesson sequences by the posterior probability of passing `goals`.
@@ -209,6 +210,11 @@ class FittedLSE(FitResult):
             docs/benchmarks.md).
         seed : int, optional
             Seed of the placement and of the simulated learning noise.
+        allow_taken : bool
+            Recommend lessons the student has already taken (in the training log, or in
+            `history` for a new student) again. Default False: they are left out and the
+            result names them (`Recommendation.excluded_taken`). Not the same as
+            ``allow_repeats``, which lets one sequence hold a lesson twice.
 
         Returns
         -------
@@ -275,6 +281,13 @@ class FittedLSE(FitResult):
             offset = history_logit(counts[None], self.draws("history_success")[:, None],
                                    self.draws("history_failure")[:, None])
             a_bias = offset if a_bias is None else a_bias + offset
+        if history is not None:
+            mine = hist
+        else:
+            mine = self.interactions
+            mine = mine[mine["student_id"].astype(str) == str(student)]
+        is_lesson = mine["module_type"].astype(str).str.strip().str.lower() == "lesson"
+        taken = sorted(set(mine.loc[is_lesson, "module_id"].astype(str)))
         modules = rec.ModuleDraws.from_arrays(
             gain=self.draws("gain"),
             lesson_ids=[str(x) for x in self.lessons],
@@ -287,7 +300,8 @@ class FittedLSE(FitResult):
             noise=noise,
         )
         return rec.recommend_sequences(
-            state, modules, max_length=max_length, candidates=candidates, seed=seed, student=str(student), **options
+            state, modules, max_length=max_length, candidates=candidates, seed=seed, student=str(student),
+            taken=taken, allow_taken=allow_taken, **options
         )
 
 

@@ -395,7 +395,11 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
 @click.option("--budget", type=float, default=None, help="Time budget for --costs (default --max-length).")
 @click.option("--search", type=click.Choice(["auto", "exhaustive", "beam", "knapsack"]), default="auto", show_default=True)
 @click.option("--beam-width", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--repeats/--no-repeats", default=False, show_default=True, help="Allow a lesson more than once.")
+@click.option("--repeats/--no-repeats", default=False, show_default=True,
+              help="Allow a lesson more than once within one recommended sequence.")
+@click.option("--allow-retake", is_flag=True,
+              help="Also recommend lessons the student has already taken (in their logged history); "
+                   "by default those are left out and named.")
 @click.option("--noise/--expected", "include_noise", default=False, show_default=True,
               help="Include the learning-update noise by Monte Carlo, or use the expected update.")
 @click.option("--band", default="0.05,0.95", show_default=True, help="Credible band quantiles.")
@@ -405,7 +409,8 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
 @guard
 def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int, candidates: str | None,
               history: Path | None, target: float | None, confidence: float, costs: Path | None,
-              budget: float | None, search: str, beam_width: int, repeats: bool, include_noise: bool, band: str,
+              budget: float | None, search: str, beam_width: int, repeats: bool, allow_retake: bool,
+              include_noise: bool, band: str,
               top: int, fmt: str, seed: int | None) -> None:
     """Rank lesson sequences for a student by the probability of passing the goals."""
     from bayes_lse.api import load
@@ -431,7 +436,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         candidates=_candidate_list(candidates),
         history=history, seed=seed, band=(lo, hi), include_noise=include_noise, search=search,
         beam_width=beam_width, top=top, costs=cost_map, budget=budget, target=target, confidence=confidence,
-        allow_repeats=repeats,
+        allow_repeats=repeats, allow_taken=allow_retake,
     )
     click.echo(result.to_json() if fmt == "json" else result.to_text())
 

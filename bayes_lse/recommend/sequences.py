@@ -599,6 +599,8 @@ class Recommendation:
     reachable: bool | None = None
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: candidate lessons left out because the student had already taken them
+    excluded_taken: tuple[str, ...] = ()
 
     def explain(self, rank: int = 1) -> pd.DataFrame:
         """Per step of ranked sequence `rank` (1-based): the lesson, the expected
@@ -649,6 +651,7 @@ class Recommendation:
             "search": self.search,
             "n_evaluated": self.n_evaluated,
             "message": self.message,
+            "excluded_taken": list(self.excluded_taken),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -665,6 +668,11 @@ class Recommendation:
         ]
         if self.message:
             lines.append(self.message)
+        if self.excluded_taken:
+            lines.append(
+                f"left out, already taken by the student: {', '.join(self.excluded_taken)} "
+                "(allow_taken=True, CLI --allow-retake, to recommend them again)"
+            )
         t = self.table
         w = max([7, *(len(sep.join(x)) for x in t["lessons"])])
         cols = f"{'rank':>4}  {'lessons':<{w}}  {'p_mean':>6}  {f'{lo}–{hi}% band':>15}  {'p_best':>6}"
@@ -724,6 +732,8 @@ def recommend_sequences(
     target: float | None = None,
     confidence: float = 0.9,
     student: str | None = None,
+    taken: Sequence[str] | None = None,
+    allow_taken: bool = False,
 ) -> Recommendation:
     """Rank lesson sequences by the posterior mean probability of passing every goal.
 
@@ -770,6 +780,16 @@ def recommend_sequences(
         unknown = [c for c in cand_ids if c not in ids]
         if unknown:
             raise ValueError(f"unknown candidate lesson(s): {', '.join(unknown)}")
+    excluded: tuple[str, ...] = ()
+    if taken is not None and not allow_taken:
+        done = {str(x) for x in taken}
+        excluded = tuple(c for c in cand_ids if c in done)
+        cand_ids = [c for c in cand_ids if c not in done]
+        if not cand_ids:
+            raise ValueError(
+                f"every candidate lesson was already taken by the student ({', '.join(excluded)}); "
+                "allow_taken=True (CLI --allow-retake) lets taken lessons be recommended again"
+            )
     cand = np.array([ids.index(c) for c in cand_ids], dtype=np.int64)
     C = len(cand)
 
@@ -846,10 +866,12 @@ def recommend_sequences(
                 f"{conf_r[0]:.3f} < {confidence:g}"
             )
 
-    return _build(
+    rec = _build(
         eng, st, ranked, cand_ids, cost_vec, band, target, search, n_eval, include_noise, student,
         confidence if target is not None else None, reachable, message,
     )
+    rec.excluded_taken = excluded
+    return rec
 
 
 def _build(
