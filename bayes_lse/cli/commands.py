@@ -400,17 +400,21 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
 @click.option("--allow-retake", is_flag=True,
               help="Also recommend lessons the student has already taken (in their logged history); "
                    "by default those are left out and named.")
+@click.option("--group-by-set", is_flag=True,
+              help="One row per lesson set, in its best order (top rows are often reorderings of the same "
+                   "lessons); p_best is then that of the set.")
 @click.option("--noise/--expected", "include_noise", default=False, show_default=True,
               help="Include the learning-update noise by Monte Carlo, or use the expected update.")
 @click.option("--band", default="0.05,0.95", show_default=True, help="Credible band quantiles.")
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Rows shown. p_best does not depend on it: it is over every sequence searched.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--seed", type=int, default=None)
 @guard
 def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int, candidates: str | None,
               history: Path | None, target: float | None, confidence: float, costs: Path | None,
               budget: float | None, search: str, beam_width: int, repeats: bool, allow_retake: bool,
-              include_noise: bool, band: str,
+              group_by_set: bool, include_noise: bool, band: str,
               top: int, fmt: str, seed: int | None) -> None:
     """Rank lesson sequences for a student by the probability of passing the goals."""
     from bayes_lse.api import load
@@ -436,7 +440,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         candidates=_candidate_list(candidates),
         history=history, seed=seed, band=(lo, hi), include_noise=include_noise, search=search,
         beam_width=beam_width, top=top, costs=cost_map, budget=budget, target=target, confidence=confidence,
-        allow_repeats=repeats, allow_taken=allow_retake,
+        allow_repeats=repeats, allow_taken=allow_retake, group_by_set=group_by_set,
     )
     click.echo(result.to_json() if fmt == "json" else result.to_text())
 

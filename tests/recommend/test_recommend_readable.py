@@ -5,6 +5,7 @@ evidence and costs, budgets for every model, work estimates. Canned posteriors o
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -91,3 +92,97 @@ def test_api_and_cli_leave_out_the_students_logged_lessons(canned, tmp_path):
                                   "--max-length", "1", "--format", "json", "--top", "20", "--allow-retake"])
     assert r.exit_code == 0, r.output
     assert done <= {x for s in json.loads(r.stdout)["sequences"] for x in s["lessons"]}
+
+
+# ------------------------------------------------------------------ 2. p_best, grouping
+def brute_p_best(p: np.ndarray) -> np.ndarray:
+    """Share of draws each of the rows of p (all sequences, S) is the best of all (ties share)."""
+    best = p.max(axis=0)
+    is_best = p >= best - 1e-12 * np.maximum(1.0, np.abs(best))
+    return (is_best / is_best.sum(axis=0)).mean(axis=1)
+
+
+@pytest.mark.parametrize("search", ["exhaustive", "beam"])
+def test_p_best_is_over_every_sequence_searched_and_does_not_depend_on_top(search):
+    """Issue 17: p_best of the same sequence was 1.000 with --top 1 and 0.022 with --top 20."""
+    state, mods = random_modules(2, L=5)
+    full = recommend_sequences(state, mods, max_length=3, search=search, beam_width=8, top=None)
+    want = dict(zip(full.table.lessons, brute_p_best(full.p_draws)))
+    assert full.table.p_best.sum() == pytest.approx(1.0)
+    for top in (1, 3, 20):
+        rec = recommend_sequences(state, mods, max_length=3, search=search, beam_width=8, top=top)
+        for lessons, pb in zip(rec.table.lessons, rec.table.p_best):
+            assert pb == pytest.approx(want[lessons], abs=1e-12), (top, lessons)
+        assert "best of all" in rec.to_text() or "beam search evaluated" in rec.to_text()
+    one = recommend_sequences(state, mods, max_length=3, search=search, beam_width=8, top=1)
+    assert one.table.p_best.iloc[0] < 0.9  # not 1.000 just because the table has one row
+
+
+def test_the_sequence_best_in_most_draws_is_flagged_or_named():
+    state, mods = random_modules(2, L=5)
+    full = recommend_sequences(state, mods, max_length=3, search="exhaustive", top=None)
+    i = int(np.argmax(full.table.p_best))
+    often = full.table.lessons[i]
+    assert full.table.loc[full.table.most_often_best, "lessons"].tolist() == [often]
+    assert i > 0  # here the sequence best in the most draws is not the best on average
+    rec = recommend_sequences(state, mods, max_length=3, search="exhaustive", top=i)
+    assert len(rec.table) == i and not rec.table.most_often_best.any()
+    mob = rec.most_often_best
+    assert tuple(mob["lessons"]) == often and not mob["shown"]
+    assert mob["p_best"] == pytest.approx(full.table.p_best[i]) and mob["p_mean"] == pytest.approx(full.table.p_mean[i])
+    assert "best in the most draws, but below the rows shown" in rec.to_text()
+    assert json.loads(rec.to_json())["most_often_best"]["lessons"] == list(often)
+
+
+def test_group_by_set_shows_each_set_once_in_its_best_order():
+    state, mods = random_modules(3, L=5)
+    full = recommend_sequences(state, mods, max_length=3, search="exhaustive", top=None)
+    grouped = recommend_sequences(state, mods, max_length=3, search="exhaustive", top=None, group_by_set=True)
+    sets = [frozenset(x) for x in grouped.table.lessons]
+    assert len(sets) == len(set(sets)) == 1 + 5 + 10 + 10
+    # each row is the best order of its set; p_best sums over the set's orders
+    by_set: dict = {}
+    for lessons, pm, pb in zip(full.table.lessons, full.table.p_mean, full.table.p_best):
+        k = frozenset(lessons)
+        best_pm, tot, worst, n = by_set.get(k, (None, 0.0, np.inf, 0))
+        by_set[k] = (lessons if best_pm is None else best_pm, tot + pb, min(worst, pm), n + 1)
+    for r in grouped.table.itertuples():
+        best_order, tot, worst, n = by_set[frozenset(r.lessons)]
+        assert r.lessons == best_order and r.p_best == pytest.approx(tot, abs=1e-12)
+        assert r.orders == n and r.p_mean_worst_order == pytest.approx(worst)
+    assert grouped.table.p_best.sum() == pytest.approx(1.0)
+    assert "worst order" in grouped.to_text() and "best order of that set" in grouped.to_text()
+    top3 = recommend_sequences(state, mods, max_length=3, search="exhaustive", top=3, group_by_set=True)
+    assert list(top3.table.lessons[:3]) == list(grouped.table.lessons[:3])
+
+
+def test_knapsack_p_best_over_the_sets_it_evaluated():
+    """Without pruning (top=None) the knapsack's p_best is that of every set, as exhaustive search
+    grouped by set gives it; with pruning the text says how far a cut set could reach."""
+    state, mods = random_modules(4, L=6, prereq=False)
+    full = recommend_sequences(state, mods, max_length=3, search="knapsack", top=None)
+    ex = recommend_sequences(state, mods, max_length=3, search="exhaustive", top=None, group_by_set=True)
+    want = {frozenset(k): v for k, v in zip(ex.table.lessons, ex.table.p_best)}
+    for lessons, pb in zip(full.table.lessons, full.table.p_best):
+        assert pb == pytest.approx(want[frozenset(lessons)], abs=1e-12)
+    assert full.table.p_best.sum() == pytest.approx(1.0)
+    state, mods = random_modules(4, L=12, prereq=False)
+    one = recommend_sequences(state, mods, max_length=5, search="knapsack", top=1)
+    assert one.n_evaluated < sum(math.comb(12, k) for k in range(6))
+    assert "branch and bound evaluated" in one.p_best_scope and "could have been best in up to" in one.p_best_scope
+
+
+def test_cli_group_by_set_and_p_best_wording(canned, tmp_path):
+    from bayes_lse.cli import main
+
+    canned.save(tmp_path / "m")
+    args = ["recommend", str(tmp_path / "m"), "--student", "s001", "--goal", "A3", "--max-length", "2"]
+    r = CliRunner().invoke(main, [*args, "--group-by-set", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    sets = [frozenset(s["lessons"]) for s in out["sequences"]]
+    assert len(sets) == len(set(sets)) and out["group_by_set"] and "orders" in out["sequences"][0]
+    one = json.loads(CliRunner().invoke(main, [*args, "--top", "1", "--format", "json"]).stdout)
+    many = json.loads(CliRunner().invoke(main, [*args, "--top", "20", "--format", "json"]).stdout)
+    assert one["sequences"][0]["p_best"] == pytest.approx(many["sequences"][0]["p_best"])
+    assert "not only of the rows shown" in one["p_best_scope"]

@@ -76,7 +76,8 @@ def test_p_best_sums_to_one_and_bands_bracket(search, top):
     state, mods = random_modules(1)
     rec = recommend_sequences(state, mods, max_length=2, search=search, beam_width=4, top=top)
     t = rec.table
-    assert t.p_best.sum() == pytest.approx(1.0)
+    # p_best is over every sequence searched (issue 17): 1 over the whole table, at most 1 over the top rows
+    assert t.p_best.sum() == pytest.approx(1.0) if top is None else t.p_best.sum() <= 1.0 + 1e-12
     assert np.all(t.p_low <= t.p_mean) and np.all(t.p_mean <= t.p_high)
     assert np.all(np.diff(t.p_mean) <= 1e-12)
     if top is None and search == "exhaustive":
