@@ -183,6 +183,7 @@ class FittedLSE(FitResult):
         n_particles: int = 500,
         seed: int | None = None,
         allow_taken: bool = False,
+        fit_verdict: dict[str, Any] | None = None,
         **options: Any,
     ) -> Recommendation:
         """Rank lesson sequences by the posterior probability of passing `goals`.
@@ -215,6 +216,11 @@ class FittedLSE(FitResult):
             `history` for a new student) again. Default False: they are left out and the
             result names them (`Recommendation.excluded_taken`). Not the same as
             ``allow_repeats``, which lets one sequence hold a lesson twice.
+        fit_verdict : dict, optional
+            The fit's overall diagnostic verdict (`verdict`); default: the one saved with
+            the fit, else computed now (no PSIS-LOO). A failed fit is stated at the top of
+            the recommendation (issue 17: a recommendation from a fit that failed its own
+            checks read as trustworthy as any other).
 
         Returns
         -------
@@ -288,6 +294,14 @@ class FittedLSE(FitResult):
             mine = mine[mine["student_id"].astype(str) == str(student)]
         is_lesson = mine["module_type"].astype(str).str.strip().str.lower() == "lesson"
         taken = sorted(set(mine.loc[is_lesson, "module_id"].astype(str)))
+        table = self.interactions
+        lesson_rows = table[table["module_type"].astype(str) == "lesson"]
+        evidence = lesson_rows.groupby(lesson_rows["module_id"].astype(str))["student_id"].nunique().to_dict()
+        if fit_verdict is None:
+            try:
+                fit_verdict = self.verdict()
+            except Exception as exc:  # noqa: BLE001 - a check that cannot run must not stop the recommendation
+                fit_verdict = {"status": "unknown", "line": f"diagnostics could not run ({type(exc).__name__}: {exc})"}
         modules = rec.ModuleDraws.from_arrays(
             gain=self.draws("gain"),
             lesson_ids=[str(x) for x in self.lessons],
@@ -301,7 +315,7 @@ class FittedLSE(FitResult):
         )
         return rec.recommend_sequences(
             state, modules, max_length=max_length, candidates=candidates, seed=seed, student=str(student),
-            taken=taken, allow_taken=allow_taken, **options
+            taken=taken, allow_taken=allow_taken, evidence=evidence, fit_verdict=fit_verdict, **options
         )
 
 

@@ -227,19 +227,21 @@ def _say(quiet: bool):
     return (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
 
 
-def _warn_if_failed(fitted: Any, model: Path) -> None:
+def _warn_if_failed(fitted: Any, model: Path) -> dict[str, Any] | None:
     """One line on stderr when a loaded model failed its own checks (issue 20): the verdict
-    saved at fit time, else the diagnostics run now without PSIS-LOO (`FittedLSE.verdict`)."""
+    saved at fit time, else the diagnostics run now without PSIS-LOO (`FittedLSE.verdict`).
+    Returns the verdict (recommend states it in its output too)."""
     try:
         rec = fitted.verdict()
     except Exception as exc:  # noqa: BLE001 - a check that cannot run must not stop the command
         click.echo(f"bayes-lse: note: the model's diagnostics could not be run ({type(exc).__name__}: {exc})",
                    err=True)
-        return
+        return {"status": "unknown", "line": f"diagnostics could not run ({type(exc).__name__}: {exc})"}
     if rec.get("status") == "fail":
         line = " ".join(str(rec.get("line", "diagnostics: FAIL")).split())
         click.echo(f"bayes-lse: warning: this model failed its own checks, so these numbers may not be "
                    f"trustworthy ({line}); details: bayes-lse report {model}", err=True)
+    return rec
 
 
 # ------------------------------------------------------------------ predict
@@ -434,13 +436,13 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
     if history is None and str(student) not in set(fitted.last_states().index):
         raise UserError(f"student {student!r} is not in the model {model}; to place a new student, give their "
                         "interactions so far with --history FILE (no refit needed)")
-    _warn_if_failed(fitted, model)
+    verdict = _warn_if_failed(fitted, model)
     result = fitted.recommend(
         student, list(goals), max_length=max_length,
         candidates=_candidate_list(candidates),
         history=history, seed=seed, band=(lo, hi), include_noise=include_noise, search=search,
         beam_width=beam_width, top=top, costs=cost_map, budget=budget, target=target, confidence=confidence,
-        allow_repeats=repeats, allow_taken=allow_retake, group_by_set=group_by_set,
+        allow_repeats=repeats, allow_taken=allow_retake, group_by_set=group_by_set, fit_verdict=verdict,
     )
     click.echo(result.to_json() if fmt == "json" else result.to_text())
 

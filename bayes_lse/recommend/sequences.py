@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -917,6 +917,10 @@ def recommend_sequences(
     taken: Sequence[str] | None = None,
     allow_taken: bool = False,
     group_by_set: bool = False,
+    evidence: Mapping[str, int] | None = None,
+    cost_source: str | None = None,
+    cost_bands: Mapping[str, tuple[float, float]] | None = None,
+    fit_verdict: Mapping[str, Any] | None = None,
 ) -> Recommendation:
     """Rank lesson sequences by the posterior mean probability of passing every goal.
 
@@ -936,6 +940,12 @@ def recommend_sequences(
     set, in its best order (top rows are often reorderings of the same lessons);
     p_best is then the probability that the best sequence is some order of the set,
     and ``orders`` / ``p_mean_worst_order`` say how much the order matters.
+
+    What the output says to its reader (issue 17): `evidence` (students of the training
+    data who took each lesson) and the costs (with `cost_bands`, e.g. predicted
+    costs' intervals; `cost_source` says where they came from) per lesson shown, and
+    `fit_verdict` (the fit's overall diagnostic verdict): a failed fit is stated
+    first, because every number below it comes from that fit.
     `search`: "auto" = knapsack for a model without prerequisites and without
     noise (rows are then lesson sets, shown in candidate order), else exhaustive
     up to `EXHAUSTIVE_LIMIT` sequences, else beam. `student` only labels output.
@@ -1075,8 +1085,7 @@ def recommend_sequences(
         often_mean = float(p.mean())
         perms = _orders(often) if group_by_set and search != "knapsack" else often[None]
         often_pbest = float(eng.wins.p_best(_evaluate(eng, st, perms)).sum()) if perms is not None else np.nan
-    unit = "lesson sets" if as_set else "sequences"
-    what = "lesson set" if as_set else "sequence"
+    unit = "lesson sets" if search == "knapsack" else "sequences"
     if search == "beam":
         scope = (f"the {n_eval:,} {unit} beam search evaluated (those it never reached are not counted, "
                  "so p_best is optimistic)")
@@ -1092,15 +1101,25 @@ def recommend_sequences(
                       "with group_by_set=True counts every set)")
     else:
         scope = f"all {n_eval:,} {unit} searched"
-    rec.p_best_scope = (
-        f"p_best: probability, across the {S:,} posterior draws, that the {what} is the best of {scope} "
-        "— not only of the rows shown, so it does not change with top"
-        + ("; for a set, that its best sequence is some order of it" if group_by_set and search != "knapsack" else "")
-    )
+    if group_by_set and search != "knapsack":
+        head = f"p_best: probability, across the {S:,} posterior draws, that the best of {scope} is an order of the set"
+    else:
+        what = "lesson set" if search == "knapsack" else "sequence"
+        head = f"p_best: probability, across the {S:,} posterior draws, that the {what} is the best of {scope}"
+    rec.p_best_scope = head + " — not only of the rows shown, so it does not change with top"
     rec.most_often_best = {"lessons": [cand_ids[k] for k in (np.sort(often) if search == "knapsack" else often)],
                            "p_best": often_pbest, "p_mean": often_mean, "shown": shown}
     rec.excluded_taken = excluded
     rec.group_by_set = group_by_set
+    for i, k in enumerate(cand_ids):
+        info: dict[str, Any] = {"cost": float(cost_vec[i])}
+        if evidence is not None:
+            info["students"] = int(evidence.get(k, 0))
+        if cost_bands is not None and k in cost_bands:
+            info["cost_low"], info["cost_high"] = (float(v) for v in cost_bands[k])
+        rec.lessons[k] = info
+    rec.cost_source = cost_source or ("as given" if costs is not None else "1 per lesson (no costs given)")
+    rec.fit_verdict = dict(fit_verdict) if fit_verdict else None
     return rec
 
 
@@ -1120,6 +1139,10 @@ def _build(
     reachable: bool | None,
     message: str,
     group_by_set: bool = False,
+    evidence: Mapping[str, int] | None = None,
+    cost_source: str | None = None,
+    cost_bands: Mapping[str, tuple[float, float]] | None = None,
+    fit_verdict: Mapping[str, Any] | None = None,
 ) -> Recommendation:
     """Re-evaluate the ranked sequences step by step (a few hundred states) for
     bands, per-goal summaries, p_best and the per-step explanation; with

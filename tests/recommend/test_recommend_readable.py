@@ -186,3 +186,44 @@ def test_cli_group_by_set_and_p_best_wording(canned, tmp_path):
     many = json.loads(CliRunner().invoke(main, [*args, "--top", "20", "--format", "json"]).stdout)
     assert one["sequences"][0]["p_best"] == pytest.approx(many["sequences"][0]["p_best"])
     assert "not only of the rows shown" in one["p_best_scope"]
+
+
+# ------------------------------------------------------------------ 3. words, evidence, costs, a failed fit
+def test_output_says_what_is_estimated_with_evidence_and_costs(canned):
+    rec = canned.recommend("s001", ["A3", "A4"], max_length=2, fit_verdict={"status": "ok", "line": "diagnostics: OK"})
+    text = rec.to_text()
+    assert "Estimated: the probability that student s001 passes all of A3 and A4 after the lessons of each row" in text
+    t = canned.interactions
+    t = t[t.module_type == "lesson"]
+    students = t.groupby("module_id").student_id.nunique()
+    lt = rec.lesson_table()
+    assert set(lt.lesson) == {x for s in rec.table.lessons for x in s}
+    for r in lt.itertuples():
+        assert r.students == students.get(r.lesson, 0) and r.cost == 1.0
+        assert f"{r.students:>4} students" in text
+    assert "1 per lesson (no costs given)" in text and "WARNING" not in text
+    d = json.loads(rec.to_json())
+    assert d["estimate"].startswith("Estimated: the probability") and d["fit_diagnostics"]["status"] == "ok"
+    assert set(d["lessons"]) == set(lt.lesson) and all("students" in v and "cost" in v for v in d["lessons"].values())
+    # a lesson taken by fewer than THIN_EVIDENCE students is flagged
+    assert "few students" in text
+
+
+def test_a_failed_fit_is_stated_at_the_top(canned, tmp_path):
+    failed = {"status": "fail", "line": "diagnostics: FAIL (1 fail); worst: R-hat — chains disagree"}
+    rec = canned.recommend("s001", ["A3"], max_length=1, fit_verdict=failed)
+    assert rec.to_text().startswith("WARNING: the fit behind this recommendation failed its own diagnostics "
+                                    "(diagnostics: FAIL (1 fail); worst: R-hat")
+    assert json.loads(rec.to_json())["fit_diagnostics"]["status"] == "fail"
+    # the verdict saved with the model is used by default (the API and the CLI)
+    from bayes_lse.cli import main
+    from bayes_lse.results.posterior import VERDICT_ATTR
+
+    bad = FittedLSE(canned.idata.copy(deep=True))
+    bad.idata.attrs[VERDICT_ATTR] = json.dumps({**failed, "fail": 1, "warn": 0, "checks": 5, "worst": "R-hat"})
+    assert bad.recommend("s001", ["A3"], max_length=1).fit_failed()
+    bad.save(tmp_path / "bad")
+    r = CliRunner().invoke(main, ["recommend", str(tmp_path / "bad"), "--student", "s001", "--goal", "A3",
+                                  "--max-length", "1"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("WARNING: the fit behind this recommendation failed") and "failed its own" in r.stderr
