@@ -176,7 +176,7 @@ class FittedLSE(FitResult):
         self,
         student: str | None,
         goals: list[str] | str,
-        max_length: int = 3,
+        max_length: int | None = None,
         candidates: list[str] | None = None,
         *,
         history: pd.DataFrame | str | Path | None = None,
@@ -191,7 +191,8 @@ class FittedLSE(FitResult):
         `student` is a student of the training data, or (with `history`) a new one
         placed from their interactions so far without refitting. Other options
         (band, include_noise, search, beam_width, top, costs, budget, target,
-        confidence, allow_repeats) go to `recommend.sequences.recommend_sequences`.
+        confidence, allow_repeats, group_by_set, time_limit, progress) go to
+        `recommend.sequences.recommend_sequences`.
 
         Parameters
         ----------
@@ -199,8 +200,9 @@ class FittedLSE(FitResult):
             A student of the training data; None with `history` for a new student.
         goals : str or list of str
             Goal assessments: a sequence is scored by the probability of passing all.
-        max_length : int
-            Longest sequence considered (default 3).
+        max_length : int, optional
+            Longest sequence considered (default: as many lessons as fit in ``budget``,
+            else 3; one shorter than the budget allows is kept and warned about).
         candidates : list of str, optional
             Lessons to choose from (default: every lesson of the model).
         history : DataFrame or path, optional

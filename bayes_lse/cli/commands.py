@@ -384,7 +384,9 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--student", default=None, help="A student of the training data (or a name for --history).")
 @click.option("--goal", "goals", multiple=True, required=True, help="Goal assessment id; repeat for several.")
-@click.option("--max-length", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-length", default=None, type=click.IntRange(min=1),
+              help="Longest sequence (default: as many lessons as fit in --budget, else 3). Shorter than the "
+                   "budget allows: kept, with a warning.")
 @click.option("--candidates", default=None, help="Comma-separated lesson ids to choose from (default: all).")
 @click.option("--history", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV of a new student's interactions so far: place them without refitting.")
@@ -394,8 +396,16 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
               help="... with this posterior probability.")
 @click.option("--costs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="CSV with columns lesson_id,cost (default 1 per lesson).")
-@click.option("--budget", type=float, default=None, help="Time budget for --costs (default --max-length).")
-@click.option("--search", type=click.Choice(["auto", "exhaustive", "beam", "knapsack"]), default="auto", show_default=True)
+@click.option("--budget", type=click.FloatRange(min=0), default=None,
+              help="Largest total cost of a sequence, in the costs' units (default: none). Works for every "
+                   "model: with prerequisites, ordered sequences within it are searched.")
+@click.option("--search", type=click.Choice(["auto", "exhaustive", "beam", "knapsack"]), default="auto",
+              show_default=True,
+              help="auto: knapsack without prerequisites, else exhaustive when the estimated work is small, "
+                   "else beam (said on the output). Exhaustive searches estimated above 2 GB or 10 min are refused.")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=None,
+              help="Seconds the knapsack's branch and bound may run before returning the best sets found "
+                   "(default 60; said on the output).")
 @click.option("--beam-width", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--repeats/--no-repeats", default=False, show_default=True,
               help="Allow a lesson more than once within one recommended sequence.")
@@ -413,9 +423,11 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--seed", type=int, default=None)
 @guard
-def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int, candidates: str | None,
+def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int | None,
+              candidates: str | None,
               history: Path | None, target: float | None, confidence: float, costs: Path | None,
-              budget: float | None, search: str, beam_width: int, repeats: bool, allow_retake: bool,
+              budget: float | None, search: str, time_limit: float | None, beam_width: int, repeats: bool,
+              allow_retake: bool,
               group_by_set: bool, include_noise: bool, band: str,
               top: int, fmt: str, seed: int | None) -> None:
     """Rank lesson sequences for a student by the probability of passing the goals."""
@@ -443,6 +455,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         history=history, seed=seed, band=(lo, hi), include_noise=include_noise, search=search,
         beam_width=beam_width, top=top, costs=cost_map, budget=budget, target=target, confidence=confidence,
         allow_repeats=repeats, allow_taken=allow_retake, group_by_set=group_by_set, fit_verdict=verdict,
+        time_limit=time_limit, progress=lambda msg: click.echo(msg, err=True),
     )
     click.echo(result.to_json() if fmt == "json" else result.to_text())
 

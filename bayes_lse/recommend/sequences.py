@@ -36,7 +36,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -67,6 +68,21 @@ CHUNK_STATES = 1 << 18
 #: 5.2 GB in 40 s with no guard) — beam search ranks such spaces in bounded memory
 EXHAUSTIVE_MEMORY_LIMIT = 2 * 1024**3
 _TIE = 1e-12
+#: max_length when neither it nor a budget is given
+DEFAULT_MAX_LENGTH = 3
+#: measured cost of one (sequence × draw) state in the ordered searches, 2 goals, d = 2, on
+#: this project's 2-core machine (12 lessons, length 4, 400-2,000 draws): 340-510 ns with
+#: prerequisites (the truncated-normal mean), 140 ns with the additive update
+SECONDS_PER_STATE = {True: 5e-7, False: 1.5e-7}
+#: "auto" enumerates only when that takes about this long at most; beam search beyond
+AUTO_EXHAUSTIVE_SECONDS = 20.0
+#: an explicit exhaustive search estimated to take longer is refused (issue 17: --max-length 5
+#: with a budget ran > 150 s without a word; 12 lessons to length 5 with 4,000 draws is ~170 s)
+EXHAUSTIVE_MAX_SECONDS = 600.0
+#: searches estimated to take longer say what they do, and report progress, on `progress`
+PROGRESS_AFTER_SECONDS = 2.0
+#: branch and bound stops here and returns the best sets found, saying so
+KNAPSACK_TIME_LIMIT = 60.0
 #: a lesson taken by fewer students than this is flagged: its gain is mostly the prior
 #: (the data-sufficiency check's `min_module_answers`, diagnostics/settings.py)
 THIN_EVIDENCE = 5
@@ -377,6 +393,7 @@ def _level_search(
     top: _Top,
     target: float | None,
     confidence: float,
+    progress: _Progress | None = None,
 ) -> int:
     """Trie expansion, level by level; `width=None` keeps every prefix (exhaustive),
     otherwise the `width` best (beam). Returns the number of sequences evaluated."""
@@ -405,6 +422,8 @@ def _level_search(
             confs.append(c)
             if keep_states:
                 kept.append(new)
+            if progress is not None:
+                progress(f"length {depth} of {max_length}: {n_eval + lo + len(p):,} sequences evaluated")
         mean, conf = np.concatenate(means), np.concatenate(confs)
         child_paths = np.concatenate([paths[par], les[:, None]], axis=1)
         top.add(child_paths, mean, conf)
@@ -443,7 +462,9 @@ def _knapsack_search(
     top: _Top,
     target: float | None,
     confidence: float,
-) -> int:
+    progress: _Progress | None = None,
+    time_limit: float = np.inf,
+) -> tuple[int, bool]:
     """Exact best lesson *sets* (or multisets) under a cost budget, no prerequisites.
 
     Why not the textbook DP: without prerequisites and with the additive update,
@@ -462,8 +483,10 @@ def _knapsack_search(
     cut when its bound cannot beat the k-th best value known — from the sets
     evaluated so far or from a greedy beam over sets run first (for `target`:
     the (P(p > target), mean) pair, lexicographically). The result is the exact
-    top-k; pruning only saves work, and the worst case is exponential.
-    Returns the number of sets evaluated.
+    top-k; pruning only saves work, and the worst case is exponential: after
+    `time_limit` seconds the search stops with the best sets found so far (the
+    greedy beam's among them) and says it did not finish.
+    Returns the number of sets evaluated and whether the search finished.
     """
     S = state.shape[0]
     req = eng.req
@@ -571,7 +594,7 @@ def _knapsack_search(
         width = max(2 * top.k, 16)
         bp = np.zeros((1, 0), dtype=np.int64)
         bsp = np.zeros(1)
-        seen_m, seen_c = [], []
+        seen_m, seen_c, seen_p = [], [], []
         for depth in range(1, M + 1):
             ok = (bsp[:, None] + costs[None, :] <= budget + 1e-9) & fits[None, :]
             if not allow_repeats and depth > 1:
@@ -584,6 +607,7 @@ def _knapsack_search(
             m, cf = score(lg)
             seen_m.append(m)
             seen_c.append(cf)
+            seen_p.append(kids)
             sel = np.lexsort((-m, -cf) if by_target else (-m,))[:width]
             bp, bsp = kids[sel], costs[kids[sel]].sum(axis=1)
         sm, sc = np.concatenate(seen_m), np.concatenate(seen_c)
@@ -600,8 +624,10 @@ def _knapsack_search(
     top.add(paths, m0, c0)
     n_eval = 1
     if by_target and c0[0] >= confidence:
-        return n_eval
+        return n_eval, True
     per_chunk = max(64, 4 * CHUNK_STATES // (S * G))  # children per chunk
+    t0 = time.perf_counter()
+    finished = True
     for depth in range(1, M + 1):
         first = (paths[:, -1] if allow_repeats else paths[:, -1] + 1) if depth > 1 else np.zeros(1, np.int64)
         ok = (np.arange(C)[None, :] >= first[:, None]) & (spent[:, None] + costs[None, :] <= budget + 1e-9)
@@ -620,6 +646,11 @@ def _knapsack_search(
             m, cf = score(lg, kid_paths)
             top.add(order[kid_paths], m, cf)
             n_eval += len(par)
+            if progress is not None:
+                progress(f"branch and bound, {depth} of {M} lessons: {n_eval:,} lesson sets evaluated")
+            if time.perf_counter() - t0 > time_limit:
+                finished = False
+                break
             reached |= by_target and bool(cf.max() >= confidence)
             if depth == M or reached:
                 continue
@@ -634,21 +665,130 @@ def _knapsack_search(
                 eng.wins.pruned = np.maximum(eng.wins.pruned, p_hi[cut].max(axis=0))
             new_paths.append(kid_paths[keep])
             new_spent.append(kid_spent[keep])
-        if reached or depth == M or not new_paths:
+        if not finished or reached or depth == M or not new_paths:
             break
         paths, spent = np.concatenate(new_paths), np.concatenate(new_spent)
         if len(paths) == 0:
             break
-    return n_eval
+    if not finished and seen_p:  # the greedy beam's sets: at least as good as a beam search
+        for kp, km_, kc_ in zip(seen_p, seen_m, seen_c):
+            top.add(order[kp], km_, kc_)
+    return n_eval, finished
 
 
-def count_sequences(n_candidates: int, max_length: int, allow_repeats: bool = False) -> int:
-    """Ordered sequences of length 0..max_length (the empty one included)."""
-    total, level = 1, 1
-    for t in range(max_length):
-        level *= n_candidates if allow_repeats else max(n_candidates - t, 0)
-        total += level
-    return total
+def count_sequences(
+    n_candidates: int,
+    max_length: int,
+    allow_repeats: bool = False,
+    costs: ArrayLike | None = None,
+    budget: float | None = None,
+) -> int:
+    """Ordered sequences of length 0..max_length (the empty one included); with `costs`
+    (one per candidate) and a finite `budget`, an upper bound on those whose total cost
+    fits: costs are rounded *down* to a grid of budget/1024, so every sequence that fits
+    is counted (a dynamic programme over (length, cost); exact counting is exponential)."""
+    if costs is None or budget is None or not np.isfinite(budget):
+        total, level = 1, 1
+        for t in range(max_length):
+            level *= n_candidates if allow_repeats else max(n_candidates - t, 0)
+            total += level
+        return total
+    c = np.asarray(costs, dtype=float)
+    c = c[c <= budget + 1e-9]
+    grid = 1024
+    unit = budget / grid if budget > 0 else 1.0
+    w = np.floor(c / unit + 1e-9).astype(np.int64)
+    B = grid if budget > 0 else 0
+    M = max_length
+    if allow_repeats:  # ordered directly: g[k, b] sequences of length k and cost b
+        g = np.zeros((M + 1, B + 1))
+        g[0, 0] = 1.0
+        for k in range(1, M + 1):
+            for wi in w:
+                g[k, wi:] += g[k - 1, : B + 1 - wi]
+        return int(round(g.sum()))
+    f = np.zeros((M + 1, B + 1))  # f[k, b]: lesson subsets of size k and cost b
+    f[0, 0] = 1.0
+    for wi in w:
+        f[1:, wi:] = f[1:, wi:] + f[:-1, : B + 1 - wi]
+    fact = np.array([math.factorial(k) for k in range(M + 1)], dtype=float)
+    return int(round((f.sum(axis=1) * fact).sum()))
+
+
+def _lessons_within(costs: FloatArray, budget: float, allow_repeats: bool) -> int | None:
+    """Most lessons a sequence can hold within `budget` (cheapest first); None: no budget."""
+    if not np.isfinite(budget):
+        return None
+    if allow_repeats:
+        return int(np.floor(budget / costs.min() + 1e-9)) if len(costs) else 0
+    return int((np.cumsum(np.sort(costs)) <= budget + 1e-9).sum())
+
+
+@dataclass
+class Work:
+    """What an ordered search would cost before it starts: sequences (an upper bound
+    with a budget), states (sequences × draws), seconds (at `SECONDS_PER_STATE`) and the
+    memory exhaustive search holds (every prefix's states, and their concatenation)."""
+
+    sequences: int
+    draws: int
+    seconds: float
+    memory: float
+
+    def describe(self) -> str:
+        return (f"{self.sequences:,} sequences × {self.draws:,} draws (about {_duration(self.seconds)}, "
+                f"{self.memory / 1024**3:.2g} GB)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sequences": self.sequences, "draws": self.draws, "seconds": self.seconds, "memory_bytes": self.memory}
+
+
+def _duration(sec: float) -> str:
+    if sec < 60:
+        return f"{sec:.2g} s"
+    if sec < 3600:
+        return f"{sec / 60:.0f} min"
+    return f"{sec / 3600:.1f} h"
+
+
+def estimate_work(
+    n_candidates: int,
+    max_length: int,
+    draws: int,
+    goals: int,
+    skills: int,
+    allow_repeats: bool = False,
+    costs: ArrayLike | None = None,
+    budget: float | None = None,
+    ordered_update: bool = True,
+) -> Work:
+    """The work of enumerating every sequence (`Work`), before starting."""
+    n = count_sequences(n_candidates, max_length, allow_repeats, costs, budget)
+    kept = count_sequences(n_candidates, max_length - 1, allow_repeats, costs, budget) if max_length >= 2 else 0
+    per = SECONDS_PER_STATE[bool(ordered_update)] * (goals + skills) / 4
+    return Work(sequences=n, draws=draws, seconds=n * draws * per, memory=2.0 * kept * draws * skills * 8)
+
+
+class _Progress:
+    """Progress lines for long searches: at most one every `every` seconds, and none in the
+    first `every` seconds (a short search stays silent)."""
+
+    def __init__(self, fn: Callable[[str], None] | None, every: float = PROGRESS_AFTER_SECONDS) -> None:
+        self.fn, self.every = fn, every
+        self.t0 = self.last = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def say(self, msg: str) -> None:
+        if self.fn is not None:
+            self.fn(msg)
+            self.last = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        now = time.perf_counter()
+        if self.fn is not None and now - self.t0 >= self.every and now - self.last >= self.every:
+            self.say(f"recommend: {msg} ({now - self.t0:.0f} s)")
 
 
 # --------------------------------------------------------------------------- #
@@ -688,6 +828,10 @@ class Recommendation:
     #: the fit's overall diagnostic verdict (``status``, ``line``, ...), when known
     fit_verdict: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    #: what the search decided on its own (a length from the budget, beam instead of enumeration)
+    notes: list[str] = field(default_factory=list)
+    #: the work estimated before the search (`Work.as_dict`)
+    work: dict[str, Any] = field(default_factory=dict)
 
     def explain(self, rank: int = 1) -> pd.DataFrame:
         """Per step of ranked sequence `rank` (1-based): the lesson, the expected
@@ -774,6 +918,8 @@ class Recommendation:
             "cost_source": self.cost_source,
             "fit_diagnostics": self.fit_verdict,
             "warnings": list(self.warnings),
+            "notes": list(self.notes),
+            "work": self.work,
             "reachable": self.reachable,
             "target": self.target,
             "confidence": self.confidence,
@@ -806,6 +952,7 @@ class Recommendation:
         if self.message:
             lines.append(self.message)
         lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"note: {n}" for n in self.notes]
         if self.excluded_taken:
             lines.append(
                 f"left out, already taken by the student: {', '.join(self.excluded_taken)} "
@@ -900,7 +1047,7 @@ def recommend_sequences(
     state: ArrayLike,
     modules: ModuleDraws,
     *,
-    max_length: int,
+    max_length: int | None = None,
     candidates: Sequence[str] | None = None,
     allow_repeats: bool = False,
     band: tuple[float, float] = (0.05, 0.95),
@@ -921,13 +1068,19 @@ def recommend_sequences(
     cost_source: str | None = None,
     cost_bands: Mapping[str, tuple[float, float]] | None = None,
     fit_verdict: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+    time_limit: float | None = None,
 ) -> Recommendation:
     """Rank lesson sequences by the posterior mean probability of passing every goal.
 
     state: (S, d) draws of the student's current state, aligned with `modules`.
     (a) Without `target`: the best sequences of at most `max_length` lessons (and
-    total cost ≤ `budget`, costs default 1 per lesson, budget default
-    `max_length`). (b) With `target`: the shortest sequences whose posterior
+    total cost ≤ `budget`; costs default 1 per lesson). `max_length` None: as many
+    lessons as fit in `budget`, or 3 without one; a `max_length` shorter than the
+    budget allows is kept but stated in `warnings` (issue 17: it capped the budget
+    silently). Budgets work for every model: with prerequisites or simulated noise,
+    where order matters, the ordered searches keep only sequences within the budget
+    (search='knapsack' is then replaced by them, with a note). (b) With `target`: the shortest sequences whose posterior
     probability that the pass probability exceeds `target` is ≥ `confidence`;
     the sufficient ones are ranked by that probability, then by mean; if there is
     none, `reachable` is False, `message` says so and the table ranks the
@@ -956,9 +1109,10 @@ def recommend_sequences(
         raise ValueError(f"state has shape {st.shape}; expected (draws={S}, skills={d}) to match the module draws")
     if np.any(st < 0) or not np.all(np.isfinite(st)):
         raise ValueError("state draws must be finite and non-negative")
-    if int(max_length) != max_length or max_length < 0:
-        raise ValueError(f"max_length must be an integer >= 0, got {max_length!r}")
-    max_length = int(max_length)
+    if max_length is not None:
+        if int(max_length) != max_length or max_length < 0:
+            raise ValueError(f"max_length must be an integer >= 0, got {max_length!r}")
+        max_length = int(max_length)
     band = (float(band[0]), float(band[1]))
     if not 0 <= band[0] < band[1] <= 1:
         raise ValueError(f"band must be two quantiles 0 ≤ low < high ≤ 1, got {band}")
@@ -1001,45 +1155,74 @@ def recommend_sequences(
         if np.any(~(cost_vec > 0)) or not np.all(np.isfinite(cost_vec)):
             bad = [c for c, v in zip(cand_ids, cost_vec) if not (v > 0 and np.isfinite(v))]
             raise ValueError(f"lesson costs must be positive numbers; bad: {', '.join(bad)}")
+    notes: list[str] = []
+    warnings: list[str] = []
     if budget is None:
-        budget = float(max_length) if costs is not None else np.inf
+        budget = np.inf
     elif not budget >= 0:
         raise ValueError(f"budget must be >= 0, got {budget!r}")
+    n_fit = _lessons_within(cost_vec, budget, allow_repeats)
+    if max_length is None:
+        max_length = DEFAULT_MAX_LENGTH if n_fit is None else n_fit
+        if n_fit is not None:
+            notes.append(f"up to {n_fit} lesson{'s' if n_fit != 1 else ''} fit in the budget {budget:g}: "
+                         "the search goes that far")
+    elif n_fit is not None and n_fit > max_length:  # issue 17: --budget was capped by --max-length silently
+        warnings.append(
+            f"the search stops at max_length={max_length} lesson{'s' if max_length != 1 else ''} although up to "
+            f"{n_fit} fit in the budget {budget:g}: sequences are capped by the length, not by the budget "
+            "(raise max_length, CLI --max-length, or leave it out to let the budget decide)"
+        )
 
     no_prereq = modules.prerequisite is None
+    if search == "knapsack" and (not no_prereq or include_noise):
+        # issue 17: refused before; order matters here, so rank ordered sequences within the budget
+        why = "the model has prerequisites (order matters)" if not no_prereq else "the learning noise is simulated"
+        notes.append(f"knapsack search ranks lesson sets, which does not apply because {why}: "
+                     "ordered sequences within the budget are searched instead")
+        search = "auto"
+    work = estimate_work(C, max_length, st.shape[0], modules.requirement.shape[1], st.shape[1], allow_repeats,
+                         cost_vec if np.isfinite(budget) else None, budget, ordered_update=not no_prereq or include_noise)
     if search == "auto":
         if no_prereq and not include_noise:
             search = "knapsack"
-        elif count_sequences(C, max_length, allow_repeats) <= EXHAUSTIVE_LIMIT:
+        elif work.sequences <= EXHAUSTIVE_LIMIT and work.seconds <= AUTO_EXHAUSTIVE_SECONDS \
+                and work.memory <= EXHAUSTIVE_MEMORY_LIMIT:
             search = "exhaustive"
         else:
             search = "beam"
-    if search == "knapsack":
-        if not no_prereq:
-            raise ValueError("knapsack search needs a model without prerequisites (otherwise order matters)")
-        if include_noise:
-            raise ValueError("knapsack search uses the additive expected update; it cannot include the learning noise")
-    elif search not in ("exhaustive", "beam"):
+            notes.append(f"{work.describe()} is too much to enumerate (auto enumerates up to "
+                         f"{EXHAUSTIVE_LIMIT:,} sequences and about {AUTO_EXHAUSTIVE_SECONDS:g} s): beam search, "
+                         f"width {int(beam_width)}, ranks them approximately")
+    if search not in ("exhaustive", "beam", "knapsack"):
         raise ValueError(f"search must be 'auto', 'exhaustive', 'beam' or 'knapsack', got {search!r}")
 
-    if search == "exhaustive" and max_length >= 2:
-        n_kept = count_sequences(C, max_length - 1, allow_repeats)  # prefixes whose states are kept
-        need = 2 * n_kept * st.size * 8  # the kept states and their concatenation
-        if need > EXHAUSTIVE_MEMORY_LIMIT:
-            raise ValueError(
-                f"exhaustive search over {C} lessons up to length {max_length} would hold about "
-                f"{need / 1024**3:.1f} GB of states (limit {EXHAUSTIVE_MEMORY_LIMIT / 1024**3:.0f} GB): "
-                "use search='beam' (CLI --search beam), fewer candidates, or a shorter max length"
-            )
+    if search == "exhaustive" and (work.memory > EXHAUSTIVE_MEMORY_LIMIT or work.seconds > EXHAUSTIVE_MAX_SECONDS):
+        raise ValueError(
+            f"exhaustive search over {C} lessons up to length {max_length} is {work.describe()} "
+            f"(limits {EXHAUSTIVE_MEMORY_LIMIT / 1024**3:.0f} GB, {EXHAUSTIVE_MAX_SECONDS / 60:.0f} min): "
+            "use search='beam' (CLI --search beam), fewer candidates, or a shorter max length"
+        )
+    prog = _Progress(progress)
+    if search != "knapsack" and work.seconds > PROGRESS_AFTER_SECONDS:
+        prog.say(f"recommend: {search} search, {work.describe() if search == 'exhaustive' else 'beam width ' + str(int(beam_width))} ...")
     rng = _rng(seed)
     eng = _Engine(modules, cand, max_length, include_noise, rng)
     tracker = _Top(top, max(max_length, 1), by_target=target is not None, group=group_by_set or search == "knapsack")
     if search == "knapsack":
-        n_eval = _knapsack_search(eng, st, C, max_length, cost_vec, budget, allow_repeats, tracker, target, confidence)
+        limit = KNAPSACK_TIME_LIMIT if time_limit is None else float(time_limit)
+        n_eval, finished = _knapsack_search(eng, st, C, max_length, cost_vec, budget, allow_repeats, tracker, target,
+                                            confidence, prog, limit)
+        if not finished:
+            warnings.append(
+                f"branch and bound stopped after {limit:g} s ({n_eval:,} lesson sets evaluated): the rows are the "
+                "best sets found, not proven the best (raise time_limit, CLI --time-limit, or lower "
+                "max_length / the candidates)"
+            )
     else:
         width = None if search == "exhaustive" else int(beam_width)
         n_eval = _level_search(
-            eng, st, C, max_length, cost_vec, budget, allow_repeats, width, tracker, target, confidence
+            eng, st, C, max_length, cost_vec, budget, allow_repeats, width, tracker, target, confidence, prog
         )
     ranked = tracker.result()
     if search == "knapsack":  # sets: show their lessons in candidate order
@@ -1120,6 +1303,8 @@ def recommend_sequences(
         rec.lessons[k] = info
     rec.cost_source = cost_source or ("as given" if costs is not None else "1 per lesson (no costs given)")
     rec.fit_verdict = dict(fit_verdict) if fit_verdict else None
+    rec.notes, rec.warnings = notes, warnings
+    rec.work = work.as_dict()
     return rec
 
 
@@ -1143,6 +1328,8 @@ def _build(
     cost_source: str | None = None,
     cost_bands: Mapping[str, tuple[float, float]] | None = None,
     fit_verdict: Mapping[str, Any] | None = None,
+    progress: Callable[[str], None] | None = None,
+    time_limit: float | None = None,
 ) -> Recommendation:
     """Re-evaluate the ranked sequences step by step (a few hundred states) for
     bands, per-goal summaries, p_best and the per-step explanation; with

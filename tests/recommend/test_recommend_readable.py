@@ -227,3 +227,118 @@ def test_a_failed_fit_is_stated_at_the_top(canned, tmp_path):
                                   "--max-length", "1"])
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("WARNING: the fit behind this recommendation failed") and "failed its own" in r.stderr
+
+
+# ------------------------------------------------------------------ 4. budgets for every model
+def brute_ordered(state, mods, costs, budget, max_len):
+    """Every ordered sequence without repeats within budget, scored step by step (prerequisites)."""
+    import itertools
+
+    from bayes_lse.model import terms as eq
+
+    L = len(mods.lesson_ids)
+    rows = []
+    for n in range(max_len + 1):
+        for seq in itertools.permutations(range(L), n):
+            if sum(costs[mods.lesson_ids[k]] for k in seq) > budget + 1e-9:
+                continue
+            x = state.copy()
+            for k in seq:
+                x = eq.expected_next_state(x, mods.gain[:, k], mods.prerequisite[:, k], mods.noise)
+            p = eq.pass_probability(x[:, None, :], mods.requirement, mods.student_bias[:, None], mods.assessment_bias)
+            rows.append((tuple(mods.lesson_ids[k] for k in seq), p.prod(-1).mean()))
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def test_budget_with_prerequisites_searches_ordered_sequences_within_it():
+    """Issue 17: the knapsack was refused for models with prerequisites."""
+    state, mods = random_modules(5, L=5)
+    costs = {"L0": 2.5, "L1": 0.5, "L2": 1.0, "L3": 1.5, "L4": 0.5}
+    rec = recommend_sequences(state, mods, costs=costs, budget=3.0, search="knapsack", top=5)
+    assert rec.search == "exhaustive" and any("does not apply" in n for n in rec.notes)
+    brute = brute_ordered(state, mods, costs, 3.0, 5)
+    assert list(rec.table.lessons) == [b[0] for b in brute[:5]]
+    np.testing.assert_allclose(rec.table.p_mean, [b[1] for b in brute[:5]], rtol=1e-9)
+    assert np.all(rec.table.cost <= 3.0) and any("up to 3 lessons fit in the budget 3" in n for n in rec.notes)
+
+
+def test_budget_is_never_capped_silently_by_max_length():
+    state, mods = random_modules(6, L=5)
+    costs = {k: 1.0 for k in mods.lesson_ids}
+    # no max_length: the budget decides how long a sequence may be
+    rec = recommend_sequences(state, mods, costs=costs, budget=4.0, top=3)
+    assert rec.work["sequences"] >= 1 + 5 + 20 + 60 + 120 and max(len(x) for x in rec.table.lessons) == 4
+    assert any("up to 4 lessons fit in the budget 4" in n for n in rec.notes)
+    # a shorter max_length is obeyed, and said
+    rec = recommend_sequences(state, mods, costs=costs, budget=4.0, max_length=2, top=3)
+    assert max(len(x) for x in rec.table.lessons) <= 2
+    assert any("stops at max_length=2 lessons although up to 4 fit in the budget 4" in w for w in rec.warnings)
+    assert "warning: the search stops at max_length=2" in rec.to_text()
+    # without prerequisites (knapsack) too
+    state, mods = random_modules(6, L=5, prereq=False)
+    rec = recommend_sequences(state, mods, costs=costs, budget=4.0, max_length=2, top=3)
+    assert rec.search == "knapsack" and rec.warnings
+
+
+def test_cli_budget_with_prerequisites_and_the_length_warning(canned, tmp_path):
+    from bayes_lse.cli import main
+
+    canned.save(tmp_path / "m")
+    (tmp_path / "costs.csv").write_text("lesson_id,cost\nL0,1\nL3,2\nL4,1\nL5,1\n")
+    args = ["recommend", str(tmp_path / "m"), "--student", "s001", "--goal", "A3", "--costs",
+            str(tmp_path / "costs.csv"), "--budget", "3", "--format", "json"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert max(len(s["lessons"]) for s in out["sequences"]) == 3 and all(s["cost"] <= 3 for s in out["sequences"])
+    r = CliRunner().invoke(main, [*args, "--max-length", "1"])
+    assert r.exit_code == 0, r.output
+    assert any("stops at max_length=1" in w for w in json.loads(r.stdout)["warnings"])
+
+
+# ------------------------------------------------------------------ 6. the work, before it starts
+def test_count_with_a_budget_bounds_the_true_count():
+    import itertools
+
+    from bayes_lse.recommend.sequences import count_sequences
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        c = rng.uniform(0.3, 2.0, 6)
+        budget = float(rng.uniform(1, 4))
+        for rep in (False, True):
+            gen = itertools.product if rep else itertools.permutations
+            true = sum(1 for n in range(5) for s in (gen(range(6), repeat=n) if rep else gen(range(6), n))
+                       if c[list(s)].sum() <= budget + 1e-9)
+            est = count_sequences(6, 4, rep, c, budget)
+            assert true <= est <= 1.25 * true + 2, (true, est)
+    assert count_sequences(6, 3, False, np.ones(6), np.inf) == count_sequences(6, 3) == 1 + 6 + 30 + 120
+
+
+def test_long_searches_are_estimated_refused_or_beamed_and_report_progress(monkeypatch):
+    import bayes_lse.recommend.sequences as seq
+
+    state, mods = random_modules(7, S=200, L=12)
+    # --max-length 8 --search exhaustive grew to 5-10 GB: refused before any work, with the estimate
+    with pytest.raises(ValueError, match=r"is [\d,]+ sequences × 200 draws \(about .*GB\).*search='beam'"):
+        recommend_sequences(state, mods, max_length=8, search="exhaustive")
+    # auto switches to beam search and says why
+    rec = recommend_sequences(state, mods, max_length=5, top=3)
+    assert rec.search == "beam" and any("too much to enumerate" in n and "beam search" in n for n in rec.notes)
+    assert rec.work["sequences"] == 1 + 12 + 132 + 1320 + 11880 + 95040
+    # progress lines on the callback once a search runs longer than PROGRESS_AFTER_SECONDS
+    monkeypatch.setattr(seq, "PROGRESS_AFTER_SECONDS", 0.0)
+    lines: list[str] = []
+    monkeypatch.setattr(seq._Progress, "__init__", lambda self, fn, every=0.0: (
+        setattr(self, "fn", fn), setattr(self, "every", 0.0),
+        setattr(self, "t0", 0.0), setattr(self, "last", 0.0)) and None)
+    recommend_sequences(state, mods, max_length=3, search="exhaustive", progress=lines.append)
+    assert lines[0].startswith("recommend: exhaustive search, 1,465 sequences × 200 draws (about")
+    assert any("sequences evaluated" in x for x in lines[1:])
+
+
+def test_knapsack_stops_at_its_time_limit_and_says_so():
+    state, mods = random_modules(8, S=100, L=30, prereq=False)
+    rec = recommend_sequences(state, mods, max_length=8, top=3, time_limit=0.0)
+    assert rec.search == "knapsack" and len(rec.table) == 3
+    assert any("branch and bound stopped after 0 s" in w and "not proven the best" in w for w in rec.warnings)

@@ -173,8 +173,9 @@ def test_knapsack_matches_exhaustive_without_prerequisites():
     assert set(auto.table.lessons[0]) == set(ex.table.lessons[0])
     assert auto.table.p_mean[0] == pytest.approx(ex.table.p_mean[0], rel=1e-9)
     assert auto.n_evaluated < ex.n_evaluated
-    with pytest.raises(ValueError, match="without prerequisites"):
-        recommend_sequences(state, random_modules(4)[1], max_length=2, search="knapsack")
+    # with prerequisites order matters: the ordered search replaces the knapsack, with a note (issue 17)
+    rec = recommend_sequences(state, random_modules(4)[1], max_length=2, search="knapsack")
+    assert rec.search == "exhaustive" and "knapsack search ranks lesson sets, which does not apply" in rec.notes[0]
 
 
 def test_costs_and_budget_in_ordered_search():
@@ -439,6 +440,7 @@ def test_place_student_errors():
 def test_exhaustive_search_refuses_up_front_what_would_not_fit_in_memory():
     """Issue 19 item 8: --max-length 8 --search exhaustive grew to 5.2 GB with no guard."""
     state, mods = random_modules(0, S=200, L=12)
-    with pytest.raises(ValueError, match=r"would hold about .* GB of states \(limit 2 GB\).*search='beam'"):
+    with pytest.raises(ValueError, match=r"is [\d,]+ sequences × 200 draws \(about .* GB\) \(limits 2 GB, 10 min\).*"
+                                         r"search='beam'"):
         recommend_sequences(state, mods, max_length=8, search="exhaustive")
     assert len(recommend_sequences(state, mods, max_length=2, search="exhaustive", top=None).table) == 1 + 12 + 132
