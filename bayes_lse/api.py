@@ -218,6 +218,12 @@ class FittedLSE(FitResult):
             `history` for a new student) again. Default False: they are left out and the
             result names them (`Recommendation.excluded_taken`). Not the same as
             ``allow_repeats``, which lets one sequence hold a lesson twice.
+        costs : mapping, "log" or "unit", optional (in ``options``)
+            Lesson costs for ``budget`` and the output. Default (None or "log"): predicted
+            from the training log's timestamps (`recommend.costs.lesson_costs_from_log`:
+            time to the student's next row, capped, log-normal lesson and student
+            effects), shown with their bands and source; a log without timestamps gives
+            1 per lesson, and the output says so. "unit": 1 per lesson.
         fit_verdict : dict, optional
             The fit's overall diagnostic verdict (`verdict`); default: the one saved with
             the fit, else computed now (no PSIS-LOO). A failed fit is stated at the top of
@@ -299,6 +305,20 @@ class FittedLSE(FitResult):
         table = self.interactions
         lesson_rows = table[table["module_type"].astype(str) == "lesson"]
         evidence = lesson_rows.groupby(lesson_rows["module_id"].astype(str))["student_id"].nunique().to_dict()
+        costs = options.pop("costs", None)
+        cost_source, cost_bands = None, None
+        if costs is None or (isinstance(costs, str) and costs == "log"):
+            # issue 17: a budget needs costs; the log's timestamps predict them (recommend/costs.py)
+            from bayes_lse.recommend.costs import lesson_costs_from_log
+
+            lc = lesson_costs_from_log(table, [str(x) for x in self.lessons],
+                                       student=None if history is not None else str(student))
+            costs = lc.costs if lc.predicted else None
+            cost_source, cost_bands = lc.source, (lc.bands if lc.predicted else None)
+        elif isinstance(costs, str) and costs == "unit":
+            costs, cost_source = None, "1 per lesson (unit costs asked for)"
+        elif isinstance(costs, str):
+            raise ValueError(f"costs must be a mapping lesson -> cost, 'log' or 'unit', got {costs!r}")
         if fit_verdict is None:
             try:
                 fit_verdict = self.verdict()
@@ -317,7 +337,8 @@ class FittedLSE(FitResult):
         )
         return rec.recommend_sequences(
             state, modules, max_length=max_length, candidates=candidates, seed=seed, student=str(student),
-            taken=taken, allow_taken=allow_taken, evidence=evidence, fit_verdict=fit_verdict, **options
+            taken=taken, allow_taken=allow_taken, evidence=evidence, fit_verdict=fit_verdict, costs=costs,
+            cost_source=cost_source, cost_bands=cost_bands, **options
         )
 
 

@@ -394,8 +394,10 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
               help="Find the shortest sequence reaching this pass probability ...")
 @click.option("--confidence", type=click.FloatRange(0, 1), default=0.9, show_default=True,
               help="... with this posterior probability.")
-@click.option("--costs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="CSV with columns lesson_id,cost (default 1 per lesson).")
+@click.option("--costs", default=None, metavar="FILE|log|unit",
+              help="Lesson costs: a CSV with columns lesson_id,cost; 'log' (the default) predicts them from the "
+                   "training log's timestamps (1 per lesson, said on the output, when it has none); 'unit': 1 "
+                   "per lesson.")
 @click.option("--budget", type=click.FloatRange(min=0), default=None,
               help="Largest total cost of a sequence, in the costs' units (default: none). Works for every "
                    "model: with prerequisites, ordered sequences within it are searched.")
@@ -425,7 +427,7 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
 @guard
 def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int | None,
               candidates: str | None,
-              history: Path | None, target: float | None, confidence: float, costs: Path | None,
+              history: Path | None, target: float | None, confidence: float, costs: str | None,
               budget: float | None, search: str, time_limit: float | None, beam_width: int, repeats: bool,
               allow_retake: bool,
               group_by_set: bool, include_noise: bool, band: str,
@@ -439,7 +441,11 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         lo, hi = (float(x) for x in band.split(","))
     except ValueError:
         raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
-    cost_map = _read_costs(costs) if costs is not None else None
+    cost_map: Any = costs
+    if costs is not None and costs not in ("log", "unit"):
+        if not Path(costs).is_file():
+            raise UserError(f"--costs {costs!r}: no such file (give a CSV lesson_id,cost, or 'log' or 'unit')")
+        cost_map = _read_costs(Path(costs))
     fitted = load(model)
     # refusals in command-line words (the Python API's messages name keyword arguments)
     if not fitted.model_config["lessons"] or not fitted.has("gain"):

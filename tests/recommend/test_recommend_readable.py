@@ -201,7 +201,7 @@ def test_output_says_what_is_estimated_with_evidence_and_costs(canned):
     for r in lt.itertuples():
         assert r.students == students.get(r.lesson, 0) and r.cost == 1.0
         assert f"{r.students:>4} students" in text
-    assert "1 per lesson (no costs given)" in text and "WARNING" not in text
+    assert "1 per lesson: the log has no timestamps" in text and "WARNING" not in text
     d = json.loads(rec.to_json())
     assert d["estimate"].startswith("Estimated: the probability") and d["fit_diagnostics"]["status"] == "ok"
     assert set(d["lessons"]) == set(lt.lesson) and all("students" in v and "cost" in v for v in d["lessons"].values())
@@ -342,3 +342,83 @@ def test_knapsack_stops_at_its_time_limit_and_says_so():
     rec = recommend_sequences(state, mods, max_length=8, top=3, time_limit=0.0)
     assert rec.search == "knapsack" and len(rec.table) == 3
     assert any("branch and bound stopped after 0 s" in w and "not proven the best" in w for w in rec.warnings)
+
+
+# ------------------------------------------------------------------ 5. costs predicted from the log
+def timed_log(seed: int = 0, n_students: int = 60, minutes=None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """A log with clock times: lesson k takes log-normal time around `minutes[k]`, students
+    differ by a factor, answers take ~1 minute, and a few long breaks."""
+    rng = np.random.default_rng(seed)
+    minutes = minutes or {"L0": 5.0, "L1": 20.0, "L2": 60.0}
+    rows = []
+    for u in range(n_students):
+        t = pd.Timestamp("2026-01-05 09:00", tz="UTC") + pd.Timedelta(days=u)
+        speed = np.exp(rng.normal(0, 0.3))
+        for step in range(4):
+            rows.append((f"s{u}", "A0", "assessment", float(rng.random() < 0.5), t))
+            t += pd.Timedelta(minutes=float(np.exp(rng.normal(0, 0.2))))
+            k = f"L{rng.integers(len(minutes))}"
+            rows.append((f"s{u}", k, "lesson", np.nan, t))
+            spent = minutes[k] * speed * np.exp(rng.normal(0, 0.25))
+            if rng.random() < 0.03:
+                spent += 3000.0  # went home
+            t += pd.Timedelta(minutes=float(spent))
+        rows.append((f"s{u}", "A0", "assessment", 1.0, t))
+    table = pd.DataFrame(rows, columns=["student_id", "module_id", "module_type", "outcome", "timestamp"])
+    table["timestamp"] = table["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return table, minutes
+
+
+def test_lesson_costs_from_timestamps_recover_the_lesson_times():
+    from bayes_lse.recommend.costs import lesson_costs_from_log
+
+    table, minutes = timed_log()
+    lc = lesson_costs_from_log(table, ["L0", "L1", "L2", "L9"])
+    assert lc.predicted and lc.unit == "minutes" and "predicted from the log's timestamps" in lc.source
+    # expected time of a typical student: exp(log m + 0.3²/2 + 0.25²/2) ≈ 1.08 m (breaks are capped)
+    for k, m in minutes.items():
+        assert 0.8 * m < lc.costs[k] < 1.4 * m, (k, lc.costs[k], m)
+        lo, hi = lc.bands[k]
+        assert lo < lc.costs[k] < hi
+    # a lesson never timed: the typical lesson's cost, with the whole spread between lessons as its band
+    lo, hi = lc.bands["L9"]
+    assert hi / lo > max(hi2 / lo2 for hi2, lo2 in ((lc.bands[k][1], lc.bands[k][0]) for k in minutes))
+    # a slow student gets larger costs than a typical one
+    slow = table.groupby("student_id").size().index[0]
+    assert lesson_costs_from_log(table, ["L1"], student=slow).costs["L1"] != lc.costs["L1"]
+
+
+def test_no_timestamps_fall_back_to_unit_costs_and_say_so():
+    from bayes_lse.recommend.costs import lesson_costs_from_log
+
+    table, _ = timed_log()
+    lc = lesson_costs_from_log(table.drop(columns="timestamp"), ["L0", "L1"])
+    assert not lc.predicted and lc.costs == {"L0": 1.0, "L1": 1.0}
+    assert lc.source.startswith("1 per lesson: the log has no timestamps") and "budget counts lessons" in lc.source
+
+
+def test_recommend_uses_and_shows_predicted_costs(tmp_path):
+    table, minutes = timed_log(n_students=12, minutes={"L0": 5.0, "L1": 20.0, "L2": 60.0, "L3": 10.0, "L4": 30.0,
+                                                        "L5": 15.0})
+    truth = simulate_truth(n_students=12, n_assessments=5, n_lessons=6, max_lessons=3, seed=0)
+    tree = savable(nuts_idata(truth, chains=2, draws=50))
+    # give the canned training log clock times: each student's rows, in order, from the timed log
+    inter = tree["interactions"].to_dataset().to_dataframe().reset_index(drop=True)
+    stamps = pd.to_datetime("2026-01-05T09:00:00") + pd.to_timedelta(
+        np.cumsum(np.where(inter.module_type == "lesson",
+                           inter.module_id.map(lambda m: minutes.get(m, 1.0)), 1.0)), unit="min")
+    inter["timestamp"] = stamps.strftime("%Y-%m-%dT%H:%M:%S")
+    import xarray as xr
+
+    tree["interactions"] = xr.DataTree(xr.Dataset({c: ("row", inter[c].to_numpy()) for c in inter.columns}))
+    fitted = FittedLSE(tree)
+    rec = fitted.recommend("s001", ["A3"], max_length=2, fit_verdict={"status": "ok"}, budget=40.0)
+    assert "predicted from the log's timestamps, in minutes" in rec.cost_source
+    for lessons, cost in zip(rec.table.lessons, rec.table.cost):
+        assert cost <= 40.0 and cost == pytest.approx(sum(rec.lessons[x]["cost"] for x in lessons))
+    text = rec.to_text()
+    assert "cost: predicted from the log's timestamps" in text and "–" in text
+    assert all("cost_low" in v for v in json.loads(rec.to_json())["lessons"].values())
+    # unit costs on request; a budget then counts lessons
+    unit = fitted.recommend("s001", ["A3"], max_length=2, fit_verdict={"status": "ok"}, costs="unit")
+    assert set(unit.table.cost) <= {0.0, 1.0, 2.0} and "unit costs asked for" in unit.cost_source
