@@ -15,7 +15,17 @@ Searches
 * ``knapsack`` – models without prerequisites, where order is irrelevant, with
   lesson costs and a time budget. Exact branch and bound over lesson *sets*
   (see `_knapsack_search` for why a classical DP table is not exact for this
-  objective, and for the bounds: per draw, and an additive-knapsack relaxation).
+  objective, and for the bounds: per draw, and an additive-knapsack relaxation);
+  it stops at a time limit and says so.
+
+Costs and a budget work with every search: the ordered ones only extend sequences
+that stay within the budget, so a model with prerequisites gets budgets too. The
+work of enumerating (`estimate_work`: sequences × draws, seconds, memory) is
+estimated before any search; "auto" goes to beam search beyond it and an explicit
+exhaustive search is refused, each with the estimate in words (issue 17).
+
+`p_best` is over every sequence the search evaluated (`_Wins`: per draw the best
+value, its number of ties and one sequence reaching it), not over the rows shown.
 
 Update used when pushing draws along a sequence
 -----------------------------------------------
@@ -863,7 +873,7 @@ class Recommendation:
             how = "after the lessons of each row, taken in the order shown"
         lo, hi = (round(100 * b) for b in self.band)
         text = (f"Estimated: the probability that {who} passes {goals} {how}; p_mean is its posterior mean over "
-                f"{self.p_draws.shape[1]:,} draws, the band its {lo}–{hi}% credible interval")
+                f"{self.p_draws.shape[1]:,} draw{'s' if self.p_draws.shape[1] != 1 else ''}, the band its {lo}–{hi}% credible interval")
         if self.target is not None:
             text += f"; P(>target) the posterior probability that it exceeds {self.target:g}"
         return text + "."
