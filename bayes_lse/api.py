@@ -320,10 +320,15 @@ class FittedLSE(FitResult):
         elif isinstance(costs, str):
             raise ValueError(f"costs must be a mapping lesson -> cost, 'log' or 'unit', got {costs!r}")
         if fit_verdict is None:
+            # computed once per object: a fit never diagnosed would otherwise be diagnosed on every
+            # call (a notebook recommending for each student of a cohort)
+            fit_verdict = getattr(self, "_verdict_for_recommend", None)
+        if fit_verdict is None:
             try:
                 fit_verdict = self.verdict()
             except Exception as exc:  # noqa: BLE001 - a check that cannot run must not stop the recommendation
                 fit_verdict = {"status": "unknown", "line": f"diagnostics could not run ({type(exc).__name__}: {exc})"}
+            self._verdict_for_recommend = fit_verdict
         modules = rec.ModuleDraws.from_arrays(
             gain=self.draws("gain"),
             lesson_ids=[str(x) for x in self.lessons],
