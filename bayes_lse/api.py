@@ -176,12 +176,14 @@ class FittedLSE(FitResult):
         self,
         student: str | None,
         goals: list[str] | str,
-        max_length: int = 3,
+        max_length: int | None = None,
         candidates: list[str] | None = None,
         *,
         history: pd.DataFrame | str | Path | None = None,
         n_particles: int = 500,
         seed: int | None = None,
+        allow_taken: bool = False,
+        fit_verdict: dict[str, Any] | None = None,
         **options: Any,
     ) -> Recommendation:
         """Rank lesson sequences by the posterior probability of passing `goals`.
@@ -189,7 +191,8 @@ class FittedLSE(FitResult):
         `student` is a student of the training data, or (with `history`) a new one
         placed from their interactions so far without refitting. Other options
         (band, include_noise, search, beam_width, top, costs, budget, target,
-        confidence, allow_repeats) go to `recommend.sequences.recommend_sequences`.
+        confidence, allow_repeats, group_by_set, time_limit, progress) go to
+        `recommend.sequences.recommend_sequences`.
 
         Parameters
         ----------
@@ -197,8 +200,9 @@ class FittedLSE(FitResult):
             A student of the training data; None with `history` for a new student.
         goals : str or list of str
             Goal assessments: a sequence is scored by the probability of passing all.
-        max_length : int
-            Longest sequence considered (default 3).
+        max_length : int, optional
+            Longest sequence considered (default: as many lessons as fit in ``budget``,
+            else 3; one shorter than the budget allows is kept and warned about).
         candidates : list of str, optional
             Lessons to choose from (default: every lesson of the model).
         history : DataFrame or path, optional
@@ -209,6 +213,22 @@ class FittedLSE(FitResult):
             docs/benchmarks.md).
         seed : int, optional
             Seed of the placement and of the simulated learning noise.
+        allow_taken : bool
+            Recommend lessons the student has already taken (in the training log, or in
+            `history` for a new student) again. Default False: they are left out and the
+            result names them (`Recommendation.excluded_taken`). Not the same as
+            ``allow_repeats``, which lets one sequence hold a lesson twice.
+        costs : mapping, "log" or "unit", optional (in ``options``)
+            Lesson costs for ``budget`` and the output. Default (None or "log"): predicted
+            from the training log's timestamps (`recommend.costs.lesson_costs_from_log`:
+            time to the student's next row, capped, log-normal lesson and student
+            effects), shown with their bands and source; a log without timestamps gives
+            1 per lesson, and the output says so. "unit": 1 per lesson.
+        fit_verdict : dict, optional
+            The fit's overall diagnostic verdict (`verdict`); default: the one saved with
+            the fit, else computed now (no PSIS-LOO). A failed fit is stated at the top of
+            the recommendation (issue 17: a recommendation from a fit that failed its own
+            checks read as trustworthy as any other).
 
         Returns
         -------
@@ -275,6 +295,40 @@ class FittedLSE(FitResult):
             offset = history_logit(counts[None], self.draws("history_success")[:, None],
                                    self.draws("history_failure")[:, None])
             a_bias = offset if a_bias is None else a_bias + offset
+        if history is not None:
+            mine = hist
+        else:
+            mine = self.interactions
+            mine = mine[mine["student_id"].astype(str) == str(student)]
+        is_lesson = mine["module_type"].astype(str).str.strip().str.lower() == "lesson"
+        taken = sorted(set(mine.loc[is_lesson, "module_id"].astype(str)))
+        table = self.interactions
+        lesson_rows = table[table["module_type"].astype(str) == "lesson"]
+        evidence = lesson_rows.groupby(lesson_rows["module_id"].astype(str))["student_id"].nunique().to_dict()
+        costs = options.pop("costs", None)
+        cost_source, cost_bands = None, None
+        if costs is None or (isinstance(costs, str) and costs == "log"):
+            # issue 17: a budget needs costs; the log's timestamps predict them (recommend/costs.py)
+            from bayes_lse.recommend.costs import lesson_costs_from_log
+
+            lc = lesson_costs_from_log(table, [str(x) for x in self.lessons],
+                                       student=None if history is not None else str(student))
+            costs = lc.costs if lc.predicted else None
+            cost_source, cost_bands = lc.source, (lc.bands if lc.predicted else None)
+        elif isinstance(costs, str) and costs == "unit":
+            costs, cost_source = None, "1 per lesson (unit costs asked for)"
+        elif isinstance(costs, str):
+            raise ValueError(f"costs must be a mapping lesson -> cost, 'log' or 'unit', got {costs!r}")
+        if fit_verdict is None:
+            # computed once per object: a fit never diagnosed would otherwise be diagnosed on every
+            # call (a notebook recommending for each student of a cohort)
+            fit_verdict = getattr(self, "_verdict_for_recommend", None)
+        if fit_verdict is None:
+            try:
+                fit_verdict = self.verdict()
+            except Exception as exc:  # noqa: BLE001 - a check that cannot run must not stop the recommendation
+                fit_verdict = {"status": "unknown", "line": f"diagnostics could not run ({type(exc).__name__}: {exc})"}
+            self._verdict_for_recommend = fit_verdict
         modules = rec.ModuleDraws.from_arrays(
             gain=self.draws("gain"),
             lesson_ids=[str(x) for x in self.lessons],
@@ -287,7 +341,9 @@ class FittedLSE(FitResult):
             noise=noise,
         )
         return rec.recommend_sequences(
-            state, modules, max_length=max_length, candidates=candidates, seed=seed, student=str(student), **options
+            state, modules, max_length=max_length, candidates=candidates, seed=seed, student=str(student),
+            taken=taken, allow_taken=allow_taken, evidence=evidence, fit_verdict=fit_verdict, costs=costs,
+            cost_source=cost_source, cost_bands=cost_bands, **options
         )
 
 

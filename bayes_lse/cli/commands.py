@@ -223,19 +223,21 @@ def _say(quiet: bool):
     return (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
 
 
-def _warn_if_failed(fitted: Any, model: Path) -> None:
+def _warn_if_failed(fitted: Any, model: Path) -> dict[str, Any] | None:
     """One line on stderr when a loaded model failed its own checks (issue 20): the verdict
-    saved at fit time, else the diagnostics run now without PSIS-LOO (`FittedLSE.verdict`)."""
+    saved at fit time, else the diagnostics run now without PSIS-LOO (`FittedLSE.verdict`).
+    Returns the verdict (recommend states it in its output too)."""
     try:
         rec = fitted.verdict()
     except Exception as exc:  # noqa: BLE001 - a check that cannot run must not stop the command
         click.echo(f"bayes-lse: note: the model's diagnostics could not be run ({type(exc).__name__}: {exc})",
                    err=True)
-        return
+        return {"status": "unknown", "line": f"diagnostics could not run ({type(exc).__name__}: {exc})"}
     if rec.get("status") == "fail":
         line = " ".join(str(rec.get("line", "diagnostics: FAIL")).split())
         click.echo(f"bayes-lse: warning: this model failed its own checks, so these numbers may not be "
                    f"trustworthy ({line}); details: bayes-lse report {model}", err=True)
+    return rec
 
 
 # ------------------------------------------------------------------ predict
@@ -378,7 +380,9 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--student", default=None, help="A student of the training data (or a name for --history).")
 @click.option("--goal", "goals", multiple=True, required=True, help="Goal assessment id; repeat for several.")
-@click.option("--max-length", default=3, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-length", default=None, type=click.IntRange(min=1),
+              help="Longest sequence (default: as many lessons as fit in --budget, else 3). Shorter than the "
+                   "budget allows: kept, with a warning.")
 @click.option("--candidates", default=None, help="Comma-separated lesson ids to choose from (default: all).")
 @click.option("--history", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV of a new student's interactions so far: place them without refitting.")
@@ -386,22 +390,43 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
               help="Find the shortest sequence reaching this pass probability ...")
 @click.option("--confidence", type=click.FloatRange(0, 1), default=0.9, show_default=True,
               help="... with this posterior probability.")
-@click.option("--costs", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="CSV with columns lesson_id,cost (default 1 per lesson).")
-@click.option("--budget", type=float, default=None, help="Time budget for --costs (default --max-length).")
-@click.option("--search", type=click.Choice(["auto", "exhaustive", "beam", "knapsack"]), default="auto", show_default=True)
+@click.option("--costs", default=None, metavar="FILE|log|unit",
+              help="Lesson costs: a CSV with columns lesson_id,cost; 'log' (the default) predicts them from the "
+                   "training log's timestamps (1 per lesson, said on the output, when it has none); 'unit': 1 "
+                   "per lesson.")
+@click.option("--budget", type=click.FloatRange(min=0), default=None,
+              help="Largest total cost of a sequence, in the costs' units (default: none). Works for every "
+                   "model: with prerequisites, ordered sequences within it are searched.")
+@click.option("--search", type=click.Choice(["auto", "exhaustive", "beam", "knapsack"]), default="auto",
+              show_default=True,
+              help="auto: knapsack without prerequisites, else exhaustive when the estimated work is small, "
+                   "else beam (said on the output). Exhaustive searches estimated above 2 GB or 10 min are refused.")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=None,
+              help="Seconds the knapsack's branch and bound may run before returning the best sets found "
+                   "(default 60; said on the output).")
 @click.option("--beam-width", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--repeats/--no-repeats", default=False, show_default=True, help="Allow a lesson more than once.")
+@click.option("--repeats/--no-repeats", default=False, show_default=True,
+              help="Allow a lesson more than once within one recommended sequence.")
+@click.option("--allow-retake", is_flag=True,
+              help="Also recommend lessons the student has already taken (in their logged history); "
+                   "by default those are left out and named.")
+@click.option("--group-by-set", is_flag=True,
+              help="One row per lesson set, in its best order (top rows are often reorderings of the same "
+                   "lessons); p_best is then that of the set.")
 @click.option("--noise/--expected", "include_noise", default=False, show_default=True,
               help="Include the learning-update noise by Monte Carlo, or use the expected update.")
 @click.option("--band", default="0.05,0.95", show_default=True, help="Credible band quantiles.")
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Rows shown. p_best does not depend on it: it is over every sequence searched.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--seed", type=int, default=None)
 @guard
-def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int, candidates: str | None,
-              history: Path | None, target: float | None, confidence: float, costs: Path | None,
-              budget: float | None, search: str, beam_width: int, repeats: bool, include_noise: bool, band: str,
+def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int | None,
+              candidates: str | None,
+              history: Path | None, target: float | None, confidence: float, costs: str | None,
+              budget: float | None, search: str, time_limit: float | None, beam_width: int, repeats: bool,
+              allow_retake: bool,
+              group_by_set: bool, include_noise: bool, band: str,
               top: int, fmt: str, seed: int | None) -> None:
     """Rank lesson sequences for a student by the probability of passing the goals."""
     from bayes_lse.api import load
@@ -412,7 +437,11 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         lo, hi = (float(x) for x in band.split(","))
     except ValueError:
         raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
-    cost_map = _read_costs(costs) if costs is not None else None
+    cost_map: Any = costs
+    if costs is not None and costs not in ("log", "unit"):
+        if not Path(costs).is_file():
+            raise UserError(f"--costs {costs!r}: no such file (give a CSV lesson_id,cost, or 'log' or 'unit')")
+        cost_map = _read_costs(Path(costs))
     fitted = load(model)
     # refusals in command-line words (the Python API's messages name keyword arguments)
     if not fitted.model_config["lessons"] or not fitted.has("gain"):
@@ -421,13 +450,14 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
     if history is None and str(student) not in set(fitted.last_states().index):
         raise UserError(f"student {student!r} is not in the model {model}; to place a new student, give their "
                         "interactions so far with --history FILE (no refit needed)")
-    _warn_if_failed(fitted, model)
+    verdict = _warn_if_failed(fitted, model)
     result = fitted.recommend(
         student, list(goals), max_length=max_length,
         candidates=_candidate_list(candidates),
         history=history, seed=seed, band=(lo, hi), include_noise=include_noise, search=search,
         beam_width=beam_width, top=top, costs=cost_map, budget=budget, target=target, confidence=confidence,
-        allow_repeats=repeats,
+        allow_repeats=repeats, allow_taken=allow_retake, group_by_set=group_by_set, fit_verdict=verdict,
+        time_limit=time_limit, progress=lambda msg: click.echo(msg, err=True),
     )
     click.echo(result.to_json() if fmt == "json" else result.to_text())
 

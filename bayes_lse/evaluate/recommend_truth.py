@@ -186,7 +186,8 @@ def evaluate(
             row[f"{name}_best"] = p.max()
             row[f"{name}_none"] = p[0]
             row[f"{name}_random"] = p[full].mean()
-        rec = fitted.recommend(sid, goals, max_length=max_length, seed=seed + i)
+        # regret is measured against every sequence, taken lessons included
+        rec = fitted.recommend(sid, goals, max_length=max_length, seed=seed + i, allow_taken=True)
         top = rec.table.iloc[0]
         j = index[tuple(lessons.index(x) for x in top.lessons)]
         row.update(lessons=tuple(top.lessons), p_mean=top.p_mean, p_low=top.p_low, p_high=top.p_high)
@@ -195,7 +196,8 @@ def evaluate(
             row[f"{name}_rec"] = p[j]
             row[f"{name}_is_best"] = bool(p[j] >= p.max() - 1e-12)
         if with_noise:
-            recn = fitted.recommend(sid, goals, max_length=max_length, seed=seed + i, include_noise=True)
+            recn = fitted.recommend(sid, goals, max_length=max_length, seed=seed + i, include_noise=True,
+                                    allow_taken=True)
             topn = recn.table.iloc[0]
             jn = index[tuple(lessons.index(x) for x in topn.lessons)]
             row.update(noise_lessons=tuple(topn.lessons), noise_p_mean=topn.p_mean, noise_p_low=topn.p_low,
