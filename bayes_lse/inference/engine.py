@@ -130,9 +130,27 @@ def run_fit(
     if method == "map":
         fit_cfg, why = resolve_map_settings(fit_cfg, data)
         notes += why
-    tree = _run_fit(spec, data, method, fit_cfg, progressbar)
+    with reproducible_compilation():
+        tree = _run_fit(spec, data, method, fit_cfg, progressbar)
     tree.attrs["choices"] = json.dumps(notes)
     return tree
+
+
+def reproducible_compilation() -> Any:
+    """A context in which PyTensor compiles the same graph to the same arithmetic every time.
+
+    PyTensor's numba backend compiles with LLVM fast-math flags by default; with
+    ``reassoc`` LLVM may reorder sums, and the order it chose differed between a graph
+    compiled from scratch and the same graph loaded from the compile cache: the log
+    density differed in the last bit (-150.64338450904575 vs ...577), and PyMC's NUTS with
+    the same seed drew different chains on a machine's first run and on every later one
+    (issue 19, item 5).  With fast-math off, cold and warm caches give identical draws
+    (tests/inference/test_reproducible.py) at no measurable cost per gradient
+    (benchmarks/bench_fastmath.py: off/on 0.7-1.1 on a shared 2-core machine).  Chains
+    that PyMC runs in forked processes inherit the setting; nutpie compiles inside it."""
+    import pytensor
+
+    return pytensor.config.change_flags(numba__fastmath=False)
 
 
 def _run_fit(

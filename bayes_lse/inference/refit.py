@@ -20,7 +20,7 @@ import numpy as np
 
 from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge, validate_fit_config
 from bayes_lse.inference.assemble import build_datatree
-from bayes_lse.inference.engine import available_cores
+from bayes_lse.inference.engine import available_cores, reproducible_compilation
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -60,7 +60,8 @@ class OutcomeRefitter:
         model, self.idx = spec.build_model(log, parametrization=cfg["parametrization"],
                                            requirement=cfg["requirement"], outcome_data=True)
         t0 = time.perf_counter()
-        self.compiled = nutpie.compile_pymc_model(model, backend="numba")
+        with reproducible_compilation():  # same-seed refits identical on cold and warm caches
+            self.compiled = nutpie.compile_pymc_model(model, backend="numba")
         self.compile_seconds = time.perf_counter() - t0
         self._is_answer = (log.table["module_type"] == "assessment").to_numpy()
 
