@@ -48,6 +48,9 @@ pytestmark = pytest.mark.slow
 
 RATIO = 0.95  # issue 4: on average ≥ 95% of the best achievable true pass probability
 COVERAGE = 0.85  # issue 4: the 90% band covers the truth for ≥ 85% of students
+# ... and not for (nearly) all of them: a band far too wide covers everything.  With 150
+# students the binomial sd at 0.9 is 0.025; measured 2026-12: 0.920, 0.920 and 0.927.
+COVERAGE_MAX = 0.98
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +100,7 @@ def test_default_band_covers_the_expected_update_truth(two_lessons, three_lesson
     for n, df in ((2, two_lessons), (3, three_lessons)):
         c = coverage(df, "expected_rec")
         print(f"max_length {n}: coverage {c['coverage']:.3f} (below {c['below']:.3f}, above {c['above']:.3f})")
-        assert c["coverage"] >= COVERAGE, (n, c)
+        assert COVERAGE <= c["coverage"] <= COVERAGE_MAX, (n, c)
 
 
 def test_noise_band_covers_the_realised_truth(two_lessons):
@@ -105,7 +108,7 @@ def test_noise_band_covers_the_realised_truth(two_lessons):
     noise) vs the true pass probability after one draw of the true noise."""
     c = coverage(two_lessons, "noise_realised_rec", "noise_")
     print(f"include_noise: coverage {c['coverage']:.3f} (below {c['below']:.3f}, above {c['above']:.3f})")
-    assert c["coverage"] >= COVERAGE, c
+    assert COVERAGE <= c["coverage"] <= COVERAGE_MAX, c
 
 
 def test_blog_figure_4_fitted_only_mclovin_gains_from_l1():
