@@ -28,6 +28,7 @@ import pandas as pd
 import xarray as xr
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from bayes_lse.core.files import new_file_mode
 from bayes_lse.diagnostics import TABLE_INFO, Diagnostics, diagnose
 from bayes_lse.diagnostics.arrays import as_array, dim_labels, group_of, json_attr
 from bayes_lse.model import terms as eq
@@ -408,7 +409,7 @@ def write_report(
             fh.write(html)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
+        os.chmod(tmp, new_file_mode())  # mkstemp makes it private; the user's umask decides
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

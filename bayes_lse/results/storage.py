@@ -39,7 +39,7 @@ try:  # POSIX: a lock the kernel releases when its holder dies, however it dies
 except ImportError:  # pragma: no cover - Windows: an exclusive create of the lock file instead
     fcntl = None  # type: ignore[assignment]
 
-from bayes_lse.core.files import atomic_write_text, sha256_file
+from bayes_lse.core.files import atomic_write_text, new_file_mode, sha256_file
 from bayes_lse.inference.assemble import FORMAT_VERSION
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST", "DATA_FILES", "ModelFolderError", "ModelFolderBusy",
@@ -296,6 +296,7 @@ def write_folder(dest: Path, writers: dict[str, Any], manifest: dict[str, Any], 
                     raise ModelFolderError(f"{dest}: holds files that are not a bayes-lse model; refusing to replace them")
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+        os.chmod(tmp, new_file_mode(directory=True))  # mkdtemp's 0700 -> the user's umask
         old: Path | None = None
         landed = False
         try:

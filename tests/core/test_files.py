@@ -35,3 +35,27 @@ def test_exclusive_write_creates_and_plain_write_replaces(tmp_path):
     atomic_write_text(target, "c")
     assert target.read_text() == "c"
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.txt"]
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(tmp_path, mask):
+    """mkstemp makes temporaries 0600; the finished file gets what the user's umask asks
+    for (it was 0600 whatever the umask), and a replaced file keeps its own mode."""
+    import os
+    import stat
+
+    old = os.umask(mask)
+    try:
+        new = tmp_path / "new.csv"
+        atomic_write_text(new, "a")
+        assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~mask
+        excl = tmp_path / "excl.csv"
+        atomic_write_text(excl, "a", exclusive=True)
+        assert stat.S_IMODE(excl.stat().st_mode) == 0o666 & ~mask
+        kept = tmp_path / "kept.csv"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        atomic_write_text(kept, "b")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text() == "b"
+    finally:
+        os.umask(old)

@@ -243,3 +243,20 @@ def test_writer_version_is_required_and_checked(tiny_map, tmp_path):
     _set_manifest(path, bayes_lse_version=None)
     with pytest.raises(ModelFolderError, match="records no bayes_lse_version"):
         bl.load(path)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_model_folder_follows_the_umask(tiny_map, tmp_path, mask):
+    """Issue 19: model folders were 0700 (tempfile.mkdtemp's mode, renamed into place)
+    whatever the umask, so a colleague in the group could not load a shared model."""
+    import os
+    import stat
+
+    old = os.umask(mask)
+    try:
+        tiny_map.save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == 0o777 & ~mask
+    for f in (tmp_path / "m").iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~mask, f.name
