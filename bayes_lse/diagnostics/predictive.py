@@ -36,7 +36,7 @@ class Predictive:
 
 def row_logits(post: xr.Dataset, cd: xr.Dataset, chains: np.ndarray, draws: np.ndarray,
                rows: np.ndarray) -> np.ndarray:
-    """Pass logits D(s,a)+g_u+g_j of the given observed rows for the chosen draws: (S, len(rows)).
+    """Pass logits D(s,a)+g_u+g_j (+ the history term) of the given observed rows for the chosen draws: (S, len(rows)).
 
     Parameters
     ----------
@@ -70,6 +70,14 @@ def row_logits(post: xr.Dataset, cd: xr.Dataset, chains: np.ndarray, draws: np.n
         logit = logit + take("student_bias", "student")[:, su_i]
     if "assessment_bias" in post:
         logit = logit + take("assessment_bias", "assessment")[:, as_i]
+    if "history_success" in post and "obs_history" in cd:
+        # the history term (γ_s·log(1+S) + γ_f·log(1+F), model.terms.history_logit).  Without
+        # it every predictive check of a history fit was off: a NUTS fit of 100 MoFaCTS
+        # students flagged 100 % of students' and 85 % of items' pass rates and 90 % of the
+        # calibration bins, and PSIS-LOO scored a different model from the one fitted.
+        counts = np.asarray(cd["obs_history"].values)[rows]
+        logit = logit + eq.history_logit(counts[None], take("history_success")[:, None],
+                                         take("history_failure")[:, None])
     return logit
 
 
