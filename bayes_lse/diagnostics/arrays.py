@@ -304,7 +304,7 @@ def flatten_quantities(ds: xr.Dataset, max_entities: int, seed: int) -> tuple[np
             bits = []
             for dim, lab in parts:
                 bits.append(f"{dim} {lab[j]}" if dim in ("skill", "obs", "transition", "state") else str(lab[j]))
-            if name in ("pass_probability", "relevance") and "obs_assessment" in da.coords:
+            if name in ("pass_probability", "relevance", "assessment_logit") and "obs_assessment" in da.coords:
                 bits.append(f"{student[j]} on {np.asarray(da.coords['obs_assessment'].values)[idx[0][j]]}")
             if name == "prerequisite_relevance" and "transition_lesson" in da.coords:
                 bits.append(f"{student[j]} taking {np.asarray(da.coords['transition_lesson'].values)[idx[0][j]]}")

@@ -167,8 +167,10 @@ def test_tables_are_labelled(good):
     _, d = good
     ident = d.tables["identified"]
     assert {"variable", "label", "mean", "sd", "rhat", "ess_bulk", "ess_tail", "mcse_mean"} <= set(ident.columns)
-    assert set(ident["variable"]) >= {"pass_probability", "relevance", "requirement_norm", "gain_norm",
-                                      "prerequisite_norm", "student_bias", "assessment_bias", "learning_noise"}
+    assert set(ident["variable"]) >= {"pass_probability", "assessment_logit", "assessment_offset", "gain_norm",
+                                      "prerequisite_norm", "student_bias", "learning_noise"}
+    # with assessment biases, |a| and g_j are identified only as g_j - |a_j| (quantities.py)
+    assert not set(ident["variable"]) & {"relevance", "requirement_norm", "assessment_bias"}
     assert ident["label"].str.len().gt(0).all()
     summary = d.tables["identified_summary"]
     assert {"variable", "n", "max_rhat", "min_ess_bulk", "min_ess_tail", "max_mcse_mean", "worst"} <= set(summary.columns)
@@ -198,8 +200,12 @@ def test_identified_pass_probability_uses_the_equations(truth):
     expect = eq.pass_probability(post["student_state"].values[0, 2, st], post["requirement"].values[0, 2, aj],
                                  post["student_bias"].values[0, 2, su], post["assessment_bias"].values[0, 2, aj])
     assert q["pass_probability"].values[0, 2, 3] == pytest.approx(expect)
-    assert q["relevance"].values[0, 2, 3] == pytest.approx(
-        eq.relevance(post["student_state"].values[0, 2, st], post["requirement"].values[0, 2, aj]))
+    assert q["assessment_logit"].values[0, 2, 3] == pytest.approx(
+        eq.relevance(post["student_state"].values[0, 2, st], post["requirement"].values[0, 2, aj])
+        + post["assessment_bias"].values[0, 2, aj])
+    j = list(q["assessment"].values).index(str(post["assessment"].values[aj]))
+    assert q["assessment_offset"].values[0, 2, j] == pytest.approx(
+        post["assessment_bias"].values[0, 2, aj] - eq.norm(post["requirement"].values[0, 2, aj]))
     assert str(q["obs_student"].values[3]) == truth.student_ids[su]
 
 
@@ -461,3 +467,21 @@ def test_predictive_checks_include_the_history_term(tiny_cohort):
     fit.idata["posterior"] = xr.DataTree(post)
     want = fit.pass_probability_draws()[0]
     np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_identified_quantities_do_not_move_along_the_length_bias_ridge(truth):
+    """|a| and g_j enter the logit only as g_j − |a|: lengthening every requirement and
+    raising every assessment bias by the same amount changes no pass probability, and
+    none of the quantities judged as identified (the old |a| and g_j would have moved)."""
+    dt = nuts_idata(truth, chains=2, draws=20)
+    moved = dt.copy()
+    post = dt["posterior"].to_dataset()
+    norm = np.linalg.norm(post["requirement"].values, axis=-1, keepdims=True)
+    shift = 0.7
+    moved["posterior"] = xr.DataTree(post.assign(
+        requirement=post["requirement"] * ((norm + shift) / norm),
+        assessment_bias=post["assessment_bias"] + shift,
+    ))
+    a, b = identified_quantities(dt), identified_quantities(moved)
+    for v in a.data_vars:
+        np.testing.assert_allclose(a[v].values, b[v].values, rtol=1e-9, atol=1e-9, err_msg=v)
