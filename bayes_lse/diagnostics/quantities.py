@@ -38,6 +38,7 @@ def identified_quantities(
     max_obs: int = MAX_OBS,
     max_transitions: int = MAX_TRANSITIONS,
     seed: int = 0,
+    length_and_bias: bool = False,
 ) -> xr.Dataset:
     """Per-draw quantities that do not change when skills are permuted or rotated.
 
@@ -47,6 +48,10 @@ def identified_quantities(
     they are.  With assessment biases (see the module docstring): assessment_logit
     (D + g_j) instead of relevance, assessment_offset (g_j − |a_j|) instead of |a| and
     g_j.  The subsample (fixed seed) keeps this cheap on large logs.
+
+    ``length_and_bias=True`` adds relevance, |a| and g_j all the same: simulation-based
+    calibration ranks them, as there the prior identifies them and every function of
+    the parameters must be calibrated.
 
     Parameters
     ----------
@@ -106,7 +111,7 @@ def identified_quantities(
         if "assessment_bias" in post:
             g_only = as_array(post["assessment_bias"], "assessment")[:, :, as_i]
             out["assessment_logit"] = xr.DataArray(rel + g_only, dims=("chain", "draw", "obs"), coords=obs_coords)
-        else:
+        if "assessment_bias" not in post or length_and_bias:
             out["relevance"] = xr.DataArray(rel, dims=("chain", "draw", "obs"), coords=obs_coords)
     if "requirement" in post and "assessment_bias" in post:
         out["assessment_offset"] = xr.DataArray(
@@ -114,7 +119,7 @@ def identified_quantities(
             dims=("chain", "draw", "assessment"),
             coords={**coords_cd, "assessment": dim_labels(post, "assessment", post.sizes["assessment"])},
         )
-    elif "requirement" in post:
+    if "requirement" in post and ("assessment_bias" not in post or length_and_bias):
         out["requirement_norm"] = xr.DataArray(
             eq.norm(as_array(post["requirement"], "assessment", "skill")),
             dims=("chain", "draw", "assessment"),
@@ -146,7 +151,7 @@ def identified_quantities(
                             "transition_student": ("transition", np.where(owner >= 0, students[np.maximum(owner, 0)], "?")),
                             "transition_lesson": ("transition", lesson_lab[les[pick]])},
                 )
-    for v in ("student_bias", "learning_noise"):
-        if v in post:
+    for v in ("student_bias", "assessment_bias", "learning_noise"):
+        if v in post and (v != "assessment_bias" or length_and_bias):
             out[v] = post[v]
     return xr.Dataset(out)

@@ -73,8 +73,10 @@ __all__ = ["SBCResult", "design_from_log", "design_from_shape", "run_sbc"]
 QUANTITIES = (
     "pass_probability",
     "relevance",
+    "assessment_logit",
     "bias_sum",
     "requirement_norm",
+    "assessment_offset",
     "gain_norm",
     "prerequisite_norm",
     "prerequisite_relevance",
@@ -87,6 +89,8 @@ QUANTITIES = (
 QUANTITY_MEANING = {
     "pass_probability": "σ(D(s,a)+g_u+g_j) of answered rows",
     "relevance": "D(s, a) of answered rows",
+    "assessment_logit": "D(s, a) + g_j of answered rows",
+    "assessment_offset": "g_j − |a| per assessment",
     "bias_sum": "g_u + g_j of answered (student, assessment) pairs",
     "requirement_norm": "|a| per assessment",
     "gain_norm": "|l| per lesson",
@@ -212,7 +216,8 @@ def _with_bias_sum(q: xr.Dataset) -> xr.Dataset:
 
 def sbc_quantities(tree: xr.DataTree, *, max_obs: int = MAX_OBS, max_transitions: int = MAX_TRANSITIONS) -> xr.Dataset:
     """The identified quantities SBC ranks, per draw (`identified_quantities` plus ``bias_sum``)."""
-    q = _with_bias_sum(identified_quantities(tree, max_obs=max_obs, max_transitions=max_transitions, seed=0))
+    q = _with_bias_sum(identified_quantities(tree, max_obs=max_obs, max_transitions=max_transitions, seed=0,
+                                                length_and_bias=True))
     return q[[v for v in QUANTITIES if v in q]]
 
 

@@ -109,7 +109,8 @@ def test_run_sbc_end_to_end_small(tmp_path):
     assert isinstance(res, SBCResult) and [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
     assert res.n_rank_draws == 20
     ranks = res.ranks["prior_sbc"].to_dataset()
-    assert set(ranks.data_vars) == {"pass_probability", "relevance", "bias_sum", "requirement_norm", "gain_norm",
+    assert set(ranks.data_vars) == {"pass_probability", "relevance", "assessment_logit", "bias_sum",
+                                    "requirement_norm", "assessment_offset", "gain_norm",
                                     "prerequisite_norm", "prerequisite_relevance", "student_bias",
                                     "assessment_bias"}
     for name, da in ranks.data_vars.items():
