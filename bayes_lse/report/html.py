@@ -46,6 +46,84 @@ DIAGNOSTIC_TABLES = ("identified_summary", "raw_summary", "alignment", "chains",
                      "students", "assessments", "data_sufficiency", "thin_entities", "identified", "raw")
 
 
+#: Where the evidence behind each check sits, by the check's name prefix: table ids
+#: ("t-" + table key) and figure ids ("fig-" + figure key), best first; only those on the
+#: page are linked.
+EVIDENCE = (
+    ("R-hat (identified)", ("t-identified_summary", "t-identified", "fig-trace")),
+    ("Bulk ESS", ("t-identified_summary", "t-identified", "fig-trace")),
+    ("Tail ESS", ("t-identified_summary", "t-identified", "fig-trace")),
+    ("MCSE", ("t-identified_summary", "t-identified")),
+    ("R-hat (raw", ("t-raw_summary", "t-raw", "t-alignment")),
+    ("Skill alignment", ("t-alignment", "t-chains")),
+    ("Divergences", ("t-divergence_implicated", "t-divergent_draws", "t-chains")),
+    ("Tree depth", ("t-chains",)),
+    ("E-BFMI", ("t-chains", "fig-energy")),
+    ("Calibration", ("fig-calibration", "t-calibration", "t-pava")),
+    ("Pass rates per student", ("t-students", "fig-pass-rates")),
+    ("Pass rates per assessment", ("t-assessments", "fig-pass-rates")),
+    ("PSIS-LOO", ("t-pareto_k", "t-pareto_k_worst", "t-loo")),
+    ("Data sufficiency", ("t-data_sufficiency", "t-thin_entities")),
+    ("MAP", ("t-map",)),
+    ("ADVI", ("t-advi", "fig-elbo")),
+)
+
+#: Plain definitions of the terms the page uses (shown in the glossary and as tooltips).
+GLOSSARY = {
+    "identified quantity": "A number the data can pin down whatever the labels of the skill axes: pass "
+                           "probabilities, gain and prerequisite lengths, D-values, biases. Raw skill "
+                           "coordinates are not identified (skills can be swapped or rotated), so the "
+                           "verdicts rest on identified quantities.",
+    "R-hat": "Compares the spread within each chain with the spread between chains. 1.00 means the chains "
+             "agree; above 1.01 they have not settled on the same answer yet.",
+    "ESS": "Effective sample size: how many independent draws the correlated draws are worth. Bulk ESS "
+           "is for means and medians, tail ESS for the 5 % and 95 % quantiles; below ~400 summaries are noisy.",
+    "MCSE": "Monte Carlo standard error: how far a posterior mean could move if the sampler were run again.",
+    "divergence": "A NUTS step where the numerical integrator broke down; the posterior near such draws "
+                  "may be missed, so even a few matter.",
+    "tree depth saturation": "NUTS hit its maximum trajectory length: the sampler is slow there and "
+                             "may not explore the whole posterior.",
+    "E-BFMI": "Energy Bayesian fraction of missing information, per chain: below 0.3 NUTS moves too "
+              "slowly between energy levels, usually because of hard geometry such as a funnel.",
+    "skill alignment": "Skill axes carry no names, so two chains can find the same solution with the skills "
+                       "swapped. The check relabels each chain to match the others; its value is the number "
+                       "of chains relabelled. It is informational (always ok): relabelling is expected, "
+                       "and the tables and pictures use the aligned draws.",
+    "relevance (D-value)": "D(s, a) = s·a/|a| − |a|: how far the student's skill along the assessment's "
+                           "direction exceeds what it requires. The pass probability is σ(D + biases).",
+    "assessment offset": "g_j − |a_j|: an assessment's bias minus its requirement length. The likelihood "
+                         "sees only this difference, so it is what the checks judge.",
+    "calibration": "Do predicted pass probabilities match observed pass rates? Answers are binned by "
+                   "prediction; each bin's observed rate should fall inside its 90 % predictive band.",
+    "Pareto k": "From leave-one-out cross-validation (PSIS-LOO): above 0.7 an answer is so influential that "
+                "its leave-one-out estimate is unreliable.",
+    "data sufficiency": "Modules with fewer than 5 answers or uses and students with fewer than 3 answers are "
+                        "thin: their estimates are mostly prior.",
+}
+
+
+def _evidence_links(check: str, on_page: set[str]) -> list[dict[str, str]]:
+    for prefix, anchors in EVIDENCE:
+        if check.startswith(prefix):
+            return [{"href": f"#{a}", "text": _anchor_text(a)} for a in anchors if a in on_page]
+    return []
+
+
+def _glossary_term(check: str) -> str | None:
+    for key, term in (("R-hat", "R-hat"), ("ESS", "ESS"), ("MCSE", "MCSE"), ("Divergences", "divergence"),
+                      ("Tree depth", "tree depth saturation"), ("E-BFMI", "E-BFMI"),
+                      ("Skill alignment", "skill alignment"), ("Calibration", "calibration"),
+                      ("Pareto", "Pareto k"), ("Data sufficiency", "data sufficiency")):
+        if key in check:
+            return term
+    return None
+
+
+def _anchor_text(anchor: str) -> str:
+    kind, _, key = anchor.partition("-")
+    return ("figure: " if kind == "fig" else "table: ") + key.replace("_", " ").replace("-", " ")
+
+
 # --------------------------------------------------------------------------- formatting
 def _samples_from(da: xr.DataArray, *tail: str) -> np.ndarray:
     """(sample, *tail) array from (chain, draw, *tail)."""
@@ -114,7 +192,7 @@ def _png(fig: Any, dpi: int) -> str:
 
 
 # --------------------------------------------------------------------------- sections
-def _data_summary(idata: xr.DataTree) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _data_summary(idata: xr.DataTree) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
     inter = group_of(idata, "interactions")
     obs = group_of(idata, "observed_data")
     cd = group_of(idata, "constant_data")
@@ -165,7 +243,8 @@ def _data_summary(idata: xr.DataTree) -> tuple[dict[str, Any], dict[str, Any] | 
         facts["transitions"] = cd.sizes["transition"]
     dist_t = pd.DataFrame(dist_rows)
     return (_kv_table(facts, "data", "Data summary", "The training interactions the model saw."),
-            _table(dist_t, key="data_dist", title="History lengths and pass rates") if len(dist_t) else None)
+            _table(dist_t, key="data_dist", title="History lengths and pass rates") if len(dist_t) else None,
+            facts)
 
 
 def _embedding_tables(idata: xr.DataTree, aligned: xr.Dataset, max_rows: int) -> list[dict[str, Any]]:
@@ -267,40 +346,98 @@ def _figures(idata: xr.DataTree, diag: Diagnostics, dpi: int, skills: Any, lesso
     from bayes_lse.report import plots
 
     method = diag.method
-    specs: list[tuple[str, str, Callable[[], Any]]] = [
-        ("Latent skill space",
+    specs: list[tuple[str, str, str, Callable[[], Any]]] = [
+        ("skill-space", "Latent skill space",
          "Assessments as points (requirements), lessons as arrows from the origin (gains; triangles mark "
          "prerequisites), and the students with the longest histories moving through the space, with "
          "credible ellipses per step.",
          lambda: plots.plot_skill_space(idata, aligned=diag.aligned, skills=skills)),
-        ("Vector field of skill gains",
+        ("gain-field", "Vector field of skill gains",
          "Where a student at s would move after the lesson: gains shrink where prerequisites are not met.",
          lambda: plots.plot_gain_field(idata, aligned=diag.aligned, lesson=lesson, skills=skills)),
-        ("Calibration",
+        ("calibration", "Calibration",
          "Are predicted pass probabilities right on average? The curve should stay inside its band.",
          lambda: plots.plot_calibration(diag)),
-        ("Pass rates per student and per assessment",
+        ("pass-rates", "Pass rates per student and per assessment",
          "Observed against predicted pass rates; red points fall outside their 90% predictive interval.",
          lambda: plots.plot_pass_rates(diag)),
     ]
     if method == "nuts":
         specs += [
-            ("Trace and rank plots",
+            ("trace", "Trace and rank plots",
              "The identified quantities with the worst R-hat. Chains should overlap, rank histograms be flat.",
              lambda: plots.plot_trace_rank(diag)),
-            ("Energy", "Marginal energy against energy transitions: similar widths mean NUTS explores well.",
+            ("energy", "Energy", "Marginal energy against energy transitions: similar widths mean NUTS explores well.",
              lambda: plots.plot_energy(idata)),
         ]
     elif method == "advi":
-        specs.append(("ELBO", "The loss should fall and then level off.", lambda: plots.plot_elbo(idata)))
+        specs.append(("elbo", "ELBO", "The loss should fall and then level off.", lambda: plots.plot_elbo(idata)))
     out = []
-    for title, caption, make in specs:
+    for key, title, caption, make in specs:
         try:
             fig = make()
-            out.append({"title": title, "caption": caption, "png": _png(fig, dpi)})
+            out.append({"key": key, "title": title, "caption": caption, "png": _png(fig, dpi)})
         except Exception as err:  # noqa: BLE001 - one broken picture must not lose the report
             notes.append(f"The picture “{title}” could not be drawn: {type(err).__name__}: {err}")
     return out
+
+
+def _interval(x: np.ndarray) -> str:
+    lo, hi = np.quantile(x, [0.05, 0.95])
+    return f"{np.mean(x):.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _learned(post: xr.Dataset | None, diag: Diagnostics, facts: dict[str, Any], method: str) -> list[dict[str, str]]:
+    """"What did it learn?": a few sentences from the posterior, each with its numbers
+    (posterior mean and 90 % interval over the draws)."""
+    out: list[dict[str, str]] = []
+
+    def fact(key: str) -> str:
+        v = facts.get(key)
+        return _cell(v) if v is not None and not (isinstance(v, float) and not np.isfinite(v)) else "?"
+
+    out.append({"label": "Data", "text": f"{fact('students')} students, {fact('answers')} answers to "
+                f"{fact('assessments')} assessments, {fact('lesson completions')} lesson completions of "
+                f"{fact('lessons')} lessons; overall pass rate {fact('overall pass rate')}."})
+    if post is None:
+        return out
+    d = post.sizes.get("skill", 1)
+    out.append({"label": "Model", "text": f"{d} latent skill{'s' if d != 1 else ''}, fitted by {method.upper()}."})
+    if "gain" in post and post.sizes.get("lesson", 0):
+        g = np.linalg.norm(_samples_from(post["gain"], "lesson", "skill"), axis=-1)
+        labels = dim_labels(post, "lesson", g.shape[1])
+        order = np.argsort(-g.mean(0))
+        top = "; ".join(f"{labels[i]} {_interval(g[:, i])}" for i in order[:3])
+        least = (f" Smallest: {labels[order[-1]]} {_interval(g[:, order[-1]])}." if len(order) > 3 else "")
+        out.append({"label": "Lessons that teach most",
+                    "text": f"gain length |l|, mean [90 % interval]: {top}.{least}"})
+    table = diag.tables.get("assessments")
+    if table is not None and len(table) and {"assessment", "predicted"} <= set(table.columns):
+        t = table.sort_values("predicted")
+        hard = ", ".join(f"{r.assessment} ({r.predicted:.2f})" for r in t.head(3).itertuples())
+        easy = ", ".join(f"{r.assessment} ({r.predicted:.2f})" for r in t.tail(3).iloc[::-1].itertuples())
+        out.append({"label": "Assessments", "text": f"hardest by predicted pass rate: {hard}; easiest: {easy}."})
+    if "history_success" in post and "history_failure" in post:
+        gs = np.asarray(post["history_success"].values).ravel()
+        gf = np.asarray(post["history_failure"].values).ravel()
+        out.append({"label": "Practice effect",
+                    "text": f"each earlier success on the same assessment adds γ_s·log(1+S) to the logit, "
+                            f"γ_s = {_interval(gs)}; earlier failures γ_f = {_interval(gf)}."})
+    if "learning_noise" in post:
+        out.append({"label": "Learning noise", "text": f"σ_L = {_interval(np.asarray(post['learning_noise'].values).ravel())}."})
+    return out
+
+
+def _trust(verdicts: pd.DataFrame, on_page: dict[str, str]) -> list[dict[str, Any]]:
+    """The checks that did not pass, failures first, each with links to its evidence."""
+    rows = []
+    for r in verdicts.itertuples():
+        if r.status == "ok":
+            continue
+        rows.append({"status": r.status, "check": r.check, "message": str(r.message),
+                     "links": _evidence_links(str(r.check), on_page)})
+    rows.sort(key=lambda x: 0 if x["status"] == "fail" else 1)
+    return rows
 
 
 # --------------------------------------------------------------------------- public API
@@ -333,7 +470,7 @@ def render_report(
         "fail": f"{counts.get('fail', 0)} check(s) failed: do not trust this fit before reading them.",
     }[status]
 
-    data_t, dist_t = _data_summary(idata)
+    data_t, dist_t, data_facts = _data_summary(idata)
     fit_facts = {"method": method.upper(), "run time (s)": idata.attrs.get("runtime_seconds"),
                  "created": idata.attrs.get("created", "unknown"),
                  "config hash": idata.attrs.get("config_hash", "")}
@@ -354,6 +491,14 @@ def render_report(
             if key in ("students", "assessments"):
                 df = df.drop(columns=["judged"], errors="ignore")
             diag_tables.append(_table(df, key=key, title=ttl, description=desc, max_rows=max_rows))
+    on_page = {f"t-{t['key']}": t["title"] for t in diag_tables} | {f"fig-{f['key']}": f["title"] for f in figures}
+    verdict_t = _table(verdicts, key="verdicts", title="Verdicts", status_col="status")
+    verdict_t["columns"].append("evidence")
+    for row, check in zip(verdict_t["rows"], verdicts["check"].astype(str)):
+        term = _glossary_term(check)
+        if term:
+            row[0]["title"] = GLOSSARY[term]
+        row.append({"text": "", "cls": "", "links": _evidence_links(check, on_page)})
     emb = _embedding_tables(idata, diag.aligned if diag.aligned is not None else post, max_rows) if post is not None else []
     thresholds_t = _kv_table(dict(diag.thresholds), "thresholds", "Thresholds used")
 
@@ -364,7 +509,11 @@ def render_report(
         title=title or f"bayes-lse report — {method.upper()} fit",
         status=status,
         headline=headline,
-        verdicts=_table(verdicts, key="verdicts", title="Verdicts", status_col="status"),
+        verdicts=verdict_t,
+        trust=_trust(verdicts, on_page),
+        n_checks=len(verdicts),
+        learned=_learned(post, diag, data_facts, method),
+        glossary=GLOSSARY,
         data=data_t,
         data_dist=dist_t,
         fit=_kv_table(fit_facts, "fit", "Fit"),

@@ -262,6 +262,52 @@ def test_thousand_student_nuts_report_stays_readable(tmp_path):
     assert len(html) < 5_000_000, f"{len(html) / 1e6:.1f} MB"
 
 
+# --------------------------------------------------------------------------- the first screen
+def test_first_screen_says_whether_to_trust_and_what_was_learned(reports, truth):
+    """Issue 20: the first thing on the page answers "can I trust this fit?" (the checks that
+    did not pass, each linked to its evidence) and "what did it learn?" (numbers from the
+    posterior)."""
+    html = reports["nuts"].read_text(encoding="utf-8")
+    page = _parse(html)
+    assert html.index('id="summary"') < html.index('id="verdicts"') < html.index('id="data"')
+    trust = html[html.index('id="trust"'):html.index('id="learned"')]
+    # the canned NUTS fit has 3 divergences (a failure) and influential answers (a warning)
+    assert "Divergences" in trust and "PSIS-LOO Pareto k" in trust
+    assert trust.index("Divergences") < trust.index("PSIS-LOO")  # failures first
+    assert 'href="#t-divergence_implicated"' in trust or 'href="#t-chains"' in trust
+    # every in-page link lands on something that exists
+    hrefs = [a["href"][1:] for t, a in page.tags if t == "a" and (a.get("href") or "").startswith("#")]
+    assert hrefs and not [h for h in hrefs if h not in page.ids]
+    # the lesson that teaches most, with its posterior mean gain length
+    import bayes_lse.report.html as rep
+    from canned import nuts_idata
+
+    post = nuts_idata(truth, permuted_chain=1, n_divergent=3)["posterior"].to_dataset()
+    g = np.linalg.norm(post["gain"].values, axis=-1).reshape(-1, post.sizes["lesson"])
+    best = int(np.argmax(g.mean(0)))
+    learned = html[html.index('id="learned"'):html.index('id="verdicts"')]
+    assert f"{post['lesson'].values[best]} {g[:, best].mean():.2f}" in learned
+    assert rep.GLOSSARY  # the glossary the page links to
+
+
+def test_every_verdict_links_to_its_evidence_and_jargon_is_defined(reports):
+    for method in ("map", "nuts"):
+        html = reports[method].read_text(encoding="utf-8")
+        page = _parse(html)
+        verdicts = html[html.index('id="t-verdicts"'):html.index("</table>", html.index('id="t-verdicts"'))]
+        rows = verdicts.split("<tr>")[2:]
+        assert rows
+        linked = [r for r in rows if 'href="#' in r]
+        # every check except ones with no table of their own (none today) links to evidence
+        assert len(linked) == len(rows), [r[:80] for r in rows if 'href="#' not in r]
+        glossary = html[html.index('id="glossary"'):html.index('id="versions"')]
+        for term in ("skill alignment", "relevance", "R-hat", "ESS", "E-BFMI", "Pareto k", "identified quantity"):
+            assert f">{term}" in glossary, term
+        assert "g-skill-alignment" in page.ids
+    nuts = reports["nuts"].read_text(encoding="utf-8")
+    assert 'title="Skill axes carry no names' in nuts  # hover text on the check's name
+
+
 # --------------------------------------------------------------------------- a real browser
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -308,3 +354,11 @@ def test_report_in_headless_chromium(reports, tmp_path):
     pixels = mpimg.imread(shot)
     assert pixels.shape[0] > 500 and pixels.shape[1] > 500
     assert float(np.std(pixels[..., :3])) > 0.05, "the screenshot is blank"
+    # the first screen (top 900 px at 1280 wide) shows the FAIL banner's red (#cf222e) and
+    # both answers, text on a light page
+    top = pixels[:900, :, :3]
+    red = (np.abs(top[..., 0] - 0xCF / 255) < 0.06) & (np.abs(top[..., 1] - 0x22 / 255) < 0.06) \
+        & (np.abs(top[..., 2] - 0x2E / 255) < 0.06)
+    assert red.sum() > 500, "no FAIL banner on the first screen"
+    assert 0.6 < float(top.mean()) < 0.99, "the first screen is blank or dark"
+    assert "Can I trust this fit?" in dom.stdout and "What did it learn?" in dom.stdout
