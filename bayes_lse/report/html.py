@@ -350,7 +350,9 @@ def _figures(idata: xr.DataTree, diag: Diagnostics, dpi: int, skills: Any, lesso
         ("skill-space", "Latent skill space",
          "Assessments as points (requirements), lessons as arrows from the origin (gains; triangles mark "
          "prerequisites), and the students with the longest histories moving through the space, with "
-         "credible ellipses per step.",
+         "credible ellipses per step. When paths run far beyond the modules, a second panel zooms on the "
+         "assessments and lessons. In a MAP fit points often sit exactly on an axis: the mode of a "
+         "non-negative posterior has coordinates at 0; that is the fit, not the drawing.",
          lambda: plots.plot_skill_space(idata, aligned=diag.aligned, skills=skills)),
         ("gain-field", "Vector field of skill gains",
          "Where a student at s would move after the lesson: gains shrink where prerequisites are not met.",

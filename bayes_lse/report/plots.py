@@ -276,73 +276,92 @@ def plot_skill_space(
     if d == 1:
         return _skill_space_1d(post, labels, owner, steps, chosen, max_assessments, max_lessons, max_labels, cred)
     i, j = choose_skills(post, skills)
-    fig = _fig(8, 7)
-    ax = fig.add_subplot()
-    extent = [0.0, 0.0]
-
-    def grow(xy: np.ndarray) -> None:
-        if xy.size:
-            extent[0] = max(extent[0], float(np.nanmax(xy[..., 0])))
-            extent[1] = max(extent[1], float(np.nanmax(xy[..., 1])))
-
+    a_m = g_m = q_m = None
+    alab = llab = None
+    a_order = l_order = np.zeros(0, dtype=int)
     if "requirement" in post:
-        a = _samples(post["requirement"], "assessment", "skill")[..., [i, j]]  # (S, A, 2)
-        am = a.mean(axis=0)
-        norms = eq.norm(_samples(post["requirement"], "assessment", "skill")).mean(axis=0)
-        order = np.argsort(-norms)[:max_assessments]
+        a_s = _samples(post["requirement"], "assessment", "skill")
+        a_m = a_s[..., [i, j]].mean(axis=0)
+        a_order = np.argsort(-eq.norm(a_s).mean(axis=0))[:max_assessments]
         alab = dim_labels(post, "assessment", post.sizes["assessment"])
-        ax.scatter(am[order, 0], am[order, 1], s=28, c="k", marker="o", zorder=3)
-        for o in order[:max_labels]:
-            ax.annotate(_t(alab[o])[:24], am[o], xytext=(4, 3), textcoords="offset points", fontsize=7)
-        grow(am[order])
     if "gain" in post:
         g = _samples(post["gain"], "lesson", "skill")
-        gm = g.mean(axis=0)[:, [i, j]]
-        order = np.argsort(-eq.norm(g).mean(axis=0))[:max_lessons]
+        g_m = g.mean(axis=0)[:, [i, j]]
+        l_order = np.argsort(-eq.norm(g).mean(axis=0))[:max_lessons]
         llab = dim_labels(post, "lesson", post.sizes["lesson"])
-        qm = _samples(post["prerequisite"], "lesson", "skill").mean(axis=0)[:, [i, j]] if "prerequisite" in post else None
-        for r, o in enumerate(order):
-            col = COLORS[(r + 3) % len(COLORS)]
-            ax.annotate("", xy=gm[o], xytext=(0, 0),
-                        arrowprops={"arrowstyle": "-|>", "color": col, "lw": 1.6, "alpha": 0.85})
-            ax.annotate(_t(llab[o])[:20], gm[o], xytext=(3, -8), textcoords="offset points", fontsize=7, color=col)
-            if qm is not None:
-                ax.scatter([qm[o, 0]], [qm[o, 1]], marker="^", facecolors="none", edgecolors=col, s=50, lw=1.3)
-        grow(gm[order])
-        if qm is not None:
-            grow(qm[order])
+        q_m = _samples(post["prerequisite"], "lesson", "skill").mean(axis=0)[:, [i, j]] if "prerequisite" in post else None
     s = _samples(post["student_state"], "state", "skill")[..., [i, j]]  # (S, states, 2)
+    paths = []
     for r, u in enumerate(chosen):
         idx = np.flatnonzero(owner == u)
         idx = idx[np.argsort(steps[idx], kind="stable")]
-        if not len(idx):
-            continue
-        col = COLORS[r % len(COLORS)]
-        path = s[:, idx].mean(axis=0)
-        ax.plot(path[:, 0], path[:, 1], "-", color=col, lw=1.4, zorder=4)
-        ax.scatter(path[:, 0], path[:, 1], color=col, s=14, zorder=5)
-        if len(path) > 1:
-            ax.annotate("", xy=path[-1], xytext=path[-2], arrowprops={"arrowstyle": "->", "color": col, "lw": 1.4})
-        # credible ellipses at every step of short paths, else at the first and last step
-        for st in (idx if len(idx) <= 4 else idx[[0, -1]]):
-            _ellipse(ax, s[:, st], cred, col)
-        ax.annotate(_t(labels[u])[:24] + " (step 0)", path[0], xytext=(-6, -12), textcoords="offset points",
-                    fontsize=7, color=col)
-        grow(path)
-    ax.set_xlim(0, max(extent[0] * 1.12, 0.5))
-    ax.set_ylim(0, max(extent[1] * 1.12, 0.5))
-    ax.set_xlabel(f"skill {i}")
-    ax.set_ylabel(f"skill {j}")
+        if len(idx):
+            paths.append((r, u, idx, s[:, idx].mean(axis=0)))
+
+    def extent(points: list[np.ndarray]) -> np.ndarray:
+        pts = [p.reshape(-1, 2) for p in points if p is not None and p.size]
+        return np.nanmax(np.concatenate(pts), axis=0) if pts else np.zeros(2)
+
+    modules = extent([a_m[a_order] if a_m is not None else None, g_m[l_order] if g_m is not None else None,
+                      q_m[l_order] if q_m is not None else None])
+    whole = np.maximum(modules, extent([p for *_, p in paths]))
+    # Long histories carry students far from the modules (states drift up step after step):
+    # on one shared scale every assessment and lesson label piled up near the origin.  Then
+    # a second panel zooms on the modules, and only it carries their labels.
+    zoom = bool(np.all(modules > 0) and np.max(whole / np.maximum(modules, 1e-9)) > 3)
+    fig = _fig(14 if zoom else 8, 7)
+    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1]}) if zoom else [fig.add_subplot()]
+
+    def draw(ax: Any, lim: np.ndarray, label_modules: bool, label_students: bool) -> None:
+        if a_m is not None:
+            ax.scatter(a_m[a_order, 0], a_m[a_order, 1], s=28, c="k", marker="o", zorder=3)
+            if label_modules:
+                for o in a_order[:max_labels]:
+                    ax.annotate(_t(alab[o])[:24], a_m[o], xytext=(4, 3), textcoords="offset points", fontsize=7)
+        if g_m is not None:
+            for r, o in enumerate(l_order):
+                col = COLORS[(r + 3) % len(COLORS)]
+                ax.annotate("", xy=g_m[o], xytext=(0, 0),
+                            arrowprops={"arrowstyle": "-|>", "color": col, "lw": 1.6, "alpha": 0.85})
+                if label_modules:
+                    ax.annotate(_t(llab[o])[:20], g_m[o], xytext=(3, -8), textcoords="offset points", fontsize=7,
+                                color=col)
+                if q_m is not None:
+                    ax.scatter([q_m[o, 0]], [q_m[o, 1]], marker="^", facecolors="none", edgecolors=col, s=50, lw=1.3)
+        for r, u, idx, path in paths:
+            col = COLORS[r % len(COLORS)]
+            ax.plot(path[:, 0], path[:, 1], "-", color=col, lw=1.4, zorder=4)
+            ax.scatter(path[:, 0], path[:, 1], color=col, s=14, zorder=5)
+            if len(path) > 1:
+                ax.annotate("", xy=path[-1], xytext=path[-2], arrowprops={"arrowstyle": "->", "color": col, "lw": 1.4})
+            # credible ellipses at every step of short paths, else at the first and last step
+            for st in (idx if len(idx) <= 4 else idx[[0, -1]]):
+                _ellipse(ax, s[:, st], cred, col)
+            if label_students:  # at the path's end, where paths are apart, not at step 0 by the origin
+                ax.annotate(f"{_t(labels[u])[:24]} (step {len(idx) - 1})", path[-1], xytext=(4, 4),
+                            textcoords="offset points", fontsize=7, color=col, clip_on=True)
+        ax.set_xlim(0, max(lim[0] * 1.12, 0.5))
+        ax.set_ylim(0, max(lim[1] * 1.12, 0.5))
+        ax.set_xlabel(f"skill {i}")
+        ax.set_ylabel(f"skill {j}")
+
     which = "" if d == 2 else f" {i} and {j} of {d} (most variance)" if skills is None else f" {i} and {j} of {d}"
-    ax.set_title(f"Latent skill space{(' — skills' + which) if which else ''}; aligned posterior means",
-                 fontsize=10)
+    title = f"Latent skill space{(' — skills' + which) if which else ''}; aligned posterior means"
+    if zoom:
+        draw(axes[0], whole, label_modules=False, label_students=True)
+        axes[0].set_title(title + "\nwhole space: student paths", fontsize=10)
+        draw(axes[1], modules, label_modules=True, label_students=False)
+        axes[1].set_title("zoom on the assessments and lessons (paths leave the frame)", fontsize=10)
+    else:
+        draw(axes[0], whole, label_modules=True, label_students=True)
+        axes[0].set_title(title, fontsize=10)
     handles = [Line2D([], [], marker="o", color="k", ls="", label="assessment requirement a"),
                Line2D([], [], color=COLORS[3], marker=">", label="lesson gain l (from origin)")]
     if "prerequisite" in post:
         handles.append(Line2D([], [], marker="^", color=COLORS[3], mfc="none", ls="", label="lesson prerequisite q"))
     handles.append(Line2D([], [], color=COLORS[0], marker=".",
                           label=f"student path (means), {int(cred * 100)}% ellipses"))
-    ax.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
+    axes[-1].legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)
     return fig
 
 

@@ -308,6 +308,29 @@ def test_every_verdict_links_to_its_evidence_and_jargon_is_defined(reports):
     assert 'title="Skill axes carry no names' in nuts  # hover text on the check's name
 
 
+def test_skill_space_zooms_on_the_modules_when_paths_are_long(tmp_path):
+    """Issue 20: with long histories students drift far from the modules and every module
+    label piled up by the origin.  Now a second panel zooms on the modules (its limits
+    cover them and stay well inside the paths' extent) and only it labels them; students
+    are labelled at their paths' ends."""
+    import bayes_lse as bl
+    from bayes_lse.report import plots
+
+    c = bl.simulate(n_students=16, n_steps=25, n_assessments=6, n_lessons=3, seed=3)
+    f = bl.LatentSkillEmbedding(n_skills=2).fit(c.table, method="map", starts=1, maxiter=300, seed=1,
+                                               engine="kernel", progressbar=False)  # no compile
+    fig = plots.plot_skill_space(f.idata, max_labels=4)
+    whole, zoom = fig.axes[:2]
+    req = np.asarray(f.idata["posterior"]["requirement"].values).reshape(-1, 6, 2).mean(0)
+    assert zoom.get_xlim()[1] >= req[:, 0].max() and zoom.get_ylim()[1] >= req[:, 1].max()
+    assert whole.get_xlim()[1] > 3 * zoom.get_xlim()[1] or whole.get_ylim()[1] > 3 * zoom.get_ylim()[1]
+    module_labels = set(f.assessments) | set(f.lessons)
+    assert not [t.get_text() for t in whole.texts if t.get_text() in module_labels]
+    zoom_labels = [t.get_text() for t in zoom.texts if t.get_text() in module_labels]
+    assert 0 < len(zoom_labels) <= 4 + 3  # at most max_labels assessments and every lesson
+    assert all("(step 0)" not in t.get_text() for t in whole.texts)
+
+
 # --------------------------------------------------------------------------- a real browser
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
