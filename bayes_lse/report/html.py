@@ -40,6 +40,11 @@ LIBRARIES = ("bayes-lse", "numpy", "scipy", "pandas", "xarray", "pymc", "pytenso
              "arviz-base", "arviz-stats", "arviz-plots", "matplotlib", "jinja2")
 #: Draws used for the embedding tables (evenly thinned).
 MAX_TABLE_DRAWS = 1000
+#: Long per-entity tables, folded (<details>) so the page stays short; links open them.
+FOLDED_TABLES = ("identified", "raw", "divergent_draws", "pareto_k", "pareto_k_worst", "students", "assessments",
+                 "thin_entities", "pava")
+#: Sampler pictures shown right above the table they explain (figure key -> table key).
+FIGURE_BESIDE = {"trace": "identified_summary", "energy": "chains", "elbo": "advi"}
 #: Tables shown in the "diagnostic tables" section, in this order.
 DIAGNOSTIC_TABLES = ("identified_summary", "raw_summary", "alignment", "chains", "divergence_implicated",
                      "divergent_draws", "map", "advi", "loo", "pareto_k", "pareto_k_worst", "calibration",
@@ -492,7 +497,20 @@ def render_report(
             df = diag.tables[key]
             if key in ("students", "assessments"):
                 df = df.drop(columns=["judged"], errors="ignore")
-            diag_tables.append(_table(df, key=key, title=ttl, description=desc, max_rows=max_rows))
+            t = _table(df, key=key, title=ttl, description=desc, max_rows=max_rows)
+            t["folded"] = key in FOLDED_TABLES
+            t["n_rows"] = len(t["rows"])
+            t["figures"] = []
+            diag_tables.append(t)
+    # sampler pictures go above the table they explain, the others stay under "Pictures"
+    by_key = {t["key"]: t for t in diag_tables}
+    kept = []
+    for f in figures:
+        home = FIGURE_BESIDE.get(f["key"])
+        if home in by_key:
+            by_key[home]["figures"].append(f)
+        else:
+            kept.append(f)
     on_page = {f"t-{t['key']}": t["title"] for t in diag_tables} | {f"fig-{f['key']}": f["title"] for f in figures}
     verdict_t = _table(verdicts, key="verdicts", title="Verdicts", status_col="status")
     verdict_t["columns"].append("evidence")
@@ -521,7 +539,7 @@ def render_report(
         fit=_kv_table(fit_facts, "fit", "Fit"),
         fit_config=_kv_table(_flatten_config(fit_config), "fit_config", "Fit configuration"),
         model_config=_kv_table(_flatten_config(model_config), "model_config", "Model configuration and priors"),
-        figures=figures,
+        figures=kept,
         diag_tables=diag_tables,
         thresholds=thresholds_t,
         embeddings=emb,

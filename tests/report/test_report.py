@@ -331,6 +331,20 @@ def test_skill_space_zooms_on_the_modules_when_paths_are_long(tmp_path):
     assert all("(step 0)" not in t.get_text() for t in whole.texts)
 
 
+def test_sampler_pictures_sit_by_their_tables_and_long_tables_fold(reports):
+    """Issue 20: trace plots were ~2,500 px away from the convergence table they explain and
+    the page was ~13,500 px tall (canned NUTS fit, chromium at 1280 px); now pictures of the
+    sampler sit right above their tables and per-entity tables fold (11,600 px with the new
+    first screen and glossary).  A link into a folded table opens it (script)."""
+    html = reports["nuts"].read_text(encoding="utf-8")
+    trace, table = html.index('id="fig-trace"'), html.index('id="t-identified_summary"')
+    assert trace < table and html.count("<figure", trace, table) == 0  # nothing between them
+    assert html.index('id="fig-energy"') < html.index('id="t-chains"')
+    folded = html[html.rindex("<details>", 0, html.index('id="t-identified"')):html.index('id="t-identified"')]
+    assert "</details>" not in folded
+    assert 'p.tagName === "DETAILS"' in html
+
+
 # --------------------------------------------------------------------------- a real browser
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
