@@ -390,8 +390,9 @@ def _figures(idata: xr.DataTree, diag: Diagnostics, dpi: int, skills: Any, lesso
 
 
 def _interval(x: np.ndarray) -> str:
+    """Mean [5 %, 95 %] over the draws; a point estimate (MAP: one draw) has no interval."""
     lo, hi = np.quantile(x, [0.05, 0.95])
-    return f"{np.mean(x):.2f} [{lo:.2f}, {hi:.2f}]"
+    return f"{np.mean(x):.2f}" if hi - lo < 1e-12 else f"{np.mean(x):.2f} [{lo:.2f}, {hi:.2f}]"
 
 
 def _learned(post: xr.Dataset | None, diag: Diagnostics, facts: dict[str, Any], method: str) -> list[dict[str, str]]:
@@ -417,7 +418,8 @@ def _learned(post: xr.Dataset | None, diag: Diagnostics, facts: dict[str, Any], 
         top = "; ".join(f"{labels[i]} {_interval(g[:, i])}" for i in order[:3])
         least = (f" Smallest: {labels[order[-1]]} {_interval(g[:, order[-1]])}." if len(order) > 3 else "")
         out.append({"label": "Lessons that teach most",
-                    "text": f"gain length |l|, mean [90 % interval]: {top}.{least}"})
+                    "text": f"gain length |l|{', mean [90 % interval]' if method != 'map' else ' (MAP point estimate)'}: "
+                            f"{top}.{least}"})
     table = diag.tables.get("assessments")
     if table is not None and len(table) and {"assessment", "predicted"} <= set(table.columns):
         t = table.sort_values("predicted")
