@@ -46,9 +46,12 @@ class LatentSkillEmbedding(ModelSpec):
         σ_L of the learning update; ``"learned"`` gives it a half-normal prior.
     priors : dict, optional
         Overrides of individual prior scales (`core.config.DEFAULT_MODEL_CONFIG`).
-    history : bool
+    history : bool or "auto"
         Adds the student's earlier successes/failures on the same assessment to the
-        pass logit (the per-item memory of a performance-factors model).
+        pass logit (the per-item memory of a performance-factors model).  "auto" (the
+        default, as on the command line): on when at least 5 % of the answers repeat an
+        earlier (student, assessment) pair (`model.graph.choose_history`; +0.04 AUC on
+        both real logs with repeats), decided at fit time and listed in ``fitted.choices``.
     """
 
     def fit(self, log: InteractionLog | pd.DataFrame | str, method: str = "auto", **kwargs: Any) -> FittedLSE:
@@ -77,7 +80,7 @@ class LatentSkillEmbedding(ModelSpec):
         from bayes_lse.data.log import InteractionLog, read_interactions
         from bayes_lse.inference.engine import run_fit
 
-        from bayes_lse.inference.defaults import choose_history, choose_method
+        from bayes_lse.inference.defaults import choose_method
 
         if not isinstance(log, InteractionLog):
             log = read_interactions(log)
@@ -87,12 +90,8 @@ class LatentSkillEmbedding(ModelSpec):
         if method == "auto":
             method, why = choose_method(log)
             choices.append(why)
-        spec: LatentSkillEmbedding = self
-        if self.config["history"] == "auto":
-            on, why = choose_history(log)
-            choices.append(why)
-            spec = LatentSkillEmbedding.from_config({**self.config, "history": on})
-        return FittedLSE(run_fit(spec, log, method, choices=choices, **kwargs))
+        # history="auto" (the default) is decided by `run_fit` for this log, with its reason
+        return FittedLSE(run_fit(self, log, method, choices=choices, **kwargs))
 
 
 class FittedLSE(FitResult):

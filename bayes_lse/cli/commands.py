@@ -189,12 +189,9 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
             validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
         except ValueError as exc:
             raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
-        if model.config["history"] == "auto":
-            from bayes_lse.inference.defaults import choose_history
-
-            on, why = choose_history(log)
-            choices.append(why)
-            model = type(model).from_config({**model.config, "history": on})
+        if model.config["history"] == "auto" and not (method == "advi" and overrides.get("batch_size") is not None):
+            model, why = model.resolve_history(log)  # said before the work starts
+            choices.append(str(why))
         say = _say(quiet)
         for why in choices:
             say(f"chosen from the data: {why}")

@@ -42,7 +42,7 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     # successes/failures on the *same* assessment (the per-item memory of a
     # performance-factors model; see docs/results.md on ASSISTments repeats); "auto": on
     # when ≥ 5 % of the answers repeat a (student, assessment) pair (inference.defaults)
-    "history": False,
+    "history": "auto",
     # True: the prior scales of requirements, gains, prerequisites and both biases, and
     # the assessment biases' mean, are learned (hyperpriors with the "priors" scales;
     # model.terms.HYPER_OF); MAP sets them by empirical Bayes (inference.empirical_bayes)

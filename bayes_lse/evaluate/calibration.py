@@ -533,8 +533,12 @@ def run_sbc(
     if rank_draws < 1:
         raise ValueError("rank_draws must be at least 1")
     fit_model = fit_model or model
-    if model.config["history"] or fit_model.config["history"]:
+    if model.config["history"] is True or fit_model.config["history"] is True:
         raise ValueError("SBC does not support history=True yet (the simulator does not draw that term)")
+    # history="auto" (the default) is off here: the simulator draws no history term, and
+    # the fitted model must be the simulating one
+    if fit_model.config["history"] == "auto":
+        fit_model = type(fit_model).from_config({**fit_model.config, "history": False})
     t_start = time.perf_counter()
     refitter = OutcomeRefitter(fit_model, design, draws=draws, tune=tune, chains=chains, target_accept=target_accept)
     idx = IndexArrays.from_log(design)

@@ -34,6 +34,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# the history rule lives with the model spec (`ModelSpec.resolve_history`, also used when a
+# graph is built or a cohort simulated from an unresolved "auto"); re-exported here, with
+# the other data-driven choices
+from bayes_lse.model.graph import HISTORY_MIN_REPEATS, choose_history, repeat_share
+
+__all__ = ["HISTORY_MIN_REPEATS", "choose_history", "repeat_share", "choose_method", "resolve_map_settings",
+           "n_answers"]
+
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
 
@@ -42,18 +50,10 @@ SMALL_ANSWERS = 20_000
 MAXITER = 1_000
 SMALL_STARTS = 2
 NUMBA_MAX_ANSWERS = 200_000
-HISTORY_MIN_REPEATS = 0.05
 
 
 def n_answers(log: InteractionLog) -> int:
     return int((log.table["module_type"] == "assessment").sum())
-
-
-def repeat_share(log: InteractionLog) -> float:
-    """Share of answers to an assessment the same student had answered before."""
-    t = log.table
-    a = t.loc[t["module_type"] == "assessment", ["student", "assessment"]]
-    return float(a.duplicated().mean()) if len(a) else 0.0
 
 
 def choose_method(log: InteractionLog) -> tuple[str, str]:
@@ -86,12 +86,3 @@ def resolve_map_settings(cfg: dict[str, Any], log: InteractionLog) -> tuple[dict
             why.append(f"MAP kernel backend {out['kernel_backend']} ({n} answers "
                        f"{'<=' if fast else '>'} {NUMBA_MAX_ANSWERS}; numba is ~2x faster, numpy ~105 MB lighter)")
     return out, why
-
-
-def choose_history(log: InteractionLog) -> tuple[bool, str]:
-    share = repeat_share(log)
-    on = share >= HISTORY_MIN_REPEATS
-    return on, (f"history term {'on' if on else 'off'}: {share:.1%} of answers repeat an earlier "
-                f"(student, assessment) pair ({'>=' if on else '<'} {HISTORY_MIN_REPEATS:.0%})")
-
-

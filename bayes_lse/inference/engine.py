@@ -123,10 +123,15 @@ def run_fit(
     from bayes_lse.inference.assemble import build_datatree
     from bayes_lse.inference.defaults import resolve_map_settings
 
-    if spec.config["history"] == "auto":
-        raise ValueError("history='auto' is resolved from the data by LatentSkillEmbedding.fit; run_fit needs true or false")
     fit_cfg = validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
     notes = list(choices or [])
+    if spec.config["history"] == "auto":
+        if method == "advi" and fit_cfg.get("batch_size") is not None:
+            spec = type(spec).from_config({**spec.config, "history": False})
+            notes.append("history term off: minibatch ADVI (batch_size) has no history term yet")
+        else:
+            spec, why = spec.resolve_history(data)
+            notes.append(str(why))
     if method == "map":
         fit_cfg, why = resolve_map_settings(fit_cfg, data)
         notes += why

@@ -54,8 +54,10 @@ class OutcomeRefitter:
         cfg = validate_fit_config(merge(DEFAULT_FIT_CONFIG["nuts"], overrides, "nuts fit"), "nuts")
         if cfg["sampler"] != "nutpie":
             raise ValueError("refitting on new outcomes uses nutpie's compiled model; sampler must be 'nutpie'")
-        if spec.config["history"]:
+        if spec.config["history"] is True:
             raise ValueError("refitting on new outcomes does not support history=True (its counts depend on the outcomes)")
+        if spec.config["history"] == "auto":  # off: the refitter serves SBC, whose simulator has no history term
+            spec = type(spec).from_config({**spec.config, "history": False})
         self.spec, self.log, self.config = spec, log, cfg
         model, self.idx = spec.build_model(log, parametrization=cfg["parametrization"],
                                            requirement=cfg["requirement"], outcome_data=True)

@@ -228,7 +228,8 @@ def simulate_on_design(
     n_assessments, n_lessons : int
         Module counts of the log the design comes from (codes index into them).
     model_config : dict
-        A validated model config (``ModelSpec.config``); ``history=True`` is refused.
+        A validated model config (``ModelSpec.config``); ``history=True`` is refused
+        (the simulator does not draw that term), ``history="auto"`` simulates without it.
     rng : numpy.random.Generator
         The random stream.
 
@@ -237,7 +238,7 @@ def simulate_on_design(
     DesignDraw
     """
     cfg = validate_model_config(merge(DEFAULT_MODEL_CONFIG, model_config, "model"))
-    if cfg["history"]:
+    if cfg["history"] is True:
         raise ValueError("simulate_on_design does not draw the assessment-history term (history=True)")
     pri, d = cfg["priors"], int(cfg["n_skills"])
     n_students = len(idx.initial_state)

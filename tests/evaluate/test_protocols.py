@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from bayes_lse.evaluate import metrics as mt
-from bayes_lse import read_interactions, simulate
+from bayes_lse import LatentSkillEmbedding, read_interactions, simulate
 from bayes_lse.evaluate.protocols import (
     Split,
     delong_auc_difference,
@@ -218,7 +218,8 @@ def test_split_round_trip(cohort_log, tmp_path):
 # ------------------------------------------------------------------ evaluate
 @pytest.fixture(scope="module")
 def small_result(cohort_log):
-    return evaluate(cohort_log, ["lse-d1", "irt1pl", "pfa"], folds=2, test_students=0.25, seed=0,
+    # history=False: test_lessons_check_matches_a_hand_push pushes the states without the history term
+    return evaluate(cohort_log, {"lse-d1": LatentSkillEmbedding(n_skills=1, history=False), "irt1pl": "irt1pl", "pfa": "pfa"}, folds=2, test_students=0.25, seed=0,
                     fit_options={"starts": 1}, n_boot=50, keep_fits=True)
 
 

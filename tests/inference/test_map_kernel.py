@@ -126,7 +126,7 @@ def test_kernel_backend_fit_option_reaches_the_same_mode(small_log):
 
 
 def test_kernel_and_pytensor_engines_agree_on_the_objective_at_the_kernel_optimum(small_log):
-    spec = LatentSkillEmbedding()
+    spec = LatentSkillEmbedding(history=False)
     fit = spec.fit(small_log, method="map", parametrization="centered", starts=1, seed=0)
     model, idx = spec.build_model(small_log, parametrization="centered", normalised=False)
     post = fit.posterior

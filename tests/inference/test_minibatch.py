@@ -59,7 +59,7 @@ VARIANTS = [
 def test_full_batch_density_is_pymcs(ragged_log, parametrization, variant):
     """With every student in the batch, the hand-built batch density and its gradient are
     the PyMC model's log p (unconstrained, with Jacobian) term for term."""
-    spec = bl.LatentSkillEmbedding(**variant)
+    spec = bl.LatentSkillEmbedding(**{"history": False, **variant})  # minibatch ADVI has no history term
     model, idx = spec.build_model(ragged_log, parametrization=parametrization)
     point = _point(model, 0)
     full = model.compile_logp(jacobian=True, mode=FAST)(point)
@@ -74,7 +74,7 @@ def test_full_batch_density_is_pymcs(ragged_log, parametrization, variant):
 def test_minibatch_estimate_is_unbiased(ragged_log, parametrization):
     """log p(G) + (N/B)·Σ_batch log p_u: over one epoch's partition the mean is exactly the
     full log p (value and gradient); over random batches of 4 it is unbiased."""
-    spec = bl.LatentSkillEmbedding()
+    spec = bl.LatentSkillEmbedding(history=False)
     model, idx = spec.build_model(ragged_log, parametrization=parametrization)
     point = _point(model, 3)
     full = float(model.compile_logp(jacobian=True, mode=FAST)(point))
@@ -185,7 +185,7 @@ def test_minibatch_predicts_like_full_batch():
     held-out last-step answers about as well as full-batch ADVI."""
     c = bl.simulate(n_students=120, n_steps=4, n_assessments=10, n_lessons=4, answers_per_step=3, seed=5)
     train, test = _holdout(c.table, 0.3, 0)
-    spec = bl.LatentSkillEmbedding()
+    spec = bl.LatentSkillEmbedding(history=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         full = spec.fit(train, method="advi", draws=100, seed=1, max_iterations=4000, window=300)

@@ -32,7 +32,7 @@ def test_model_density_is_the_simulators_density(tiny_cohort):
     """log p of the PyMC model at the true parameters equals the generative density
     written independently with scipy: same priors, same truncated transition."""
     log = read_interactions(tiny_cohort.table)
-    spec = bl.LatentSkillEmbedding(n_skills=2)
+    spec = bl.LatentSkillEmbedding(n_skills=2, history=False)  # the simulator draws no history term
     model, idx = spec.build_model(log, parametrization="centered")
     t = _truth_arrays(tiny_cohort, log)
     point = {

@@ -35,7 +35,7 @@ def test_graph_density_is_the_hierarchical_prior_in_non_centred_form():
     cfg = {"priors": PRIORS, "hierarchical": True, "learning_noise": 0.5}
     coh = bl.simulate(n_students=8, n_steps=3, n_assessments=5, n_lessons=3, seed=2, model_config=cfg)
     log = read_interactions(coh.table)
-    spec = LatentSkillEmbedding(n_skills=2, priors=PRIORS, hierarchical=True, learning_noise=0.5)
+    spec = LatentSkillEmbedding(n_skills=2, priors=PRIORS, hierarchical=True, learning_noise=0.5, history=False)
     model, idx = spec.build_model(log, parametrization="centered")
     assert {f"{h}" for h in eq.HYPERPARAMETERS} <= set(model.named_vars)
     tr = coh.truth

@@ -52,7 +52,7 @@ def test_history_term_learns_repeat_memory_and_predicts_repeats():
     last = t.groupby("student_id").tail(5).index
     train, test = t.drop(last), t.loc[last]
     test = test[test["module_id"].isin(set(train["module_id"]))]
-    plain = bl.LatentSkillEmbedding(n_skills=1, lessons=False).fit(train, method="map", starts=1, seed=0,
+    plain = bl.LatentSkillEmbedding(n_skills=1, lessons=False, history=False).fit(train, method="map", starts=1, seed=0,
                                                                    progressbar=False)
     mem = bl.LatentSkillEmbedding(n_skills=1, lessons=False, history=True).fit(train, method="map", starts=1,
                                                                                seed=0, progressbar=False)
