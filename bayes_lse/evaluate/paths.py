@@ -640,7 +640,7 @@ def evaluate_paths(
     those who did not, adjusted by inverse propensity weights.
 
     `model`: the LSE to evaluate (a `LatentSkillEmbedding` or its config; default
-    ``LatentSkillEmbedding(n_skills=2)``), fit by `method` with `fit_options` (e.g.
+    ``LatentSkillEmbedding(n_skills=2)``, history "auto" as on the command line), fit by `method` with `fit_options` (e.g.
     ``{"starts": 1, "maxiter": 200}``).  `baselines` from :data:`PATH_BASELINES`.
     `max_students`: evaluate a seeded random subset of this many students (long logs).
     Raises ValueError naming the setting when a parameter is out of range or no bubble

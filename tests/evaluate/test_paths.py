@@ -272,7 +272,8 @@ def test_recommendations_pick_the_truly_better_branch_on_a_simulated_cohort():
 
     tab, truth = simulate_bubble_log(1000, 6, n_skills=2, seed=0)
     res = evaluate_paths(tab, max_length=2, n_boot=300, seed=0,
-                         model=LatentSkillEmbedding(n_skills=2, prerequisites=False, learning_noise=0.2))
+                         model=LatentSkillEmbedding(n_skills=2, prerequisites=False, learning_noise=0.2,
+                                                     history=False))  # the truth's family
     m, b = res.members, res.bubbles.set_index("bubble")
     m["t0"] = [true_branch_probability(truth, r.student_id, r.start_step, b.at[r.bubble, "path0"], r.final)
                for r in m.itertuples()]
