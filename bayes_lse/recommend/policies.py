@@ -424,7 +424,11 @@ class Policy:
         if ca > budget + _TOL or m.probe_requirement.shape[1] == 0:
             return None
         seqs, V, spent = pool.stacked()
-        ok = spent <= budget - ca + _TOL
+        # the assessment's time comes out of the planning horizon: with a budget longer than
+        # the horizon, a plan of `horizon` lessons after it would otherwise look as long as
+        # one without it, and information would look free
+        within = min(budget, self.horizon * float(m.lesson_costs.min()))
+        ok = spent <= within - ca + _TOL
         if not ok.any():
             return None
         disc = m.discount ** (belief.time + ca + spent[ok])
