@@ -56,6 +56,7 @@ __all__ = [
     "POLICIES",
     "Action",
     "Belief",
+    "PlanAdvice",
     "PlanModel",
     "Policy",
     "decision_tree",
@@ -636,3 +637,77 @@ def tree_lines(tree: dict[str, Any] | None, indent: str = "") -> list[str]:
         lines.append(f"{indent}  if they {word} {tree['module']}:")
         lines.extend(tree_lines(tree.get(key), indent + "    ") or [f"{indent}    (end of tree)"])
     return lines
+
+
+# --------------------------------------------------------------------------- #
+# what `FittedLSE.plan` / `bayes-lse plan` return
+# --------------------------------------------------------------------------- #
+@dataclass
+class PlanAdvice:
+    """The next action for one student under a policy, and optionally the policy unrolled as
+    a decision tree for the first steps."""
+
+    student: str
+    goals: tuple[str, ...]
+    policy: str
+    budget: float
+    horizon: int
+    action: Action
+    p_now: float
+    p_now_band: tuple[float, float]
+    n_draws: int
+    assessment_cost: float
+    tree: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"student": self.student, "goals": list(self.goals), "policy": self.policy, "budget": self.budget,
+                "horizon": self.horizon, "assessment_cost": self.assessment_cost, "n_draws": self.n_draws,
+                "p_now": self.p_now, "p_now_band": list(self.p_now_band), "next": self.action.to_dict(),
+                "tree": self.tree, "notes": list(self.notes)}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        import json
+
+        def clean(o: Any) -> Any:
+            if isinstance(o, float) and not math.isfinite(o):
+                return None
+            if isinstance(o, dict):
+                return {k: clean(v) for k, v in o.items()}
+            if isinstance(o, (list, tuple)):
+                return [clean(v) for v in o]
+            if isinstance(o, np.generic):
+                return clean(o.item())
+            return o
+
+        return json.dumps(clean(self.to_dict()), indent=indent)
+
+    def to_text(self) -> str:
+        a = self.action
+        goal = " and ".join(self.goals)
+        lines = [f"Student {self.student}: goal {goal}, policy {self.policy}, time budget {self.budget:g} "
+                 f"(an assessment costs {self.assessment_cost:g}), {self.n_draws} posterior draws",
+                 f"P(pass {goal}) now: {self.p_now:.3f} [{self.p_now_band[0]:.3f}, {self.p_now_band[1]:.3f}]"]
+        band = f"[{a.band[0]:.3f}, {a.band[1]:.3f}]"
+        if a.kind == "lesson":
+            lines.append(f"Next: lesson {a.module}   expected P(pass) at the end {a.value:.3f} {band}")
+            lines.append(f"  planned from here: {' -> '.join(a.plan)}")
+        elif a.kind == "assess":
+            lines.append(f"Next: assessment {a.module} (P(pass) {a.p_pass:.2f})   expected value {a.value:.3f} "
+                         f"vs {a.value_blind:.3f} without it")
+            lines.append(f"  if passed: {' -> '.join(a.if_pass) or 'stop'};  if failed: {' -> '.join(a.if_fail) or 'stop'}")
+        else:
+            lines.append(f"Next: stop (no lesson within the budget raises the expected value) {a.value:.3f} {band}")
+        if a.alternatives:
+            lines.append("Best plan per first lesson (value, band, plan):")
+            for r in a.alternatives:
+                lines.append(f"  {r['action']:<12} {r['value']:.3f} [{r['band'][0]:.3f}, {r['band'][1]:.3f}]  "
+                             f"{' -> '.join(r['plan']) or '-'}")
+        if self.tree:
+            lines.append("Decision tree (the policy for the first steps; lessons with sampled noise):")
+            lines.extend("  " + x for x in tree_lines(self.tree))
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_text()
