@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
           + ", ".join(f"{k} {v:.1f}" for k, v in sp.items()))
     quality: dict[str, float] = {}
     cols = ["policy", "final_p", "final_p_q05", "final_p_q95", "time", "lessons", "assessments", "regret",
-            "of_oracle", "vs_open_loop", "vs_open_loop_lo", "vs_open_loop_hi"]
+            "of_oracle", "of_oracle_start", "vs_open_loop", "vs_open_loop_lo", "vs_open_loop_hi"]
     for cohort in ("designed", "designed-noprereq", "simulated"):
         for budget in (3.5, 4.0):
             t0 = time.perf_counter()
@@ -137,12 +137,14 @@ def main(argv: list[str] | None = None) -> None:
             orc = tab[tab.policy == "oracle"].iloc[0]
             print(f"  best adaptive: {ad.policy}: vs open-loop {ad.vs_open_loop:+.3f} "
                   f"[{ad.vs_open_loop_lo:+.3f}, {ad.vs_open_loop_hi:+.3f}] (95% paired, students pooled over seeds); "
-                  f"{ad.of_oracle:.3f} of the oracle (final p {ad.final_p:.3f} vs {orc.final_p:.3f})")
+                  f"{ad.of_oracle:.3f} of the oracle (final p {ad.final_p:.3f} vs {orc.final_p:.3f}), "
+                  f"{ad.of_oracle_start:.3f} of the oracle that knows the initial state only")
             key = f"{cohort}_b{budget:g}"
             quality[f"{key}_best"] = ad.policy
             quality[f"{key}_vs_open_loop"] = float(ad.vs_open_loop)
             quality[f"{key}_vs_open_loop_lo"] = float(ad.vs_open_loop_lo)
             quality[f"{key}_of_oracle"] = float(ad.of_oracle)
+            quality[f"{key}_of_oracle_start"] = float(ad.of_oracle_start)
     from benchmarks.runner import emit_result
 
     emit_result("plan", quality=quality, figures={f"ms_{k}": v for k, v in sp.items()} | {

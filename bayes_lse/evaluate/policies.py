@@ -14,9 +14,12 @@ own randomness (belief noise, Thompson draws) is seeded per student the same way
 every policy.  So two policies that act alike on a student get the same outcome, and
 the paired differences have small variance.
 
-The oracle knows the true parameters and, after every lesson, the true state; it
-re-plans a full-budget sequence by the same beam search on that single point, and never
-assesses (it has nothing to learn).  Regret = oracle's reward − the policy's.
+The oracle knows the true parameters and, after every lesson, the true state (noise
+included); it re-plans a full-budget sequence by the same beam search on that single
+point, and never assesses (it has nothing to learn).  Regret = oracle's reward − the
+policy's.  "oracle-start" knows the true parameters and initial state only, and then
+executes its best plan blind: the value of knowing who the student is, without the
+value of seeing the learning noise.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from bayes_lse.model import terms as eq
-from bayes_lse.recommend.policies import Belief, PlanModel, Policy, RecedingHorizon
+from bayes_lse.recommend.policies import Belief, OpenLoop, PlanModel, Policy, RecedingHorizon
 
 __all__ = [
     "PolicyComparison",
@@ -183,6 +186,7 @@ class PolicyComparison:
     def summary(self, baseline: str = "open-loop") -> pd.DataFrame:
         r = self.records
         orc = r[r.policy == "oracle"].set_index("student")
+        ost = r[r.policy == "oracle-start"].set_index("student")
         base = r[r.policy == baseline].set_index("student") if baseline in set(r.policy) else None
         rows = []
         for name, g in r.groupby("policy", sort=False):
@@ -196,6 +200,8 @@ class PolicyComparison:
             row["regret"] = reg.mean()
             row["regret_se"] = reg.std(ddof=1) / math.sqrt(n) if n > 1 else np.nan
             row["of_oracle"] = g.reward.mean() / orc.reward.loc[g.index].mean()
+            if len(ost):
+                row["of_oracle_start"] = g.reward.mean() / ost.reward.loc[g.index].mean()
             if base is not None:
                 diff = g.final_p - base.final_p.loc[g.index]
                 se = diff.std(ddof=1) / math.sqrt(n) if n > 1 else np.nan
@@ -236,21 +242,25 @@ def simulate_policies(
     recs: list[dict[str, Any]] = []
     secs: dict[str, float] = {}
     runs: dict[str, Policy | None] = dict(policies)
+    repeats = getattr(next(iter(policies.values()), None), "allow_repeats", False)
     if oracle:
         runs["oracle"] = None
+        runs["oracle-start"] = OpenLoop(width=oracle_width, allow_repeats=repeats)
     for name, pol in runs.items():
         n_dec, t_dec = 0, 0.0
         for i in range(N):
             prng = np.random.default_rng([seed, i, 1])
             state = truths.state[i].copy()
             nl = na = 0
-            if pol is not None:
+            if name == "oracle-start":  # knows the true parameters and initial state, then blind
+                pol.reset()
+                b = Belief(tm.take(np.array([i])), state[None])
+            elif pol is not None:
                 pol.reset()
                 pol.rng = np.random.default_rng([seed, i, 2])
                 b = belief.copy()
             else:
-                orc = RecedingHorizon(horizon=max_lessons, width=oracle_width, assess="never",
-                                      allow_repeats=getattr(next(iter(policies.values()), None), "allow_repeats", False))
+                orc = RecedingHorizon(horizon=max_lessons, width=oracle_width, assess="never", allow_repeats=repeats)
                 one = tm.take(np.array([i]))
                 b = Belief(one, state[None])
             t_used = 0.0

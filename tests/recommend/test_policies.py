@@ -193,7 +193,7 @@ def test_simulator_summary_has_oracle_and_regret():
     res = simulate_policies(b, truths, {"open-loop": make_policy("open-loop"), "voi": make_policy("voi")},
                             budget=2.0, seed=0)
     tab = res.summary().set_index("policy")
-    assert set(tab.index) == {"open-loop", "voi", "oracle"}
+    assert set(tab.index) == {"open-loop", "voi", "oracle", "oracle-start"}
     assert tab.loc["oracle", "regret"] == 0.0
     assert (tab["final_p"].between(0, 1)).all()
     assert tab.loc["open-loop", "vs_open_loop"] == 0.0
