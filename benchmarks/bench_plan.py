@@ -18,7 +18,8 @@ the true state after every lesson.  Cohorts:
 The belief knows the modules (the true ones in every draw) and starts from the
 population prior of the student's state and bias.  Time budget 3.5 (lessons cost 1, an
 assessment 0.5: three lessons plus room for one assessment) and 4 (four lessons: any
-assessment costs a lesson).  Also the next-action time at horizon 5, 20 lessons, 1,000
+assessment costs a lesson); on the designed cohort also budget 3.5 with assessments
+costing 0.1 (up to five in the spare half unit: how far cheap information goes).  Also the next-action time at horizon 5, 20 lessons, 1,000
 draws.
 
     python -m benchmarks.bench_plan            # 3 seeds x 150 students per cohort and budget
@@ -67,21 +68,22 @@ def speed(n_calls: int = 7) -> dict[str, float]:
     return out
 
 
-def problem(cohort: str, n: int, seed: int, draws: int) -> tuple[Belief, object]:
+def problem(cohort: str, n: int, seed: int, draws: int, ca: float) -> tuple[Belief, object]:
     if cohort == "designed":
-        return designed_problem(designed_cohort(n, seed=seed), n_draws=draws, seed=seed)
+        return designed_problem(designed_cohort(n, seed=seed), n_draws=draws, seed=seed, assessment_cost=ca)
     if cohort == "designed-noprereq":
-        return designed_problem(designed_cohort(n, seed=seed, prerequisites=False), n_draws=draws, seed=seed)
+        return designed_problem(designed_cohort(n, seed=seed, prerequisites=False), n_draws=draws, seed=seed,
+                                assessment_cost=ca)
     sim = simulate(n_students=n, n_steps=1, n_assessments=8, n_lessons=10, answers_per_step=0, seed=seed)
     probes = list(sim.truth["assessments"])
-    return cohort_problem(sim.truth, ["A0", "A1"], probes=probes, n_draws=draws, seed=seed)
+    return cohort_problem(sim.truth, ["A0", "A1"], probes=probes, n_draws=draws, seed=seed, assessment_cost=ca)
 
 
-def run(cohort: str, budget: float, seeds: list[int], n: int, draws: int) -> pd.DataFrame:
+def run(cohort: str, budget: float, seeds: list[int], n: int, draws: int, ca: float = 0.5) -> pd.DataFrame:
     recs = []
     secs: dict[str, list[float]] = {}
     for seed in seeds:
-        belief, truths = problem(cohort, n, seed, draws)
+        belief, truths = problem(cohort, n, seed, draws, ca)
         opts = {"horizon": 4, "width": 4, "allow_repeats": cohort.startswith("designed")}
         pols = {name: make_policy(name, **opts) for name in ("open-loop", *ADAPTIVE)}
         res = simulate_policies(belief, truths, pols, budget=budget, seed=seed)
@@ -125,13 +127,14 @@ def main(argv: list[str] | None = None) -> None:
     quality: dict[str, float] = {}
     cols = ["policy", "final_p", "final_p_q05", "final_p_q95", "time", "lessons", "assessments", "regret",
             "of_oracle", "of_oracle_start", "vs_open_loop", "vs_open_loop_lo", "vs_open_loop_hi"]
-    for cohort in ("designed", "designed-noprereq", "simulated"):
-        for budget in (3.5, 4.0):
+    configs = [(c, b, 0.5) for c in ("designed", "designed-noprereq", "simulated") for b in (3.5, 4.0)]
+    configs.insert(2, ("designed", 3.5, 0.1))
+    for cohort, budget, ca in configs:
             t0 = time.perf_counter()
-            tab = run(cohort, budget, seeds, n, args.draws)
+            tab = run(cohort, budget, seeds, n, args.draws, ca)
             extra = [c for c in tab.columns if c.startswith("diff_seed")]
-            print(f"\n[{cohort}] budget {budget:g}, {len(seeds)} seed(s) x {n} students, {args.draws} draws "
-                  f"({time.perf_counter() - t0:.0f} s)")
+            print(f"\n[{cohort}] budget {budget:g}, assessment cost {ca:g}, {len(seeds)} seed(s) x {n} students, "
+                  f"{args.draws} draws ({time.perf_counter() - t0:.0f} s)")
             print(tab[cols + extra].round(3).to_string(index=False))
             ad = tab[tab.policy.isin(ADAPTIVE)].sort_values("final_p", ascending=False).iloc[0]
             orc = tab[tab.policy == "oracle"].iloc[0]
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"[{ad.vs_open_loop_lo:+.3f}, {ad.vs_open_loop_hi:+.3f}] (95% paired, students pooled over seeds); "
                   f"{ad.of_oracle:.3f} of the oracle (final p {ad.final_p:.3f} vs {orc.final_p:.3f}), "
                   f"{ad.of_oracle_start:.3f} of the oracle that knows the initial state only")
-            key = f"{cohort}_b{budget:g}"
+            key = f"{cohort}_b{budget:g}_a{ca:g}"
             quality[f"{key}_best"] = ad.policy
             quality[f"{key}_vs_open_loop"] = float(ad.vs_open_loop)
             quality[f"{key}_vs_open_loop_lo"] = float(ad.vs_open_loop_lo)
