@@ -386,19 +386,28 @@ class Action:
 
 class Policy:
     """next_action(belief, budget) -> Action.  Subclasses set `name` and `choose`;
-    `reset()` before a new student (open-loop keeps its plan between calls)."""
+    `reset()` before a new student (open-loop keeps its plan between calls).
+
+    Options: `horizon` lessons looked ahead, beam `width`, `assess` ("never", "every": after
+    each lesson the most valuable probe, "voi": only when it pays), `allow_repeats`, `band`,
+    `update` of the planning push ("expected" / "mode"), `rng`, `candidates` (lesson codes),
+    `batch`: the value of up to `batch` answers to one assessment is weighed when deciding
+    whether to assess (1: one answer; 3 measured no better on the designed cohort,
+    docs/plan.md)."""
 
     name = "policy"
 
     def __init__(self, *, horizon: int = 5, width: int = 5, assess: str = "every", allow_repeats: bool = False,
                  band: tuple[float, float] = (0.05, 0.95), update: str = "expected",
-                 rng: np.random.Generator | int | None = None, candidates: Sequence[int] | None = None) -> None:
+                 rng: np.random.Generator | int | None = None, candidates: Sequence[int] | None = None,
+                 batch: int = 1) -> None:
         if assess not in ("never", "every", "voi"):
             raise ValueError(f"assess must be 'never', 'every' or 'voi', got {assess!r}")
         self.horizon, self.width, self.assess = int(horizon), int(width), assess
         self.allow_repeats, self.band, self.update = allow_repeats, band, update
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         self.candidates = candidates
+        self.batch = max(1, int(batch))
 
     def reset(self) -> None:
         pass
@@ -444,6 +453,18 @@ class Policy:
         A1 = DV @ (w[:, None] * pp)
         A0 = DV @ (w[:, None] * (1.0 - pp))
         val = A1.max(axis=0) + A0.max(axis=0)
+        # a single answer can be worth less than its time while a few answers to the same
+        # assessment are worth more (one noisy answer rarely changes the plan): the value of
+        # n answers (y passes of n, binomial per particle) for n up to `batch`, each judged
+        # against the same blind plan, so that a myopic rule does not stop too early
+        for n in range(2, self.batch + 1):
+            okn = spent <= within - n * ca + _TOL
+            if not okn.any():
+                break
+            DVn = V[okn] * (m.discount ** (belief.time + n * ca + spent[okn]))[:, None]
+            vn = sum((DVn @ (w[:, None] * math.comb(n, y) * pp**y * (1.0 - pp) ** (n - y))).max(axis=0)
+                     for y in range(n + 1))
+            val = np.maximum(val, vn)
         # ties (no value of information): the probe whose outcome is least predictable
         pbar = w @ pp
         j = int(np.argmax(val + 1e-9 * pbar * (1 - pbar)))
