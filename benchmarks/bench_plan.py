@@ -107,6 +107,40 @@ def run(cohort: str, budget: float, seeds: list[int], n: int, draws: int, ca: fl
     return tab.reset_index()
 
 
+def kind_oracle(seeds: list[int], n: int, draws: int, budget: float = 3.5) -> list[tuple[float, float, float]]:
+    """Designed cohort: (open-loop, an oracle that knows only the student's kind, the oracle) mean
+    final p per seed.  The kind oracle runs open-loop on the particles of the student's kind,
+    with the simulator's own uniforms (same seed, same draw order), so it is paired."""
+    from bayes_lse.model import terms as eq
+
+    out = []
+    for seed in seeds:
+        truth = designed_cohort(n, seed=seed)
+        belief, truths = designed_problem(truth, n_draws=draws, seed=seed)
+        kinds = np.asarray(truth["kinds"])
+        pk = np.argmin(((belief.state[:, None] - kinds[None]) ** 2).sum(-1), axis=1)
+        tk = np.array([v["kind"] for v in truth["students"].values()])
+        opts = {"horizon": 4, "width": 4, "allow_repeats": True}
+        res = simulate_policies(belief, truths, {"open-loop": make_policy("open-loop", **opts)}, budget=budget,
+                                seed=seed)
+        m = truths.model
+        U = 1.0 - np.random.default_rng(seed).random((n, int(budget // 1) + 1, 2))  # simulate_policies' U
+        fp = []
+        for i in range(n):
+            sel = np.nonzero(pk == tk[i])[0]
+            plan = make_policy("open-loop", **opts).next_action(
+                Belief(belief.model, belief.state[sel], belief.draw[sel]), budget).plan
+            st = truths.state[i].copy()
+            for j, k in enumerate(plan):
+                k = m.lesson_ids.index(k)
+                st = eq.truncated_normal_quantile(eq.expected_update(st, m.gain[i, k], m.prerequisite[i, k]),
+                                                  m.noise, U[i, j])
+            fp.append(float(eq.pass_probability(st, m.goal_requirement[i], 0.0, m.goal_bias[i]).prod()))
+        r = res.records.groupby("policy").final_p.mean()
+        out.append((float(r["open-loop"]), float(np.mean(fp)), float(r["oracle"])))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -148,6 +182,12 @@ def main(argv: list[str] | None = None) -> None:
             quality[f"{key}_vs_open_loop_lo"] = float(ad.vs_open_loop_lo)
             quality[f"{key}_of_oracle"] = float(ad.of_oracle)
             quality[f"{key}_of_oracle_start"] = float(ad.of_oracle_start)
+    ko = kind_oracle(seeds, n, args.draws)
+    print("\n[designed] budget 3.5: an oracle that knows only the student's kind (open-loop on that kind's particles)")
+    for seed, (ol, k, o) in zip(seeds, ko):
+        print(f"  seed {seed}: open-loop {ol:.3f}, kind oracle {k:.3f}, oracle {o:.3f} -> kind oracle {k / o:.3f} "
+              "of the oracle")
+    quality["designed_kind_oracle_of_oracle"] = float(np.mean([k / o for _, k, o in ko]))
     from benchmarks.runner import emit_result
 
     emit_result("plan", quality=quality, figures={f"ms_{k}": v for k, v in sp.items()} | {
