@@ -23,6 +23,7 @@ from bayes_lse.results.posterior import VERDICT_ATTR, FitResult, load_tree, read
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
     from bayes_lse.diagnostics import Diagnostics
+    from bayes_lse.recommend.policies import PlanAdvice
     from bayes_lse.recommend.sequences import Recommendation
     from bayes_lse.results.summary import Summary
 
@@ -170,6 +171,67 @@ class FittedLSE(FitResult):
 
         return write_report(self.idata, Path(path), title=title, **options)
 
+    # ----------------------------------------------------- a student's state
+    def _student_draws(
+        self, student: str | None, history: pd.DataFrame | str | Path | None, n_particles: int, seed: int | None
+    ) -> tuple[np.ndarray, np.ndarray | None, str, pd.DataFrame | None]:
+        """(state draws (S, d), student-bias draws (S,) or None, the student's label, the new
+        student's history or None): a training student's current state, or a new student placed
+        from `history` by the particle filter of `recommend.sequences.place_student`."""
+        from bayes_lse.recommend import sequences as rec
+
+        if history is not None:
+            hist = history if isinstance(history, pd.DataFrame) else read_history(history)
+            pri = self.model_config["priors"]
+            placed = rec.place_student(
+                hist,
+                requirement=self.draws("requirement"),
+                assessment_ids=[str(a) for a in self.assessments],
+                gain=self.draws("gain"),
+                lesson_ids=[str(x) for x in self.lessons],
+                prerequisite=self.draws("prerequisite") if self.has("prerequisite") else None,
+                assessment_bias=self.draws("assessment_bias") if self.has("assessment_bias") else None,
+                state_scale=pri["initial_state_scale"],
+                bias_scale=pri["student_bias_sd"] if self.has("student_bias") else None,
+                noise=self.learning_noise_draws(),
+                n_particles=n_particles,
+                seed=seed,
+            )
+            return placed.state, placed.student_bias, str(student or "new student"), hist
+        if student is None:
+            raise ValueError("give a student id, or a history for a new student")
+        if str(student) not in set(self.last_states().index):
+            raise KeyError(f"student {student!r} is not in the fitted model; pass history= to place a new student")
+        state = self.current_state(str(student))
+        s_bias = None
+        if self.has("student_bias"):
+            s_bias = self.draws("student_bias")[:, list(self.ids_of("student")).index(str(student))]
+        return state, s_bias, str(student), None
+
+    def _history_offset(self, student: str, hist: pd.DataFrame | None) -> np.ndarray | None:
+        """The history term's offset per (draw, assessment), or None without the term: a goal's
+        logit also has γ_s·log(1+S) + γ_f·log(1+F) for the student's earlier successes/failures
+        on it, which lessons do not change — folded into the assessment bias.  (Placing a new
+        student from a history ignores the term; its answers then weigh as first tries.)"""
+        if not self.model_config.get("history"):
+            return None
+        if hist is not None:
+            past = hist  # one student's rows (read_history checked)
+        else:
+            past = self.interactions
+            past = past[past["student_id"].astype(str) == str(student)]
+        past = past[past["module_type"].astype(str) == "assessment"]
+        codes = pd.Index([str(a) for a in self.assessments]).get_indexer(past["module_id"].astype(str))
+        ok = codes >= 0
+        y = past["outcome"].to_numpy(dtype=float)[ok]
+        counts = np.zeros((len(self.assessments), 2))
+        np.add.at(counts[:, 0], codes[ok], y)
+        np.add.at(counts[:, 1], codes[ok], 1.0 - y)
+        from bayes_lse.model.terms import history_logit
+
+        return history_logit(counts[None], self.draws("history_success")[:, None],
+                             self.draws("history_failure")[:, None])
+
     # ------------------------------------------------------------- recommend
     def recommend(
         self,
@@ -244,55 +306,9 @@ class FittedLSE(FitResult):
         noise = self.learning_noise_draws()
         prereq = self.draws("prerequisite") if self.has("prerequisite") else None
         a_bias = self.draws("assessment_bias") if self.has("assessment_bias") else None
-        if history is not None:
-            hist = history if isinstance(history, pd.DataFrame) else read_history(history)
-            pri = self.model_config["priors"]
-            placed = rec.place_student(
-                hist,
-                requirement=self.draws("requirement"),
-                assessment_ids=[str(a) for a in self.assessments],
-                gain=self.draws("gain"),
-                lesson_ids=[str(x) for x in self.lessons],
-                prerequisite=prereq,
-                assessment_bias=a_bias,
-                state_scale=pri["initial_state_scale"],
-                bias_scale=pri["student_bias_sd"] if self.has("student_bias") else None,
-                noise=noise,
-                n_particles=n_particles,
-                seed=seed,
-            )
-            state, s_bias = placed.state, placed.student_bias
-            student = student or "new student"
-        else:
-            if student is None:
-                raise ValueError("give a student id, or a history for a new student")
-            if str(student) not in set(self.last_states().index):
-                raise KeyError(f"student {student!r} is not in the fitted model; pass history= to place a new student")
-            state = self.current_state(str(student))
-            s_bias = None
-            if self.has("student_bias"):
-                s_bias = self.draws("student_bias")[:, list(self.ids_of("student")).index(str(student))]
-        if self.model_config.get("history"):
-            # the history term: a goal's logit also has γ_s·log(1+S) + γ_f·log(1+F) for the
-            # student's earlier successes/failures on it, which lessons do not change — an
-            # offset per (draw, goal) folded into the assessment bias.  (Placing a new
-            # student from a history ignores the term; its answers then weigh as first tries.)
-            if history is not None:
-                past = hist  # one student's rows (read_history checked)
-            else:
-                past = self.interactions
-                past = past[past["student_id"].astype(str) == str(student)]
-            past = past[past["module_type"].astype(str) == "assessment"]
-            codes = pd.Index([str(a) for a in self.assessments]).get_indexer(past["module_id"].astype(str))
-            ok = codes >= 0
-            y = past["outcome"].to_numpy(dtype=float)[ok]
-            counts = np.zeros((len(self.assessments), 2))
-            np.add.at(counts[:, 0], codes[ok], y)
-            np.add.at(counts[:, 1], codes[ok], 1.0 - y)
-            from bayes_lse.model.terms import history_logit
-
-            offset = history_logit(counts[None], self.draws("history_success")[:, None],
-                                   self.draws("history_failure")[:, None])
+        state, s_bias, student, hist = self._student_draws(student, history, n_particles, seed)
+        offset = self._history_offset(student, hist)
+        if offset is not None:
             a_bias = offset if a_bias is None else a_bias + offset
         if history is not None:
             mine = hist
@@ -344,6 +360,142 @@ class FittedLSE(FitResult):
             taken=taken, allow_taken=allow_taken, evidence=evidence, fit_verdict=fit_verdict, costs=costs,
             cost_source=cost_source, cost_bands=cost_bands, **options
         )
+
+    # ------------------------------------------------------------------ plan
+    def plan(
+        self,
+        student: str | None = None,
+        goal: list[str] | str = (),
+        history: pd.DataFrame | str | Path | None = None,
+        policy: str = "voi",
+        horizon: int = 5,
+        *,
+        budget: float | None = None,
+        costs: dict[str, float] | str | None = "unit",
+        assessment_cost: float = 0.5,
+        probes: list[str] | None = None,
+        discount: float = 1.0,
+        candidates: list[str] | None = None,
+        allow_repeats: bool = False,
+        width: int = 5,
+        band: tuple[float, float] = (0.05, 0.95),
+        max_draws: int = 1000,
+        tree: int = 0,
+        n_particles: int = 500,
+        seed: int | None = None,
+    ) -> PlanAdvice:
+        """The next action for a student under an adaptive lesson policy (issue 18).
+
+        The belief is the student's state per posterior draw (a training student's current
+        state, or a new student placed from `history`), with the module draws of this fit;
+        `policy` is one of ``recommend.policies.POLICIES``: "open-loop" (today's best sequence,
+        executed blind), "greedy" and "receding" (re-plan on the belief after every observed
+        outcome, an assessment after every lesson), "thompson" (a posterior draw's best plan),
+        "voi" (default: receding horizon that gives an assessment only when its value of
+        information for the goals beats its time cost).  The reward is P(pass all `goal`) at the
+        end, times `discount` per unit of time.
+
+        Parameters
+        ----------
+        student, history : as in `recommend`.
+        goal : str or list of str
+            Goal assessments.
+        horizon : int
+            Lessons looked ahead when re-planning (5: next action ≤ 100 ms with 20 lessons and
+            1,000 draws, docs/plan.md).
+        budget : float, optional
+            Time left (default: `horizon` lessons' worth at the cheapest lesson cost).
+        costs : mapping, "unit" or "log"
+            Lesson time costs (default 1 each; "log": predicted from the training log's
+            timestamps, `recommend.costs`).
+        assessment_cost : float
+            Time an assessment takes, in the lessons' units.
+        probes : list of str, optional
+            Assessments the policy may give (default: every assessment of the model).
+        max_draws : int
+            Posterior draws used (evenly thinned beyond it).
+        tree : int
+            Unroll the policy for this many actions as a decision tree (0: none).
+
+        Returns
+        -------
+        PlanAdvice
+            ``.action`` (kind, module, expected value and its band, the plan, for an assessment
+            the plans after a pass and after a fail), ``.tree``; ``to_text()`` / ``to_json()``.
+        """
+        from bayes_lse.recommend import policies as pol
+
+        if not self.model_config["lessons"] or not self.has("gain"):
+            raise ValueError("this model has no lessons (fit with lessons=True): there is nothing to plan")
+        goals = [goal] if isinstance(goal, str) else list(goal)
+        if not goals:
+            raise ValueError("give at least one goal assessment")
+        a_ids = [str(a) for a in self.assessments]
+        l_ids = [str(x) for x in self.lessons]
+        unknown = [g for g in goals if g not in a_ids]
+        probes = a_ids if probes is None else [str(p) for p in probes]
+        unknown += [p for p in probes if p not in a_ids]
+        if unknown:
+            raise ValueError(f"unknown assessment(s): {', '.join(dict.fromkeys(unknown))}")
+        state, s_bias, student, hist = self._student_draws(student, history, n_particles, seed)
+        S = state.shape[0]
+        a_bias = self.draws("assessment_bias") if self.has("assessment_bias") else np.zeros((S, len(a_ids)))
+        offset = self._history_offset(student, hist)
+        if offset is not None:
+            a_bias = a_bias + offset
+        if s_bias is not None:
+            a_bias = a_bias + np.asarray(s_bias)[:, None]
+        req = self.draws("requirement")
+        gi = [a_ids.index(g) for g in goals]
+        pi = [a_ids.index(p) for p in probes]
+        notes: list[str] = []
+        if isinstance(costs, str) and costs == "log":
+            from bayes_lse.recommend.costs import lesson_costs_from_log
+
+            lc = lesson_costs_from_log(self.interactions, l_ids, student=None if hist is not None else student)
+            costs = lc.costs if lc.predicted else None
+            notes.append(f"lesson costs: {lc.source}")
+        elif isinstance(costs, str) and costs == "unit":
+            costs = None
+        elif isinstance(costs, str):
+            raise ValueError(f"costs must be a mapping lesson -> cost, 'log' or 'unit', got {costs!r}")
+        cost_vec = None if costs is None else [float(costs.get(k, 1.0)) for k in l_ids]
+        model = pol.PlanModel(
+            gain=self.draws("gain"), prerequisite=self.draws("prerequisite") if self.has("prerequisite") else None,
+            goal_requirement=req[:, gi], lesson_ids=l_ids, goal_ids=goals, goal_bias=a_bias[:, gi],
+            probe_requirement=req[:, pi], probe_bias=a_bias[:, pi], probe_ids=probes,
+            noise=self.learning_noise_draws(), lesson_costs=cost_vec, assessment_cost=assessment_cost,
+            discount=discount,
+        )
+        if S > max_draws:
+            keep = np.linspace(0, S - 1, max_draws).round().astype(np.int64)
+            model, state = model.take(keep), state[keep]
+            notes.append(f"{max_draws} of {S} posterior draws used (evenly thinned; max_draws=)")
+        if S == 1:
+            notes.append("one posterior draw (a MAP fit): the belief is a point, so no assessment can inform it "
+                         "and the bands have no width; fit with NUTS or ADVI for an adaptive plan")
+        if budget is None:
+            budget = horizon * float(model.lesson_costs.min())
+        cand = None
+        if candidates is not None:
+            bad = [c for c in candidates if str(c) not in l_ids]
+            if bad:
+                raise ValueError(f"unknown candidate lesson(s): {', '.join(map(str, bad))}")
+            cand = [l_ids.index(str(c)) for c in candidates]
+        belief = pol.Belief(model, state)
+        policy_obj = pol.make_policy(policy, horizon=horizon, width=width, allow_repeats=allow_repeats, band=band,
+                                     rng=seed, candidates=cand)
+        action = policy_obj.next_action(belief, float(budget))
+        p = belief.p_goal()
+        lo, hi = pol.weighted_quantile(p, belief.weights, band)
+        tr = pol.decision_tree(policy_obj, belief, float(budget), depth=tree, rng=seed) if tree else None
+        if self.model_config.get("history"):
+            notes.append("the history term's offset is held fixed: outcomes observed while following the plan "
+                         "do not change it")
+        return pol.PlanAdvice(student=student, goals=tuple(goals), policy=policy, budget=float(budget),
+                              horizon=int(horizon), action=action, p_now=float(belief.weights @ p),
+                              p_now_band=(float(lo), float(hi)), n_draws=model.n_draws,
+                              assessment_cost=float(assessment_cost), tree=tr, notes=notes)
 
 
 def load(path: str | Path) -> FittedLSE:

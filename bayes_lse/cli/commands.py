@@ -459,6 +459,69 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
     click.echo(result.to_json() if fmt == "json" else result.to_text())
 
 
+# --------------------------------------------------------------------- plan
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--student", default=None, help="A student of the training data (or a name for --history).")
+@click.option("--goal", "goals", multiple=True, required=True, help="Goal assessment id; repeat for several.")
+@click.option("--history", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV of a new student's interactions so far: place them without refitting.")
+@click.option("--policy", type=click.Choice(["voi", "receding", "greedy", "thompson", "open-loop"]), default="voi",
+              show_default=True,
+              help="voi: re-plan, assess only when the information is worth its time; receding / greedy / "
+                   "thompson: re-plan with an assessment after every lesson; open-loop: today's best sequence.")
+@click.option("--horizon", type=click.IntRange(min=1), default=5, show_default=True, help="Lessons looked ahead.")
+@click.option("--budget", type=click.FloatRange(min=0), default=None,
+              help="Time left, in lesson-cost units (default: HORIZON lessons).")
+@click.option("--costs", default="unit", show_default=True, metavar="FILE|log|unit",
+              help="Lesson costs: a CSV lesson_id,cost; 'log': predicted from the training log's timestamps; "
+                   "'unit': 1 per lesson.")
+@click.option("--assessment-cost", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Time an assessment takes, in the same units.")
+@click.option("--probe", "probes", multiple=True,
+              help="Assessment the policy may give; repeat (default: every assessment of the model).")
+@click.option("--candidates", default=None, help="Comma-separated lesson ids to choose from (default: all).")
+@click.option("--repeats/--no-repeats", default=False, show_default=True, help="Allow a lesson more than once.")
+@click.option("--discount", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Reward factor per unit of time (1: none; the budget bounds the time).")
+@click.option("--tree", "tree_depth", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also print the policy as a decision tree for this many actions.")
+@click.option("--band", default="0.05,0.95", show_default=True, help="Credible band quantiles.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--seed", type=int, default=None)
+@guard
+def plan(model: Path, student: str | None, goals: tuple[str, ...], history: Path | None, policy: str, horizon: int,
+         budget: float | None, costs: str, assessment_cost: float, probes: tuple[str, ...], candidates: str | None,
+         repeats: bool, discount: float, tree_depth: int, band: str, fmt: str, seed: int | None) -> None:
+    """The next action for a student under an adaptive policy (lesson, assessment or stop), with its
+    expected value and band; --tree shows what to do after each outcome."""
+    from bayes_lse.api import load
+
+    if student is None and history is None:
+        raise UserError("give --student (a student of the training data) or --history (a new student's log)")
+    try:
+        lo, hi = (float(x) for x in band.split(","))
+    except ValueError:
+        raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
+    cost_map: Any = costs
+    if costs not in ("log", "unit"):
+        if not Path(costs).is_file():
+            raise UserError(f"--costs {costs!r}: no such file (give a CSV lesson_id,cost, or 'log' or 'unit')")
+        cost_map = _read_costs(Path(costs))
+    fitted = load(model)
+    if not fitted.model_config["lessons"] or not fitted.has("gain"):
+        raise UserError(f"{model} was fitted with --no-lessons: it has no lessons to plan; fit without --no-lessons")
+    if history is None and str(student) not in set(fitted.last_states().index):
+        raise UserError(f"student {student!r} is not in the model {model}; to place a new student, give their "
+                        "interactions so far with --history FILE (no refit needed)")
+    _warn_if_failed(fitted, model)
+    advice = fitted.plan(student, list(goals), history=history, policy=policy, horizon=horizon, budget=budget,
+                         costs=cost_map, assessment_cost=assessment_cost, probes=list(probes) or None,
+                         discount=discount, candidates=_candidate_list(candidates), allow_repeats=repeats,
+                         band=(lo, hi), tree=tree_depth, seed=seed)
+    click.echo(advice.to_json() if fmt == "json" else advice.to_text())
+
+
 # ------------------------------------------------------------------ convert
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
