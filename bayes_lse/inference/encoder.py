@@ -1,0 +1,351 @@
+"""The amortised encoder's forward pass, in plain numpy (no JAX needed to place students).
+
+An encoder maps one student's interactions (answers and lessons, in time order) and
+the fit's module parameters (posterior means) to a Gaussian-family posterior over that
+student's state at its current timestep and its bias: per skill a normal truncated to
+(0, ∞) (the states are non-negative, as in the model), and a normal for the bias.
+
+Architecture (a deep-sets encoder, `network`): per-row features (`row_features`: the
+module's parameters — requirement vector, its norm, the assessment bias; the lesson's
+gain and prerequisite —, the signed outcome, and what is still to come after the row:
+the gains of the later lessons and the steps left) → two dense tanh layers → pooled per
+student (sum / 16 and mean) → with per-student features (`student_features`: counts,
+current timestep, total gain taken, pass share) two dense tanh layers → location and
+scale.  The same `network` function runs in JAX for training (`inference.amortised`,
+``xp=jax.numpy``) and here in numpy for placement; only the pooling differs
+(`jax.ops.segment_sum` there, cumulative sums here).
+
+Weights live as named arrays (`Encoder.params`) with a JSON-able architecture
+(`Encoder.spec`): saved as ``encoder.npz`` + ``encoder.json`` in the model folder
+(`results.encoder`), never pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from bayes_lse.model import terms as eq
+
+#: Version of the encoder's file layout and feature definitions
+ENCODER_FORMAT = 1
+#: Pooled sums are divided by this, so that a long history does not saturate tanh
+SUM_POOL_SCALE = 16.0
+#: Floor added to every softplus scale
+MIN_SCALE = 1e-3
+
+
+# --------------------------------------------------------------------------- inputs
+@dataclass
+class ModuleTables:
+    """The module parameters an encoder conditions on: (A, d + 2) per assessment
+    [requirement, |requirement|, assessment bias] and (L, 2d) per lesson [gain,
+    prerequisite] (zeros where the model has none)."""
+
+    assessment: np.ndarray
+    lesson: np.ndarray
+
+    @property
+    def n_skills(self) -> int:
+        return self.assessment.shape[1] - 2
+
+    def fingerprint(self) -> str:
+        """sha256 of the tables (rounded to 1e-9): an encoder trained on other module
+        parameters is refused (`results.encoder`)."""
+        h = hashlib.sha256()
+        for a in (self.assessment, self.lesson):
+            h.update(np.ascontiguousarray(np.round(a, 9), dtype="<f8").tobytes())
+            h.update(str(a.shape).encode())
+        return h.hexdigest()
+
+
+def module_tables(
+    requirement: np.ndarray,
+    assessment_bias: np.ndarray | None = None,
+    gain: np.ndarray | None = None,
+    prerequisite: np.ndarray | None = None,
+) -> ModuleTables:
+    """`ModuleTables` from point values (e.g. posterior means): requirement (A, d),
+    assessment_bias (A,), gain / prerequisite (L, d)."""
+    req = np.asarray(requirement, dtype=float)
+    A, d = req.shape
+    ab = np.zeros(A) if assessment_bias is None else np.asarray(assessment_bias, dtype=float)
+    gain = np.zeros((0, d)) if gain is None else np.asarray(gain, dtype=float)
+    pre = np.zeros_like(gain) if prerequisite is None else np.asarray(prerequisite, dtype=float)
+    return ModuleTables(
+        assessment=np.column_stack([req, eq.norm(req), ab]),
+        lesson=np.column_stack([gain, pre]) if len(gain) else np.zeros((0, 2 * d)),
+    )
+
+
+@dataclass
+class Histories:
+    """Many students' interactions as flat rows sorted by student, step, answers before
+    the step's lesson: ``student`` (0..n-1), ``kind`` (0 answer, 1 lesson), ``code``
+    (assessment or lesson code), ``outcome`` (0/1; ignored for lessons), ``step``;
+    ``last`` (n,) each student's current timestep (the last answer's, or one past the
+    last lesson, as `recommend.sequences.place_student` states it)."""
+
+    student: np.ndarray
+    kind: np.ndarray
+    code: np.ndarray
+    outcome: np.ndarray
+    step: np.ndarray
+    last: np.ndarray
+    ids: list[str] = field(default_factory=list)
+
+    @property
+    def n_students(self) -> int:
+        return len(self.last)
+
+    @classmethod
+    def from_arrays(cls, student: Any, kind: Any, code: Any, outcome: Any, step: Any, n_students: int,
+                    ids: Sequence[str] = ()) -> Histories:
+        student = np.asarray(student, dtype=np.int64)
+        kind = np.asarray(kind, dtype=np.int64)
+        step = np.asarray(step, dtype=np.int64)
+        order = np.lexsort((kind, step, student))
+        last = np.zeros(int(n_students), dtype=np.int64)
+        np.maximum.at(last, student, step + kind)
+        return cls(student[order], kind[order], np.asarray(code, dtype=np.int64)[order],
+                   np.asarray(outcome, dtype=float)[order], step[order], last, list(ids))
+
+
+_OUTCOMES = {"1": 1.0, "0": 0.0, "true": 1.0, "false": 0.0, "1.0": 1.0, "0.0": 0.0}
+
+
+def histories_from_table(table: pd.DataFrame, assessment_ids: Sequence[str], lesson_ids: Sequence[str]) -> Histories:
+    """`Histories` from interaction rows (DESIGN §2 columns student_id, module_id,
+    module_type, outcome, optional timestep: one or many students). Without a complete
+    timestep column the timestep is counted from row order (+1 after each lesson).
+    Unknown module ids and answers without a 0/1 outcome are refused."""
+    for col in ("module_id", "module_type"):
+        if col not in table.columns:
+            raise ValueError(f"history is missing column {col!r}")
+    t = table.reset_index(drop=True)
+    sid = t["student_id"].astype(str) if "student_id" in t.columns else pd.Series(["new student"] * len(t))
+    codes_s, ids = pd.factorize(sid, sort=False)
+    mtype = t["module_type"].astype(str).str.strip().str.lower()
+    bad = sorted(set(mtype) - {"assessment", "lesson"})
+    if bad:
+        raise ValueError(f"module_type must be 'assessment' or 'lesson'; got {', '.join(bad)}")
+    is_l = (mtype == "lesson").to_numpy()
+    mid = t["module_id"].astype(str)
+    ac = pd.Index([str(a) for a in assessment_ids]).get_indexer(mid)
+    lc = pd.Index([str(x) for x in lesson_ids]).get_indexer(mid)
+    code = np.where(is_l, lc, ac)
+    if (code < 0).any():
+        unknown = sorted(set(mid[code < 0]))
+        raise ValueError("history uses module id(s) the model does not know: " + ", ".join(unknown[:20])
+                         + " (the module parameters come from the fit; place students only on known modules)")
+    if "timestep" in t.columns and t["timestep"].notna().all():
+        ts = pd.to_numeric(t["timestep"], errors="coerce")
+        if ts.isna().any() or (ts < 0).any() or (ts != np.floor(ts)).any():
+            raise ValueError("timestep must hold integers >= 0")
+        step = ts.to_numpy(dtype=np.int64)
+    else:  # DESIGN §2: +1 after each lesson, per student in row order
+        prev = pd.Series(is_l.astype(np.int64)).groupby(codes_s).cumsum().to_numpy() - is_l
+        step = prev.astype(np.int64)
+    out = np.full(len(t), np.nan)
+    if (~is_l).any():
+        if "outcome" not in t.columns:
+            raise ValueError("history is missing column 'outcome' (needed for assessment rows)")
+        raw = t.loc[~is_l, "outcome"]
+        num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        txt = raw.astype(str).str.strip().str.lower().map(_OUTCOMES).to_numpy(dtype=float)
+        val = np.where(np.isin(num, (0.0, 1.0)), num, txt)
+        out[~is_l] = val
+        badrows = np.nonzero(~is_l & np.isnan(out))[0]
+        if len(badrows):
+            raise ValueError(f"outcome must be 0/1 on assessment rows; bad row(s): {', '.join(map(str, badrows[:10]))}")
+    return Histories.from_arrays(codes_s, is_l.astype(np.int64), code, out, step, len(ids), [str(i) for i in ids])
+
+
+# --------------------------------------------------------------------------- features
+def row_features(h: Histories, tables: ModuleTables) -> np.ndarray:
+    """(rows, 9 + 6d) features per row (see the module docstring)."""
+    d = tables.n_skills
+    R = len(h.student)
+    is_a = (h.kind == 0).astype(float)
+    is_l = 1.0 - is_a
+    ysgn = np.where(h.kind == 0, 2.0 * np.nan_to_num(h.outcome) - 1.0, 0.0)
+    fa = tables.assessment[np.where(h.kind == 0, h.code, 0)] * is_a[:, None] if len(tables.assessment) else np.zeros((R, d + 2))
+    fl = tables.lesson[np.where(h.kind == 1, h.code, 0)] * is_l[:, None] if len(tables.lesson) else np.zeros((R, 2 * d))
+    gain_row = fl[:, :d]
+    # what comes after each row within its student: later lessons' gains and count
+    csum = np.cumsum(gain_row[::-1], axis=0)[::-1]  # sum over rows >= i, whole array
+    cnt = np.cumsum(is_l[::-1])[::-1]
+    end = _segment_ends(h.student, h.n_students)  # one past each student's last row
+    nxt = np.append(end, 0)[h.student]  # index one past the row's student's last row
+    tail_g = np.vstack([csum, np.zeros((1, d))])
+    tail_c = np.append(cnt, 0.0)
+    g_after = csum - gain_row - tail_g[nxt]
+    n_after = cnt - is_l - tail_c[nxt]
+    left = h.last[h.student] - h.step
+    return np.column_stack([
+        is_a, is_l, ysgn,
+        fa, ysgn[:, None] * fa,
+        fl,
+        g_after, np.log1p(n_after), np.log1p(np.maximum(left, 0)),
+    ])
+
+
+def student_features(h: Histories, tables: ModuleTables) -> np.ndarray:
+    """(n, 4 + d): log1p(answers), log1p(lessons), log1p(current timestep), pass share
+    (0.5 without answers), total gain of the lessons taken."""
+    d = tables.n_skills
+    n = h.n_students
+    is_a = h.kind == 0
+    n_a = np.bincount(h.student[is_a], minlength=n).astype(float)
+    n_l = np.bincount(h.student[~is_a], minlength=n).astype(float)
+    passes = np.bincount(h.student[is_a], weights=np.nan_to_num(h.outcome[is_a]), minlength=n)
+    share = np.where(n_a > 0, passes / np.maximum(n_a, 1), 0.5)
+    g = np.zeros((n, d))
+    if (~is_a).any() and len(tables.lesson):
+        np.add.at(g, h.student[~is_a], tables.lesson[h.code[~is_a], :d])
+    return np.column_stack([np.log1p(n_a), np.log1p(n_l), np.log1p(h.last), share, g])
+
+
+def _segment_ends(student: np.ndarray, n: int) -> np.ndarray:
+    return np.cumsum(np.bincount(student, minlength=n))
+
+
+def numpy_segment_sum(x: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
+    """Sum of rows of `x` per segment (rows sorted by `seg`), empty segments 0."""
+    ends = _segment_ends(seg, n)
+    starts = ends - np.bincount(seg, minlength=n)
+    cs = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+    return cs[ends] - cs[starts]
+
+
+# --------------------------------------------------------------------------- the network
+def network(
+    params: dict[str, Any],
+    x: Any,
+    seg: Any,
+    n: int,
+    g: Any,
+    *,
+    xp: Any = np,
+    segment_sum: Callable[[Any, Any, int], Any] = numpy_segment_sum,
+) -> Any:
+    """Raw outputs (n, n_out) from standardised row features `x` (rows, F) of students
+    `seg` (rows,) and standardised student features `g` (n, G). The one definition of
+    the encoder, run with numpy (placement) or jax.numpy (training)."""
+    hdn = xp.tanh(x @ params["W0"] + params["b0"])
+    hdn = xp.tanh(hdn @ params["W1"] + params["b1"])
+    total = segment_sum(hdn, seg, n)
+    count = segment_sum(xp.ones((x.shape[0], 1)), seg, n)
+    pooled = xp.concatenate([total / SUM_POOL_SCALE, total / xp.maximum(count, 1.0), g], axis=1)
+    z = xp.tanh(pooled @ params["W2"] + params["b2"])
+    z = xp.tanh(z @ params["W3"] + params["b3"])
+    return z @ params["W4"] + params["b4"]
+
+
+def split_outputs(out: Any, stats: dict[str, Any], d: int, bias: bool, xp: Any = np) -> tuple[Any, Any, Any, Any]:
+    """(state loc, state scale, bias loc, bias scale) from the network's raw outputs, in
+    the model's coordinates (targets were standardised by `stats` t_mean, t_std)."""
+    t_mean, t_std = stats["t_mean"], stats["t_std"]
+    loc = t_mean[:d] + t_std[:d] * out[:, :d]
+    scale = t_std[:d] * (xp.logaddexp(0.0, out[:, d : 2 * d]) + MIN_SCALE)
+    if not bias:
+        return loc, scale, None, None
+    b_loc = t_mean[d] + t_std[d] * out[:, 2 * d]
+    b_scale = t_std[d] * (xp.logaddexp(0.0, out[:, 2 * d + 1]) + MIN_SCALE)
+    return loc, scale, b_loc, b_scale
+
+
+PARAM_NAMES = ("W0", "b0", "W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4")
+STAT_NAMES = ("x_mean", "x_std", "g_mean", "g_std", "t_mean", "t_std")
+
+
+def layer_shapes(n_row: int, n_student: int, hidden: int, n_skills: int, bias: bool) -> dict[str, tuple[int, ...]]:
+    """The shape of every weight for an architecture."""
+    n_out = 2 * n_skills + (2 if bias else 0)
+    H = int(hidden)
+    return {"W0": (n_row, H), "b0": (H,), "W1": (H, H), "b1": (H,), "W2": (2 * H + n_student, H), "b2": (H,),
+            "W3": (H, H), "b3": (H,), "W4": (H, n_out), "b4": (n_out,)}
+
+
+@dataclass
+class Posterior:
+    """An encoder's output for n students: per skill a normal truncated to (0, ∞)
+    (`loc`, `scale`, (n, d)) and a normal bias (`bias_loc`, `bias_scale`, (n,); None
+    without student biases)."""
+
+    loc: np.ndarray
+    scale: np.ndarray
+    bias_loc: np.ndarray | None
+    bias_scale: np.ndarray | None
+    last: np.ndarray
+    ids: list[str]
+
+    def mean_state(self) -> np.ndarray:
+        return eq.truncated_normal_mean(self.loc, self.scale)
+
+    def sample(self, n_draws: int, rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Draws (n_draws, n, d) of the states (inverse CDF, `terms.truncated_normal_quantile`)
+        and (n_draws, n) of the biases (None without biases)."""
+        rng = np.random.default_rng(rng)
+        u = 1.0 - rng.random((n_draws, *self.loc.shape))  # (0, 1]
+        states = eq.truncated_normal_quantile(self.loc[None], self.scale[None], u)
+        bias = None
+        if self.bias_loc is not None:
+            bias = self.bias_loc[None] + self.bias_scale[None] * rng.standard_normal((n_draws, len(self.bias_loc)))
+        return states, bias
+
+
+@dataclass
+class Encoder:
+    """A trained encoder: `spec` (JSON-able architecture, feature version, the fit it
+    belongs to and its module tables' fingerprint, training record) and `params`
+    (weights and the feature standardisation, plain float arrays)."""
+
+    spec: dict[str, Any]
+    params: dict[str, np.ndarray]
+
+    @property
+    def n_skills(self) -> int:
+        return int(self.spec["n_skills"])
+
+    @property
+    def has_bias(self) -> bool:
+        return bool(self.spec["bias"])
+
+    def check(self) -> None:
+        """Every weight present with the shape the architecture says (a ValueError otherwise)."""
+        if self.spec.get("format") != ENCODER_FORMAT:
+            raise ValueError(f"encoder format {self.spec.get('format')!r}, this bayes-lse reads {ENCODER_FORMAT}")
+        shapes = layer_shapes(self.spec["n_row_features"], self.spec["n_student_features"], self.spec["hidden"],
+                              self.n_skills, self.has_bias)
+        for name, shape in shapes.items():
+            if name not in self.params or tuple(self.params[name].shape) != shape:
+                got = None if name not in self.params else tuple(self.params[name].shape)
+                raise ValueError(f"encoder weight {name} has shape {got}, the architecture says {shape}")
+        for name in STAT_NAMES:
+            if name not in self.params:
+                raise ValueError(f"encoder array {name} is missing")
+
+    def weights_hash(self) -> str:
+        h = hashlib.sha256()
+        for name in sorted(self.params):
+            a = np.ascontiguousarray(self.params[name], dtype="<f8")
+            h.update(name.encode() + str(a.shape).encode() + a.tobytes())
+        return h.hexdigest()
+
+    def posterior(self, h: Histories, tables: ModuleTables) -> Posterior:
+        """The encoder's posterior for every student of `h` (one numpy forward pass)."""
+        p = self.params
+        x = (row_features(h, tables) - p["x_mean"]) / p["x_std"]
+        g = (student_features(h, tables) - p["g_mean"]) / p["g_std"]
+        out = network(p, x, h.student, h.n_students, g)
+        loc, scale, bl, bs = split_outputs(out, p, self.n_skills, self.has_bias)
+        return Posterior(loc, scale, bl, bs, h.last, list(h.ids))
+
+    def to_json(self) -> str:
+        return json.dumps(self.spec, indent=1, sort_keys=True)
