@@ -172,6 +172,94 @@ class FittedLSE(FitResult):
         return write_report(self.idata, Path(path), title=title, **options)
 
     # ------------------------------------------------------------- recommend
+    # ------------------------------------------------------------ placing new students
+    def train_encoder(self, *, progress: Any = None, design: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Train the amortised placement encoder of this fit (issue 16; needs the extra
+        ``jax``) and keep it as ``self.encoder``; `save` then writes it into the model
+        folder. Trained on students simulated from this fit's posterior
+        (`inference.amortised`); `options`: hidden (64), steps (3000), batch_size (256),
+        learning_rate, seed; `design`: max_steps, max_answers of the simulated histories
+        (default: like the training log's). Returns the encoder."""
+        from bayes_lse.results.encoder import train_for_fit
+
+        self.encoder = train_for_fit(self, progress=progress, design=design, **options)
+        return self.encoder
+
+    def place_students(
+        self,
+        table: pd.DataFrame | str | Path,
+        *,
+        placement: str = "auto",
+        n_particles: int = 500,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Place new students (not in the fit) from their interactions so far, without
+        refitting: {student_id: `recommend.sequences.Placement`}, one state and bias draw
+        per posterior draw of the modules.
+
+        `placement`: "exact" — the particle filter per posterior draw
+        (`recommend.sequences.place_student`, `n_particles`); "amortised" — one forward pass
+        of the trained encoder (`train_encoder`), its posterior sampled once per module
+        draw; "auto" — amortised when the model has an encoder, else exact.
+        """
+        from bayes_lse.recommend import sequences as rec
+
+        if placement not in ("auto", "exact", "amortised"):
+            raise ValueError(f"placement must be 'auto', 'exact' or 'amortised', got {placement!r}")
+        if placement == "amortised" and self.encoder is None:
+            raise ValueError("this model has no amortised encoder: train one (FittedLSE.train_encoder, "
+                             "`bayes-lse train-encoder`) or use placement='exact'")
+        table = table if isinstance(table, pd.DataFrame) else pd.read_csv(table)
+        if "student_id" not in table.columns:
+            table = table.assign(student_id="new student")
+        S = self.draws("requirement").shape[0]
+        if placement != "exact" and self.encoder is not None:
+            from bayes_lse.results.encoder import encode_histories
+
+            post = encode_histories(self.encoder, self, table)
+            states, bias = post.sample(S, seed)
+            return {
+                sid: rec.Placement(state=states[:, i], student_bias=None if bias is None else bias[:, i],
+                                   ess=np.full(S, np.nan), timestep=int(post.last[i]), n_particles=0)
+                for i, sid in enumerate(post.ids)
+            }
+        pri = self.model_config["priors"]
+        out = {}
+        for sid, rows in table.groupby(table["student_id"].astype(str), sort=False):
+            out[sid] = rec.place_student(
+                rows,
+                requirement=self.draws("requirement"),
+                assessment_ids=[str(a) for a in self.assessments],
+                gain=self.draws("gain") if self.has("gain") else None,
+                lesson_ids=[str(x) for x in self.lessons] if self.has("gain") else (),
+                prerequisite=self.draws("prerequisite") if self.has("prerequisite") else None,
+                assessment_bias=self.draws("assessment_bias") if self.has("assessment_bias") else None,
+                state_scale=pri["initial_state_scale"],
+                bias_scale=pri["student_bias_sd"] if self.has("student_bias") else None,
+                noise=self.learning_noise_draws(),
+                n_particles=n_particles,
+                seed=seed,
+            )
+        return out
+
+    def place(
+        self,
+        history: pd.DataFrame | str | Path,
+        *,
+        placement: str = "auto",
+        n_particles: int = 500,
+        seed: int | None = None,
+    ) -> Any:
+        """Place one new student from its interactions so far (`place_students`):
+        a `recommend.sequences.Placement`."""
+        hist = history if isinstance(history, pd.DataFrame) else read_history(history)
+        if "student_id" in hist.columns and hist["student_id"].astype(str).nunique() > 1:
+            raise ValueError("history must hold the rows of one student; got several student_id values")
+        placed = self.place_students(hist, placement=placement, n_particles=n_particles, seed=seed)
+        if not placed:
+            raise ValueError("the history holds no rows")
+        return next(iter(placed.values()))
+
     def recommend(
         self,
         student: str | None,
@@ -184,6 +272,7 @@ class FittedLSE(FitResult):
         seed: int | None = None,
         allow_taken: bool = False,
         fit_verdict: dict[str, Any] | None = None,
+        placement: str = "auto",
         **options: Any,
     ) -> Recommendation:
         """Rank lesson sequences by the posterior probability of passing `goals`.
@@ -211,6 +300,9 @@ class FittedLSE(FitResult):
         n_particles : int
             Particles per draw when placing a new student (500: median ESS 336 in
             docs/benchmarks.md).
+        placement : str
+            How a new student is placed (`place`): "exact" (particle filter), "amortised"
+            (the trained encoder) or "auto" (the encoder when the model has one).
         seed : int, optional
             Seed of the placement and of the simulated learning noise.
         allow_taken : bool
@@ -247,21 +339,7 @@ class FittedLSE(FitResult):
         a_bias = self.draws("assessment_bias") if self.has("assessment_bias") else None
         if history is not None:
             hist = history if isinstance(history, pd.DataFrame) else read_history(history)
-            pri = self.model_config["priors"]
-            placed = rec.place_student(
-                hist,
-                requirement=self.draws("requirement"),
-                assessment_ids=[str(a) for a in self.assessments],
-                gain=self.draws("gain"),
-                lesson_ids=[str(x) for x in self.lessons],
-                prerequisite=prereq,
-                assessment_bias=a_bias,
-                state_scale=pri["initial_state_scale"],
-                bias_scale=pri["student_bias_sd"] if self.has("student_bias") else None,
-                noise=noise,
-                n_particles=n_particles,
-                seed=seed,
-            )
+            placed = self.place(hist, placement=placement, n_particles=n_particles, seed=seed)
             state, s_bias = placed.state, placed.student_bias
             student = student or "new student"
         else:
@@ -365,4 +443,8 @@ def load(path: str | Path) -> FittedLSE:
         When the folder is incomplete, tampered with, from another format version, or
         its draws and config do not belong together.
     """
-    return FittedLSE(load_tree(path))
+    from bayes_lse.results.encoder import read_encoder
+
+    fitted = FittedLSE(load_tree(path))
+    fitted.encoder = read_encoder(path, fitted)
+    return fitted

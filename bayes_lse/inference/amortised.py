@@ -165,8 +165,9 @@ def train_encoder(
     d = tables.n_skills
     bias = bool(source.biases)
     rows = batch_size * (source.max_answers + 1) * source.max_steps
+    pool_size = int(min(pool_size, max(steps * batch_size, batch_size)))
     # standardisation from a first pool
-    first = source.simulate(min(pool_size, 4096), rng)
+    first = source.simulate(pool_size, rng)
     h0 = histories_of(first)
     x0, g0, t0_ = row_features(h0, tables), student_features(h0, tables), targets_of(first, bias)
     stats = {
