@@ -212,7 +212,8 @@ class FittedLSE(FitResult):
         table = table if isinstance(table, pd.DataFrame) else pd.read_csv(table)
         if "student_id" not in table.columns:
             table = table.assign(student_id="new student")
-        S = self.draws("requirement").shape[0]
+        sizes = self.idata["posterior"].sizes
+        S = int(sizes["chain"] * sizes["draw"])
         if placement != "exact" and self.encoder is not None:
             from bayes_lse.results.encoder import encode_histories
 

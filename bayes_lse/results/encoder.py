@@ -37,11 +37,19 @@ TRAIN_DRAWS = 1000
 
 
 def fit_tables(fitted: FitResult) -> ModuleTables:
-    """The module tables an encoder of `fitted` conditions on: posterior means."""
+    """The module tables an encoder of `fitted` conditions on: posterior means (computed
+    once per fitted object: placing one student at a time must not average the draws
+    again each time)."""
+    cached = fitted.__dict__.get("_encoder_tables")
+    if cached is not None and cached[0] is fitted.idata:
+        return cached[1]
+
     def mean(name: str) -> np.ndarray | None:
         return fitted.draws(name).mean(axis=0) if fitted.has(name) else None
 
-    return module_tables(mean("requirement"), mean("assessment_bias"), mean("gain"), mean("prerequisite"))
+    tables = module_tables(mean("requirement"), mean("assessment_bias"), mean("gain"), mean("prerequisite"))
+    fitted.__dict__["_encoder_tables"] = (fitted.idata, tables)
+    return tables
 
 
 def fit_id(fitted: FitResult) -> dict[str, Any]:
@@ -175,5 +183,10 @@ def read_encoder(path: str | Path, fitted: FitResult) -> Encoder | None:
 def encode_histories(enc: Encoder, fitted: FitResult, table: pd.DataFrame) -> Posterior:
     """The encoder's posterior for every student in `table` (rows of one or many new
     students; DESIGN §2 columns)."""
-    h = histories_from_table(table, [str(a) for a in fitted.assessments], [str(x) for x in fitted.lessons])
+    maps = fitted.__dict__.get("_encoder_id_maps")
+    if maps is None or maps[0] is not fitted.idata:
+        maps = (fitted.idata, {str(a): i for i, a in enumerate(fitted.assessments)},
+                {str(x): i for i, x in enumerate(fitted.lessons)})
+        fitted.__dict__["_encoder_id_maps"] = maps
+    h = histories_from_table(table, maps[1], maps[2])
     return enc.posterior(h, fit_tables(fitted))
