@@ -172,6 +172,131 @@ class FittedLSE(FitResult):
         return write_report(self.idata, Path(path), title=title, **options)
 
     # ------------------------------------------------------------- recommend
+    # ------------------------------------------------------------ prediction with new students
+    def predict(
+        self,
+        interactions: pd.DataFrame | str | Path | InteractionLog,
+        *,
+        ci: float = 0.9,
+        update: str = "expected",
+        seed: int | None = None,
+        new_assessments: bool = True,
+        from_last_state: bool | None = None,
+        placement: str = "auto",
+        n_particles: int = 500,
+    ) -> pd.DataFrame:
+        """`results.posterior.FitResult.predict`, and students who are not in the model.
+
+        A new student's assessment rows with an outcome are its history, those with an
+        empty outcome the rows to predict; its lesson rows before the first row to predict
+        belong to the history, the later ones are pushed through (`update`). The student
+        is placed from its history (`place_students`, `placement` "auto" | "exact" |
+        "amortised", `n_particles` for exact) and its rows to predict are scored from
+        there, one state and bias draw per posterior draw. Rows of students in the model
+        are predicted as before. Output rows keep the input's order.
+        """
+        from bayes_lse.data.log import InteractionLog, read_interactions
+
+        log = (interactions if isinstance(interactions, InteractionLog)
+               else read_interactions(interactions, require_outcomes=False))
+        t = log.table
+        known = set(self.last_states().index.astype(str))
+        new = ~t["student_id"].astype(str).isin(known).to_numpy()
+        if not new.any():
+            return super().predict(log, ci=ci, update=update, seed=seed, new_assessments=new_assessments,
+                                   from_last_state=from_last_state)
+        if from_last_state is None:
+            from_last_state = bool(getattr(log, "timesteps_derived", False))
+        parts = []
+        is_a = (t["module_type"].astype(str) == "assessment").to_numpy()
+        if (~new).any():
+            old = super().predict(t[~new], ci=ci, update=update, seed=seed, new_assessments=new_assessments,
+                                  from_last_state=from_last_state)
+            parts.append(old.assign(_row=np.flatnonzero(~new & is_a)))
+        parts.append(self._predict_placed(t[new], np.flatnonzero(new), ci=ci, update=update, seed=seed,
+                                          placement=placement, n_particles=n_particles))
+        out = pd.concat(parts, ignore_index=True).sort_values("_row", kind="stable").drop(columns="_row")
+        return out.reset_index(drop=True)
+
+    def _predict_placed(self, t: pd.DataFrame, positions: np.ndarray, *, ci: float, update: str,
+                        seed: int | None, placement: str, n_particles: int) -> pd.DataFrame:
+        """Rows of new students: place each from its answered rows, score the others."""
+        from bayes_lse.model import terms as eq
+
+        update = self.resolve_update(update)
+        sid = t["student_id"].astype(str).to_numpy()
+        is_a = (t["module_type"].astype(str) == "assessment").to_numpy()
+        y = pd.to_numeric(t["outcome"], errors="coerce").to_numpy(dtype=float)
+        step = t["timestep"].to_numpy().astype(np.int64)
+        todo = is_a & np.isnan(y)
+        first = pd.Series(np.where(todo, step, np.iinfo(np.int64).max)).groupby(sid).transform("min").to_numpy()
+        in_hist = (is_a & ~np.isnan(y)) | (~is_a & (step < first))
+        hist = t[in_hist]
+        placed = self.place_students(hist, placement=placement, n_particles=n_particles, seed=seed) if len(hist) else {}
+        a_ids = pd.Index([str(a) for a in self.assessments])
+        l_ids = pd.Index([str(x) for x in self.lessons])
+        a_idx = a_ids.get_indexer(t["module_id"].astype(str))
+        if (todo & (a_idx < 0)).any():
+            bad = t["module_id"].astype(str).to_numpy()[todo & (a_idx < 0)][0]
+            raise ValueError(f"assessment {bad!r} is not in the fitted model (new students are placed and "
+                             "predicted on known modules only)")
+        S = int(self.idata["posterior"].sizes["chain"] * self.idata["posterior"].sizes["draw"])
+        d = int(self.model_config["n_skills"])
+        pri = self.model_config["priors"]
+        rng = np.random.default_rng(seed)
+        req = self.draws("requirement")
+        ab = self.draws("assessment_bias") if self.has("assessment_bias") else np.zeros(req.shape[:2])
+        use_lessons = self.model_config["lessons"] and self.has("gain")
+        gain = self.draws("gain") if use_lessons else None
+        prereq = self.draws("prerequisite") if use_lessons and self.has("prerequisite") else None
+        noise = np.broadcast_to(np.asarray(self.learning_noise_draws(), dtype=float), (S,))
+        l_idx = l_ids.get_indexer(t["module_id"].astype(str))
+        alpha = (1 - ci) / 2
+        rows_out = []
+        for s in pd.unique(sid):
+            mine = sid == s
+            pl = placed.get(s)
+            if pl is not None:
+                cur, bias, T = pl.state.copy(), pl.student_bias, pl.timestep
+            else:  # no history at all: the prior (initial state, bias)
+                cur = np.abs(rng.normal(size=(S, d))) * pri["initial_state_scale"]
+                bias = rng.normal(scale=pri["student_bias_sd"], size=S) if self.has("student_bias") else None
+                T = 0
+            rows = np.flatnonzero(mine & todo)
+            if not len(rows):
+                continue
+            if step[rows].min() < T:
+                raise ValueError(f"student {s!r}: a row to predict (empty outcome) at timestep {step[rows].min()} "
+                                 f"comes before the end of its history (timestep {T}); give the rows to predict "
+                                 "after the answered ones")
+            les = {int(step[i]): int(l_idx[i]) for i in np.flatnonzero(mine & ~is_a & ~in_hist)}
+            if use_lessons and any(k < 0 for k in les.values()):
+                raise ValueError(f"student {s!r}: a lesson to push through is not in the fitted model")
+            counts = None
+            if self.model_config.get("history"):
+                past = mine & is_a & ~np.isnan(y)
+                counts = np.zeros((len(a_ids), 2))
+                np.add.at(counts[:, 0], a_idx[past], y[past])
+                np.add.at(counts[:, 1], a_idx[past], 1.0 - y[past])
+            g_u = 0.0 if bias is None else bias[:, None]
+            for k in range(T, int(step[rows].max()) + 1):
+                at = rows[step[rows] == k]
+                if len(at):
+                    j = a_idx[at]
+                    off = ab[:, j]
+                    if counts is not None:
+                        off = off + eq.history_logit(counts[j][None], self.draws("history_success")[:, None],
+                                                     self.draws("history_failure")[:, None])
+                    p = eq.pass_probability(cur[:, None, :], req[:, j], g_u, off)
+                    lo, hi = np.quantile(p, [alpha, 1 - alpha], axis=0)
+                    for c, i in enumerate(at):
+                        rows_out.append((positions[i], s, t["module_id"].iloc[i], int(k), float(p[:, c].mean()),
+                                         float(lo[c]), float(hi[c])))
+                lk = np.array([les.get(k, -1)])
+                cur = eq.step_states(cur[:, None, :], lk, gain, prereq, noise[:, None, None], update, rng)[:, 0]
+        return pd.DataFrame(rows_out, columns=["_row", "student_id", "module_id", "timestep", "p_mean", "p_low",
+                                               "p_high"]).assign(assessment_seen=True)
+
     # ------------------------------------------------------------ placing new students
     def train_encoder(self, *, progress: Any = None, design: dict[str, Any] | None = None, **options: Any) -> Any:
         """Train the amortised placement encoder of this fit (issue 16; needs the extra
