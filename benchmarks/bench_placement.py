@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     from bayes_lse.model import terms as eq
 
     order = [int(s[3:]) for s in pa.ids]
-    true_now = sim.states[order, cut[order]]
+    true_now = sim.states[order, pa.last]
     lo = eq.truncated_normal_quantile(pa.loc, pa.scale, 0.95)
     hi = eq.truncated_normal_quantile(pa.loc, pa.scale, 0.05)
     cov_state = float(np.mean((true_now >= lo) & (true_now <= hi)))
