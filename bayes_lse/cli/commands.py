@@ -467,6 +467,9 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
               help="Rows shown. p_best does not depend on it: it is over every sequence searched.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--seed", type=int, default=None)
+@click.option("--placement", type=click.Choice(["auto", "exact", "amortised"]), default="auto", show_default=True,
+              help="How a --history student is placed: the model's amortised encoder, the exact particle "
+                   "filter, or auto (the encoder when the model has one).")
 @guard
 def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int | None,
               candidates: str | None,
@@ -474,7 +477,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
               budget: float | None, search: str, time_limit: float | None, beam_width: int, repeats: bool,
               allow_retake: bool,
               group_by_set: bool, include_noise: bool, band: str,
-              top: int, fmt: str, seed: int | None) -> None:
+              top: int, fmt: str, seed: int | None, placement: str) -> None:
     """Rank lesson sequences for a student by the probability of passing the goals."""
     from bayes_lse.api import load
 
@@ -497,6 +500,9 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
     if history is None and str(student) not in set(fitted.last_states().index):
         raise UserError(f"student {student!r} is not in the model {model}; to place a new student, give their "
                         "interactions so far with --history FILE (no refit needed)")
+    if history is not None and placement == "amortised" and fitted.encoder is None:
+        raise UserError(f"{model} has no amortised encoder: train one (bayes-lse train-encoder {model}) "
+                        "or use --placement exact")
     verdict = _warn_if_failed(fitted, model)
     result = fitted.recommend(
         student, list(goals), max_length=max_length,
@@ -504,7 +510,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         history=history, seed=seed, band=(lo, hi), include_noise=include_noise, search=search,
         beam_width=beam_width, top=top, costs=cost_map, budget=budget, target=target, confidence=confidence,
         allow_repeats=repeats, allow_taken=allow_retake, group_by_set=group_by_set, fit_verdict=verdict,
-        time_limit=time_limit, progress=lambda msg: click.echo(msg, err=True),
+        time_limit=time_limit, progress=lambda msg: click.echo(msg, err=True), placement=placement,
     )
     click.echo(result.to_json() if fmt == "json" else result.to_text())
 
