@@ -10,8 +10,10 @@ module's parameters — requirement vector, its norm, the assessment bias; the l
 gain and prerequisite —, the signed outcome, and what is still to come after the row:
 the gains of the later lessons and the steps left) → two dense tanh layers → pooled per
 student (sum / 16 and mean) → with per-student features (`student_features`: counts,
-current timestep, total gain taken, pass share) two dense tanh layers → location and
-scale.  The same `network` function runs in JAX for training (`inference.amortised`,
+current timestep, total gain taken, pass share) two dense tanh layers → a context per
+student → heads: the bias's location and scale (`bias_distribution`), and the state's
+at a timestep (`state_head`: context + the timestep's distance to the current one and
+the gains still to come; placement asks for the current timestep only).  The same `network` function runs in JAX for training (`inference.amortised`,
 ``xp=jax.numpy``) and here in numpy for placement; only the pooling differs
 (`jax.ops.segment_sum` there, cumulative sums here).
 
@@ -251,42 +253,65 @@ def network(
     xp: Any = np,
     segment_sum: Callable[[Any, Any, int], Any] = numpy_segment_sum,
 ) -> Any:
-    """Raw outputs (n, n_out) from standardised row features `x` (rows, F) of students
-    `seg` (rows,) and standardised student features `g` (n, G). The one definition of
-    the encoder, run with numpy (placement) or jax.numpy (training)."""
+    """A context vector (n, H) per student from standardised row features `x` (rows, F)
+    of students `seg` (rows,) and standardised student features `g` (n, G). The one
+    definition of the encoder's body, run with numpy (placement) or jax.numpy (training)."""
     hdn = xp.tanh(x @ params["W0"] + params["b0"])
     hdn = xp.tanh(hdn @ params["W1"] + params["b1"])
     total = segment_sum(hdn, seg, n)
     count = segment_sum(xp.ones((x.shape[0], 1)), seg, n)
     pooled = xp.concatenate([total / SUM_POOL_SCALE, total / xp.maximum(count, 1.0), g], axis=1)
     z = xp.tanh(pooled @ params["W2"] + params["b2"])
-    z = xp.tanh(z @ params["W3"] + params["b3"])
-    return z @ params["W4"] + params["b4"]
+    return xp.tanh(z @ params["W3"] + params["b3"])
 
 
-def split_outputs(out: Any, stats: dict[str, Any], d: int, bias: bool, xp: Any = np) -> tuple[Any, Any, Any, Any]:
-    """(state loc, state scale, bias loc, bias scale) from the network's raw outputs, in
-    the model's coordinates (targets were standardised by `stats` t_mean, t_std)."""
+def state_head(params: dict[str, Any], z: Any, sf: Any, xp: Any = np) -> Any:
+    """Raw outputs (rows, 2d) of the state posterior at some timestep of a student, from
+    its context `z` (rows, H) and the timestep's features `sf` (rows, 1 + d):
+    log1p(steps to the current one) and the gains of the lessons from there on (zero at
+    the current timestep, which is all that placement asks for; the ELBO objective asks
+    for every timestep of the trajectory)."""
+    h = xp.tanh(xp.concatenate([z, sf], axis=1) @ params["W5"] + params["b5"])
+    return h @ params["W6"] + params["b6"]
+
+
+def state_distribution(raw: Any, stats: dict[str, Any], d: int, xp: Any = np) -> tuple[Any, Any]:
+    """(loc, scale) of the truncated normal per skill, in the model's coordinates."""
     t_mean, t_std = stats["t_mean"], stats["t_std"]
-    loc = t_mean[:d] + t_std[:d] * out[:, :d]
-    scale = t_std[:d] * (xp.logaddexp(0.0, out[:, d : 2 * d]) + MIN_SCALE)
+    loc = t_mean[:d] + t_std[:d] * raw[:, :d]
+    scale = t_std[:d] * (xp.logaddexp(0.0, raw[:, d : 2 * d]) + MIN_SCALE)
+    return loc, scale
+
+
+def bias_distribution(params: dict[str, Any], z: Any, stats: dict[str, Any], d: int, xp: Any = np) -> tuple[Any, Any]:
+    """(loc, scale) of the normal student bias."""
+    raw = z @ params["W4"] + params["b4"]
+    loc = stats["t_mean"][d] + stats["t_std"][d] * raw[:, 0]
+    scale = stats["t_std"][d] * (xp.logaddexp(0.0, raw[:, 1]) + MIN_SCALE)
+    return loc, scale
+
+
+def current_posterior(params: dict[str, Any], z: Any, d: int, bias: bool, xp: Any = np) -> tuple[Any, Any, Any, Any]:
+    """(state loc, state scale, bias loc, bias scale) at each student's current timestep."""
+    sf = xp.zeros((z.shape[0], 1 + d))
+    loc, scale = state_distribution(state_head(params, z, sf, xp), params, d, xp)
     if not bias:
         return loc, scale, None, None
-    b_loc = t_mean[d] + t_std[d] * out[:, 2 * d]
-    b_scale = t_std[d] * (xp.logaddexp(0.0, out[:, 2 * d + 1]) + MIN_SCALE)
-    return loc, scale, b_loc, b_scale
+    bl, bs = bias_distribution(params, z, params, d, xp)
+    return loc, scale, bl, bs
 
 
-PARAM_NAMES = ("W0", "b0", "W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4")
+PARAM_NAMES = ("W0", "b0", "W1", "b1", "W2", "b2", "W3", "b3", "W4", "b4", "W5", "b5", "W6", "b6")
 STAT_NAMES = ("x_mean", "x_std", "g_mean", "g_std", "t_mean", "t_std")
 
 
 def layer_shapes(n_row: int, n_student: int, hidden: int, n_skills: int, bias: bool) -> dict[str, tuple[int, ...]]:
-    """The shape of every weight for an architecture."""
-    n_out = 2 * n_skills + (2 if bias else 0)
-    H = int(hidden)
+    """The shape of every weight for an architecture (W4, b4: the bias head, also kept
+    without biases so that every encoder has the same names)."""
+    H, d = int(hidden), int(n_skills)
     return {"W0": (n_row, H), "b0": (H,), "W1": (H, H), "b1": (H,), "W2": (2 * H + n_student, H), "b2": (H,),
-            "W3": (H, H), "b3": (H,), "W4": (H, n_out), "b4": (n_out,)}
+            "W3": (H, H), "b3": (H,), "W4": (H, 2), "b4": (2,), "W5": (H + 1 + d, H), "b5": (H,),
+            "W6": (H, 2 * d), "b6": (2 * d,)}
 
 
 @dataclass
@@ -360,8 +385,8 @@ class Encoder:
         p = self.params
         x = (row_features(h, tables) - p["x_mean"]) / p["x_std"]
         g = (student_features(h, tables) - p["g_mean"]) / p["g_std"]
-        out = network(p, x, h.student, h.n_students, g)
-        loc, scale, bl, bs = split_outputs(out, p, self.n_skills, self.has_bias)
+        z = network(p, x, h.student, h.n_students, g)
+        loc, scale, bl, bs = current_posterior(p, z, self.n_skills, self.has_bias)
         return Posterior(loc, scale, bl, bs, h.last, list(h.ids))
 
     def to_json(self) -> str:

@@ -130,3 +130,16 @@ def test_amortised_placement_is_as_good_as_exact(tiny_cohort):
     hi = eq.truncated_normal_quantile(post.loc, post.scale, 0.05)
     cover = np.mean((truth >= lo) & (truth <= hi))
     assert 0.82 <= cover <= 0.96, cover
+
+
+def test_elbo_objective_trains_and_is_refused_when_unknown():
+    src = _source()
+    enc = train_encoder(src, objective="elbo", hidden=16, steps=120, batch_size=32, seed=1)
+    short = train_encoder(src, objective="elbo", hidden=16, steps=3, batch_size=32, seed=1)
+    assert enc.spec["objective"] == "elbo"
+    assert np.isfinite(enc.spec["training"]["final_loss"])
+    assert enc.spec["training"]["final_loss"] < short.spec["training"]["final_loss"]
+    post = enc.posterior(histories_of(src.simulate(10, np.random.default_rng(0))), src.tables)
+    assert np.all(np.isfinite(post.loc)) and np.all(post.scale > 0)
+    with pytest.raises(ValueError, match="objective"):
+        train_encoder(src, objective="nope", steps=1)
