@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=10000, help="students in the throughput batch")
     ap.add_argument("--model", type=Path, default=None, help="reuse / keep the fitted model folder here")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--objective", choices=["npe", "elbo", "both"], default="npe",
+                    help="encoder training objective (both: quality of each, speed of the first)")
     a = ap.parse_args(argv)
     if a.quick:
         a.students, a.held_out, a.steps, a.hidden, a.draws, a.particles, a.batch = 60, 40, 200, 16, 100, 200, 2000
@@ -115,13 +117,16 @@ def main(argv: list[str] | None = None) -> None:
         fitted = LatentSkillEmbedding(n_skills=2).fit(cohort.table, method=a.method, **kw)
         print(f"fit: {a.method} on {a.students} simulated students x 10 steps, {time.perf_counter() - t0:.1f} s")
     S = fitted.draws("requirement").shape[0]
-    if fitted.encoder is None:
+    if a.model is not None and not a.model.exists():
+        fitted.save(a.model)  # the fit only: encoders are trained below on every run
+    objectives = ["npe", "elbo"] if a.objective == "both" else [a.objective]
+    encoders = {}
+    for obj in objectives:
         t1 = time.perf_counter()
-        fitted.train_encoder(hidden=a.hidden, steps=a.steps, seed=a.seed)
-        print(f"encoder: trained in {time.perf_counter() - t1:.1f} s ({a.steps} steps, hidden {a.hidden}, "
-              f"final loss {fitted.encoder.spec['training']['final_loss']:.3f})")
-        if a.model is not None:
-            fitted.save(a.model, overwrite=True)
+        encoders[obj] = fitted.train_encoder(objective=obj, hidden=a.hidden, steps=a.steps, seed=a.seed)
+        print(f"encoder ({obj}): trained in {time.perf_counter() - t1:.1f} s ({a.steps} steps, hidden {a.hidden}, "
+              f"final loss {encoders[obj].spec['training']['final_loss']:.3f})")
+    fitted.encoder = encoders[objectives[0]]
     enc = fitted.encoder
     a_ids = [str(x) for x in fitted.assessments]
     l_ids = [str(x) for x in fitted.lessons]
@@ -176,9 +181,6 @@ def main(argv: list[str] | None = None) -> None:
 
     # ---- quality
     t1 = time.perf_counter()
-    am = fitted.place_students(hist, placement="amortised", seed=1)
-    t_am = time.perf_counter() - t1
-    t1 = time.perf_counter()
     ex = fitted.place_students(hist, placement="exact", n_particles=a.particles, seed=1)
     t_ex = time.perf_counter() - t1
     d = enc.n_skills
@@ -194,48 +196,54 @@ def main(argv: list[str] | None = None) -> None:
                 arrs.append(prior[:, i] if attr == "state" else np.zeros(S))
         return np.stack(arrs, axis=1)
 
-    res = {}
-    for name, placed in (("exact", ex), ("amortised", am)):
+    def later(placed):
         st = stack(placed, "state")
         bi = stack(placed, "student_bias") if fitted.has("student_bias") else None
-        p, rows = predict_later(fitted, st, bi, sim, cut, np.random.default_rng(2))
-        res[name] = p
+        return predict_later(fitted, st, bi, sim, cut, np.random.default_rng(2))
+
+    p_ex, rows = later(ex)
     y = sim.outcome[rows]
     ptrue = sim.p[rows]
     keep = has_rows[sim.student[rows]]
     y, ptrue = y[keep], ptrue[keep]
-    out = {}
-    for name, p in res.items():
-        p = p[:, keep]
-        lo, hi = np.quantile(p, [0.05, 0.95], axis=0)
-        out[name] = (auc(y, p.mean(0)), float(np.mean((ptrue >= lo) & (ptrue <= hi))), p.mean(0))
-    # paired bootstrap over students of the AUC difference
     stu = sim.student[rows][keep]
     us = np.unique(stu)
     by = {u: np.flatnonzero(stu == u) for u in us}
-    diffs = []
-    brng = np.random.default_rng(3)
-    for _ in range(200):
-        pick = np.concatenate([by[u] for u in brng.choice(us, len(us))])
-        if len(np.unique(y[pick])) < 2:
-            continue
-        diffs.append(auc(y[pick], out["amortised"][2][pick]) - auc(y[pick], out["exact"][2][pick]))
-    # the encoder's own interval for the true current state
-    pa = encode_histories(enc, fitted, hist)
+
+    def scores(p):
+        p = p[:, keep]
+        lo, hi = np.quantile(p, [0.05, 0.95], axis=0)
+        return auc(y, p.mean(0)), float(np.mean((ptrue >= lo) & (ptrue <= hi))), p.mean(0)
+
+    sc_ex = scores(p_ex)
+    print(f"\nquality on {int(has_rows.sum())} held-out students simulated from the fit's posterior, "
+          f"{len(y):,} later answers; exact placement of all {t_ex:.1f} s:")
+    print(f"  exact:            AUC later answers {sc_ex[0]:.4f}   90% interval coverage of true p {sc_ex[1]:.1%}")
     from bayes_lse.model import terms as eq
 
-    order = [int(s[3:]) for s in pa.ids]
-    true_now = sim.states[order, pa.last]
-    lo = eq.truncated_normal_quantile(pa.loc, pa.scale, 0.95)
-    hi = eq.truncated_normal_quantile(pa.loc, pa.scale, 0.05)
-    cov_state = float(np.mean((true_now >= lo) & (true_now <= hi)))
-    print(f"\nquality on {int(has_rows.sum())} held-out students simulated from the fit's posterior, "
-          f"{len(y):,} later answers (placement of all: exact {t_ex:.1f} s, amortised {t_am:.2f} s):")
-    print(f"  AUC later answers:  exact {out['exact'][0]:.4f}   amortised {out['amortised'][0]:.4f}   "
-          f"difference {out['amortised'][0] - out['exact'][0]:+.4f} (bootstrap SE {np.std(diffs):.4f})")
-    print(f"  90% interval coverage of the true pass probability: exact {out['exact'][1]:.1%}   "
-          f"amortised {out['amortised'][1]:.1%}")
-    print(f"  encoder's 90% interval of the true current state (per skill): {cov_state:.1%}")
+    for obj, e in encoders.items():
+        fitted.encoder = e
+        t1 = time.perf_counter()
+        am = fitted.place_students(hist, placement="amortised", seed=1)
+        t_am = time.perf_counter() - t1
+        p_am, _ = later(am)
+        sc = scores(p_am)
+        diffs = []
+        brng = np.random.default_rng(3)
+        for _ in range(200):  # paired bootstrap over students of the AUC difference
+            pick = np.concatenate([by[u] for u in brng.choice(us, len(us))])
+            if len(np.unique(y[pick])) < 2:
+                continue
+            diffs.append(auc(y[pick], sc[2][pick]) - auc(y[pick], sc_ex[2][pick]))
+        pa = encode_histories(e, fitted, hist)
+        order = [int(x[3:]) for x in pa.ids]
+        true_now = sim.states[order, pa.last]
+        lo = eq.truncated_normal_quantile(pa.loc, pa.scale, 0.95)
+        hi = eq.truncated_normal_quantile(pa.loc, pa.scale, 0.05)
+        cov_state = float(np.mean((true_now >= lo) & (true_now <= hi)))
+        print(f"  amortised ({obj}): AUC later answers {sc[0]:.4f} (difference {sc[0] - sc_ex[0]:+.4f}, bootstrap SE "
+              f"{np.std(diffs):.4f})   90% interval coverage of true p {sc[1]:.1%}   of the true current state "
+              f"{cov_state:.1%}   (placement of all {t_am:.2f} s)")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 
 
