@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  amortised, batch of {n_big:,} (table -> posterior loc/scale):      {n_big / sec_post:,.0f} students/s")
     print(f"  amortised, batch of {n_big:,} with {S} draws per student:           {n_big / sec_draws:,.0f} students/s")
     print(f"  exact particle filter ({a.particles} particles x {S} draws):         {ms_exact:.1f} ms/student")
+    figures = {"ms_per_student_place": ms_place, "ms_per_student_forward": ms_forward,
+               "students_per_s_batch": n_big / sec_post, "students_per_s_batch_with_draws": n_big / sec_draws,
+               "ms_per_student_exact": ms_exact, "posterior_draws": S}
+    quality = {}
 
     # ---- quality
     t1 = time.perf_counter()
@@ -219,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nquality on {int(has_rows.sum())} held-out students simulated from the fit's posterior, "
           f"{len(y):,} later answers; exact placement of all {t_ex:.1f} s:")
     print(f"  exact:            AUC later answers {sc_ex[0]:.4f}   90% interval coverage of true p {sc_ex[1]:.1%}")
+    quality.update(auc_exact=sc_ex[0], coverage_p_exact=sc_ex[1])
     from bayes_lse.model import terms as eq
 
     for obj, e in encoders.items():
@@ -244,7 +249,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  amortised ({obj}): AUC later answers {sc[0]:.4f} (difference {sc[0] - sc_ex[0]:+.4f}, bootstrap SE "
               f"{np.std(diffs):.4f})   90% interval coverage of true p {sc[1]:.1%}   of the true current state "
               f"{cov_state:.1%}   (placement of all {t_am:.2f} s)")
+        quality.update({f"auc_{obj}": sc[0], f"auc_diff_{obj}": sc[0] - sc_ex[0], f"auc_diff_se_{obj}": np.std(diffs),
+                        f"coverage_p_{obj}": sc[1], f"coverage_state_{obj}": cov_state})
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    from benchmarks.runner import emit_result
+
+    emit_result("placement", quality=quality, figures=figures,
+                targets={"ms_per_student_place": "<= 5", "students_per_s_batch": ">= 5000",
+                         "auc_diff": "within 0.005 of exact", "coverage_p": "88-92 %"},
+                notes=f"{n} held-out students simulated from a {fitted.method} fit's posterior; "
+                      f"encoders {', '.join(encoders)}")
 
 
 if __name__ == "__main__":
