@@ -209,6 +209,20 @@ class FittedLSE(FitResult):
             from_last_state = bool(getattr(log, "timesteps_derived", False))
         parts = []
         is_a = (t["module_type"].astype(str) == "assessment").to_numpy()
+        todo = is_a & pd.to_numeric(t["outcome"], errors="coerce").isna().to_numpy()
+        sid = t["student_id"].astype(str)
+        without = new & ~sid.isin(set(sid[new & todo])).to_numpy()
+        if without.any():  # nothing to predict: more likely a mistyped id than a history on purpose
+            from bayes_lse.core.errors import InteractionLogError
+
+            i = int(np.flatnonzero(without)[0])
+            raise InteractionLogError(
+                str(log.source),
+                f"student {sid.iloc[i]!r} is not in the fitted model, and none of its rows has an empty outcome: "
+                "a new student's rows with an outcome are its history and those with an empty outcome the rows "
+                "to predict (check the id if this student should be in the model)",
+                row=int(t["source_row"].iloc[i]) if "source_row" in t.columns else i, column="student_id",
+                row_kind=getattr(log, "row_kind", "row"))
         if (~new).any():
             old = super().predict(t[~new], ci=ci, update=update, seed=seed, new_assessments=new_assessments,
                                   from_last_state=from_last_state)
