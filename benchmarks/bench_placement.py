@@ -249,6 +249,21 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  amortised ({obj}): AUC later answers {sc[0]:.4f} (difference {sc[0] - sc_ex[0]:+.4f}, bootstrap SE "
               f"{np.std(diffs):.4f})   90% interval coverage of true p {sc[1]:.1%}   of the true current state "
               f"{cov_state:.1%}   (placement of all {t_am:.2f} s)")
+        # calibration of the placed students (SBC-style): the probability integral transform of the
+        # true current state (per skill) and bias under the encoder's posterior, uniform if calibrated
+        from scipy import stats as sst
+        from scipy.special import ndtr
+
+        a0 = ndtr(-pa.loc / pa.scale)
+        pit = (ndtr((true_now - pa.loc) / pa.scale) - a0) / (1 - a0)
+        pits = [pit.ravel()]
+        if pa.bias_loc is not None:
+            pits.append(ndtr((sim.bias[order] - pa.bias_loc) / pa.bias_scale))
+        pit_all = np.concatenate(pits)
+        ks = sst.kstest(pit_all, "uniform")
+        hist_counts = np.histogram(pit_all, bins=10, range=(0, 1))[0]
+        print(f"      PIT of the true state and bias: KS p = {ks.pvalue:.3f}; deciles {hist_counts.tolist()}")
+        quality.update({f"pit_ks_p_{obj}": ks.pvalue})
         quality.update({f"auc_{obj}": sc[0], f"auc_diff_{obj}": sc[0] - sc_ex[0], f"auc_diff_se_{obj}": np.std(diffs),
                         f"coverage_p_{obj}": sc[1], f"coverage_state_{obj}": cov_state})
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
