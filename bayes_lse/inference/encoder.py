@@ -153,14 +153,12 @@ def histories_from_table(table: pd.DataFrame, assessment_ids: Sequence[str] | di
         unknown = sorted({m for m, c in zip(mid, code) if c < 0})
         raise ValueError("history uses module id(s) the model does not know: " + ", ".join(unknown[:20])
                          + " (the module parameters come from the fit; place students only on known modules)")
-    ts = pd.to_numeric(table["timestep"], errors="coerce").to_numpy(dtype=float) if "timestep" in table.columns else None
-    if ts is not None and not np.isnan(ts).any():
-        if (ts < 0).any() or (ts != np.floor(ts)).any():
+    if "timestep" in table.columns and table["timestep"].notna().all():  # as place_student reads it
+        ts = pd.to_numeric(table["timestep"], errors="coerce").to_numpy(dtype=float)
+        if np.isnan(ts).any() or (ts < 0).any() or (ts != np.floor(ts)).any():
             raise ValueError("timestep must hold integers >= 0")
         step = ts.astype(np.int64)
     else:  # DESIGN §2: +1 after each lesson, per student in row order
-        if "timestep" in table.columns and R and not np.isnan(ts).all():
-            raise ValueError("timestep must hold integers >= 0 on every row (or be left out)")
         step = pd.Series(is_l.astype(np.int64)).groupby(codes_s).cumsum().to_numpy() - is_l
     out = np.full(R, np.nan)
     if (~is_l).any():
