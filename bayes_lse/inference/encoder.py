@@ -40,6 +40,8 @@ ENCODER_FORMAT = 1
 SUM_POOL_SCALE = 16.0
 #: Floor added to every softplus scale
 MIN_SCALE = 1e-3
+#: Above this many rows `histories_from_table` uses pandas' vectorised operations
+LARGE_TABLE = 2000
 
 
 # --------------------------------------------------------------------------- inputs
@@ -142,13 +144,26 @@ def histories_from_table(table: pd.DataFrame, assessment_ids: Sequence[str] | di
         ids = [str(i) for i in uniq]
     else:
         codes_s, ids = np.zeros(R, dtype=np.int64), (["new student"] if R else [])
-    mtype = [str(m).strip().lower() for m in table["module_type"].to_numpy()]
-    bad = sorted(set(mtype) - {"assessment", "lesson"})
+    if R > LARGE_TABLE:  # many rows: pandas' vectorised string and index operations
+        mtype_s = table["module_type"].astype(str).str.strip().str.lower()
+        bad = sorted(set(mtype_s.unique()) - {"assessment", "lesson"})
+        is_l = (mtype_s == "lesson").to_numpy()
+        mid_s = table["module_id"].astype(str)
+        ac = pd.Index(list(amap), dtype=object).get_indexer(mid_s)
+        lc = pd.Index(list(lmap), dtype=object).get_indexer(mid_s)
+        a_codes = np.fromiter(amap.values(), dtype=np.int64, count=len(amap))
+        l_codes = np.fromiter(lmap.values(), dtype=np.int64, count=len(lmap))
+        code = np.where(is_l, np.where(lc >= 0, l_codes[np.maximum(lc, 0)] if len(l_codes) else -1, -1),
+                        np.where(ac >= 0, a_codes[np.maximum(ac, 0)] if len(a_codes) else -1, -1))
+        mid = mid_s.to_numpy()
+    else:  # a few rows (one student at a time): plain Python is faster than pandas' overhead
+        mtype = [str(m).strip().lower() for m in table["module_type"].to_numpy()]
+        bad = sorted(set(mtype) - {"assessment", "lesson"})
+        is_l = np.fromiter((m == "lesson" for m in mtype), dtype=bool, count=R)
+        mid = [str(m) for m in table["module_id"].to_numpy()]
+        code = np.fromiter(((lmap if l else amap).get(m, -1) for m, l in zip(mid, is_l)), dtype=np.int64, count=R)
     if bad:
         raise ValueError(f"module_type must be 'assessment' or 'lesson'; got {', '.join(bad)}")
-    is_l = np.fromiter((m == "lesson" for m in mtype), dtype=bool, count=R)
-    mid = [str(m) for m in table["module_id"].to_numpy()]
-    code = np.fromiter(((lmap if l else amap).get(m, -1) for m, l in zip(mid, is_l)), dtype=np.int64, count=R)
     if (code < 0).any():
         unknown = sorted({m for m, c in zip(mid, code) if c < 0})
         raise ValueError("history uses module id(s) the model does not know: " + ", ".join(unknown[:20])
@@ -165,7 +180,11 @@ def histories_from_table(table: pd.DataFrame, assessment_ids: Sequence[str] | di
         if "outcome" not in table.columns:
             raise ValueError("history is missing column 'outcome' (needed for assessment rows)")
         raw = table["outcome"].to_numpy()[~is_l]
-        out[~is_l] = [_outcome(v) for v in raw]
+        num = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float)
+        ok = np.isin(num, (0.0, 1.0))
+        if not ok.all():  # words ('true', ' 1 ', ...) and anything else, one by one
+            num[~ok] = [_outcome(v) for v in raw[~ok]]
+        out[~is_l] = num
         badrows = np.nonzero(~is_l & np.isnan(out))[0]
         if len(badrows):
             raise ValueError(f"outcome must be 0/1 on assessment rows; bad row(s): {', '.join(map(str, badrows[:10]))}")
@@ -234,10 +253,14 @@ def _segment_ends(student: np.ndarray, n: int) -> np.ndarray:
 
 def numpy_segment_sum(x: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
     """Sum of rows of `x` per segment (rows sorted by `seg`), empty segments 0."""
-    ends = _segment_ends(seg, n)
-    starts = ends - np.bincount(seg, minlength=n)
-    cs = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
-    return cs[ends] - cs[starts]
+    from scipy.sparse import csr_matrix
+
+    counts = np.bincount(seg, minlength=n)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    # a 0/1 (n, rows) matrix times x: each segment summed on its own (no long running sum
+    # to lose precision in float32), and fast for many short segments
+    ones = np.ones(len(seg), dtype=x.dtype)
+    return np.asarray(csr_matrix((ones, np.arange(len(seg)), indptr), shape=(n, len(seg))) @ x)
 
 
 # --------------------------------------------------------------------------- the network
@@ -257,7 +280,7 @@ def network(
     hdn = xp.tanh(x @ params["W0"] + params["b0"])
     hdn = xp.tanh(hdn @ params["W1"] + params["b1"])
     total = segment_sum(hdn, seg, n)
-    count = segment_sum(xp.ones((x.shape[0], 1)), seg, n)
+    count = segment_sum(xp.ones((x.shape[0], 1), dtype=x.dtype), seg, n)
     pooled = xp.concatenate([total / SUM_POOL_SCALE, total / xp.maximum(count, 1.0), g], axis=1)
     z = xp.tanh(pooled @ params["W2"] + params["b2"])
     return xp.tanh(z @ params["W3"] + params["b3"])
@@ -291,7 +314,7 @@ def bias_distribution(params: dict[str, Any], z: Any, stats: dict[str, Any], d: 
 
 def current_posterior(params: dict[str, Any], z: Any, d: int, bias: bool, xp: Any = np) -> tuple[Any, Any, Any, Any]:
     """(state loc, state scale, bias loc, bias scale) at each student's current timestep."""
-    sf = xp.zeros((z.shape[0], 1 + d))
+    sf = xp.zeros((z.shape[0], 1 + d), dtype=z.dtype)
     loc, scale = state_distribution(state_head(params, z, sf, xp), params, d, xp)
     if not bias:
         return loc, scale, None, None
@@ -381,10 +404,17 @@ class Encoder:
     def posterior(self, h: Histories, tables: ModuleTables) -> Posterior:
         """The encoder's posterior for every student of `h` (one numpy forward pass)."""
         p = self.params
-        x = (row_features(h, tables) - p["x_mean"]) / p["x_std"]
-        g = (student_features(h, tables) - p["g_mean"]) / p["g_std"]
-        z = network(p, x, h.student, h.n_students, g)
-        loc, scale, bl, bs = current_posterior(p, z, self.n_skills, self.has_bias)
+        # float32 like training (JAX): twice as fast through the dense layers, and the
+        # per-student sums are taken segment by segment (`numpy_segment_sum`), so no
+        # long running sum loses precision
+        p32 = self.__dict__.get("_float32")
+        if p32 is None:
+            p32 = self.__dict__["_float32"] = {k: np.asarray(v, dtype=np.float32) for k, v in p.items()}
+        x = ((row_features(h, tables) - p["x_mean"]) / p["x_std"]).astype(np.float32)
+        g = ((student_features(h, tables) - p["g_mean"]) / p["g_std"]).astype(np.float32)
+        z = network(p32, x, h.student, h.n_students, g)
+        loc, scale, bl, bs = (None if a is None else np.asarray(a, dtype=float)
+                              for a in current_posterior(p32, z, self.n_skills, self.has_bias))
         return Posterior(loc, scale, bl, bs, h.last, list(h.ids))
 
     def to_json(self) -> str:
