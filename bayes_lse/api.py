@@ -173,30 +173,16 @@ class FittedLSE(FitResult):
 
     # ----------------------------------------------------- a student's state
     def _student_draws(
-        self, student: str | None, history: pd.DataFrame | str | Path | None, n_particles: int, seed: int | None
+        self, student: str | None, history: pd.DataFrame | str | Path | None, n_particles: int, seed: int | None,
+        placement: str = "auto",
     ) -> tuple[np.ndarray, np.ndarray | None, str, pd.DataFrame | None]:
         """(state draws (S, d), student-bias draws (S,) or None, the student's label, the new
         student's history or None): a training student's current state, or a new student placed
-        from `history` by the particle filter of `recommend.sequences.place_student`."""
-        from bayes_lse.recommend import sequences as rec
-
+        from `history` by `place` (the trained encoder when there is one and `placement` allows
+        it, else the particle filter of `recommend.sequences.place_student`)."""
         if history is not None:
             hist = history if isinstance(history, pd.DataFrame) else read_history(history)
-            pri = self.model_config["priors"]
-            placed = rec.place_student(
-                hist,
-                requirement=self.draws("requirement"),
-                assessment_ids=[str(a) for a in self.assessments],
-                gain=self.draws("gain"),
-                lesson_ids=[str(x) for x in self.lessons],
-                prerequisite=self.draws("prerequisite") if self.has("prerequisite") else None,
-                assessment_bias=self.draws("assessment_bias") if self.has("assessment_bias") else None,
-                state_scale=pri["initial_state_scale"],
-                bias_scale=pri["student_bias_sd"] if self.has("student_bias") else None,
-                noise=self.learning_noise_draws(),
-                n_particles=n_particles,
-                seed=seed,
-            )
+            placed = self.place(hist, placement=placement, n_particles=n_particles, seed=seed)
             return placed.state, placed.student_bias, str(student or "new student"), hist
         if student is None:
             raise ValueError("give a student id, or a history for a new student")
@@ -233,6 +219,234 @@ class FittedLSE(FitResult):
                              self.draws("history_failure")[:, None])
 
     # ------------------------------------------------------------- recommend
+    # ------------------------------------------------------------ prediction with new students
+    def predict(
+        self,
+        interactions: pd.DataFrame | str | Path | InteractionLog,
+        *,
+        ci: float = 0.9,
+        update: str = "expected",
+        seed: int | None = None,
+        new_assessments: bool = True,
+        from_last_state: bool | None = None,
+        placement: str = "auto",
+        n_particles: int = 500,
+    ) -> pd.DataFrame:
+        """`results.posterior.FitResult.predict`, and students who are not in the model.
+
+        A new student's assessment rows with an outcome are its history, those with an
+        empty outcome the rows to predict; its lesson rows before the first row to predict
+        belong to the history, the later ones are pushed through (`update`). The student
+        is placed from its history (`place_students`, `placement` "auto" | "exact" |
+        "amortised", `n_particles` for exact) and its rows to predict are scored from
+        there, one state and bias draw per posterior draw. Rows of students in the model
+        are predicted as before. Output rows keep the input's order.
+        """
+        from bayes_lse.data.log import InteractionLog, read_interactions
+
+        log = (interactions if isinstance(interactions, InteractionLog)
+               else read_interactions(interactions, require_outcomes=False))
+        t = log.table
+        known = set(self.last_states().index.astype(str))
+        new = ~t["student_id"].astype(str).isin(known).to_numpy()
+        if not new.any():
+            return super().predict(log, ci=ci, update=update, seed=seed, new_assessments=new_assessments,
+                                   from_last_state=from_last_state)
+        if from_last_state is None:
+            from_last_state = bool(getattr(log, "timesteps_derived", False))
+        parts = []
+        is_a = (t["module_type"].astype(str) == "assessment").to_numpy()
+        todo = is_a & pd.to_numeric(t["outcome"], errors="coerce").isna().to_numpy()
+        sid = t["student_id"].astype(str)
+        without = new & ~sid.isin(set(sid[new & todo])).to_numpy()
+        if without.any():  # nothing to predict: more likely a mistyped id than a history on purpose
+            from bayes_lse.core.errors import InteractionLogError
+
+            i = int(np.flatnonzero(without)[0])
+            raise InteractionLogError(
+                str(log.source),
+                f"student {sid.iloc[i]!r} is not in the fitted model, and none of its rows has an empty outcome: "
+                "a new student's rows with an outcome are its history and those with an empty outcome the rows "
+                "to predict (check the id if this student should be in the model)",
+                row=int(t["source_row"].iloc[i]) if "source_row" in t.columns else i, column="student_id",
+                row_kind=getattr(log, "row_kind", "row"))
+        if (~new).any():
+            old = super().predict(t[~new], ci=ci, update=update, seed=seed, new_assessments=new_assessments,
+                                  from_last_state=from_last_state)
+            parts.append(old.assign(_row=np.flatnonzero(~new & is_a)))
+        parts.append(self._predict_placed(t[new], np.flatnonzero(new), ci=ci, update=update, seed=seed,
+                                          placement=placement, n_particles=n_particles))
+        out = pd.concat(parts, ignore_index=True).sort_values("_row", kind="stable").drop(columns="_row")
+        return out.reset_index(drop=True)
+
+    def _predict_placed(self, t: pd.DataFrame, positions: np.ndarray, *, ci: float, update: str,
+                        seed: int | None, placement: str, n_particles: int) -> pd.DataFrame:
+        """Rows of new students: place each from its answered rows, score the others."""
+        from bayes_lse.model import terms as eq
+
+        update = self.resolve_update(update)
+        sid = t["student_id"].astype(str).to_numpy()
+        is_a = (t["module_type"].astype(str) == "assessment").to_numpy()
+        y = pd.to_numeric(t["outcome"], errors="coerce").to_numpy(dtype=float)
+        step = t["timestep"].to_numpy().astype(np.int64)
+        todo = is_a & np.isnan(y)
+        first = pd.Series(np.where(todo, step, np.iinfo(np.int64).max)).groupby(sid).transform("min").to_numpy()
+        in_hist = (is_a & ~np.isnan(y)) | (~is_a & (step < first))
+        hist = t[in_hist]
+        placed = self.place_students(hist, placement=placement, n_particles=n_particles, seed=seed) if len(hist) else {}
+        a_ids = pd.Index([str(a) for a in self.assessments])
+        l_ids = pd.Index([str(x) for x in self.lessons])
+        a_idx = a_ids.get_indexer(t["module_id"].astype(str))
+        if (todo & (a_idx < 0)).any():
+            bad = t["module_id"].astype(str).to_numpy()[todo & (a_idx < 0)][0]
+            raise ValueError(f"assessment {bad!r} is not in the fitted model (new students are placed and "
+                             "predicted on known modules only)")
+        S = int(self.idata["posterior"].sizes["chain"] * self.idata["posterior"].sizes["draw"])
+        d = int(self.model_config["n_skills"])
+        pri = self.model_config["priors"]
+        rng = np.random.default_rng(seed)
+        req = self.draws("requirement")
+        ab = self.draws("assessment_bias") if self.has("assessment_bias") else np.zeros(req.shape[:2])
+        use_lessons = self.model_config["lessons"] and self.has("gain")
+        gain = self.draws("gain") if use_lessons else None
+        prereq = self.draws("prerequisite") if use_lessons and self.has("prerequisite") else None
+        noise = np.broadcast_to(np.asarray(self.learning_noise_draws(), dtype=float), (S,))
+        l_idx = l_ids.get_indexer(t["module_id"].astype(str))
+        alpha = (1 - ci) / 2
+        rows_out = []
+        for s in pd.unique(sid):
+            mine = sid == s
+            pl = placed.get(s)
+            if pl is not None:
+                cur, bias, T = pl.state.copy(), pl.student_bias, pl.timestep
+            else:  # no history at all: the prior (initial state, bias)
+                cur = np.abs(rng.normal(size=(S, d))) * pri["initial_state_scale"]
+                bias = rng.normal(scale=pri["student_bias_sd"], size=S) if self.has("student_bias") else None
+                T = 0
+            rows = np.flatnonzero(mine & todo)
+            if not len(rows):
+                continue
+            if step[rows].min() < T:
+                raise ValueError(f"student {s!r}: a row to predict (empty outcome) at timestep {step[rows].min()} "
+                                 f"comes before the end of its history (timestep {T}); give the rows to predict "
+                                 "after the answered ones")
+            les = {int(step[i]): int(l_idx[i]) for i in np.flatnonzero(mine & ~is_a & ~in_hist)}
+            if use_lessons and any(k < 0 for k in les.values()):
+                raise ValueError(f"student {s!r}: a lesson to push through is not in the fitted model")
+            counts = None
+            if self.model_config.get("history"):
+                past = mine & is_a & ~np.isnan(y)
+                counts = np.zeros((len(a_ids), 2))
+                np.add.at(counts[:, 0], a_idx[past], y[past])
+                np.add.at(counts[:, 1], a_idx[past], 1.0 - y[past])
+            g_u = 0.0 if bias is None else bias[:, None]
+            for k in range(T, int(step[rows].max()) + 1):
+                at = rows[step[rows] == k]
+                if len(at):
+                    j = a_idx[at]
+                    off = ab[:, j]
+                    if counts is not None:
+                        off = off + eq.history_logit(counts[j][None], self.draws("history_success")[:, None],
+                                                     self.draws("history_failure")[:, None])
+                    p = eq.pass_probability(cur[:, None, :], req[:, j], g_u, off)
+                    lo, hi = np.quantile(p, [alpha, 1 - alpha], axis=0)
+                    for c, i in enumerate(at):
+                        rows_out.append((positions[i], s, t["module_id"].iloc[i], int(k), float(p[:, c].mean()),
+                                         float(lo[c]), float(hi[c])))
+                lk = np.array([les.get(k, -1)])
+                cur = eq.step_states(cur[:, None, :], lk, gain, prereq, noise[:, None, None], update, rng)[:, 0]
+        return pd.DataFrame(rows_out, columns=["_row", "student_id", "module_id", "timestep", "p_mean", "p_low",
+                                               "p_high"]).assign(assessment_seen=True)
+
+    # ------------------------------------------------------------ placing new students
+    def train_encoder(self, *, progress: Any = None, design: dict[str, Any] | None = None, **options: Any) -> Any:
+        """Train the amortised placement encoder of this fit (issue 16; needs the extra
+        ``jax``) and keep it as ``self.encoder``; `save` then writes it into the model
+        folder. Trained on students simulated from this fit's posterior
+        (`inference.amortised`); `options`: hidden (64), steps (3000), batch_size (256),
+        learning_rate, seed; `design`: max_steps, max_answers of the simulated histories
+        (default: like the training log's). Returns the encoder."""
+        from bayes_lse.results.encoder import train_for_fit
+
+        self.encoder = train_for_fit(self, progress=progress, design=design, **options)
+        return self.encoder
+
+    def place_students(
+        self,
+        table: pd.DataFrame | str | Path,
+        *,
+        placement: str = "auto",
+        n_particles: int = 500,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Place new students (not in the fit) from their interactions so far, without
+        refitting: {student_id: `recommend.sequences.Placement`}, one state and bias draw
+        per posterior draw of the modules.
+
+        `placement`: "exact" — the particle filter per posterior draw
+        (`recommend.sequences.place_student`, `n_particles`); "amortised" — one forward pass
+        of the trained encoder (`train_encoder`), its posterior sampled once per module
+        draw; "auto" — amortised when the model has an encoder, else exact.
+        """
+        from bayes_lse.recommend import sequences as rec
+
+        if placement not in ("auto", "exact", "amortised"):
+            raise ValueError(f"placement must be 'auto', 'exact' or 'amortised', got {placement!r}")
+        if placement == "amortised" and self.encoder is None:
+            raise ValueError("this model has no amortised encoder: train one (FittedLSE.train_encoder, "
+                             "`bayes-lse train-encoder`) or use placement='exact'")
+        table = table if isinstance(table, pd.DataFrame) else pd.read_csv(table)
+        if "student_id" not in table.columns:
+            table = table.assign(student_id="new student")
+        sizes = self.idata["posterior"].sizes
+        S = int(sizes["chain"] * sizes["draw"])
+        if placement != "exact" and self.encoder is not None:
+            from bayes_lse.results.encoder import encode_histories
+
+            post = encode_histories(self.encoder, self, table)
+            states, bias = post.sample(S, seed)
+            return {
+                sid: rec.Placement(state=states[:, i], student_bias=None if bias is None else bias[:, i],
+                                   ess=np.full(S, np.nan), timestep=int(post.last[i]), n_particles=0)
+                for i, sid in enumerate(post.ids)
+            }
+        pri = self.model_config["priors"]
+        out = {}
+        for sid, rows in table.groupby(table["student_id"].astype(str), sort=False):
+            out[sid] = rec.place_student(
+                rows,
+                requirement=self.draws("requirement"),
+                assessment_ids=[str(a) for a in self.assessments],
+                gain=self.draws("gain") if self.has("gain") else None,
+                lesson_ids=[str(x) for x in self.lessons] if self.has("gain") else (),
+                prerequisite=self.draws("prerequisite") if self.has("prerequisite") else None,
+                assessment_bias=self.draws("assessment_bias") if self.has("assessment_bias") else None,
+                state_scale=pri["initial_state_scale"],
+                bias_scale=pri["student_bias_sd"] if self.has("student_bias") else None,
+                noise=self.learning_noise_draws(),
+                n_particles=n_particles,
+                seed=seed,
+            )
+        return out
+
+    def place(
+        self,
+        history: pd.DataFrame | str | Path,
+        *,
+        placement: str = "auto",
+        n_particles: int = 500,
+        seed: int | None = None,
+    ) -> Any:
+        """Place one new student from its interactions so far (`place_students`):
+        a `recommend.sequences.Placement`."""
+        hist = history if isinstance(history, pd.DataFrame) else read_history(history)
+        if "student_id" in hist.columns and hist["student_id"].astype(str).nunique() > 1:
+            raise ValueError("history must hold the rows of one student; got several student_id values")
+        placed = self.place_students(hist, placement=placement, n_particles=n_particles, seed=seed)
+        if not placed:
+            raise ValueError("the history holds no rows")
+        return next(iter(placed.values()))
+
     def recommend(
         self,
         student: str | None,
@@ -245,6 +459,7 @@ class FittedLSE(FitResult):
         seed: int | None = None,
         allow_taken: bool = False,
         fit_verdict: dict[str, Any] | None = None,
+        placement: str = "auto",
         **options: Any,
     ) -> Recommendation:
         """Rank lesson sequences by the posterior probability of passing `goals`.
@@ -272,6 +487,9 @@ class FittedLSE(FitResult):
         n_particles : int
             Particles per draw when placing a new student (500: median ESS 336 in
             docs/benchmarks.md).
+        placement : str
+            How a new student is placed (`place`): "exact" (particle filter), "amortised"
+            (the trained encoder) or "auto" (the encoder when the model has one).
         seed : int, optional
             Seed of the placement and of the simulated learning noise.
         allow_taken : bool
@@ -306,7 +524,7 @@ class FittedLSE(FitResult):
         noise = self.learning_noise_draws()
         prereq = self.draws("prerequisite") if self.has("prerequisite") else None
         a_bias = self.draws("assessment_bias") if self.has("assessment_bias") else None
-        state, s_bias, student, hist = self._student_draws(student, history, n_particles, seed)
+        state, s_bias, student, hist = self._student_draws(student, history, n_particles, seed, placement)
         offset = self._history_offset(student, hist)
         if offset is not None:
             a_bias = offset if a_bias is None else a_bias + offset
@@ -516,4 +734,8 @@ def load(path: str | Path) -> FittedLSE:
         When the folder is incomplete, tampered with, from another format version, or
         its draws and config do not belong together.
     """
-    return FittedLSE(load_tree(path))
+    from bayes_lse.results.encoder import read_encoder
+
+    fitted = FittedLSE(load_tree(path))
+    fitted.encoder = read_encoder(path, fitted)
+    return fitted

@@ -248,16 +248,26 @@ def _warn_if_failed(fitted: Any, model: Path) -> dict[str, Any] | None:
 @click.option("--update", type=click.Choice(["expected", "mode", "sample"]), default="expected", show_default=True,
               help="How a state moves through steps beyond the fitted history: each step's truncated-normal "
                    "mean, its mode, or one noisy draw per posterior draw.")
-@click.option("--seed", type=int, default=None, help="Seed for --update sample.")
+@click.option("--seed", type=int, default=None, help="Seed for --update sample and for placing new students.")
+@click.option("--placement", type=click.Choice(["auto", "exact", "amortised"]), default="auto", show_default=True,
+              help="How students not in the model are placed from their answered rows: the model's amortised "
+                   "encoder (one forward pass), the exact particle filter, or auto (the encoder when the model "
+                   "has one, else exact).")
+@click.option("--particles", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Particles per posterior draw for exact placement.")
 @click.option("--overwrite", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress or notes on stderr (warnings and errors still show).")
 @guard
 def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, update: str, seed: int | None,
-            overwrite: bool, quiet: bool) -> None:
+            placement: str, particles: int, overwrite: bool, quiet: bool) -> None:
     """Pass probability of every assessment row of DATA under a saved MODEL.
 
     DATA needs no outcome column. Without a timestep column, each student's rows
-    continue from their current (last fitted) state."""
+    continue from their current (last fitted) state.
+
+    Students who are not in the model are placed without refitting: their assessment
+    rows with an outcome (and lessons before their first row to predict) are their
+    history, their rows with an empty outcome are the ones predicted (--placement)."""
     from bayes_lse.api import load
 
     if output is not None:
@@ -271,13 +281,50 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, u
         _say(quiet)(f"bayes-lse: note: {data} has no timestep column, so each student's rows are scored from "
                     "their current (last fitted) state on, one step further after each lesson row; add a "
                     "timestep column to score rows inside the fitted history")
-    pred = fitted.predict(rows, ci=ci, update=update, seed=seed, from_last_state=rows.timesteps_derived)
+    if placement == "amortised" and fitted.encoder is None:
+        raise UserError(f"{model} has no amortised encoder: train one (bayes-lse train-encoder {model}) "
+                        "or use --placement exact")
+    known = set(fitted.last_states().index.astype(str))
+    n_new = rows.table.loc[~rows.table["student_id"].astype(str).isin(known), "student_id"].nunique()
+    if n_new:
+        how = "amortised encoder" if placement != "exact" and fitted.encoder is not None else "exact particle filter"
+        _say(quiet)(f"bayes-lse: placing {n_new} student(s) not in the model from their answered rows ({how})")
+    pred = fitted.predict(rows, ci=ci, update=update, seed=seed, from_last_state=rows.timesteps_derived,
+                          placement=placement, n_particles=particles)
     cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"]
     pred = pred[cols]
     text = pred.to_csv(index=False) if fmt == "csv" else pred.to_json(orient="records", indent=1) + "\n"
     write_text(output, text, overwrite)
     if output is not None:
         _say(quiet)(f"wrote {len(pred)} predictions to {output}")
+
+
+@main.command("train-encoder")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--steps", type=click.IntRange(min=1), default=3000, show_default=True, help="Adam steps.")
+@click.option("--hidden", type=click.IntRange(min=2), default=64, show_default=True, help="Units per hidden layer.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Simulated students per step.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@guard
+def train_encoder(model: Path, steps: int, hidden: int, batch_size: int, seed: int, quiet: bool) -> None:
+    """Train MODEL's amortised placement encoder (needs the extra jax) and save it in the folder.
+
+    Trained on students simulated from the model's own posterior; afterwards `predict`
+    and `recommend --history` place new students with one forward pass (issue 16)."""
+    from bayes_lse.api import load
+
+    fitted = load(model)
+    say = _say(quiet)
+    try:
+        fitted.train_encoder(steps=steps, hidden=hidden, batch_size=batch_size, seed=seed,
+                             progress=lambda m: say(f"bayes-lse: encoder {m}"))
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    fitted.save(model, overwrite=True)
+    tr = fitted.encoder.spec["training"]
+    say(f"bayes-lse: encoder trained in {tr['seconds']} s (final loss {tr['final_loss']:.3f}), saved in {model}")
 
 
 def _read_costs(path: Path) -> dict[str, float]:
@@ -417,6 +464,9 @@ def report(model: Path, output: Path | None, title: str | None, rhat_max: float,
               help="Rows shown. p_best does not depend on it: it is over every sequence searched.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--seed", type=int, default=None)
+@click.option("--placement", type=click.Choice(["auto", "exact", "amortised"]), default="auto", show_default=True,
+              help="How a --history student is placed: the model's amortised encoder, the exact particle "
+                   "filter, or auto (the encoder when the model has one).")
 @guard
 def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_length: int | None,
               candidates: str | None,
@@ -424,7 +474,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
               budget: float | None, search: str, time_limit: float | None, beam_width: int, repeats: bool,
               allow_retake: bool,
               group_by_set: bool, include_noise: bool, band: str,
-              top: int, fmt: str, seed: int | None) -> None:
+              top: int, fmt: str, seed: int | None, placement: str) -> None:
     """Rank lesson sequences for a student by the probability of passing the goals."""
     from bayes_lse.api import load
 
@@ -447,6 +497,9 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
     if history is None and str(student) not in set(fitted.last_states().index):
         raise UserError(f"student {student!r} is not in the model {model}; to place a new student, give their "
                         "interactions so far with --history FILE (no refit needed)")
+    if history is not None and placement == "amortised" and fitted.encoder is None:
+        raise UserError(f"{model} has no amortised encoder: train one (bayes-lse train-encoder {model}) "
+                        "or use --placement exact")
     verdict = _warn_if_failed(fitted, model)
     result = fitted.recommend(
         student, list(goals), max_length=max_length,
@@ -454,7 +507,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
         history=history, seed=seed, band=(lo, hi), include_noise=include_noise, search=search,
         beam_width=beam_width, top=top, costs=cost_map, budget=budget, target=target, confidence=confidence,
         allow_repeats=repeats, allow_taken=allow_retake, group_by_set=group_by_set, fit_verdict=verdict,
-        time_limit=time_limit, progress=lambda msg: click.echo(msg, err=True),
+        time_limit=time_limit, progress=lambda msg: click.echo(msg, err=True), placement=placement,
     )
     click.echo(result.to_json() if fmt == "json" else result.to_text())
 

@@ -286,3 +286,119 @@ def simulate_on_design(
                             g_student[idx.obs_student], g_assess[idx.obs_assessment])
     outcome = (rng.random(p.shape) < p).astype(np.int8)
     return DesignDraw(params=params, outcome=outcome, p=p)
+
+
+@dataclass
+class SimulatedStudents:
+    """New students simulated on given module parameters (`simulate_students`), as
+    flat rows sorted by student, then step, answers before the step's lesson.
+
+    ``student``, ``kind`` (0 answer, 1 lesson), ``code`` (assessment or lesson code),
+    ``outcome`` (0/1, NaN for lessons), ``step``, ``p`` (true pass probability, NaN for
+    lessons) per row; per student ``draw`` (the module draw it was simulated on),
+    ``states`` (n, T_max + 1, d, the whole true trajectory), ``bias`` (n,), ``last``
+    (n,) its last timestep.
+    """
+
+    student: np.ndarray
+    kind: np.ndarray
+    code: np.ndarray
+    outcome: np.ndarray
+    step: np.ndarray
+    p: np.ndarray
+    draw: np.ndarray
+    states: np.ndarray
+    bias: np.ndarray
+    last: np.ndarray
+
+    @property
+    def n_students(self) -> int:
+        return len(self.last)
+
+    def rows(self, keep: np.ndarray) -> SimulatedStudents:
+        """The same students with only the rows flagged in `keep` (their truth unchanged)."""
+        return SimulatedStudents(self.student[keep], self.kind[keep], self.code[keep], self.outcome[keep],
+                                 self.step[keep], self.p[keep], self.draw, self.states, self.bias, self.last)
+
+
+def simulate_students(
+    n_students: int,
+    *,
+    requirement: np.ndarray,
+    priors: dict[str, Any],
+    assessment_bias: np.ndarray | None = None,
+    gain: np.ndarray | None = None,
+    prerequisite: np.ndarray | None = None,
+    noise: Any = 0.0,
+    biases: bool = True,
+    max_steps: int = 10,
+    min_steps: int = 1,
+    max_answers: int = 3,
+    lesson_probability: float = 1.0,
+    assessment_weights: np.ndarray | None = None,
+    lesson_weights: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> SimulatedStudents:
+    """New students on the modules of a fit: each student takes one module draw at random
+    (`requirement` (S, A, d), `assessment_bias` (S, A), `gain` / `prerequisite` (S, L, d),
+    `noise` σ_L scalar or (S,)), an initial state and a bias from their priors (`priors`:
+    the model config's; `biases=False`: no student bias), a number of timesteps uniform in
+    `min_steps..max_steps`, 0..`max_answers` answers per timestep (assessments drawn by
+    `assessment_weights`) and, between timesteps, a lesson (drawn by `lesson_weights`) with
+    probability `lesson_probability` (else the step passes with noise only).  The states
+    move by the model's learning update (`terms.expected_update`, truncated-normal noise)
+    and answers are drawn with `terms.pass_probability`: the joint distribution the fitted
+    model defines for a new student.  What the amortised encoder is trained on
+    (`inference.amortised`), and the held-out students of its benchmark."""
+    rng = rng if rng is not None else np.random.default_rng()
+    req = np.asarray(requirement, dtype=float)
+    S, A, d = req.shape
+    ab = np.zeros((S, A)) if assessment_bias is None else np.asarray(assessment_bias, dtype=float)
+    L = 0 if gain is None else np.asarray(gain).shape[1]
+    sig = np.broadcast_to(np.asarray(noise, dtype=float), (S,))
+    n = int(n_students)
+    draw = rng.integers(0, S, size=n)
+    steps = rng.integers(min_steps, max_steps + 1, size=n)  # timesteps 0..steps-1
+    Tm = int(steps.max()) if n else 1
+    states = np.zeros((n, Tm, d))
+    states[:, 0] = eq.draw_prior("initial_state", priors, rng, (n, d))
+    bias = eq.draw_prior("student_bias", priors, rng, n) if biases else np.zeros(n)
+    lesson = np.full((n, max(Tm - 1, 0)), -1, dtype=np.int64)
+    if L and Tm > 1:
+        lw = None if lesson_weights is None else np.asarray(lesson_weights, float) / np.sum(lesson_weights)
+        lesson = rng.choice(L, size=(n, Tm - 1), p=lw)
+        lesson[rng.random((n, Tm - 1)) >= lesson_probability] = -1
+    lesson[np.arange(Tm - 1)[None, :] >= (steps - 1)[:, None]] = -1
+    for t in range(Tm - 1):
+        k = lesson[:, t]
+        mu = states[:, t].copy()
+        has = k >= 0
+        if has.any():
+            q = None if prerequisite is None else np.asarray(prerequisite)[draw[has], k[has]]
+            mu[has] = eq.expected_update(mu[has], np.asarray(gain)[draw[has], k[has]], q)
+        states[:, t + 1] = eq.sample_truncated_normal(mu, sig[draw][:, None], rng, method="rejection")
+    # answers
+    m = rng.integers(0, max_answers + 1, size=(n, Tm))
+    m[np.arange(Tm)[None, :] >= steps[:, None]] = 0
+    au = np.repeat(np.repeat(np.arange(n), Tm), m.ravel())
+    at = np.repeat(np.tile(np.arange(Tm), n), m.ravel())
+    aw = None if assessment_weights is None else np.asarray(assessment_weights, float) / np.sum(assessment_weights)
+    aj = rng.choice(A, size=len(au), p=aw)
+    p = eq.pass_probability(states[au, at], req[draw[au], aj], bias[au], ab[draw[au], aj])
+    y = (rng.random(len(au)) < p).astype(float)
+    lu, lt = np.nonzero(lesson >= 0)
+    student = np.concatenate([au, lu])
+    kind = np.concatenate([np.zeros(len(au), np.int64), np.ones(len(lu), np.int64)])
+    code = np.concatenate([aj, lesson[lu, lt]]).astype(np.int64)
+    step = np.concatenate([at, lt]).astype(np.int64)
+    order = np.lexsort((kind, step, student))
+    # the current timestep as a history states it (`recommend.sequences.place_student`):
+    # the last answer's, or one past the last lesson; 0 for a student with no rows
+    last = np.zeros(n, dtype=np.int64)
+    np.maximum.at(last, student, step + kind)
+    return SimulatedStudents(
+        student=student[order], kind=kind[order], code=code[order],
+        outcome=np.concatenate([y, np.full(len(lu), np.nan)])[order], step=step[order],
+        p=np.concatenate([p, np.full(len(lu), np.nan)])[order], draw=draw, states=states, bias=bias,
+        last=last,
+    )

@@ -19,22 +19,29 @@ from bayes_lse.core.lazy import LazyModule
 NORM_EPS = 1e-12
 
 
-def norm(v: ArrayLike) -> NDArray[np.float64]:
-    v = np.asarray(v, dtype=float)
-    return np.sqrt(np.vecdot(v, v) + NORM_EPS)
+def _arr(x: Any, xp: Any) -> Any:
+    """x as an array of namespace `xp`: float64 numpy, or e.g. jax.numpy's own dtype."""
+    return np.asarray(x, dtype=float) if xp is np else xp.asarray(x)
 
 
-def relevance(s: ArrayLike, v: ArrayLike) -> NDArray[np.float64]:
+def norm(v: ArrayLike, xp: Any = np) -> NDArray[np.float64]:
+    """|v| over the last axis. `xp`: the array namespace (numpy; jax.numpy for the
+    amortised encoder's training, `inference.amortised`) — the same formula either way."""
+    v = _arr(v, xp)
+    return xp.sqrt(xp.vecdot(v, v) + NORM_EPS)
+
+
+def relevance(s: ArrayLike, v: ArrayLike, xp: Any = np) -> NDArray[np.float64]:
     """D(s, v) = s·v/|v| − |v|: relevant skill minus difficulty."""
-    s = np.asarray(s, dtype=float)
-    v = np.asarray(v, dtype=float)
-    n = norm(v)
-    return np.vecdot(s, v) / n - n
+    s = _arr(s, xp)
+    v = _arr(v, xp)
+    n = norm(v, xp)
+    return xp.vecdot(s, v) / n - n
 
 
-def sigmoid(x: ArrayLike) -> NDArray[np.float64]:
-    x = np.asarray(x, dtype=float)
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # overflow-free logistic
+def sigmoid(x: ArrayLike, xp: Any = np) -> NDArray[np.float64]:
+    x = _arr(x, xp)
+    return 0.5 * (1.0 + xp.tanh(0.5 * x))  # overflow-free logistic
 
 
 def pass_logit(
@@ -42,8 +49,9 @@ def pass_logit(
     requirement: ArrayLike,
     student_bias: ArrayLike = 0.0,
     assessment_bias: ArrayLike = 0.0,
+    xp: Any = np,
 ) -> NDArray[np.float64]:
-    return relevance(state, requirement) + np.asarray(student_bias) + np.asarray(assessment_bias)
+    return relevance(state, requirement, xp) + xp.asarray(student_bias) + xp.asarray(assessment_bias)
 
 
 def pass_probability(
@@ -56,20 +64,36 @@ def pass_probability(
     return sigmoid(pass_logit(state, requirement, student_bias, assessment_bias))
 
 
-def gain_weight(state: ArrayLike, prerequisite: ArrayLike | None) -> NDArray[np.float64]:
+def gain_weight(state: ArrayLike, prerequisite: ArrayLike | None, xp: Any = np) -> NDArray[np.float64]:
     """σ(D(s, q)): how much of a lesson's gain a student realises (1 without prerequisites)."""
     if prerequisite is None:
-        return np.ones(np.shape(state)[:-1])
-    return sigmoid(relevance(state, prerequisite))
+        return xp.ones(xp.shape(state)[:-1]) if xp is not np else np.ones(np.shape(state)[:-1])
+    return sigmoid(relevance(state, prerequisite, xp), xp)
 
 
 def expected_update(
-    state: ArrayLike, gain: ArrayLike, prerequisite: ArrayLike | None = None
+    state: ArrayLike, gain: ArrayLike, prerequisite: ArrayLike | None = None, xp: Any = np
 ) -> NDArray[np.float64]:
     """Mean of the learning update, s + l·σ(D(s, q)) (before truncation to R+^d)."""
-    state = np.asarray(state, dtype=float)
-    w = gain_weight(state, prerequisite)
-    return state + np.asarray(gain, dtype=float) * w[..., None]
+    state = _arr(state, xp)
+    w = gain_weight(state, prerequisite, xp)
+    return state + _arr(gain, xp) * w[..., None]
+
+
+def truncated_normal_logpdf(x: Any, mu: Any, sigma: Any, xp: Any = np, log_ndtr: Any = None) -> Any:
+    """log N(x | mu, σ²) − log Φ(mu/σ) per coordinate: the normal restricted to x > 0 (the
+    learning update's density; the PyTensor form is `truncated_normal_logp`). `xp`,
+    `log_ndtr`: numpy + scipy (default) or jax.numpy + jax.scipy's."""
+    if log_ndtr is None:
+        from scipy.special import log_ndtr
+    z = (x - mu) / sigma
+    return -0.5 * z * z - xp.log(sigma) - 0.5 * math.log(2 * math.pi) - log_ndtr(mu / sigma)
+
+
+def normal_logpdf(x: Any, loc: Any, scale: Any, xp: Any = np) -> Any:
+    """log N(x | loc, scale²); a half-normal prior adds log 2 on x ≥ 0 (`prior_log_density`)."""
+    z = (x - loc) / scale
+    return -0.5 * z * z - xp.log(scale) - 0.5 * math.log(2 * math.pi)
 
 
 def truncated_normal_mean(mu: ArrayLike, sigma: ArrayLike) -> NDArray[np.float64]:
@@ -354,6 +378,14 @@ def prior_logpdf(
     dist = stats.halfnorm if prior_family(name) == "halfnormal" else stats.norm
     loc = prior_location(name, hyper)
     return dist.logpdf(np.asarray(x, dtype=float) - loc, scale=prior_scale(name, priors, hyper))
+
+
+def prior_log_density(name: str, x: Any, priors: dict[str, Any], xp: Any = np) -> Any:
+    """`prior_logpdf` (non-hierarchical scales) written with array namespace `xp`, for
+    jax.numpy (the amortised encoder's ELBO): N(0, σ²), or its half-normal (+log 2,
+    for x ≥ 0, which the caller guarantees)."""
+    out = normal_logpdf(x, 0.0, prior_scale(name, priors), xp)
+    return out + math.log(2.0) if prior_family(name) == "halfnormal" else out
 
 
 def draw_prior(

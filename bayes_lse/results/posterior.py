@@ -59,6 +59,8 @@ class FitResult:
 
     def __init__(self, idata: xr.DataTree) -> None:
         self.idata = idata
+        #: the amortised placement encoder (`inference.encoder.Encoder`), if trained or loaded
+        self.encoder: Any = None
 
     # ------------------------------------------------------------ properties
     @property
@@ -508,6 +510,12 @@ class FitResult:
             "ids.json": lambda p: p.write_text(json.dumps(ids, indent=1)),
             "fit.nc": write_nc,
         }
+        encoder = getattr(self, "encoder", None)
+        if encoder is not None:  # the amortised placement encoder (issue 16), checked to be this fit's
+            from bayes_lse.results.encoder import check_encoder, encoder_writers
+
+            check_encoder(encoder, self)
+            writers.update(encoder_writers(encoder))
         manifest = {
             "bayes_lse_version": package_version(),
             "method": self.method,

@@ -330,3 +330,39 @@ def test_a_second_fit_to_the_same_folder_fails_at_once(tmp_path, monkeypatch):
         holder.stdin.close()
         holder.wait(timeout=30)
     assert not (tmp_path / "models").exists()  # nothing left: the holder made the folder and removed it
+
+
+def test_predict_places_students_not_in_the_model(tiny_map, tmp_path):
+    """Issue 16: rows of a new student with an outcome are its history, rows with an
+    empty outcome are predicted; exact placement without an encoder, the encoder with one."""
+    pytest.importorskip("jax")
+    from click.testing import CliRunner
+
+    from bayes_lse.cli.commands import main
+
+    tiny_map.save(tmp_path / "m")
+    a, l = [str(x) for x in tiny_map.assessments], [str(x) for x in tiny_map.lessons]
+    known = str(tiny_map.ids_of("student")[0])
+    (tmp_path / "rows.csv").write_text(
+        "student_id,module_id,module_type,outcome,timestep\n"
+        f"newA,{a[0]},assessment,1,0\nnewA,{a[1]},assessment,0,0\nnewA,{l[0]},lesson,,0\n"
+        f"newA,{a[2]},assessment,,1\nnewA,{l[1]},lesson,,1\nnewA,{a[3]},assessment,,2\n"
+        f"{known},{a[0]},assessment,,3\nnewB,{a[1]},assessment,,0\n")
+    r = CliRunner().invoke(main, ["predict", str(tmp_path / "m"), str(tmp_path / "rows.csv"), "--seed", "1",
+                                  "--particles", "50"])
+    assert r.exit_code == 0, r.output
+    assert "exact particle filter" in r.output
+    lines = [x for x in r.output.splitlines() if x.startswith(("newA", "newB", known))]
+    assert [x.split(",")[:3] for x in lines] == [["newA", a[2], "1"], ["newA", a[3], "2"], [known, a[0], "3"],
+                                                 ["newB", a[1], "0"]]
+    assert all(0 < float(x.split(",")[3]) < 1 for x in lines)
+    r = CliRunner().invoke(main, ["predict", str(tmp_path / "m"), str(tmp_path / "rows.csv"), "--placement",
+                                  "amortised"])
+    assert r.exit_code == 2 and "no amortised encoder" in r.output
+    r = CliRunner().invoke(main, ["train-encoder", str(tmp_path / "m"), "--steps", "10", "--hidden", "8",
+                                  "--batch-size", "16", "-q"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["predict", str(tmp_path / "m"), str(tmp_path / "rows.csv"), "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    assert "amortised encoder" in r.output
+    assert len([x for x in r.output.splitlines() if x.startswith(("newA", "newB", known))]) == 4
