@@ -11,6 +11,7 @@ each layer can be used and tested on its own (ARCHITECTURE.md).
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -197,8 +198,9 @@ class FittedLSE(FitResult):
     def _history_offset(self, student: str, hist: pd.DataFrame | None) -> np.ndarray | None:
         """The history term's offset per (draw, assessment), or None without the term: a goal's
         logit also has γ_s·log(1+S) + γ_f·log(1+F) for the student's earlier successes/failures
-        on it, which lessons do not change — folded into the assessment bias.  (Placing a new
-        student from a history ignores the term; its answers then weigh as first tries.)"""
+        on it, which lessons do not change — folded into the assessment bias.  (The exact
+        placement of a new student counts its repeats with the term too; the amortised
+        encoder does not, so "auto" placement is exact for such a model: `placement_method`.)"""
         if not self.model_config.get("history"):
             return None
         if hist is not None:
@@ -386,21 +388,18 @@ class FittedLSE(FitResult):
         `placement`: "exact" — the particle filter per posterior draw
         (`recommend.sequences.place_student`, `n_particles`); "amortised" — one forward pass
         of the trained encoder (`train_encoder`), its posterior sampled once per module
-        draw; "auto" — amortised when the model has an encoder, else exact.
+        draw; "auto" — `placement_method`: amortised when the model has an encoder and no
+        history term, else exact.
         """
         from bayes_lse.recommend import sequences as rec
 
-        if placement not in ("auto", "exact", "amortised"):
-            raise ValueError(f"placement must be 'auto', 'exact' or 'amortised', got {placement!r}")
-        if placement == "amortised" and self.encoder is None:
-            raise ValueError("this model has no amortised encoder: train one (FittedLSE.train_encoder, "
-                             "`bayes-lse train-encoder`) or use placement='exact'")
+        how, _ = self.placement_method(placement)
         table = table if isinstance(table, pd.DataFrame) else pd.read_csv(table)
         if "student_id" not in table.columns:
             table = table.assign(student_id="new student")
         sizes = self.idata["posterior"].sizes
         S = int(sizes["chain"] * sizes["draw"])
-        if placement != "exact" and self.encoder is not None:
+        if how == "amortised":
             from bayes_lse.results.encoder import encode_histories
 
             post = encode_histories(self.encoder, self, table)
@@ -426,8 +425,40 @@ class FittedLSE(FitResult):
                 noise=self.learning_noise_draws(),
                 n_particles=n_particles,
                 seed=seed,
+                history_coefficients=((self.draws("history_success"), self.draws("history_failure"))
+                                      if self.has("history_success") else None),
             )
         return out
+
+    def placement_method(self, placement: str = "auto") -> tuple[str, str]:
+        """What `placement` ("auto" | "exact" | "amortised") becomes for this model —
+        "exact" or "amortised" — and why, in words.
+
+        "auto" takes the encoder when there is one, except for a model with the
+        assessment-history term: the encoder is trained on simulated students without that
+        term, so it reads a repeated answer as fresh evidence about the state, where the
+        exact filter (and the fit) count it as a repeat.  An explicit "amortised" on such a
+        model is allowed, with a warning."""
+        if placement not in ("auto", "exact", "amortised"):
+            raise ValueError(f"placement must be 'auto', 'exact' or 'amortised', got {placement!r}")
+        if placement == "amortised" and self.encoder is None:
+            raise ValueError("this model has no amortised encoder: train one (FittedLSE.train_encoder, "
+                             "`bayes-lse train-encoder`) or use placement='exact'")
+        history = self.has("history_success")
+        if placement == "amortised":
+            if history:
+                warnings.warn("the amortised encoder ignores this model's assessment-history term (it was trained "
+                              "on students simulated without it); placement='exact' counts repeats as the fit does",
+                              stacklevel=3)
+            return "amortised", "amortised encoder"
+        if placement == "exact":
+            return "exact", "exact particle filter"
+        if self.encoder is None:
+            return "exact", "exact particle filter: the model has no amortised encoder"
+        if history:
+            return "exact", ("exact particle filter: the encoder ignores the model's assessment-history term "
+                             "(--placement amortised to use it anyway)")
+        return "amortised", "amortised encoder"
 
     def place(
         self,

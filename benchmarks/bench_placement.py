@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         cohort = simulate(n_students=a.students, n_steps=10, n_assessments=20, n_lessons=10, n_skills=2, seed=a.seed)
         kw = {"draws": a.draws, "seed": a.seed} if a.method == "advi" else {"seed": a.seed}
-        fitted = LatentSkillEmbedding(n_skills=2).fit(cohort.table, method=a.method, **kw)
+        # history=False: the held-out students are simulated without the history term
+        fitted = LatentSkillEmbedding(n_skills=2, history=False).fit(cohort.table, method=a.method, **kw)
         print(f"fit: {a.method} on {a.students} simulated students x 10 steps, {time.perf_counter() - t0:.1f} s")
     S = fitted.draws("requirement").shape[0]
     if a.model is not None and not a.model.exists():

@@ -287,7 +287,7 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, u
     known = set(fitted.last_states().index.astype(str))
     n_new = rows.table.loc[~rows.table["student_id"].astype(str).isin(known), "student_id"].nunique()
     if n_new:
-        how = "amortised encoder" if placement != "exact" and fitted.encoder is not None else "exact particle filter"
+        how = fitted.placement_method(placement)[1]
         _say(quiet)(f"bayes-lse: placing {n_new} student(s) not in the model from their answered rows ({how})")
     pred = fitted.predict(rows, ci=ci, update=update, seed=seed, from_last_state=rows.timesteps_derived,
                           placement=placement, n_particles=particles)

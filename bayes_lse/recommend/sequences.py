@@ -1566,9 +1566,15 @@ def place_student(
     noise: float | ArrayLike = math.sqrt(0.5),
     n_particles: int = 500,
     seed: int | np.random.Generator | None = None,
+    history_coefficients: tuple[ArrayLike, ArrayLike] | None = None,
 ) -> Placement:
     """Draws of a new student's current state, holding the modules at their
     posterior draws (no refit).
+
+    `history_coefficients`: (γ_s, γ_f) draws (S,) of a model with the assessment-history
+    term — each answer's logit then has γ_s·log(1+S) + γ_f·log(1+F) for the student's
+    earlier successes/failures on the same assessment in this history (as in the fit), so
+    a repeated answer weighs as a repeat, not as fresh evidence about the state.
 
     For every posterior draw of the modules (vectorised), a particle filter with
     `n_particles` particles: initial states from the half-normal prior
@@ -1612,6 +1618,16 @@ def place_student(
         raise ValueError("n_particles must be >= 1")
 
     T, answers, lesson_at = _prepare_history(history, assessment_ids, lesson_ids)
+    offsets: list[FloatArray] | None = None
+    if history_coefficients is not None:  # the history term of every answer, (S, n) per timestep
+        g_s, g_f = (np.broadcast_to(np.asarray(g, dtype=float), (S,))[:, None] for g in history_coefficients)
+        codes_all = np.concatenate([c for c, _ in answers]) if answers else np.zeros(0, np.int64)
+        outs_all = np.concatenate([o for _, o in answers]) if answers else np.zeros(0)
+        times = np.concatenate([np.full(len(c), t) for t, (c, _) in enumerate(answers)]) if answers else np.zeros(0)
+        counts = eq.assessment_history_counts(np.zeros(len(codes_all), np.int64), codes_all, outs_all, times)
+        off_all = eq.history_logit(counts[None], g_s, g_f)
+        cuts = np.cumsum([len(c) for c, _ in answers])[:-1]
+        offsets = np.split(off_all, cuts, axis=1)
     rng = _rng(seed)
     x = np.abs(rng.normal(size=(S, K, d))) * scale
     b = rng.normal(scale=bias_scale, size=(S, K)) if bias_scale is not None else None
@@ -1623,7 +1639,8 @@ def place_student(
         step = max(1, CHUNK_STATES * 8 // (S * K))  # answers per batch: bounds memory
         for lo in range(0, len(codes), step):
             cd, sign = codes[lo : lo + step], np.where(out[lo : lo + step] == 1.0, -1.0, 1.0)
-            logit = eq.pass_logit(x[:, :, None, :], req[:, None, cd, :], bb, ab[:, None, cd])  # (S, K, n)
+            off = ab[:, None, cd] if offsets is None else (ab[:, cd] + offsets[t][:, lo : lo + step])[:, None, :]
+            logit = eq.pass_logit(x[:, :, None, :], req[:, None, cd, :], bb, off)  # (S, K, n)
             # log σ(z) for a pass, log σ(−z) for a fail
             logw -= np.logaddexp(0.0, sign * logit).sum(axis=-1)
         if t == T:

@@ -387,6 +387,42 @@ def test_place_student_matches_exact_grid_posterior():
     assert np.all(np.abs(mean - s_true) < 3 * sd)
 
 
+def test_place_student_counts_repeats_with_the_history_term():
+    """A model with the assessment-history term: the k-th answer to the same assessment
+    has γ_s·log(1+S) + γ_f·log(1+F) in its logit (as in the fit).  The placed draws follow
+    the grid posterior *with* that offset, and repeated passes say less about the state
+    than they would without it (γ_s > 0 explains them)."""
+    world, req, *_ = placement_world(S=400)
+    world["requirement"] = np.broadcast_to(req, (400, *req.shape)).copy()
+    codes = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2])
+    y = np.array([1, 1, 1, 1, 1, 1, 0, 1, 0], dtype=float)
+    hist = pd.DataFrame({"module_id": [f"A{c}" for c in codes], "module_type": "assessment", "outcome": y,
+                         "timestep": 0})
+    g_s, g_f = 1.5, -1.0
+    pl = place_student(hist, **world, n_particles=1000, seed=1,
+                       history_coefficients=(np.full(400, g_s), np.full(400, g_f)))
+    plain = place_student(hist, **world, n_particles=1000, seed=1)
+    zero = place_student(hist, **world, n_particles=1000, seed=1, history_coefficients=(0.0, 0.0))
+    np.testing.assert_allclose(zero.state, plain.state)  # a zero term is no term
+    counts = eq.assessment_history_counts(np.zeros(len(codes), np.int64), codes, y)
+    off = eq.history_logit(counts, g_s, g_f)
+    g = np.linspace(0, 5, 251)
+    grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    sign = np.where(y == 1, -1.0, 1.0)
+
+    def post_mean(offset):
+        logit = eq.pass_logit(grid[:, None, :], req[codes]) + offset
+        logpost = -np.logaddexp(0, sign * logit).sum(1) - 0.5 * (grid**2).sum(1)
+        w = np.exp(logpost - logpost.max())
+        return (w / w.sum()) @ grid
+
+    with_term, without = post_mean(off), post_mean(0.0)
+    np.testing.assert_allclose(pl.state.mean(0), with_term, atol=0.05)
+    np.testing.assert_allclose(plain.state.mean(0), without, atol=0.05)
+    d0 = lambda s: eq.pass_logit(s, req[0])  # noqa: E731  the evidence of the repeated passes
+    assert d0(with_term) < d0(without) - 0.1
+
+
 def test_place_student_recovers_state_and_short_history_is_wider():
     world, req, gain, prereq = placement_world(S=200)
     rng = np.random.default_rng(1)

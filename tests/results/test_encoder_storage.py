@@ -98,3 +98,25 @@ def test_unlisted_encoder_files_are_refused(tiny_map, with_encoder, tmp_path):
     (tmp_path / "plain" / "encoder.npz").write_bytes((tmp_path / "enc" / "encoder.npz").read_bytes())
     with pytest.raises(ModelFolderError, match="does not list"):
         bl.load(tmp_path / "plain")
+
+
+def test_auto_placement_of_a_history_model_is_exact(tiny_cohort):
+    """The encoder is trained on students simulated without the assessment-history term:
+    for a model with the term, "auto" places exactly (the filter counts repeats as the fit
+    does) and says why; an explicit "amortised" still runs, with a warning."""
+    fitted = bl.LatentSkillEmbedding(n_skills=2, history=True).fit(tiny_cohort.table, method="map", starts=1,
+                                                                  maxiter=200, seed=0)
+    assert fitted.placement_method("auto") == ("exact", "exact particle filter: the model has no amortised encoder")
+    fitted.train_encoder(hidden=8, steps=5, batch_size=16, seed=0)
+    how, why = fitted.placement_method("auto")
+    assert how == "exact" and "history term" in why
+    with pytest.warns(UserWarning, match="ignores this model's assessment-history term"):
+        assert fitted.placement_method("amortised")[0] == "amortised"
+    with pytest.raises(ValueError, match="placement must be"):
+        fitted.placement_method("fast")
+    a = fitted.place(_history(fitted), seed=1)  # auto: exact, with the term
+    assert a.n_particles > 0 and np.isnan(a.ess).sum() == 0
+
+
+def test_auto_placement_without_history_term_uses_the_encoder(with_encoder):
+    assert with_encoder.placement_method("auto") == ("amortised", "amortised encoder")
