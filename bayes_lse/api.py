@@ -409,26 +409,30 @@ class FittedLSE(FitResult):
                                    ess=np.full(S, np.nan), timestep=int(post.last[i]), n_particles=0)
                 for i, sid in enumerate(post.ids)
             }
+        return {sid: self._place_exact(rows, n_particles, seed)
+                for sid, rows in table.groupby(table["student_id"].astype(str), sort=False)}
+
+    def _place_exact(self, rows: pd.DataFrame, n_particles: int, seed: int | None) -> Any:
+        """One student placed by the particle filter per posterior draw (no rows: the prior)."""
+        from bayes_lse.recommend import sequences as rec
+
         pri = self.model_config["priors"]
-        out = {}
-        for sid, rows in table.groupby(table["student_id"].astype(str), sort=False):
-            out[sid] = rec.place_student(
-                rows,
-                requirement=self.draws("requirement"),
-                assessment_ids=[str(a) for a in self.assessments],
-                gain=self.draws("gain") if self.has("gain") else None,
-                lesson_ids=[str(x) for x in self.lessons] if self.has("gain") else (),
-                prerequisite=self.draws("prerequisite") if self.has("prerequisite") else None,
-                assessment_bias=self.draws("assessment_bias") if self.has("assessment_bias") else None,
-                state_scale=pri["initial_state_scale"],
-                bias_scale=pri["student_bias_sd"] if self.has("student_bias") else None,
-                noise=self.learning_noise_draws(),
-                n_particles=n_particles,
-                seed=seed,
-                history_coefficients=((self.draws("history_success"), self.draws("history_failure"))
-                                      if self.has("history_success") else None),
-            )
-        return out
+        return rec.place_student(
+            rows,
+            requirement=self.draws("requirement"),
+            assessment_ids=[str(a) for a in self.assessments],
+            gain=self.draws("gain") if self.has("gain") else None,
+            lesson_ids=[str(x) for x in self.lessons] if self.has("gain") else (),
+            prerequisite=self.draws("prerequisite") if self.has("prerequisite") else None,
+            assessment_bias=self.draws("assessment_bias") if self.has("assessment_bias") else None,
+            state_scale=pri["initial_state_scale"],
+            bias_scale=pri["student_bias_sd"] if self.has("student_bias") else None,
+            noise=self.learning_noise_draws(),
+            n_particles=n_particles,
+            seed=seed,
+            history_coefficients=((self.draws("history_success"), self.draws("history_failure"))
+                                  if self.has("history_success") else None),
+        )
 
     def placement_method(self, placement: str = "auto") -> tuple[str, str]:
         """What `placement` ("auto" | "exact" | "amortised") becomes for this model —
@@ -473,10 +477,12 @@ class FittedLSE(FitResult):
         hist = history if isinstance(history, pd.DataFrame) else read_history(history)
         if "student_id" in hist.columns and hist["student_id"].astype(str).nunique() > 1:
             raise ValueError("history must hold the rows of one student; got several student_id values")
-        placed = self.place_students(hist, placement=placement, n_particles=n_particles, seed=seed)
-        if not placed:
-            raise ValueError("the history holds no rows")
-        return next(iter(placed.values()))
+        if placement not in ("auto", "exact", "amortised"):
+            raise ValueError(f"placement must be 'auto', 'exact' or 'amortised', got {placement!r}")
+        if not len(hist):  # nothing observed yet: the prior, one draw per posterior draw (as before issue 16)
+            return self._place_exact(hist, n_particles, seed)
+        return next(iter(self.place_students(hist, placement=placement, n_particles=n_particles,
+                                             seed=seed).values()))
 
     def recommend(
         self,

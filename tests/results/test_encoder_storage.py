@@ -120,3 +120,15 @@ def test_auto_placement_of_a_history_model_is_exact(tiny_cohort):
 
 def test_auto_placement_without_history_term_uses_the_encoder(with_encoder):
     assert with_encoder.placement_method("auto") == ("amortised", "amortised encoder")
+
+
+def test_empty_history_places_at_the_prior(with_encoder):
+    """A new student with no rows yet is placed at the prior, with or without an encoder
+    (recommend(None, goals, history=<no rows>) worked before issue 16 and still must)."""
+    empty = _history(with_encoder).head(0)
+    for how in ("auto", "exact", "amortised"):
+        pl = with_encoder.place(empty, placement=how, seed=0, n_particles=20)
+        assert pl.timestep == 0 and pl.state.shape[0] == with_encoder.draws("requirement").shape[0]
+    goals = [str(with_encoder.assessments[0])]
+    rec = with_encoder.recommend(None, goals, max_length=1, history=empty, seed=0)
+    assert 0.0 <= rec.current["p_mean"] <= 1.0
