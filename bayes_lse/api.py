@@ -638,6 +638,7 @@ class FittedLSE(FitResult):
         tree: int = 0,
         n_particles: int = 500,
         seed: int | None = None,
+        placement: str = "auto",
     ) -> PlanAdvice:
         """The next action for a student under an adaptive lesson policy (issue 18).
 
@@ -652,7 +653,7 @@ class FittedLSE(FitResult):
 
         Parameters
         ----------
-        student, history : as in `recommend`.
+        student, history, placement : as in `recommend` (a new student is placed by `place`).
         goal : str or list of str
             Goal assessments.
         horizon : int
@@ -692,7 +693,7 @@ class FittedLSE(FitResult):
         unknown += [p for p in probes if p not in a_ids]
         if unknown:
             raise ValueError(f"unknown assessment(s): {', '.join(dict.fromkeys(unknown))}")
-        state, s_bias, student, hist = self._student_draws(student, history, n_particles, seed)
+        state, s_bias, student, hist = self._student_draws(student, history, n_particles, seed, placement)
         S = state.shape[0]
         a_bias = self.draws("assessment_bias") if self.has("assessment_bias") else np.zeros((S, len(a_ids)))
         offset = self._history_offset(student, hist)

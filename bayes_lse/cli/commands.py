@@ -539,13 +539,17 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
               help="Reward factor per unit of time (1: none; the budget bounds the time).")
 @click.option("--tree", "tree_depth", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also print the policy as a decision tree for this many actions.")
+@click.option("--placement", type=click.Choice(["auto", "exact", "amortised"]), default="auto", show_default=True,
+              help="How a --history student is placed (as for recommend): the amortised encoder, the exact "
+                   "particle filter, or auto (FittedLSE.placement_method).")
 @click.option("--band", default="0.05,0.95", show_default=True, help="Credible band quantiles.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option("--seed", type=int, default=None)
 @guard
 def plan(model: Path, student: str | None, goals: tuple[str, ...], history: Path | None, policy: str, horizon: int,
          budget: float | None, costs: str, assessment_cost: float, probes: tuple[str, ...], candidates: str | None,
-         repeats: bool, discount: float, tree_depth: int, band: str, fmt: str, seed: int | None) -> None:
+         repeats: bool, discount: float, tree_depth: int, placement: str, band: str, fmt: str,
+         seed: int | None) -> None:
     """The next action for a student under an adaptive policy (lesson, assessment or stop), with its
     expected value and band; --tree shows what to do after each outcome."""
     from bayes_lse.api import load
@@ -567,8 +571,12 @@ def plan(model: Path, student: str | None, goals: tuple[str, ...], history: Path
     if history is None and str(student) not in set(fitted.last_states().index):
         raise UserError(f"student {student!r} is not in the model {model}; to place a new student, give their "
                         "interactions so far with --history FILE (no refit needed)")
+    if history is not None and placement == "amortised" and fitted.encoder is None:
+        raise UserError(f"{model} has no amortised encoder: train one (bayes-lse train-encoder {model}) "
+                        "or use --placement exact")
     _warn_if_failed(fitted, model)
     advice = fitted.plan(student, list(goals), history=history, policy=policy, horizon=horizon, budget=budget,
+                         placement=placement,
                          costs=cost_map, assessment_cost=assessment_cost, probes=list(probes) or None,
                          discount=discount, candidates=_candidate_list(candidates), allow_repeats=repeats,
                          band=(lo, hi), tree=tree_depth, seed=seed)

@@ -42,3 +42,16 @@ def test_api_plan_for_a_new_student(tiny_map, tiny_cohort):
     adv = tiny_map.plan(goal=["A2"], history=hist, policy="greedy", seed=1)
     assert adv.student == "new student" and adv.action.kind in ("lesson", "assess", "stop")
     assert json.loads(adv.to_json())["next"]["policy"] == "greedy"
+
+
+def test_plan_history_student_placement_option(saved, tiny_cohort, tmp_path):
+    """--placement reaches the new student's placement: 'amortised' without an encoder is
+    refused in one line; 'exact' plans."""
+    hist = tmp_path / "h.csv"
+    tiny_cohort.table[tiny_cohort.table.student_id == "s01"].head(5).to_csv(hist, index=False)
+    base = ["plan", str(saved), "--history", str(hist), "--goal", "A2", "--policy", "greedy", "--seed", "1"]
+    r = CliRunner().invoke(main, [*base, "--placement", "amortised"])
+    assert r.exit_code == 2 and "no amortised encoder" in r.output
+    r = CliRunner().invoke(main, [*base, "--placement", "exact"])
+    assert r.exit_code == 0, r.output
+    assert "Next: " in r.output
