@@ -171,7 +171,7 @@ def _batch(sim: SimulatedStudents, source: ModuleSource, bias: bool, sizes: dict
     req = source.requirement[draw[au], aj]
     ab = np.zeros(len(ia)) if source.assessment_bias is None else source.assessment_bias[draw[au], aj]
     A_ = sizes["answers"]
-    out.update(an_state=padto(off[au] + h.step[ia], A_), an_student=padto(au, A_),
+    out.update(an_code=padto(aj, A_), an_state=padto(off[au] + h.step[ia], A_), an_student=padto(au, A_),
                an_sign=padto(2.0 * h.outcome[ia] - 1.0, A_), an_req=padto(req, A_, 1.0), an_ab=padto(ab, A_),
                an_mask=padto(np.ones(len(ia)), A_))
     tr = np.flatnonzero(st_t < last[st_u])
@@ -186,7 +186,7 @@ def _batch(sim: SimulatedStudents, source: ModuleSource, bias: bool, sizes: dict
             pre[has] = source.prerequisite[draw[tu[has]], k[has]]
     noise = np.broadcast_to(np.asarray(source.noise, dtype=float), (source.requirement.shape[0],))[draw[tu]]
     T_ = sizes["transitions"]
-    out.update(tr_from=padto(tr, T_), tr_to=padto(tr + 1, T_), tr_gain=padto(gain, T_), tr_pre=padto(pre, T_, 1.0),
+    out.update(tr_lesson=padto(np.maximum(k, 0), T_), tr_has=padto(has.astype(float), T_), tr_from=padto(tr, T_), tr_to=padto(tr + 1, T_), tr_gain=padto(gain, T_), tr_pre=padto(pre, T_, 1.0),
                tr_noise=padto(noise, T_, 1.0), tr_mask=padto(np.ones(len(tr)), T_))
     return out
 

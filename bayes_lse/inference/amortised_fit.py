@@ -1,0 +1,261 @@
+"""Amortised minibatch fitting of the whole model (issue 16 item 3), in JAX.
+
+The joint is split as in `inference.minibatch`: log p = log p(G) + Σ_u log p_u(L_u | G).
+Here the students' variational factors are not free parameters but the encoder's
+output, q_φ(s_u0..s_uT, g_u | y_u, G) (`inference.encoder`, the trajectory head used
+by `amortised.elbo_loss`), so the only parameters are φ (fixed size) and a mean-field
+normal guide over the global parameters G in unconstrained coordinates (log of the
+half-normal ones: requirement, gain, prerequisite; identity for the assessment bias).
+For a minibatch S of B students out of N, drawn without replacement,
+
+    L̂ = E_q[log p(G) + log|J|] + H[q(G)] + (N/B) Σ_{u∈S} ELBO_u(φ, G)
+
+is unbiased for the full ELBO; ELBO_u is `amortised.elbo_loss` (the model's terms under
+jax.numpy, one reparameterised sample) evaluated at a reparameterised draw of G — the
+student density is written once, there. The global priors and entropy are not scaled.
+
+The encoder's input features are the module tables (`encoder.module_tables`) of the
+*current* guide means, recomputed in numpy before each step and treated as constants
+(no gradient flows through the features, only through the density).
+
+Memory: the optimiser state is the guide (O(modules × d)) and φ; a step holds one
+batch. Nothing per student is kept during training; the per-student output (states
+at the end, one encoder pass in batches) is O(students × d) and unavoidable.
+
+Not supported (refused): learning_noise="learned", history=True, hierarchical=True.
+The same code runs under JAX on a GPU (`jax[cuda12]`); it has not been run on one here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from bayes_lse.inference.amortised import ModuleSource, _batch, _import_jax, elbo_loss, histories_of
+from bayes_lse.inference.encoder import (
+    PARAM_NAMES,
+    Encoder,
+    layer_shapes,
+    module_tables,
+    row_features,
+    student_features,
+)
+from bayes_lse.model import terms as eq
+from bayes_lse.model.simulate import SimulatedStudents
+
+POSITIVE = ("requirement", "gain", "prerequisite")
+
+
+@dataclass
+class Cohort:
+    """Flat rows of a cohort, sorted by student then step (answers before the step's
+    lesson): ``student``, ``kind`` (0 answer, 1 lesson), ``code``, ``outcome``, ``step``."""
+
+    student: np.ndarray
+    kind: np.ndarray
+    code: np.ndarray
+    outcome: np.ndarray
+    step: np.ndarray
+    n_students: int
+
+    def last(self) -> np.ndarray:
+        out = np.zeros(self.n_students, dtype=np.int64)
+        np.maximum.at(out, self.student, self.step + self.kind)  # a final lesson moves to the next step
+        return out
+
+    def subset(self, idx: np.ndarray, d: int) -> SimulatedStudents:
+        """Students `idx` renumbered 0..len(idx)-1, as the `SimulatedStudents` that
+        `amortised._batch` reads (no truth: states and bias zero, draw 0)."""
+        pos = np.full(self.n_students, -1)
+        pos[idx] = np.arange(len(idx))
+        starts = np.searchsorted(self.student, idx)
+        ends = np.searchsorted(self.student, idx, side="right")
+        rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(idx) else np.zeros(0, int)
+        last = self._last[idx]
+        B = len(idx)
+        return SimulatedStudents(pos[self.student[rows]], self.kind[rows], self.code[rows], self.outcome[rows],
+                                 self.step[rows], np.full(len(rows), np.nan), np.zeros(B, dtype=np.int64),
+                                 np.zeros((B, int(last.max(initial=0)) + 1, d)), np.zeros(B), last)
+
+    def __post_init__(self) -> None:
+        self._last = self.last()
+
+
+def _sizes(c: Cohort, B: int) -> dict[str, int]:
+    """Padded sizes holding any B students (the B largest of each count)."""
+    def top(counts: np.ndarray) -> int:
+        return int(np.sort(counts)[::-1][:B].sum()) + 1
+
+    rows = np.bincount(c.student, minlength=c.n_students)
+    ans = np.bincount(c.student[c.kind == 0], minlength=c.n_students)
+    st = c._last + 1
+    return {"rows": top(rows), "answers": top(ans), "states": top(st), "transitions": top(np.maximum(st - 1, 0))}
+
+
+def _constrain(name: str, u: Any, xp: Any) -> tuple[Any, Any]:
+    """(value, log|Jacobian|) of the unconstrained `u`."""
+    if name in POSITIVE:
+        return xp.exp(u), xp.sum(u)
+    return u, 0.0
+
+
+def global_terms(g: dict[str, Any], key: Any, priors: dict[str, Any], jax: Any, jnp: Any) -> tuple[dict, Any]:
+    """One reparameterised draw of the globals from the mean-field guide ``g`` ({name:
+    (loc, log_scale)}) and E_q[log p(G) + log|J|] + H[q] estimated by it (unscaled)."""
+    out = {}
+    total = 0.0
+    for i, name in enumerate(sorted(g)):
+        loc, log_scale = g[name]
+        eps = jax.random.normal(jax.random.fold_in(key, i), loc.shape)
+        u = loc + jnp.exp(log_scale) * eps
+        x, logj = _constrain(name, u, jnp)
+        total = total + jnp.sum(eq.prior_log_density(name, x, priors, jnp)) + logj + jnp.sum(log_scale)
+        out[name] = x
+    return out, total
+
+
+def student_term(enc_params: dict[str, Any], stats: dict[str, Any], b: dict[str, Any], theta: dict[str, Any],
+                 key: Any, d: int, bias: bool, has_prereq: bool, priors: dict[str, Any], noise: float,
+                 jax: Any, jnp: Any, segsum: Callable[..., Any]) -> Any:
+    """Σ_{u in batch} ELBO_u at globals ``theta`` (`amortised.elbo_loss` × B, with the
+    batch's module values taken from ``theta`` by code)."""
+    bb = dict(b)
+    bb["an_req"] = theta["requirement"][b["an_code"]]
+    bb["an_ab"] = theta["assessment_bias"][b["an_code"]] if "assessment_bias" in theta else jnp.zeros_like(b["an_ab"])
+    if "gain" in theta:
+        has = b["tr_has"][:, None]
+        bb["tr_gain"] = has * theta["gain"][b["tr_lesson"]]
+        if has_prereq:
+            bb["tr_pre"] = has * theta["prerequisite"][b["tr_lesson"]] + (1 - has)
+    bb["tr_noise"] = jnp.full_like(b["tr_noise"], noise)
+    B = b["g"].shape[0]
+    return -elbo_loss(enc_params, stats, bb, key, d, bias, has_prereq, priors, jax, jnp, segsum) * B
+
+
+@dataclass
+class AmortisedFitResult:
+    guide: dict[str, tuple[np.ndarray, np.ndarray]]  # name: (loc, scale) unconstrained
+    encoder: Encoder
+    losses: np.ndarray
+    seconds: float
+
+    def mean(self, name: str) -> np.ndarray:
+        loc, scale = self.guide[name]
+        return np.exp(loc + 0.5 * scale**2) if name in POSITIVE else loc
+
+
+def fit_amortised(
+    cohort: Cohort, *, n_assessments: int, n_lessons: int, n_skills: int, priors: dict[str, Any],
+    biases: bool = True, lessons: bool = True, prerequisites: bool = True, learning_noise: float = 1.0,
+    batch_size: int = 256, steps: int = 2000, hidden: int = 32, learning_rate: float = 1e-2, seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> AmortisedFitResult:
+    """Joint SVI of the global guide and the encoder on `cohort` (see the module docstring)."""
+    if not isinstance(learning_noise, (int, float)) or isinstance(learning_noise, bool) or learning_noise <= 0:
+        raise ValueError("amortised fitting needs a fixed positive learning_noise ('learned' is not supported yet)")
+    jax, jnp, optim = _import_jax()
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    N = cohort.n_students
+    B = int(min(batch_size, N))
+    d = n_skills
+    has_gain = lessons and n_lessons > 0
+    has_prereq = has_gain and prerequisites
+    guide: dict[str, Any] = {"requirement": (jnp.log(jnp.full((n_assessments, d), 1.0)) + 0.1 *
+                                             jax.random.normal(jax.random.PRNGKey(seed + 1), (n_assessments, d)),
+                                             jnp.full((n_assessments, d), -2.0))}
+    if biases:
+        guide["assessment_bias"] = (jnp.zeros(n_assessments), jnp.full(n_assessments, -2.0))
+    if has_gain:
+        guide["gain"] = (jnp.full((n_lessons, d), math.log(0.3)), jnp.full((n_lessons, d), -2.0))
+        if has_prereq:
+            guide["prerequisite"] = (jnp.full((n_lessons, d), math.log(0.5)), jnp.full((n_lessons, d), -2.0))
+    sizes = _sizes(cohort, B)
+
+    def tables_of(g: dict[str, Any]):
+        m = {k: np.asarray(v[0]) for k, v in g.items()}
+        return module_tables(np.exp(m["requirement"]), m.get("assessment_bias"),
+                             np.exp(m["gain"]) if "gain" in m else None,
+                             np.exp(m["prerequisite"]) if "prerequisite" in m else None)
+
+    source = ModuleSource(requirement=np.ones((1, n_assessments, d)), assessment_bias=None, gain=None,
+                          prerequisite=None, noise=learning_noise, priors=priors, biases=biases,
+                          tables=tables_of(guide))
+    # feature standardisation from a first batch at the initial guide
+    first = cohort.subset(np.sort(rng.choice(N, size=min(N, 4 * B), replace=False)), d)
+    h0 = histories_of(first)
+    x0, g0 = row_features(h0, source.tables), student_features(h0, source.tables)
+    stats = {"x_mean": x0.mean(0), "x_std": x0.std(0) + 1e-6, "g_mean": g0.mean(0), "g_std": g0.std(0) + 1e-6,
+             "t_mean": np.zeros(d + int(biases)), "t_std": np.ones(d + int(biases))}
+    jstats = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in stats.items()}
+    shapes = layer_shapes(x0.shape[1], g0.shape[1], hidden, d, biases)
+    key = jax.random.PRNGKey(seed)
+    enc = {}
+    for name in PARAM_NAMES:
+        shape = shapes[name]
+        if name.startswith("W"):
+            key, sub = jax.random.split(key)
+            enc[name] = jax.random.normal(sub, shape) * np.sqrt(1.0 / shape[0])
+        else:
+            enc[name] = jnp.zeros(shape)
+    enc["W4"] = enc["W4"] * 0.1
+    enc["W6"] = enc["W6"] * 0.1
+
+    def segsum(a: Any, sg: Any, n: int) -> Any:
+        return jax.ops.segment_sum(a, sg, num_segments=n + 1)[:n]
+
+    def neg_elbo_hat(params: dict[str, Any], b: dict[str, Any], k: Any) -> Any:
+        k1, k2 = jax.random.split(k)
+        theta, glob = global_terms(params["guide"], k1, priors, jax, jnp)
+        stu = student_term(params["enc"], jstats, b, theta, k2, d, biases, has_prereq, priors,
+                           float(learning_noise), jax, jnp, segsum)
+        return -(glob + (N / b["g"].shape[0]) * stu) / N  # per student, for a stable step size
+
+    schedule = lambda i: learning_rate * (0.05 + 0.95 * 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(i / steps, 1.0))))  # noqa: E731
+    opt = optim.Adam(schedule)
+    state = opt.init({"guide": guide, "enc": enc})
+
+    @jax.jit
+    def step(st: Any, b: dict[str, Any], k: Any) -> tuple[Any, Any]:
+        value, grads = jax.value_and_grad(neg_elbo_hat)(opt.get_params(st), b, k)
+        return opt.update(grads, st), value
+
+    perm = rng.permutation(N)
+    pos = 0
+    losses = []
+    for i in range(steps):
+        if pos + B > N:
+            perm, pos = rng.permutation(N), 0
+        idx = np.sort(perm[pos:pos + B])
+        pos += B
+        source.tables = tables_of(opt.get_params(state)["guide"])
+        b = _batch(cohort.subset(idx, d), source, biases, sizes, True)
+        b = {k: v for k, v in b.items() if k != "target"}
+        key, sub = jax.random.split(key)
+        state, value = step(state, b, sub)
+        losses.append(float(value))
+        if progress is not None and (i + 1) % max(1, steps // 10) == 0:
+            progress(f"step {i + 1}/{steps}: -ELBO/student {np.mean(losses[-50:]):.3f}")
+    final = opt.get_params(state)
+    g_out = {k: (np.asarray(v[0], dtype=float), np.exp(np.asarray(v[1], dtype=float))) for k, v in final["guide"].items()}
+    tables = tables_of(final["guide"])
+    params = {k: np.asarray(v, dtype=float) for k, v in final["enc"].items()}
+    params.update({k: np.asarray(v, dtype=float) for k, v in stats.items()})
+    from bayes_lse.inference.encoder import ENCODER_FORMAT
+
+    spec = {
+        "format": ENCODER_FORMAT,
+        "kind": "deep-sets encoder, truncated-normal states and normal bias at the current timestep",
+        "objective": "elbo", "objective_text": "amortised ELBO, trained jointly with the global parameters (SVI)",
+        "n_skills": d, "bias": bool(biases), "hidden": int(hidden), "n_row_features": int(x0.shape[1]),
+        "n_student_features": int(g0.shape[1]), "activation": "tanh", "module_fingerprint": tables.fingerprint(),
+        "training": {"steps": int(steps), "batch_size": B, "learning_rate": float(learning_rate), "seed": seed,
+                     "final_loss": float(np.mean(losses[-100:])), "seconds": round(time.perf_counter() - t0, 2),
+                     "library": f"jax {jax.__version__}, numpyro.optim.Adam"},
+    }
+    return AmortisedFitResult(guide=g_out, encoder=Encoder(spec=spec, params=params), losses=np.asarray(losses),
+                              seconds=time.perf_counter() - t0)
