@@ -63,12 +63,12 @@ def one(n_students: int, steps: int, seed: int = 0) -> dict:
             "final_loss": round(float(res.losses[-50:].mean()), 3)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     steps = a.steps or (100 if a.quick else 2000)
     if a.one is not None:
         print(json.dumps(one(a.one, steps)))
