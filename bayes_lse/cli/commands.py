@@ -327,6 +327,23 @@ def train_encoder(model: Path, steps: int, hidden: int, batch_size: int, seed: i
     say(f"bayes-lse: encoder trained in {tr['seconds']} s (final loss {tr['final_loss']:.3f}), saved in {model}")
 
 
+def _student_band_costs(student: str | None, history: Path | None, band: str,
+                        costs: str | None) -> tuple[float, float, Any]:
+    """What `recommend` and `plan` check before loading the model: a student or a history,
+    the --band quantiles, and --costs (None, 'log', 'unit', or a CSV read into a mapping)."""
+    if student is None and history is None:
+        raise UserError("give --student (a student of the training data) or --history (a new student's log)")
+    try:
+        lo, hi = (float(x) for x in band.split(","))
+    except ValueError:
+        raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
+    if costs is None or costs in ("log", "unit"):
+        return lo, hi, costs
+    if not Path(costs).is_file():
+        raise UserError(f"--costs {costs!r}: no such file (give a CSV lesson_id,cost, or 'log' or 'unit')")
+    return lo, hi, _read_costs(Path(costs))
+
+
 def _read_costs(path: Path) -> dict[str, float]:
     """--costs as {lesson_id: cost}; every problem names the file, line and column
     (issue 19 item 14: parser messages named neither, duplicates silently kept the last)."""
@@ -478,17 +495,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
     """Rank lesson sequences for a student by the probability of passing the goals."""
     from bayes_lse.api import load
 
-    if student is None and history is None:
-        raise UserError("give --student (a student of the training data) or --history (a new student's log)")
-    try:
-        lo, hi = (float(x) for x in band.split(","))
-    except ValueError:
-        raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
-    cost_map: Any = costs
-    if costs is not None and costs not in ("log", "unit"):
-        if not Path(costs).is_file():
-            raise UserError(f"--costs {costs!r}: no such file (give a CSV lesson_id,cost, or 'log' or 'unit')")
-        cost_map = _read_costs(Path(costs))
+    lo, hi, cost_map = _student_band_costs(student, history, band, costs)
     fitted = load(model)
     # refusals in command-line words (the Python API's messages name keyword arguments)
     if not fitted.model_config["lessons"] or not fitted.has("gain"):
@@ -554,17 +561,7 @@ def plan(model: Path, student: str | None, goals: tuple[str, ...], history: Path
     expected value and band; --tree shows what to do after each outcome."""
     from bayes_lse.api import load
 
-    if student is None and history is None:
-        raise UserError("give --student (a student of the training data) or --history (a new student's log)")
-    try:
-        lo, hi = (float(x) for x in band.split(","))
-    except ValueError:
-        raise UserError(f"--band must be two numbers like 0.05,0.95, got {band!r}") from None
-    cost_map: Any = costs
-    if costs not in ("log", "unit"):
-        if not Path(costs).is_file():
-            raise UserError(f"--costs {costs!r}: no such file (give a CSV lesson_id,cost, or 'log' or 'unit')")
-        cost_map = _read_costs(Path(costs))
+    lo, hi, cost_map = _student_band_costs(student, history, band, costs)
     fitted = load(model)
     if not fitted.model_config["lessons"] or not fitted.has("gain"):
         raise UserError(f"{model} was fitted with --no-lessons: it has no lessons to plan; fit without --no-lessons")

@@ -249,6 +249,23 @@ def elbo_loss(params: dict[str, Any], stats: dict[str, Any], b: dict[str, Any], 
     return -(log_p - log_q) / B
 
 
+def init_params(shapes: dict[str, tuple[int, ...]], key: Any, jax: Any, jnp: Any) -> tuple[dict[str, Any], Any]:
+    """Initial encoder weights (`PARAM_NAMES`, `layer_shapes`) and the key left after them:
+    weight matrices N(0, 1/fan-in), biases 0; the two output layers (W4, W6) scaled by 0.1
+    so training starts near the heads' zero output."""
+    params = {}
+    for name in PARAM_NAMES:
+        shape = shapes[name]
+        if name.startswith("W"):
+            key, sub = jax.random.split(key)
+            params[name] = jax.random.normal(sub, shape) * np.sqrt(1.0 / shape[0])
+        else:
+            params[name] = jnp.zeros(shape)
+    params["W4"] = params["W4"] * 0.1
+    params["W6"] = params["W6"] * 0.1
+    return params, key
+
+
 def train_encoder(
     source: ModuleSource,
     *,
@@ -294,17 +311,7 @@ def train_encoder(
         "t_mean": t0_.mean(0), "t_std": t0_.std(0) + 1e-6,
     }
     shapes = layer_shapes(x0.shape[1], g0.shape[1], hidden, d, bias)
-    key = jax.random.PRNGKey(int(rng.integers(2**31)))
-    params = {}
-    for name in PARAM_NAMES:
-        shape = shapes[name]
-        if name.startswith("W"):
-            key, sub = jax.random.split(key)
-            params[name] = jax.random.normal(sub, shape) * np.sqrt(1.0 / shape[0])
-        else:
-            params[name] = jnp.zeros(shape)
-    params["W4"] = params["W4"] * 0.1
-    params["W6"] = params["W6"] * 0.1
+    params, key = init_params(shapes, jax.random.PRNGKey(int(rng.integers(2**31))), jax, jnp)
     jstats = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in stats.items()}
 
     def segsum(a: Any, sg: Any, n: int) -> Any:

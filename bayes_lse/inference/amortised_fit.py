@@ -35,9 +35,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bayes_lse.inference.amortised import ModuleSource, _batch, _import_jax, elbo_loss, histories_of
+from bayes_lse.inference.amortised import ModuleSource, _batch, _import_jax, elbo_loss, histories_of, init_params
 from bayes_lse.inference.encoder import (
-    PARAM_NAMES,
     Encoder,
     layer_shapes,
     module_tables,
@@ -193,17 +192,7 @@ def fit_amortised(
              "t_mean": np.zeros(d + int(biases)), "t_std": np.ones(d + int(biases))}
     jstats = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in stats.items()}
     shapes = layer_shapes(x0.shape[1], g0.shape[1], hidden, d, biases)
-    key = jax.random.PRNGKey(seed)
-    enc = {}
-    for name in PARAM_NAMES:
-        shape = shapes[name]
-        if name.startswith("W"):
-            key, sub = jax.random.split(key)
-            enc[name] = jax.random.normal(sub, shape) * np.sqrt(1.0 / shape[0])
-        else:
-            enc[name] = jnp.zeros(shape)
-    enc["W4"] = enc["W4"] * 0.1
-    enc["W6"] = enc["W6"] * 0.1
+    enc, key = init_params(shapes, jax.random.PRNGKey(seed), jax, jnp)
 
     def segsum(a: Any, sg: Any, n: int) -> Any:
         return jax.ops.segment_sum(a, sg, num_segments=n + 1)[:n]
