@@ -90,6 +90,11 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
         "batch_size": None,
         "max_seconds": None,  # stop optimising after this many seconds (None: no time limit)
         "backend": None,  # full-batch only: None (PyTensor default) or "jax" (pm.fit(backend="jax"); GPU-capable)
+        # True: the students' variational factors come from an encoder trained jointly with the
+        # global guide (inference.amortised_fit; needs the jax extra): memory no longer grows
+        # with the number of students during training; implies minibatches (batch_size 256 if unset)
+        "amortised": False,
+        "encoder_hidden": 32,  # amortised only: the encoder's hidden width
     },
     "nuts": {
         "sampler": "nutpie",
@@ -133,7 +138,7 @@ FIT_SETTING_RULES: dict[str, str] = {
     "starts": "auto|int>=1", "maxiter": "auto|int>=1", "ftol": "float>0", "gtol": "float>0", "jitter": "float>=0",
     "constrained": "bool", "jacobian": "bool", "normalised": "bool", "maxcor": "auto|int>=1",
     "max_iterations": "int>=1", "learning_rate": "float>0", "tolerance": "float>=0", "window": "int>=1",
-    "draws": "int>=1", "batch_size": "none|int>=1", "max_seconds": "none|float>0",
+    "draws": "int>=1", "batch_size": "none|int>=1", "amortised": "bool", "encoder_hidden": "int>=1", "max_seconds": "none|float>0",
     "chains": "int>=1", "tune": "int>=0", "target_accept": "float in (0, 1)", "cores": "none|int>=1",
     "seed": "none|int>=0",
 }

@@ -29,24 +29,38 @@ The same code runs under JAX on a GPU (`jax[cuda12]`); it has not been run on on
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from bayes_lse.inference.amortised import ModuleSource, _batch, _import_jax, elbo_loss, histories_of, init_params
+from bayes_lse.inference.stopping import LR_DECAY, LossPlateau
 from bayes_lse.inference.encoder import (
     Encoder,
+    bias_distribution,
     layer_shapes,
     module_tables,
+    network,
     row_features,
+    state_distribution,
+    state_head,
     student_features,
 )
 from bayes_lse.model import terms as eq
 from bayes_lse.model.simulate import SimulatedStudents
 
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from bayes_lse.data.log import InteractionLog
+    from bayes_lse.model.graph import IndexArrays, ModelSpec
+
 POSITIVE = ("requirement", "gain", "prerequisite")
+#: Adam's step counter is moved past this at the second stage of the plateau schedule
+STAGE_OFFSET = 2**30
 
 
 @dataclass
@@ -141,6 +155,7 @@ class AmortisedFitResult:
     encoder: Encoder
     losses: np.ndarray
     seconds: float
+    stopping: dict[str, Any] | None = None  # how the loop ended (schedule, iterations, stopped_by, ...)
 
     def mean(self, name: str) -> np.ndarray:
         loc, scale = self.guide[name]
@@ -151,9 +166,19 @@ def fit_amortised(
     cohort: Cohort, *, n_assessments: int, n_lessons: int, n_skills: int, priors: dict[str, Any],
     biases: bool = True, lessons: bool = True, prerequisites: bool = True, learning_noise: float = 1.0,
     batch_size: int = 256, steps: int = 2000, hidden: int = 32, learning_rate: float = 1e-2, seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None, schedule: str = "cosine", window: int = 500,
+    tolerance: float = 1e-4, max_seconds: float | None = None,
 ) -> AmortisedFitResult:
-    """Joint SVI of the global guide and the encoder on `cohort` (see the module docstring)."""
+    """Joint SVI of the global guide and the encoder on `cohort` (see the module docstring).
+
+    `schedule`: "cosine" — exactly `steps` steps, the learning rate decayed by cosine to
+    5 % (the benchmarks: a fixed cost); "plateau" — at most `steps`: `learning_rate`
+    until the loss levels off (`stopping.LossPlateau(window, tolerance, noise_aware=True)`)
+    or 2/3 of the budget (steps or `max_seconds`) is used, then LR_DECAY × `learning_rate`
+    until it levels off again (the two-stage rule of minibatch ADVI, `fit(method="advi",
+    batch_size=..., amortised=True)`)."""
+    if schedule not in ("cosine", "plateau"):
+        raise ValueError(f"schedule must be 'cosine' or 'plateau', got {schedule!r}")
     if not isinstance(learning_noise, (int, float)) or isinstance(learning_noise, bool) or learning_noise <= 0:
         raise ValueError("amortised fitting needs a fixed positive learning_noise ('learned' is not supported yet)")
     jax, jnp, optim = _import_jax()
@@ -204,18 +229,28 @@ def fit_amortised(
                            float(learning_noise), jax, jnp, segsum)
         return -(glob + (N / b["g"].shape[0]) * stu) / N  # per student, for a stable step size
 
-    schedule = lambda i: learning_rate * (0.05 + 0.95 * 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(i / steps, 1.0))))  # noqa: E731
-    opt = optim.Adam(schedule)
-    state = opt.init({"guide": guide, "enc": enc})
+    if schedule == "cosine":
+        rate: Any = lambda i: learning_rate * (0.05 + 0.95 * 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(i / steps, 1.0))))  # noqa: E731
+    else:
+        # the second stage is marked by moving Adam's step counter past STAGE_OFFSET: one
+        # compiled step for both stages (a second optimiser meant a second compilation of
+        # the whole ELBO, ~30 s on a busy 2-core machine); at a counter that large Adam's
+        # bias corrections are 1, as they are after the first few hundred steps anyway
+        rate = lambda i: learning_rate * jnp.where(i >= STAGE_OFFSET, LR_DECAY, 1.0)  # noqa: E731
+    opt = optim.Adam(rate)
 
     @jax.jit
     def step(st: Any, b: dict[str, Any], k: Any) -> tuple[Any, Any]:
         value, grads = jax.value_and_grad(neg_elbo_hat)(opt.get_params(st), b, k)
         return opt.update(grads, st), value
 
+    state = opt.init({"guide": guide, "enc": enc})
+    stop = LossPlateau(window, tolerance, noise_aware=True)
+    stage, start, decay_at, converged_at, stopped_by, reasons = 0, 0, -1, -1, "max_iterations", []
     perm = rng.permutation(N)
     pos = 0
-    losses = []
+    losses: list[float] = []
+    t_loop = time.perf_counter()
     for i in range(steps):
         if pos + B > N:
             perm, pos = rng.permutation(N), 0
@@ -227,8 +262,35 @@ def fit_amortised(
         key, sub = jax.random.split(key)
         state, value = step(state, b, sub)
         losses.append(float(value))
-        if progress is not None and (i + 1) % max(1, steps // 10) == 0:
+        if not np.isfinite(losses[-1]):
+            stopped_by = "non-finite loss"
+            break
+        if progress is not None and (i + 1) % max(1, steps // 10 if schedule == "cosine" else 1000) == 0:
             progress(f"step {i + 1}/{steps}: -ELBO/student {np.mean(losses[-50:]):.3f}")
+        if schedule == "plateau":
+            elapsed = time.perf_counter() - t_loop
+            levelled = False
+            try:
+                stop(None, np.asarray(losses[start:]), i + 1 - start)
+            except StopIteration:
+                levelled = True
+                reasons.append(stop.reason)
+            late = i + 1 >= 2 * steps / 3 or (max_seconds is not None and elapsed > 2 * max_seconds / 3)
+            if stage == 0 and (levelled or late):
+                if not levelled:
+                    reasons.append("2/3 of the budget used")
+                stage, start, decay_at = 1, i + 1, i + 1
+                state = (state[0] + STAGE_OFFSET, state[1])
+                stop = LossPlateau(window, tolerance, noise_aware=True)
+            elif stage == 1 and levelled:
+                converged_at, stopped_by = i + 1, "stopping rule"
+                break
+            if max_seconds is not None and elapsed > max_seconds:
+                stopped_by = "max_seconds"
+                break
+    else:
+        if schedule == "cosine":
+            stopped_by = "steps"
     final = opt.get_params(state)
     g_out = {k: (np.asarray(v[0], dtype=float), np.exp(np.asarray(v[1], dtype=float))) for k, v in final["guide"].items()}
     tables = tables_of(final["guide"])
@@ -242,9 +304,177 @@ def fit_amortised(
         "objective": "elbo", "objective_text": "amortised ELBO, trained jointly with the global parameters (SVI)",
         "n_skills": d, "bias": bool(biases), "hidden": int(hidden), "n_row_features": int(x0.shape[1]),
         "n_student_features": int(g0.shape[1]), "activation": "tanh", "module_fingerprint": tables.fingerprint(),
-        "training": {"steps": int(steps), "batch_size": B, "learning_rate": float(learning_rate), "seed": seed,
+        "training": {"steps": len(losses), "batch_size": B, "learning_rate": float(learning_rate), "seed": seed,
                      "final_loss": float(np.mean(losses[-100:])), "seconds": round(time.perf_counter() - t0, 2),
                      "library": f"jax {jax.__version__}, numpyro.optim.Adam"},
     }
     return AmortisedFitResult(guide=g_out, encoder=Encoder(spec=spec, params=params), losses=np.asarray(losses),
-                              seconds=time.perf_counter() - t0)
+                              seconds=time.perf_counter() - t0,
+                              stopping={"schedule": schedule, "iterations": len(losses), "stopped_by": stopped_by,
+                                        "converged_at": converged_at, "learning_rate_decay_at": decay_at,
+                                        "reasons": reasons, "batch_size": B})
+
+
+# ------------------------------------------------------------------ fit(method="advi", amortised=True)
+def cohort_of(log: InteractionLog, idx: IndexArrays) -> Cohort:
+    """The log's answers and lessons as a `Cohort` in the model's own layout: answers at
+    their state's timestep, one lesson per transition that has one (`IndexArrays`), sorted
+    by student, step, answers before the step's lesson."""
+    a_student = idx.obs_student
+    a_step = idx.state_step[idx.obs_state]
+    has = idx.transition_lesson >= 0
+    l_from = idx.transition_from[has]
+    student = np.concatenate([a_student, idx.state_student[l_from]])
+    step = np.concatenate([a_step, idx.state_step[l_from]])
+    kind = np.concatenate([np.zeros(len(a_student), np.int64), np.ones(len(l_from), np.int64)])
+    code = np.concatenate([idx.obs_assessment, idx.transition_lesson[has]])
+    outcome = np.concatenate([idx.outcome.astype(np.int64), np.zeros(len(l_from), np.int64)])
+    order = np.lexsort((kind, step, student))
+    c = Cohort(student[order], kind[order], code[order], outcome[order], step[order], n_students=log.n_students)
+    if not np.array_equal(c._last, log.last_step):  # the log's T_u: last answer, or one past the last lesson
+        raise AssertionError("amortised ADVI: the cohort's timesteps do not match the log's states")
+    return c
+
+
+def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: bool, n_skills: int,
+                         batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """The fitted encoder's q over every student's whole trajectory, in flat state order
+    (student, then timestep — the log's): state ``loc``, ``scale`` (n_states, d) of the
+    truncated normals and the bias ``loc``, ``scale`` (n_students,) — the ELBO's own
+    state head at every timestep (`amortised.elbo_loss`), one jitted pass per batch."""
+    jax, jnp, _ = _import_jax()
+    d = n_skills
+    p = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in res.encoder.params.items()}
+    guide = res.guide
+    tables = module_tables(res.mean("requirement"), guide["assessment_bias"][0] if "assessment_bias" in guide else None,
+                           res.mean("gain") if "gain" in guide else None,
+                           res.mean("prerequisite") if "prerequisite" in guide else None)
+    source = ModuleSource(requirement=np.ones((1, tables.assessment.shape[0], d)), assessment_bias=None, gain=None,
+                          prerequisite=None, noise=1.0, priors={}, biases=biases, tables=tables)
+    N = cohort.n_students
+    B = int(min(batch_size, N))
+    sizes = _sizes(cohort, B)
+
+    def segsum(a: Any, sg: Any, n: int) -> Any:
+        return jax.ops.segment_sum(a, sg, num_segments=n + 1)[:n]
+
+    @jax.jit
+    def forward(b: dict[str, Any]) -> tuple[Any, ...]:
+        xs = (b["x"] - p["x_mean"]) / p["x_std"]
+        gs = (b["g"] - p["g_mean"]) / p["g_std"]
+        z = network(p, xs, b["seg"], b["g"].shape[0], gs, xp=jnp, segment_sum=segsum)
+        loc, scale = state_distribution(state_head(p, z[b["st_student"]], b["st_sf"], jnp), p, d, jnp)
+        bl, bs = bias_distribution(p, z, p, d, jnp) if biases else (jnp.zeros(z.shape[0]), jnp.ones(z.shape[0]))
+        return loc, scale, bl, bs
+
+    n_states = int((cohort._last + 1).sum())
+    loc = np.empty((n_states, d))
+    scale = np.empty((n_states, d))
+    b_loc = np.empty(N) if biases else None
+    b_scale = np.empty(N) if biases else None
+    at = 0
+    for lo in range(0, N, B):
+        idx = np.arange(lo, min(lo + B, N))
+        sub = cohort.subset(idx, d)
+        keys = ("x", "seg", "g", "st_student", "st_sf")
+        b = _batch(sub, source, biases, sizes, True)
+        b = {k: jnp.asarray(b[k], dtype=jnp.int32 if k in ("seg", "st_student") else jnp.float32) for k in keys}
+        if len(idx) < B:  # pad the last batch with empty students to keep one compiled shape
+            b["g"] = jnp.concatenate([b["g"], jnp.zeros((B - len(idx), b["g"].shape[1]), jnp.float32)])
+        out = [np.asarray(o, dtype=float) for o in forward(b)]
+        ns = int((cohort._last[idx] + 1).sum())
+        loc[at:at + ns], scale[at:at + ns] = out[0][:ns], out[1][:ns]
+        if biases:
+            b_loc[idx], b_scale[idx] = out[2][:len(idx)], out[3][:len(idx)]
+        at += ns
+    return loc, scale, b_loc, b_scale
+
+
+def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, Any], progressbar: bool) -> xr.DataTree:
+    """`inference.run_fit` for method="advi" with ``amortised=True``: `fit_amortised` with
+    the two-stage plateau rule (at most ``max_iterations`` steps of ``batch_size``
+    students, ``max_seconds``), then ``draws`` draws of the globals from their guide and of
+    every student's trajectory and bias from the encoder, in the posterior DataTree of
+    every other fit (ARCHITECTURE.md).  The tree is O(draws × states × skills) like
+    minibatch ADVI's: choose ``draws`` by the number of states; training itself keeps
+    nothing per student."""
+    import xarray as xr
+
+    from bayes_lse.inference.assemble import build_datatree
+    from bayes_lse.model.graph import IndexArrays
+
+    cfg = spec.config
+    noise = cfg["learning_noise"]
+    if noise == "learned":
+        raise ValueError("amortised ADVI needs a fixed learning_noise (a positive number); 'learned' is not supported yet")
+    if cfg["history"] or cfg["hierarchical"]:
+        raise ValueError("amortised ADVI supports history=False and hierarchical=False only")
+    if fit_cfg["kind"] != "meanfield" or fit_cfg.get("backend") is not None:
+        raise ValueError("amortised ADVI is mean-field over the global parameters and runs on JAX: "
+                         "kind must be 'meanfield' and backend unset")
+    t0 = time.perf_counter()
+    idx = IndexArrays.from_log(log)
+    cohort = cohort_of(log, idx)
+    d = int(cfg["n_skills"])
+    seed = 0 if fit_cfg["seed"] is None else int(fit_cfg["seed"])
+    lessons = bool(cfg["lessons"]) and log.n_lessons > 0
+
+    def say(msg: str) -> None:
+        print(f"amortised ADVI: {msg}", file=sys.stderr)
+
+    res = fit_amortised(cohort, n_assessments=log.n_assessments, n_lessons=log.n_lessons, n_skills=d,
+                        priors=cfg["priors"], biases=bool(cfg["biases"]), lessons=lessons,
+                        prerequisites=bool(cfg["prerequisites"]), learning_noise=float(noise),
+                        batch_size=int(fit_cfg["batch_size"]), steps=int(fit_cfg["max_iterations"]),
+                        hidden=int(fit_cfg["encoder_hidden"]), learning_rate=float(fit_cfg["learning_rate"]),
+                        seed=seed, progress=say if progressbar else None, schedule="plateau",
+                        window=int(fit_cfg["window"]), tolerance=float(fit_cfg["tolerance"]),
+                        max_seconds=fit_cfg.get("max_seconds"))
+    info = res.stopping or {}
+    loc, scale, b_loc, b_scale = trajectory_posterior(res, cohort, biases=bool(cfg["biases"]), n_skills=d)
+    draws = int(fit_cfg["draws"])
+    rng = np.random.default_rng(seed + 7)
+    states = np.empty((1, draws, len(loc), d))
+    for i in range(draws):  # one draw at a time: no (draws, states, d) temporary beside the output
+        states[0, i] = eq.truncated_normal_quantile(loc, scale, 1.0 - rng.random(loc.shape))
+    raw = {"initial_state": (("chain", "draw", "student", "skill"), states[:, :, idx.initial_state])}
+    if len(idx.later_state):
+        raw["later_state"] = (("chain", "draw", "later", "skill"), states[:, :, idx.later_state])
+    del states
+    if b_loc is not None:
+        raw["student_bias"] = (("chain", "draw", "student"), b_loc + b_scale * rng.standard_normal((1, draws, len(b_loc))))
+    dims = {"requirement": ("assessment", "skill"), "gain": ("lesson", "skill"), "prerequisite": ("lesson", "skill"),
+            "assessment_bias": ("assessment",)}
+    for name, (g_loc, g_scale) in res.guide.items():
+        u = g_loc + g_scale * rng.standard_normal((1, draws, *g_loc.shape))
+        raw[name] = (("chain", "draw", *dims[name]), np.exp(u) if name in POSITIVE else u)
+    N = cohort.n_students
+    B = int(info.get("batch_size", fit_cfg["batch_size"]))
+    n = len(res.losses)
+    opt = xr.Dataset(
+        {"loss": ("iteration", res.losses * N)},
+        coords={"iteration": np.arange(1, n + 1)},
+        attrs={
+            "kind": "meanfield", "amortised": 1, "converged": int(info.get("converged_at", -1) >= 0),
+            "iterations": n, "converged_at": int(info.get("converged_at", -1)),
+            "rule": (f"the {fit_cfg['window']}-iteration mean loss changed by < {fit_cfg['tolerance']:g} (relative) or "
+                     f"by less than 2 standard errors, after the learning rate was cut to {LR_DECAY:g}x"),
+            "stopping_reasons": "; ".join(info.get("reasons", [])),
+            "learning_rate_decay_at": int(info.get("learning_rate_decay_at", -1)),
+            "stopped_by": str(info.get("stopped_by", "")), "batch_size": B, "batches_per_epoch": -(-N // B),
+            "epochs": n * B / N, "encoder_hidden": int(fit_cfg["encoder_hidden"]),
+            "optimisation_seconds": float(res.seconds),
+            "loss_estimate": "unbiased minibatch estimate of the full negative ELBO (students through the encoder, "
+                             "their block scaled by N/B)",
+            "approximation": "mean-field normal over the global parameters (log scale for the positive ones); "
+                             "per student q(trajectory, bias | answers) from the jointly trained encoder",
+        },
+    )
+    if info.get("converged_at", -1) < 0:
+        import warnings
+
+        warnings.warn(f"amortised ADVI did not meet its stopping rule (stopped by {info.get('stopped_by')} after {n} "
+                      "iterations); raise max_iterations/max_seconds or check the loss history", RuntimeWarning,
+                      stacklevel=3)
+    return build_datatree(cfg, fit_cfg, "advi", log, idx, xr.Dataset(raw), {"optimization": opt},
+                          time.perf_counter() - t0)

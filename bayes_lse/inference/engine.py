@@ -125,6 +125,9 @@ def run_fit(
 
     fit_cfg = validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
     notes = list(choices or [])
+    if method == "advi" and fit_cfg.get("amortised") and fit_cfg.get("batch_size") is None:
+        fit_cfg = {**fit_cfg, "batch_size": 256}
+        notes.append("batch_size 256: amortised ADVI trains on minibatches of students (default size)")
     if spec.config["history"] == "auto":
         if method == "advi" and fit_cfg.get("batch_size") is not None:
             spec = type(spec).from_config({**spec.config, "history": False})
@@ -175,6 +178,11 @@ def _run_fit(
         if spec.config["hierarchical"]:
             raise ValueError("minibatch ADVI (batch_size) does not support hierarchical=True yet; "
                              "use full-batch ADVI, MAP or NUTS, or hierarchical=False")
+        if fit_cfg.get("amortised"):
+            # students through a jointly trained encoder, globals by SVI, in JAX (amortised_fit.py)
+            from bayes_lse.inference.amortised_fit import run_amortised_advi
+
+            return run_amortised_advi(spec, data, fit_cfg, progressbar)
         # minibatch ADVI over students: its own per-batch graph, no full PyMC model (minibatch.py)
         from bayes_lse.inference.minibatch import run_minibatch_advi
 

@@ -58,6 +58,8 @@ import pytensor
 import pytensor.tensor as pt
 import xarray as xr
 
+from bayes_lse.inference.stopping import LR_DECAY  # learning rates × this once, at the first plateau or 2/3 of the budget
+
 from bayes_lse.model.terms import (
     learning_update_mean,
     prior_family,
@@ -77,8 +79,6 @@ _HALF_LOG_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
 _ENTROPY_CONST = 0.5 * math.log(2.0 * math.pi * math.e)
 
 BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
-#: learning rates are multiplied by this once, at the first plateau or 2/3 of the budget
-LR_DECAY = 0.1
 
 
 def _mode() -> Any:

@@ -7,27 +7,47 @@ from typing import Any
 
 import numpy as np
 
+#: the second stage's learning rate as a fraction of the first's, in the two-stage rule
+#: of the minibatch fits (minibatch ADVI, amortised ADVI)
+LR_DECAY = 0.1
+
 
 class LossPlateau:
     """Stop when the mean loss over the last `window` iterations has changed by less
     than `tolerance` (relative) from the window before — on a noisy stochastic loss
     this is what "converged" can mean; PyMC's parameter-change check stops too early
-    or never at the default settings."""
+    or never at the default settings.
 
-    def __init__(self, window: int, tolerance: float) -> None:
+    With ``noise_aware=True`` it also stops when the change between the two window means
+    is within two standard errors of their difference (each window's variance over its
+    length): a loss whose step-to-step noise is larger than any trend left cannot tell
+    a further decrease from noise.  The amortised fit uses it: its per-step loss is a
+    minibatch estimate with a relative sd of a few per cent, so the relative change of
+    a 500-step mean cannot fall below 1e-4 except by chance.
+    """
+
+    def __init__(self, window: int, tolerance: float, noise_aware: bool = False) -> None:
         self.window = int(window)
         self.tolerance = float(tolerance)
+        self.noise_aware = bool(noise_aware)
         self.converged_at: int | None = None
+        self.reason = ""
 
     def __call__(self, approx: Any, losses: np.ndarray, i: int) -> None:
         w = self.window
         if i < 4 * w or i % w:
             return
-        recent = np.mean(losses[-w:])
-        before = np.mean(losses[-2 * w : -w])
-        if abs(before - recent) / max(abs(recent), 1e-12) < self.tolerance:
-            self.converged_at = i
-            raise StopIteration(f"ADVI loss changed by < {self.tolerance:g} between windows at iteration {i}")
+        recent_w, before_w = losses[-w:], losses[-2 * w : -w]
+        recent, before = np.mean(recent_w), np.mean(before_w)
+        change = abs(before - recent)
+        if change / max(abs(recent), 1e-12) < self.tolerance:
+            self.reason = f"relative change {change / max(abs(recent), 1e-12):.2g} < tolerance {self.tolerance:g}"
+        elif self.noise_aware and change < 2.0 * float(np.sqrt((np.var(recent_w) + np.var(before_w)) / w)):
+            self.reason = f"change {change:.3g} within 2 standard errors of the window means"
+        else:
+            return
+        self.converged_at = i
+        raise StopIteration(f"ADVI loss levelled off at iteration {i} ({self.reason})")
 
 
 class TimeLimit:

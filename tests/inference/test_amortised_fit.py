@@ -113,3 +113,62 @@ def test_options_validated():
     sim, A, L, d = _sim(20)
     with pytest.raises(ValueError, match="learning_noise"):
         fit_amortised(_cohort(sim), n_assessments=A, n_lessons=L, n_skills=d, priors=PRIORS, learning_noise="learned")
+
+
+# ------------------------------------------------------------------ fit(method="advi", amortised=True)
+def test_cohort_of_a_log_is_the_models_layout():
+    """Answers at their state's timestep and one lesson per transition that has one: the
+    cohort's last timestep per student is the log's T_u, and its rows count the log's."""
+    import bayes_lse as bl
+    from bayes_lse.data.log import read_interactions
+    from bayes_lse.inference.amortised_fit import cohort_of
+    from bayes_lse.model.graph import IndexArrays
+
+    c = bl.simulate(n_students=12, n_steps=4, n_assessments=5, n_lessons=3, answers_per_step=2, seed=2)
+    log = read_interactions(c.table)
+    idx = IndexArrays.from_log(log)
+    co = cohort_of(log, idx)
+    assert np.array_equal(co.last(), log.last_step)
+    assert int((co.kind == 0).sum()) == len(idx.outcome)
+    assert int((co.kind == 1).sum()) == int((idx.transition_lesson >= 0).sum())
+    assert np.all(np.diff(co.student) >= 0)
+
+
+def test_amortised_advi_fit_is_a_posterior_like_any_other():
+    """fit(method="advi", amortised=True) returns the documented DataTree (every student's
+    states, the globals, the loss and why it stopped), predicts, and says its batch size."""
+    import json
+    import warnings
+
+    import bayes_lse as bl
+    from bayes_lse.evaluate.metrics import auc
+
+    c = bl.simulate(n_students=60, n_steps=4, n_assessments=6, n_lessons=3, answers_per_step=2, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f = bl.LatentSkillEmbedding(history=False).fit(c.table, method="advi", amortised=True, draws=20, seed=0,
+                                                        max_iterations=400, window=50, encoder_hidden=8,
+                                                        progressbar=False)
+    post = f.idata["posterior"]
+    assert post["student_state"].shape == (1, 20, int(c.table.groupby("student_id")["timestep"].max().add(1).sum()), 2)
+    assert float(post["student_state"].min()) >= 0 and float(post["requirement"].min()) > 0
+    for name in ("gain", "prerequisite", "assessment_bias", "student_bias"):
+        assert name in post
+    opt = f.idata["optimization"]
+    assert opt.attrs["amortised"] == 1 and opt.attrs["stopped_by"] in ("stopping rule", "max_iterations")
+    assert 0 < opt.attrs["iterations"] <= 400
+    assert any("batch_size 256" in n for n in json.loads(f.idata.attrs["choices"]))
+    pred = f.predict(c.table)
+    assert auc(pred["outcome"].to_numpy(), pred["p_mean"].to_numpy()) > 0.6
+
+
+def test_amortised_advi_refuses_what_it_cannot_fit():
+    import bayes_lse as bl
+
+    c = bl.simulate(n_students=10, n_steps=3, n_assessments=4, n_lessons=2, answers_per_step=2, seed=1)
+    with pytest.raises(ValueError, match="learning_noise"):
+        bl.LatentSkillEmbedding(history=False, learning_noise="learned").fit(c.table, method="advi", amortised=True)
+    with pytest.raises(ValueError, match="history"):
+        bl.LatentSkillEmbedding(history=True).fit(c.table, method="advi", amortised=True)
+    with pytest.raises(ValueError, match="amortised"):
+        bl.LatentSkillEmbedding(history=False).fit(c.table, method="advi", amortised="yes")
