@@ -132,6 +132,11 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
               help="MAP: L-BFGS-B iterations per start (default 5000; a few hundred suffice for "
               "prediction on large logs, see docs/benchmarks.md).")
 @click.option("--advi-kind", type=click.Choice(["meanfield", "fullrank"]), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="ADVI: students per minibatch (minibatch ADVI; default full batch).")
+@click.option("--amortised", is_flag=True, default=None,
+              help="ADVI: students through an encoder trained jointly with the modules (needs the jax extra); "
+              "training memory does not grow with the number of students; minibatches of 256 unless --batch-size.")
 @click.option("--seed", type=int, default=None)
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file with fit settings merged over the method's defaults.")
@@ -142,6 +147,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
         no_lessons: bool, learning_noise: str | None, history: bool | None, hierarchical: bool,
         sampler: str | None, draws: int | None,
         tune: int | None, chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None,
+        batch_size: int | None, amortised: bool | None,
         seed: int | None, config_file: Path | None, overwrite: bool, quiet: bool) -> None:
     """Fit the model to DATA (CSV or Parquet) and save it as a model folder.
 
@@ -175,7 +181,8 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
             except json.JSONDecodeError as exc:
                 raise UserError(f"{config_file}: not valid JSON ({exc})") from None
         for key, value in {"sampler": sampler, "draws": draws, "tune": tune, "chains": chains, "starts": starts,
-                           "maxiter": maxiter, "kind": advi_kind, "seed": seed}.items():
+                           "maxiter": maxiter, "kind": advi_kind, "batch_size": batch_size,
+                           "amortised": amortised or None, "seed": seed}.items():
             if value is not None:
                 overrides[key] = value
         from bayes_lse.core.config import DEFAULT_FIT_CONFIG
@@ -189,7 +196,8 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
             validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
         except ValueError as exc:
             raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
-        if model.config["history"] == "auto" and not (method == "advi" and overrides.get("batch_size") is not None):
+        minibatch = method == "advi" and (overrides.get("batch_size") is not None or overrides.get("amortised"))
+        if model.config["history"] == "auto" and not minibatch:
             model, why = model.resolve_history(log)  # said before the work starts
             choices.append(str(why))
         say = _say(quiet)

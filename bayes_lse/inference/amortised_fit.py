@@ -40,6 +40,7 @@ from bayes_lse.inference.amortised import ModuleSource, _batch, _import_jax, elb
 from bayes_lse.inference.stopping import LR_DECAY, LossPlateau
 from bayes_lse.inference.encoder import (
     Encoder,
+    ModuleTables,
     bias_distribution,
     layer_shapes,
     module_tables,
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
     from bayes_lse.model.graph import IndexArrays, ModelSpec
 
 POSITIVE = ("requirement", "gain", "prerequisite")
+#: the smallest sd a feature is standardised by in the joint fit (see `fit_amortised`)
+FEATURE_SD_FLOOR = 0.25
 #: Adam's step counter is moved past this at the second stage of the plateau schedule
 STAGE_OFFSET = 2**30
 
@@ -149,6 +152,15 @@ def student_term(enc_params: dict[str, Any], stats: dict[str, Any], b: dict[str,
     return -elbo_loss(enc_params, stats, bb, key, d, bias, has_prereq, priors, jax, jnp, segsum) * B
 
 
+def tables_of(guide: dict[str, Any]) -> ModuleTables:
+    """The encoder's module tables at the guide's medians (exp of the log-scale locations):
+    what the encoder's features are computed from, in training and after it."""
+    m = {k: np.asarray(v[0], dtype=float) for k, v in guide.items()}
+    return module_tables(np.exp(m["requirement"]), m.get("assessment_bias"),
+                         np.exp(m["gain"]) if "gain" in m else None,
+                         np.exp(m["prerequisite"]) if "prerequisite" in m else None)
+
+
 @dataclass
 class AmortisedFitResult:
     guide: dict[str, tuple[np.ndarray, np.ndarray]]  # name: (loc, scale) unconstrained
@@ -200,12 +212,6 @@ def fit_amortised(
             guide["prerequisite"] = (jnp.full((n_lessons, d), math.log(0.5)), jnp.full((n_lessons, d), -2.0))
     sizes = _sizes(cohort, B)
 
-    def tables_of(g: dict[str, Any]):
-        m = {k: np.asarray(v[0]) for k, v in g.items()}
-        return module_tables(np.exp(m["requirement"]), m.get("assessment_bias"),
-                             np.exp(m["gain"]) if "gain" in m else None,
-                             np.exp(m["prerequisite"]) if "prerequisite" in m else None)
-
     source = ModuleSource(requirement=np.ones((1, n_assessments, d)), assessment_bias=None, gain=None,
                           prerequisite=None, noise=learning_noise, priors=priors, biases=biases,
                           tables=tables_of(guide))
@@ -213,7 +219,12 @@ def fit_amortised(
     first = cohort.subset(np.sort(rng.choice(N, size=min(N, 4 * B), replace=False)), d)
     h0 = histories_of(first)
     x0, g0 = row_features(h0, source.tables), student_features(h0, source.tables)
-    stats = {"x_mean": x0.mean(0), "x_std": x0.std(0) + 1e-6, "g_mean": g0.mean(0), "g_std": g0.std(0) + 1e-6,
+    # floored at FEATURE_SD_FLOOR: features of the module tables are nearly constant at the
+    # initial guide (every requirement ≈ 1: sd 0.004) and spread out as it is learned; with the
+    # plain sd they were later scaled by ~1e5, every tanh saturated and the encoder gave every
+    # student the same output (measured: in-sample AUC 0.80 against the truth's 0.90)
+    stats = {"x_mean": x0.mean(0), "x_std": np.maximum(x0.std(0), FEATURE_SD_FLOOR), "g_mean": g0.mean(0),
+             "g_std": np.maximum(g0.std(0), FEATURE_SD_FLOOR),
              "t_mean": np.zeros(d + int(biases)), "t_std": np.ones(d + int(biases))}
     jstats = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in stats.items()}
     shapes = layer_shapes(x0.shape[1], g0.shape[1], hidden, d, biases)
@@ -345,10 +356,7 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
     jax, jnp, _ = _import_jax()
     d = n_skills
     p = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in res.encoder.params.items()}
-    guide = res.guide
-    tables = module_tables(res.mean("requirement"), guide["assessment_bias"][0] if "assessment_bias" in guide else None,
-                           res.mean("gain") if "gain" in guide else None,
-                           res.mean("prerequisite") if "prerequisite" in guide else None)
+    tables = tables_of(res.guide)
     source = ModuleSource(requirement=np.ones((1, tables.assessment.shape[0], d)), assessment_bias=None, gain=None,
                           prerequisite=None, noise=1.0, priors={}, biases=biases, tables=tables)
     N = cohort.n_students

@@ -117,6 +117,29 @@ def test_config_errors_name_file_key_and_range_before_fitting(tmp_path):
     assert proc.returncode == 2 and "learning_noise must be a finite positive number" in proc.stderr
 
 
+def test_fit_amortised_flag_applies_to_advi_only(tmp_path):
+    run("simulate", "-o", "data.csv", "--students", "4", "--steps", "2", "--assessments", "3", "--lessons", "1",
+        "--seed", "1", cwd=tmp_path)
+    proc = run("fit", "data.csv", "-o", "m", "--method", "map", "--amortised", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "amortised" in proc.stderr and "--method map" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_fit_amortised_saves_a_model_that_predicts(tmp_path):
+    pytest.importorskip("jax")
+    pytest.importorskip("numpyro")
+    run("simulate", "-o", "data.csv", "--students", "30", "--steps", "3", "--assessments", "4", "--lessons", "2",
+        "--seed", "2", cwd=tmp_path)
+    (tmp_path / "c.json").write_text('{"max_iterations": 200, "window": 25, "draws": 10, "encoder_hidden": 8}')
+    proc = run("fit", "data.csv", "-o", "m", "--method", "advi", "--amortised", "--no-history", "--config", "c.json",
+               "--seed", "0", cwd=tmp_path)
+    assert "batch_size 256" in proc.stderr
+    run("predict", "m", "data.csv", "-o", "p.csv", cwd=tmp_path)
+    p = pd.read_csv(tmp_path / "p.csv")
+    assert p["p_mean"].between(0, 1).all() and len(p) == int((pd.read_csv(tmp_path / "data.csv").module_type == "assessment").sum())
+
+
 def test_simulate_refuses_truth_on_the_data_file(tmp_path):
     proc = run("simulate", "-o", "x.csv", "--truth", "./x.csv", "--students", "3", "--steps", "2", cwd=tmp_path,
                check=False)

@@ -134,6 +134,7 @@ def test_cohort_of_a_log_is_the_models_layout():
     assert np.all(np.diff(co.student) >= 0)
 
 
+@pytest.mark.slow  # ~40 s: JAX compiles the joint ELBO step (~25 s on a busy 2-core machine)
 def test_amortised_advi_fit_is_a_posterior_like_any_other():
     """fit(method="advi", amortised=True) returns the documented DataTree (every student's
     states, the globals, the loss and why it stopped), predicts, and says its batch size."""
