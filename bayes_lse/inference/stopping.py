@@ -10,6 +10,11 @@ import numpy as np
 #: the second stage's learning rate as a fraction of the first's, in the two-stage rule
 #: of the minibatch fits (minibatch ADVI, amortised ADVI)
 LR_DECAY = 0.1
+#: the noise-aware plateau: the change between two window means counts as noise below this
+#: many standard errors of their difference
+#: (1.0 stopped the amortised fit of bench_amortised_vs_advi seed 1 at 4,500 iterations instead
+#: of 4,000, with the same held-out AUC, 0.8796)
+NOISE_SE = 2.0
 
 
 class LossPlateau:
@@ -42,8 +47,8 @@ class LossPlateau:
         change = abs(before - recent)
         if change / max(abs(recent), 1e-12) < self.tolerance:
             self.reason = f"relative change {change / max(abs(recent), 1e-12):.2g} < tolerance {self.tolerance:g}"
-        elif self.noise_aware and change < 2.0 * float(np.sqrt((np.var(recent_w) + np.var(before_w)) / w)):
-            self.reason = f"change {change:.3g} within 2 standard errors of the window means"
+        elif self.noise_aware and change < NOISE_SE * float(np.sqrt((np.var(recent_w) + np.var(before_w)) / w)):
+            self.reason = f"change {change:.3g} within {NOISE_SE:g} standard errors of the window means"
         else:
             return
         self.converged_at = i
