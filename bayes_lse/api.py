@@ -211,10 +211,7 @@ class FittedLSE(FitResult):
         past = past[past["module_type"].astype(str) == "assessment"]
         codes = pd.Index([str(a) for a in self.assessments]).get_indexer(past["module_id"].astype(str))
         ok = codes >= 0
-        y = past["outcome"].to_numpy(dtype=float)[ok]
-        counts = np.zeros((len(self.assessments), 2))
-        np.add.at(counts[:, 0], codes[ok], y)
-        np.add.at(counts[:, 1], codes[ok], 1.0 - y)
+        counts = _outcome_counts(codes[ok], past["outcome"].to_numpy(dtype=float)[ok], len(self.assessments))
         from bayes_lse.model.terms import history_logit
 
         return history_logit(counts[None], self.draws("history_success")[:, None],
@@ -338,9 +335,7 @@ class FittedLSE(FitResult):
             counts = None
             if self.model_config.get("history"):
                 past = mine & is_a & ~np.isnan(y)
-                counts = np.zeros((len(a_ids), 2))
-                np.add.at(counts[:, 0], a_idx[past], y[past])
-                np.add.at(counts[:, 1], a_idx[past], 1.0 - y[past])
+                counts = _outcome_counts(a_idx[past], y[past], len(a_ids))
             g_u = 0.0 if bias is None else bias[:, None]
             for k in range(T, int(step[rows].max()) + 1):
                 at = rows[step[rows] == k]
@@ -752,6 +747,15 @@ class FittedLSE(FitResult):
                               horizon=int(horizon), action=action, p_now=float(belief.weights @ p),
                               p_now_band=(float(lo), float(hi)), n_draws=model.n_draws,
                               assessment_cost=float(assessment_cost), tree=tr, notes=notes)
+
+
+def _outcome_counts(codes: np.ndarray, y: np.ndarray, n_assessments: int) -> np.ndarray:
+    """(n_assessments, 2): a student's successes and failures per assessment (the history
+    term's S and F), from the codes and 0/1 outcomes of its answered rows."""
+    counts = np.zeros((n_assessments, 2))
+    np.add.at(counts[:, 0], codes, y)
+    np.add.at(counts[:, 1], codes, 1.0 - y)
+    return counts
 
 
 def load(path: str | Path) -> FittedLSE:
