@@ -19,8 +19,11 @@ The encoder's input features are the module tables (`encoder.module_tables`) of 
 (no gradient flows through the features, only through the density).
 
 Memory: the optimiser state is the guide (O(modules × d)) and φ; a step holds one
-batch. Nothing per student is kept during training; the per-student output (states
-at the end, one encoder pass in batches) is O(students × d) and unavoidable.
+batch, cut out of the cohort by per-student row offsets. Besides the rows themselves
+(14 bytes a row with `LEAN` dtypes) the cohort keeps 24 bytes a student (row count,
+offset, last timestep) and training a permutation of the students (8 bytes a
+student); nothing else per student. The per-student output (states at the end, one
+encoder pass in batches) would be O(students × d) and is not computed here.
 
 Not supported (refused): learning_noise="learned", history=True, hierarchical=True.
 The same code runs under JAX on a GPU (`jax[cuda12]`); it has not been run on one here.
@@ -57,7 +60,7 @@ class Cohort:
     Any integer dtypes are read (``outcome`` may be float with NaN for lessons); at scale
     use `LEAN` (int32 student/code/step, int8 kind/outcome: 14 bytes a row, 350 MB for 25M
     rows, against 40 bytes in int64/float64). Per student only the row offsets and the
-    last timestep are kept (int64, 16 bytes a student); a batch is cut out by offsets,
+    last timestep are kept (int64, 24 bytes a student); a batch is cut out by offsets,
     nothing of length ``n_students`` is built per step."""
 
     student: np.ndarray
