@@ -59,7 +59,7 @@ class Cohort:
 
     Any integer dtypes are read (``outcome`` may be float with NaN for lessons); at scale
     use `LEAN` (int32 student/code/step, int8 kind/outcome: 14 bytes a row, 350 MB for 25M
-    rows, against 40 bytes in int64/float64). Per student only the row offsets and the
+    rows, against 40 bytes in int64/float64). Per student only row counts, offsets and the
     last timestep are kept (int64, 24 bytes a student); a batch is cut out by offsets,
     nothing of length ``n_students`` is built per step."""
 
