@@ -132,22 +132,29 @@ def one(n_students: int, steps: int, seed: int = 0) -> dict:
             "peak_rss_mb": round(_peak_mb(), 1), "rss_mb_at": stages,
             "auc_globals_true_states": round(float(auc(test.outcome[ia], p)), 4),
             "auc_true_globals_true_states": round(float(auc(test.outcome[ia], p0)), 4),
-            **_rmse(res, req[0], gain[0]),
+            **_rmse(res, req[0], gain[0], ab[0]),
             "loss_trace": trace, "final_loss": round(float(res.losses[-50:].mean()), 3)}
 
 
-def _rmse(res, req: np.ndarray, gain: np.ndarray) -> dict:
-    """RMSE of the fitted requirement and gain means against the truth, under the skill
-    order that fits best (the skills are exchangeable, so labels may swap)."""
+def _rmse(res, req: np.ndarray, gain: np.ndarray, ab: np.ndarray) -> dict:
+    """The fitted globals (posterior means) against the truth, under the skill order that
+    fits best (the skills are exchangeable, so labels may swap): RMSE of the requirement
+    and gain; the requirement's norm relative to the truth's; and what the answers
+    identify — the pass logit is s·a/|a| − |a| + g_j, so the direction a/|a| (mean cosine
+    to the truth) and the offset g_j − |a| (RMSE), while |a| and g_j apart are set by
+    their priors only."""
     from itertools import permutations
 
-    fr, fg = res.mean("requirement"), res.mean("gain")
+    fr, fg, fab = res.mean("requirement"), res.mean("gain"), res.mean("assessment_bias")
     best = min(permutations(range(req.shape[1])),
                key=lambda o: np.mean((fr[:, o] - req) ** 2) + np.mean((fg[:, o] - gain) ** 2))
     o = list(best)
+    nf, nt = np.linalg.norm(fr, axis=1), np.linalg.norm(req, axis=1)
     return {"requirement_rmse": round(float(np.sqrt(np.mean((fr[:, o] - req) ** 2))), 4),
             "gain_rmse": round(float(np.sqrt(np.mean((fg[:, o] - gain) ** 2))), 4),
-            "requirement_scale_ratio": round(float(np.linalg.norm(fr) / np.linalg.norm(req)), 3)}
+            "requirement_norm_ratio": round(float(np.linalg.norm(fr) / np.linalg.norm(req)), 3),
+            "requirement_direction_cos": round(float(np.mean(np.sum(fr[:, o] * req, axis=1) / (nf * nt))), 4),
+            "offset_rmse": round(float(np.sqrt(np.mean(((fab - nf) - (ab - nt)) ** 2))), 4)}
 
 
 def _run(n: int, steps: int) -> dict:
