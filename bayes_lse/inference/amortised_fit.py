@@ -207,6 +207,10 @@ def fit_amortised(
         guide["gain"] = (jnp.full((n_lessons, d), math.log(0.3)), jnp.full((n_lessons, d), -2.0))
         if has_prereq:
             guide["prerequisite"] = (jnp.full((n_lessons, d), math.log(0.5)), jnp.full((n_lessons, d), -2.0))
+    # strongly typed float32 from the start: arrays filled from Python floats are "weak",
+    # Adam's update makes them strong, and each change of type recompiled the step (3
+    # compilations of ~9 s each instead of one)
+    guide = {k: tuple(jnp.asarray(a, dtype=jnp.float32) for a in v) for k, v in guide.items()}
     sizes = _sizes(cohort, B)
 
     def tables_of(g: dict[str, Any]):
