@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from bayes_lse.model.graph import HISTORY_MIN_REPEATS, choose_history, repeat_share
 
 __all__ = ["HISTORY_MIN_REPEATS", "choose_history", "repeat_share", "choose_method", "resolve_map_settings",
-           "n_answers"]
+           "n_answers", "cap_minibatch_draws"]
 
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
@@ -50,6 +50,10 @@ SMALL_ANSWERS = 20_000
 MAXITER = 1_000
 SMALL_STARTS = 2
 NUMBA_MAX_ANSWERS = 200_000
+#: the largest posterior state array (draws × states × skills, float64) a minibatch or
+#: amortised ADVI fit writes at its default number of draws
+MAX_STATE_BYTES = 1_000_000_000
+MIN_DRAWS = 20
 
 
 def n_answers(log: InteractionLog) -> int:
@@ -86,3 +90,21 @@ def resolve_map_settings(cfg: dict[str, Any], log: InteractionLog) -> tuple[dict
             why.append(f"MAP kernel backend {out['kernel_backend']} ({n} answers "
                        f"{'<=' if fast else '>'} {NUMBA_MAX_ANSWERS}; numba is ~2x faster, numpy ~105 MB lighter)")
     return out, why
+
+
+def cap_minibatch_draws(cfg: dict[str, Any], log: InteractionLog, n_skills: int,
+                        user_set: bool) -> tuple[dict[str, Any], list[str]]:
+    """Minibatch and amortised ADVI exist for logs too large for per-student parameters,
+    but their posterior DataTree still holds every state in every draw: 1,000 draws of a
+    25M-row log's 42M states × 2 skills would be 670 GB.  Unless the user set ``draws``,
+    lower it so that array stays under `MAX_STATE_BYTES` (at least `MIN_DRAWS`), and say so."""
+    if user_set or cfg.get("batch_size") is None:
+        return cfg, []
+    per_draw = 8 * int(log.n_states) * int(n_skills)
+    fit = max(MIN_DRAWS, MAX_STATE_BYTES // max(per_draw, 1))
+    if fit >= int(cfg["draws"]):
+        return cfg, []
+    return {**cfg, "draws": int(fit)}, [
+        f"ADVI draws {fit} (not {cfg['draws']}): {log.n_states:,} states × {n_skills} skills × 8 bytes a draw; "
+        f"the posterior's state array stays under {MAX_STATE_BYTES / 1e9:g} GB (pass draws= to override)"]
+

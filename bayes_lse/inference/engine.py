@@ -121,7 +121,7 @@ def run_fit(
     (`inference.defaults`); the tree's attribute ``choices`` lists every such choice
     with its reason, `choices` (from the caller: the method, the history term) first."""
     from bayes_lse.inference.assemble import build_datatree
-    from bayes_lse.inference.defaults import resolve_map_settings
+    from bayes_lse.inference.defaults import cap_minibatch_draws, resolve_map_settings
 
     fit_cfg = validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
     notes = list(choices or [])
@@ -137,6 +137,9 @@ def run_fit(
             notes.append(str(why))
     if method == "map":
         fit_cfg, why = resolve_map_settings(fit_cfg, data)
+        notes += why
+    if method == "advi":
+        fit_cfg, why = cap_minibatch_draws(fit_cfg, data, spec.config["n_skills"], "draws" in overrides)
         notes += why
     with reproducible_compilation():
         tree = _run_fit(spec, data, method, fit_cfg, progressbar)

@@ -75,3 +75,25 @@ def test_a_large_default_fit_runs_the_kernel(monkeypatch):
     fit = bl.LatentSkillEmbedding(n_skills=1).fit(c.table, method="map", maxiter=20, progressbar=False)
     assert fit.fit_config["parametrization"] == "centered" and fit.fit_config["kernel_backend"] == "numba"
     assert fit.idata["optimization"].attrs["engine"] == "kernel"
+
+
+def test_minibatch_draws_capped_by_the_state_array_unless_set():
+    from bayes_lse.core.config import DEFAULT_FIT_CONFIG
+    from bayes_lse.data.log import read_interactions
+    from bayes_lse.inference import defaults
+    from bayes_lse.model.simulate import simulate
+
+    log = read_interactions(simulate(n_students=20, n_steps=5, n_assessments=4, n_lessons=2, seed=0).table)
+    cfg = {**DEFAULT_FIT_CONFIG["advi"], "batch_size": 8}
+    per_draw = 8 * log.n_states * 2
+    old = defaults.MAX_STATE_BYTES
+    try:
+        defaults.MAX_STATE_BYTES = 50 * per_draw
+        out, why = defaults.cap_minibatch_draws(cfg, log, 2, user_set=False)
+        assert out["draws"] == 50 and "50" in why[0] and "draws=" in why[0]
+        assert defaults.cap_minibatch_draws(cfg, log, 2, user_set=True) == (cfg, [])
+        assert defaults.cap_minibatch_draws({**cfg, "batch_size": None}, log, 2, user_set=False)[0]["draws"] == 1000
+        defaults.MAX_STATE_BYTES = 1
+        assert defaults.cap_minibatch_draws(cfg, log, 2, user_set=False)[0]["draws"] == defaults.MIN_DRAWS
+    finally:
+        defaults.MAX_STATE_BYTES = old
