@@ -3,6 +3,11 @@ interactions, beside full-batch ADVI (PyMC's pm.fit) on a 10% student subsample.
 
     python -m benchmarks.bench_advi_minibatch            # 51,000 students: 2,499,000 interactions
     python -m benchmarks.bench_advi_minibatch --quick    # 2,000 students: 48,000 interactions
+    python -m benchmarks.bench_advi_minibatch --amortised   # the same with amortised ADVI (extra jax)
+
+With ``--amortised`` the fit of everyone is `fit(method="advi", amortised=True)` (students
+through the jointly trained encoder, batches of 256 unless --batch-size; its plateau rule,
+no time budget unless --max-seconds) instead of minibatch ADVI.
 
 Interactions = every row of the log, answers and lessons: a student answers 4
 assessments at each of 10 steps and takes a lesson between steps (40 + 9 = 49 rows).
@@ -62,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--full-max-seconds", type=float, default=None, help="optimisation budget of the full-batch fit")
     ap.add_argument("--draws", type=int, default=100)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--amortised", action="store_true", help="amortised ADVI instead of minibatch ADVI")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore", RuntimeWarning)  # a fit stopped by its budget says so; we print it
 
@@ -99,10 +105,15 @@ def main(argv: list[str] | None = None) -> None:
     # ------------------------------------------------------------ minibatch ADVI, everyone
     spec = bl.LatentSkillEmbedding(n_skills=2)
     t0 = time.perf_counter()
-    mini = spec.fit(
-        log, method="advi", batch_size=batch, max_seconds=max_s, max_iterations=10**7, draws=args.draws,
-        seed=args.seed, progressbar=False,
-    )
+    if args.amortised:
+        batch = args.batch_size or 256
+        mini = spec.fit(log, method="advi", amortised=True, batch_size=batch, max_seconds=args.max_seconds,
+                        draws=args.draws, seed=args.seed, progressbar=False)
+    else:
+        mini = spec.fit(
+            log, method="advi", batch_size=batch, max_seconds=max_s, max_iterations=10**7, draws=args.draws,
+            seed=args.seed, progressbar=False,
+        )
     t_mini = time.perf_counter() - t0
     peak_mini = peak_gb()
     opt = mini.idata["optimization"].attrs
@@ -110,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     nb = int(opt["batches_per_epoch"])
     post_gb = sum(v.nbytes for v in mini.idata["posterior"].to_dataset().data_vars.values()) / 1e9
     print(
-        f"minibatch ADVI (batch {batch} students, {nb} batches/epoch): fit {t_mini:.1f} s "
+        f"{'amortised' if args.amortised else 'minibatch'} ADVI (batch {batch} students, {nb} batches/epoch): fit {t_mini:.1f} s "
         f"(optimisation {opt['optimisation_seconds']:.1f} s), {opt['iterations']:,} iterations = {opt['epochs']:.1f} epochs, "
         f"learning rate cut at iteration {opt['learning_rate_decay_at']}, stopped by {opt['stopped_by']}; "
         f"last-epoch mean loss {loss[-nb:].mean():.6g}; posterior {post_gb:.2f} GB ({args.draws} draws); "
@@ -166,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
 
     emit_result(
         "advi_minibatch",
+        amortised=bool(args.amortised),
         quality={
             "auc_minibatch_all_heldout": round(auc_mini_all, 4),
             "auc_true_all_heldout": round(auc_true_all, 4),
