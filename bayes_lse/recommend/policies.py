@@ -626,7 +626,11 @@ class Expectimax(Policy):
     "expected"``, as `plan_pool`) or, the default ``update="sampled"``, by one draw of the
     learning noise per particle and lesson depth, the same uniforms in every branch (common
     random numbers: the tree is then the exact expectimax over S fixed scenarios, noise
-    included, and an outcome after a lesson also informs about the noise realised).
+    included, and an outcome after a lesson also informs about the noise realised).  Each
+    particle is copied `noise_draws` times (default 5), each copy with its own noise: with one
+    copy the search fits the lessons to one noise draw per particle (designed cohort, budget
+    4, one seed × 60 students: 0.897 of the oracle against voi's 0.905; five copies 0.904,
+    the mean update 0.905, at 270 / 110 ms per decision).
 
     Exact prunings: an assessment that no lesson can follow is never expanded (its expected
     posterior mean is the prior mean: it cannot raise the value, and costs time); beliefs
@@ -644,9 +648,10 @@ class Expectimax(Policy):
     name = "expectimax"
 
     def __init__(self, *, top_lessons: int | None = None, top_probes: int | None = None,
-                 max_assess: int | None = 2, update: str = "sampled", **kw: Any) -> None:
+                 max_assess: int | None = 2, update: str = "sampled", noise_draws: int = 5, **kw: Any) -> None:
         if update not in ("expected", "sampled"):
             raise ValueError(f"expectimax update must be 'expected' or 'sampled', got {update!r}")
+        self.noise_draws = max(1, int(noise_draws))
         kw["assess"] = "voi"
         super().__init__(update=update, **kw)
         self.top_lessons, self.top_probes = top_lessons, top_probes
@@ -690,9 +695,13 @@ class Expectimax(Policy):
 
     def next_action(self, belief: Belief, budget: float) -> Action:
         """The first action of the best policy tree for this belief and `budget` time left."""
+        lessons, probes = self._candidates(belief, budget)
+        R = self.noise_draws if self.update == "sampled" else 1
+        if R > 1:  # every particle R times, each copy with its own learning noise
+            belief = Belief(belief.model, np.repeat(belief.state, R, axis=0), np.repeat(belief.draw, R),
+                            np.repeat(belief.logw, R), belief.time, belief.events)
         m = belief.model
         S, d = belief.state.shape
-        lessons, probes = self._candidates(belief, budget)
         cost = m.lesson_costs
         ca = float(m.assessment_cost)
         H = max(int(self.horizon), 0)
