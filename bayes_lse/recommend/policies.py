@@ -37,7 +37,10 @@ Policies (`next_action(belief, budget) -> Action`)
 * ``thompson``: a particle drawn by weight, its best sequence's first lesson; the same
   assessment schedule;
 * ``voi``: receding horizon, and an assessment only when its value of information beats
-  planning blind (the time cost of the assessment included).
+  planning blind (the time cost of the assessment included);
+* ``expectimax``: the Bayes-optimal policy on the particles — every lesson, assessment and
+  outcome expanded until the budget or horizon ends — as the yardstick of what any policy
+  that sees only assessment outcomes can reach (slow; see `Expectimax`).
 """
 
 from __future__ import annotations
