@@ -4,8 +4,10 @@ For each cohort and seed, every policy runs on the same true students with commo
 random numbers (`bayes_lse.evaluate.policies.simulate_policies`): open-loop (today's
 recommendation executed blind), greedy and receding-horizon re-planning with an
 assessment after every lesson, Thompson sampling (same schedule), the value-of-
-information policy (assesses only when it pays for its time), and the oracle that knows
-the true state after every lesson.  Cohorts:
+information policy (assesses only when it pays for its time), the Bayes-optimal belief-tree
+search (`expectimax`: what any policy that sees only assessment outcomes can reach; pruning
+per cohort in `expectimax_options`), and the oracle that knows the true state after every
+lesson.  Cohorts:
 
 * ``designed``: `designed_cohort` — prerequisites, learning noise 0.3, three student kinds
   (the blind plan must hedge; one probe tells the kinds apart);
