@@ -197,3 +197,75 @@ def test_simulator_summary_has_oracle_and_regret():
     assert tab.loc["oracle", "regret"] == 0.0
     assert (tab["final_p"].between(0, 1)).all()
     assert tab.loc["open-loop", "vs_open_loop"] == 0.0
+
+
+# --------------------------------------------------------------------------- #
+# expectimax: the Bayes-optimal policy on the particles, by exhaustive tree search
+# --------------------------------------------------------------------------- #
+def test_expectimax_value_bounds_every_other_policy_at_the_root():
+    """With the same (expected) lesson update, every other policy's planned value is the value of
+    one strategy inside expectimax's tree (a pool sequence; one assessment, then a pool
+    sequence): the exhaustive tree can only be worth as much or more."""
+    m = tiny_model(S=30, seed=5)
+    b = Belief(m, np.abs(np.random.default_rng(1).normal(0.5, 0.3, (30, 2))))
+    ex = make_policy("expectimax", horizon=3, update="expected", max_assess=None, rng=0).next_action(b, 3.0)
+    for name in POLICIES:
+        if name == "expectimax":
+            continue
+        v = make_policy(name, horizon=3, width=10, rng=0).next_action(b, 3.0).value
+        assert ex.value >= v - 1e-12, name
+    # one particle (the state known): nothing to learn; the value is the best of all sequences
+    one = Belief(m, np.array([[0.4, 0.6]]))
+    a = make_policy("expectimax", horizon=3, update="expected", max_assess=None).next_action(one, 3.0)
+    pool = plan_pool(one, 3.0, horizon=3, width=1000)
+    seqs, V, _ = pool.stacked()
+    assert a.kind == "lesson" and a.value == pytest.approx(V[:, 0].max(), rel=1e-12)
+    assert list(a.plan) == [m.lesson_ids[k] for k in seqs[int(V[:, 0].argmax())]]
+
+
+def test_expectimax_probe_value_is_the_outcome_average():
+    """The tree's value of an assessment = Σ_y P(y) × (value of the best subtree after y), with
+    P(y) from the particles: recomputed here from the two observed beliefs."""
+    m = tiny_model(S=20, seed=7)
+    b = Belief(m, np.abs(np.random.default_rng(2).normal(0.5, 0.4, (20, 2))))
+    opts = {"horizon": 2, "update": "expected", "max_assess": 1}
+    pol = make_policy("expectimax", **opts)
+    for j in ("P0", "P1"):
+        pp = float(b.weights @ m.probe_prob(b.state, b.draw)[:, m.probe_ids.index(j)])
+        after = [make_policy("expectimax", **{**opts, "max_assess": 0}).next_action(
+            b.copy().observe(j, y, resample=False), 2.0 - m.assessment_cost).value for y in (True, False)]
+        both = pp * after[0] + (1 - pp) * after[1]
+        assert pol.next_action(b, 2.0).value >= both - 1e-12
+    blind = make_policy("expectimax", **{**opts, "max_assess": 0}).next_action(b, 2.0)
+    assert pol.next_action(b, 2.0).value >= blind.value - 1e-12
+
+
+def test_expectimax_assesses_and_responds_to_failure_differently_from_success(designed):
+    belief, _ = designed
+    pol = make_policy("expectimax", horizon=4, allow_repeats=True, max_assess=None, rng=0)
+    act = pol.next_action(belief, 3.5)
+    # the kinds need different lessons: the probe that tells them apart is worth its time
+    assert act.kind == "assess" and act.module in ("P0", "P1")
+    assert act.value > act.value_blind
+    assert act.if_pass != act.if_fail
+    after = {y: pol.next_action(belief.copy().observe(act.module, y, np.random.default_rng(0)),
+                                3.5 - belief.model.assessment_cost) for y in (True, False)}
+    assert after[True].kind == after[False].kind == "lesson"
+    assert {after[True].module, after[False].module} == {"X0", "X1"}
+    # without prerequisites an answer changes the best lessons little: at budget 3 (an assessment
+    # costs a lesson) it does not pay
+    nb, _ = designed_problem(designed_cohort(20, seed=0, prerequisites=False), n_draws=100, seed=0)
+    assert pol.next_action(nb, 3.0).kind == "lesson"
+
+
+def test_expectimax_pruning_options():
+    m = tiny_model(S=40, seed=3)
+    b = Belief(m, np.abs(np.random.default_rng(0).normal(0.5, 0.3, (40, 2))))
+    full = make_policy("expectimax", horizon=3, max_assess=None, rng=0)
+    a = full.next_action(b, 3.0)
+    small = make_policy("expectimax", horizon=3, top_lessons=2, top_probes=1, max_assess=1, rng=0)
+    s = small.next_action(b, 3.0)
+    assert small.last_nodes < full.last_nodes
+    assert s.value <= a.value + 1e-12  # the same noise (rng 0): a sub-tree of the full one
+    with pytest.raises(ValueError, match="update"):
+        make_policy("expectimax", update="mode")
