@@ -61,7 +61,7 @@ JAX_HINT = (
 )
 
 
-def _import_jax() -> tuple[Any, Any, Any]:
+def import_jax() -> tuple[Any, Any, Any]:
     try:
         import jax
         import jax.numpy as jnp
@@ -114,7 +114,7 @@ def targets_of(sim: SimulatedStudents, bias: bool) -> np.ndarray:
 OBJECTIVES = ("npe", "elbo")
 
 
-def _batch(sim: SimulatedStudents, source: ModuleSource, bias: bool, sizes: dict[str, int],
+def batch_arrays(sim: SimulatedStudents, source: ModuleSource, bias: bool, sizes: dict[str, int],
            elbo: bool) -> dict[str, np.ndarray]:
     """Arrays of one simulated batch of B students, padded to fixed `sizes` so that every
     step has one shape (padding rows go to a dummy segment B or carry mask 0).
@@ -291,7 +291,7 @@ def train_encoder(
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    jax, jnp, optim = _import_jax()
+    jax, jnp, optim = import_jax()
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     tables = source.tables
@@ -347,7 +347,7 @@ def train_encoder(
                                 pool.outcome[keep], pool.step[keep], pool.p[keep], pool.draw[idx],
                                 pool.states[idx], pool.bias[idx], pool.last[idx])
         used += batch_size
-        b = _batch(sub, source, bias, sizes, elbo)
+        b = batch_arrays(sub, source, bias, sizes, elbo)
         key, sub_key = jax.random.split(key)
         state, value = step(state, b, sub_key)
         losses.append(float(value))
@@ -385,7 +385,7 @@ def train_encoder(
 def jax_forward(enc: Encoder, h: Histories, tables: ModuleTables) -> tuple[np.ndarray, ...]:
     """The encoder's outputs computed by JAX (what training differentiates): for the
     test that the numpy placement computes the same thing."""
-    jax, jnp, _ = _import_jax()
+    jax, jnp, _ = import_jax()
     p = {k: jnp.asarray(v) for k, v in enc.params.items()}
     x = (row_features(h, tables) - enc.params["x_mean"]) / enc.params["x_std"]
     g = (student_features(h, tables) - enc.params["g_mean"]) / enc.params["g_std"]

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from bayes_lse.inference.amortised import ModuleSource, _batch, _import_jax, elbo_loss, histories_of, init_params
+from bayes_lse.inference.amortised import ModuleSource, batch_arrays, elbo_loss, histories_of, import_jax, init_params
 from bayes_lse.inference.stopping import LR_DECAY, LossPlateau
 from bayes_lse.inference.encoder import (
     Encoder,
@@ -105,7 +105,7 @@ class Cohort:
 
     def subset(self, idx: np.ndarray, d: int) -> SimulatedStudents:
         """Students `idx` renumbered 0..len(idx)-1, as the `SimulatedStudents` that
-        `amortised._batch` reads (no truth: states and bias zero, draw 0)."""
+        `amortised.batch_arrays` reads (no truth: states and bias zero, draw 0)."""
         idx = np.asarray(idx, dtype=np.int64)
         B = len(idx)
         starts = self._offsets[idx]
@@ -227,7 +227,7 @@ def fit_amortised(
         raise ValueError(f"schedule must be 'cosine' or 'plateau', got {schedule!r}")
     if not isinstance(learning_noise, (int, float)) or isinstance(learning_noise, bool) or learning_noise <= 0:
         raise ValueError("amortised fitting needs a fixed positive learning_noise ('learned' is not supported yet)")
-    jax, jnp, optim = _import_jax()
+    jax, jnp, optim = import_jax()
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     N = cohort.n_students
@@ -306,7 +306,7 @@ def fit_amortised(
         idx = np.sort(perm[pos:pos + B])
         pos += B
         source.tables = tables_of(opt.get_params(state)["guide"])
-        b = _batch(cohort.subset(idx, d), source, biases, sizes, True)
+        b = batch_arrays(cohort.subset(idx, d), source, biases, sizes, True)
         b = {k: v for k, v in b.items() if k != "target"}
         key, sub = jax.random.split(key)
         state, value = step(state, b, sub)
@@ -391,7 +391,7 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
     (student, then timestep — the log's): state ``loc``, ``scale`` (n_states, d) of the
     truncated normals and the bias ``loc``, ``scale`` (n_students,) — the ELBO's own
     state head at every timestep (`amortised.elbo_loss`), one jitted pass per batch."""
-    jax, jnp, _ = _import_jax()
+    jax, jnp, _ = import_jax()
     d = n_skills
     p = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in res.encoder.params.items()}
     tables = tables_of(res.guide)
@@ -423,7 +423,7 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
         idx = np.arange(lo, min(lo + B, N))
         sub = cohort.subset(idx, d)
         keys = ("x", "seg", "g", "st_student", "st_sf")
-        b = _batch(sub, source, biases, sizes, True)
+        b = batch_arrays(sub, source, biases, sizes, True)
         b = {k: jnp.asarray(b[k], dtype=jnp.int32 if k in ("seg", "st_student") else jnp.float32) for k in keys}
         if len(idx) < B:  # pad the last batch with empty students to keep one compiled shape
             b["g"] = jnp.concatenate([b["g"], jnp.zeros((B - len(idx), b["g"].shape[1]), jnp.float32)])

@@ -36,7 +36,7 @@ def test_student_term_on_a_full_batch_is_the_sum_over_students():
     import jax
     import jax.numpy as jnp
 
-    from bayes_lse.inference.amortised import _batch
+    from bayes_lse.inference.amortised import batch_arrays
     from bayes_lse.inference.amortised_fit import _sizes, student_term
     from bayes_lse.inference.encoder import PARAM_NAMES, layer_shapes, row_features, student_features
 
@@ -61,7 +61,7 @@ def test_student_term_on_a_full_batch_is_the_sum_over_students():
         return jax.ops.segment_sum(a, sg, num_segments=n + 1)[:n]
 
     def term(idx):
-        b = _batch(c.subset(idx, d), src, True, _sizes(c, len(idx)), True)
+        b = batch_arrays(c.subset(idx, d), src, True, _sizes(c, len(idx)), True)
         b = {k: jnp.asarray(v) for k, v in b.items() if k != "target"}
         # the same sample for every student: the noise is drawn per row, so fix it by
         # evaluating with one key per student below
