@@ -86,10 +86,11 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 2; quick 1)")
+    ap.add_argument("--first-seed", type=int, default=0, help="start the seeds here (to add a seed to a run)")
     a = ap.parse_args(argv)
     n, T = (150, 6) if a.quick else (1000, 10)
-    seeds = range(a.seeds or (1 if a.quick else 2))
+    seeds = range(a.first_seed, a.first_seed + (a.seeds or (1 if a.quick else 2)))
     rows = []
     for s in seeds:
         print(f"seed {s}: {n} students x {T} steps", flush=True)
