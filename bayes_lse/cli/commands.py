@@ -196,7 +196,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
             validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
         except ValueError as exc:
             raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
-        minibatch = method == "advi" and (overrides.get("batch_size") is not None or overrides.get("amortised"))
+        minibatch = method == "advi" and overrides.get("batch_size") is not None and not overrides.get("amortised")
         if model.config["history"] == "auto" and not minibatch:
             model, why = model.resolve_history(log)  # said before the work starts
             choices.append(str(why))

@@ -25,7 +25,8 @@ offset, last timestep) and training a permutation of the students (8 bytes a
 student); nothing else per student. The per-student output (states at the end, one
 encoder pass in batches) would be O(students × d) and is not computed here.
 
-Not supported (refused): learning_noise="learned", history=True, hierarchical=True.
+Not supported (refused): learning_noise="learned", hierarchical=True. The history term
+(history=True) is two global coefficients; its per-answer counts ride along with the cohort.
 The same code runs under JAX on a GPU (`jax[cuda12]`); it has not been run on one here.
 """
 
@@ -86,6 +87,8 @@ class Cohort:
     outcome: np.ndarray
     step: np.ndarray
     n_students: int
+    #: (rows, 2) the history term's counts S, F of each answer row (0 on lessons), or None
+    history: np.ndarray | None = None
 
     def last(self) -> np.ndarray:
         """(n_students,) each student's current timestep: the last answer's step, one past
@@ -108,12 +111,8 @@ class Cohort:
         `amortised.batch_arrays` reads (no truth: states and bias zero, draw 0)."""
         idx = np.asarray(idx, dtype=np.int64)
         B = len(idx)
-        starts = self._offsets[idx]
-        counts = self._offsets[idx + 1] - starts
-        n = int(counts.sum())
-        # rows of the batch: for each student its contiguous block starts..ends
-        first = np.cumsum(counts) - counts
-        rows = np.arange(n, dtype=np.int64) + np.repeat(starts - first, counts)
+        rows, counts = self._rows(idx)
+        n = len(rows)
         last = self._last[idx]
         outcome = self.outcome[rows]
         if outcome.dtype.kind in "iub":
@@ -122,6 +121,21 @@ class Cohort:
                                  self.code[rows].astype(np.int64), outcome, self.step[rows].astype(np.int64),
                                  np.full(n, np.nan), np.zeros(B, dtype=np.int64),
                                  np.zeros((B, int(last.max(initial=0)) + 1, d)), np.zeros(B), last)
+
+    def _rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of students `idx` (each student's contiguous block, in `idx` order) and
+        their counts."""
+        starts = self._offsets[idx]
+        counts = self._offsets[idx + 1] - starts
+        first = np.cumsum(counts) - counts
+        return np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(starts - first, counts), counts
+
+    def answer_history(self, idx: np.ndarray) -> np.ndarray:
+        """(answers of students `idx`, 2) the history counts, in the order `subset` gives
+        their answer rows (what `amortised.batch_arrays` calls an_*)."""
+        rows, _ = self._rows(np.asarray(idx, dtype=np.int64))
+        rows = rows[self.kind[rows] == 0]
+        return np.asarray(self.history[rows], dtype=float)
 
     def __post_init__(self) -> None:
         counts = np.bincount(self.student, minlength=self.n_students)
@@ -176,6 +190,9 @@ def student_term(enc_params: dict[str, Any], stats: dict[str, Any], b: dict[str,
     bb = dict(b)
     bb["an_req"] = theta["requirement"][b["an_code"]]
     bb["an_ab"] = theta["assessment_bias"][b["an_code"]] if "assessment_bias" in theta else jnp.zeros_like(b["an_ab"])
+    if "history_success" in theta:  # the history term, folded into the answer's offset
+        bb["an_ab"] = bb["an_ab"] + eq.history_logit(b["an_hist"], theta["history_success"],
+                                                     theta["history_failure"], xp=jnp)
     if "gain" in theta:
         has = b["tr_has"][:, None]
         bb["tr_gain"] = has * theta["gain"][b["tr_lesson"]]
@@ -213,9 +230,13 @@ def fit_amortised(
     biases: bool = True, lessons: bool = True, prerequisites: bool = True, learning_noise: float = 1.0,
     batch_size: int = 256, steps: int = 2000, hidden: int = 32, learning_rate: float = 1e-2, seed: int = 0,
     progress: Callable[[str], None] | None = None, schedule: str = "cosine", window: int = 500,
-    tolerance: float = 1e-4, max_seconds: float | None = None,
+    tolerance: float = 1e-4, max_seconds: float | None = None, history: bool = False,
 ) -> AmortisedFitResult:
     """Joint SVI of the global guide and the encoder on `cohort` (see the module docstring).
+
+    `history`: the assessment-history term (γ_s·log(1+S) + γ_f·log(1+F) in each answer's
+    logit, `terms.history_logit`; the counts are `cohort.history`), two global coefficients
+    with normal guides.
 
     `schedule`: "cosine" — exactly `steps` steps, the learning rate decayed by cosine to
     5 % (the benchmarks: a fixed cost); "plateau" — at most `steps`: `learning_rate`
@@ -244,6 +265,11 @@ def fit_amortised(
         guide["gain"] = (jnp.full((n_lessons, d), math.log(0.3)), jnp.full((n_lessons, d), -2.0))
         if has_prereq:
             guide["prerequisite"] = (jnp.full((n_lessons, d), math.log(0.5)), jnp.full((n_lessons, d), -2.0))
+    if history:
+        if cohort.history is None:
+            raise ValueError("history=True needs the cohort's history counts (cohort_of(..., history=True))")
+        for name in ("history_success", "history_failure"):
+            guide[name] = (jnp.zeros(()), jnp.full((), -2.0))
     # strongly typed float32 from the start: arrays filled from Python floats are "weak",
     # Adam's update makes them strong, and each change of type recompiled the step (3
     # compilations of ~9 s each instead of one)
@@ -308,6 +334,9 @@ def fit_amortised(
         source.tables = tables_of(opt.get_params(state)["guide"])
         b = batch_arrays(cohort.subset(idx, d), source, biases, sizes, True)
         b = {k: v for k, v in b.items() if k != "target"}
+        if history:
+            h = cohort.answer_history(idx)
+            b["an_hist"] = np.vstack([h, np.zeros((sizes["answers"] - len(h), 2))])
         key, sub = jax.random.split(key)
         state, value = step(state, b, sub)
         losses.append(float(value))
@@ -365,7 +394,7 @@ def fit_amortised(
 
 
 # ------------------------------------------------------------------ fit(method="advi", amortised=True)
-def cohort_of(log: InteractionLog, idx: IndexArrays) -> Cohort:
+def cohort_of(log: InteractionLog, idx: IndexArrays, history: bool = False) -> Cohort:
     """The log's answers and lessons as a `Cohort` in the model's own layout: answers at
     their state's timestep, one lesson per transition that has one (`IndexArrays`), sorted
     by student, step, answers before the step's lesson."""
@@ -379,7 +408,9 @@ def cohort_of(log: InteractionLog, idx: IndexArrays) -> Cohort:
     code = np.concatenate([idx.obs_assessment, idx.transition_lesson[has]])
     outcome = np.concatenate([idx.outcome.astype(np.int64), np.zeros(len(l_from), np.int64)])
     order = np.lexsort((kind, step, student))
-    c = Cohort(student[order], kind[order], code[order], outcome[order], step[order], n_students=log.n_students)
+    counts = np.vstack([idx.history, np.zeros((len(l_from), 2))])[order] if history else None
+    c = Cohort(student[order], kind[order], code[order], outcome[order], step[order], n_students=log.n_students,
+               history=counts)
     if not np.array_equal(c._last, log.last_step):  # the log's T_u: last answer, or one past the last lesson
         raise AssertionError("amortised ADVI: the cohort's timesteps do not match the log's states")
     return c
@@ -453,14 +484,15 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
     noise = cfg["learning_noise"]
     if noise == "learned":
         raise ValueError("amortised ADVI needs a fixed learning_noise (a positive number); 'learned' is not supported yet")
-    if cfg["history"] or cfg["hierarchical"]:
-        raise ValueError("amortised ADVI supports history=False and hierarchical=False only")
+    if cfg["hierarchical"]:
+        raise ValueError("amortised ADVI does not support hierarchical=True yet; use hierarchical=False")
     if fit_cfg["kind"] != "meanfield" or fit_cfg.get("backend") is not None:
         raise ValueError("amortised ADVI is mean-field over the global parameters and runs on JAX: "
                          "kind must be 'meanfield' and backend unset")
     t0 = time.perf_counter()
     idx = IndexArrays.from_log(log)
-    cohort = cohort_of(log, idx)
+    with_history = bool(cfg["history"])
+    cohort = cohort_of(log, idx, history=with_history)
     d = int(cfg["n_skills"])
     seed = 0 if fit_cfg["seed"] is None else int(fit_cfg["seed"])
     lessons = bool(cfg["lessons"]) and log.n_lessons > 0
@@ -475,7 +507,7 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
                         hidden=int(fit_cfg["encoder_hidden"]), learning_rate=float(fit_cfg["learning_rate"]),
                         seed=seed, progress=say if progressbar else None, schedule="plateau",
                         window=int(fit_cfg["window"]), tolerance=float(fit_cfg["tolerance"]),
-                        max_seconds=fit_cfg.get("max_seconds"))
+                        max_seconds=fit_cfg.get("max_seconds"), history=with_history)
     info = res.stopping or {}
     loc, scale, b_loc, b_scale = trajectory_posterior(res, cohort, biases=bool(cfg["biases"]), n_skills=d)
     draws = int(fit_cfg["draws"])
@@ -490,7 +522,7 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
     if b_loc is not None:
         raw["student_bias"] = (("chain", "draw", "student"), b_loc + b_scale * rng.standard_normal((1, draws, len(b_loc))))
     dims = {"requirement": ("assessment", "skill"), "gain": ("lesson", "skill"), "prerequisite": ("lesson", "skill"),
-            "assessment_bias": ("assessment",)}
+            "assessment_bias": ("assessment",), "history_success": (), "history_failure": ()}
     for name, (g_loc, g_scale) in res.guide.items():
         u = g_loc + g_scale * rng.standard_normal((1, draws, *g_loc.shape))
         raw[name] = (("chain", "draw", *dims[name]), np.exp(u) if name in POSITIVE else u)

@@ -129,7 +129,7 @@ def run_fit(
         fit_cfg = {**fit_cfg, "batch_size": 256}
         notes.append("batch_size 256: amortised ADVI trains on minibatches of students (default size)")
     if spec.config["history"] == "auto":
-        if method == "advi" and fit_cfg.get("batch_size") is not None:
+        if method == "advi" and fit_cfg.get("batch_size") is not None and not fit_cfg.get("amortised"):
             spec = type(spec).from_config({**spec.config, "history": False})
             notes.append("history term off: minibatch ADVI (batch_size) has no history term yet")
         else:
@@ -174,6 +174,11 @@ def _run_fit(
     _release_free_memory()
     if data.table["module_type"].eq("assessment").sum() == 0:
         raise ValueError("the interaction log has no assessment rows: there is nothing to fit")
+    if method == "advi" and fit_cfg.get("amortised"):
+        # students through a jointly trained encoder, globals by SVI, in JAX (amortised_fit.py)
+        from bayes_lse.inference.amortised_fit import run_amortised_advi
+
+        return run_amortised_advi(spec, data, fit_cfg, progressbar)
     if method == "advi" and fit_cfg.get("batch_size") is not None:
         if spec.config["history"]:
             raise ValueError("minibatch ADVI (batch_size) does not support history=True yet; "
@@ -181,11 +186,6 @@ def _run_fit(
         if spec.config["hierarchical"]:
             raise ValueError("minibatch ADVI (batch_size) does not support hierarchical=True yet; "
                              "use full-batch ADVI, MAP or NUTS, or hierarchical=False")
-        if fit_cfg.get("amortised"):
-            # students through a jointly trained encoder, globals by SVI, in JAX (amortised_fit.py)
-            from bayes_lse.inference.amortised_fit import run_amortised_advi
-
-            return run_amortised_advi(spec, data, fit_cfg, progressbar)
         # minibatch ADVI over students: its own per-batch graph, no full PyMC model (minibatch.py)
         from bayes_lse.inference.minibatch import run_minibatch_advi
 

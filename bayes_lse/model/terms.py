@@ -254,9 +254,10 @@ def step_states(
     return next_state(lesson_update_mean(state, lesson, gain, prerequisite), noise, update, rng)
 
 
-def history_logit(counts: Any, success: Any, failure: Any) -> Any:
-    """γ_s·log(1+S) + γ_f·log(1+F) for counts (…, 2)."""
-    return success * np.log1p(counts[..., 0]) + failure * np.log1p(counts[..., 1])
+def history_logit(counts: Any, success: Any, failure: Any, xp: Any = np) -> Any:
+    """γ_s·log(1+S) + γ_f·log(1+F) for counts (…, 2) (`xp`: numpy, or jax.numpy in the
+    amortised fit)."""
+    return success * xp.log1p(counts[..., 0]) + failure * xp.log1p(counts[..., 1])
 
 
 def assessment_history_counts(

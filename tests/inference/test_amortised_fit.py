@@ -169,7 +169,51 @@ def test_amortised_advi_refuses_what_it_cannot_fit():
     c = bl.simulate(n_students=10, n_steps=3, n_assessments=4, n_lessons=2, answers_per_step=2, seed=1)
     with pytest.raises(ValueError, match="learning_noise"):
         bl.LatentSkillEmbedding(history=False, learning_noise="learned").fit(c.table, method="advi", amortised=True)
-    with pytest.raises(ValueError, match="history"):
-        bl.LatentSkillEmbedding(history=True).fit(c.table, method="advi", amortised=True)
+    with pytest.raises(ValueError, match="hierarchical"):
+        bl.LatentSkillEmbedding(history=False, hierarchical=True).fit(c.table, method="advi", amortised=True)
     with pytest.raises(ValueError, match="amortised"):
         bl.LatentSkillEmbedding(history=False).fit(c.table, method="advi", amortised="yes")
+
+
+def test_cohort_history_counts_follow_the_batch_answers():
+    """`answer_history` gives each batch answer its own (S, F): the counts the history term
+    uses for that (student, assessment) pair before the answer."""
+    import bayes_lse as bl
+    from bayes_lse.data.log import read_interactions
+    from bayes_lse.inference.amortised_fit import cohort_of
+    from bayes_lse.model.graph import IndexArrays
+
+    c = bl.simulate(n_students=15, n_steps=5, n_assessments=2, n_lessons=2, answers_per_step=2, seed=3)
+    log = read_interactions(c.table)
+    idx = IndexArrays.from_log(log)
+    co = cohort_of(log, idx, history=True)
+    pick = np.array([2, 7, 11])
+    h = co.answer_history(pick)
+    sub = co.subset(pick, 2)
+    a = np.flatnonzero(sub.kind == 0)
+    assert len(h) == len(a)
+    # recount from the batch's own rows: earlier answers of the same student to the same assessment
+    for r, i in enumerate(a):
+        same = np.flatnonzero((sub.student[:i] == sub.student[i]) & (sub.kind[:i] == 0) & (sub.code[:i] == sub.code[i]))
+        assert h[r, 0] == sub.outcome[same].sum() and h[r, 1] == len(same) - sub.outcome[same].sum()
+
+
+@pytest.mark.slow
+def test_amortised_advi_with_the_history_term():
+    """history=True: the two coefficients are fitted and saved like any fit's (with the
+    per-answer counts in constant_data); the model predicts."""
+    import warnings
+
+    import bayes_lse as bl
+
+    c = bl.simulate(n_students=60, n_steps=4, n_assessments=3, n_lessons=2, answers_per_step=3, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f = bl.LatentSkillEmbedding(history=True).fit(c.table, method="advi", amortised=True, draws=20, seed=0,
+                                                       max_iterations=300, window=50, encoder_hidden=8,
+                                                       progressbar=False)
+    post = f.idata["posterior"]
+    assert post["history_success"].shape == (1, 20) and post["history_failure"].shape == (1, 20)
+    assert "obs_history" in f.idata["constant_data"]
+    pred = f.predict(c.table)
+    assert pred["p_mean"].between(0, 1).all()
