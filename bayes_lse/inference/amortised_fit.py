@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from bayes_lse.inference.amortised import ModuleSource, batch_arrays, elbo_loss, histories_of, import_jax, init_params
-from bayes_lse.inference.stopping import LR_DECAY, LossPlateau
+from bayes_lse.inference.stopping import LR_DECAY, TwoStagePlateau
 from bayes_lse.inference.encoder import (
     Encoder,
     ModuleTables,
@@ -212,6 +212,14 @@ def tables_of(guide: dict[str, Any]) -> ModuleTables:
                          np.exp(m["prerequisite"]) if "prerequisite" in m else None)
 
 
+def _feature_source(tables: ModuleTables, biases: bool) -> ModuleSource:
+    """What `amortised.batch_arrays` reads for a batch of a *fitted* cohort: the encoder's
+    module tables; its module draws are placeholders (the joint fit puts the guide's draw of
+    each module into the batch in `student_term`, the output pass needs features only)."""
+    return ModuleSource(requirement=np.ones((1, tables.assessment.shape[0], tables.n_skills)), assessment_bias=None,
+                        gain=None, prerequisite=None, noise=1.0, priors={}, biases=biases, tables=tables)
+
+
 @dataclass
 class AmortisedFitResult:
     guide: dict[str, tuple[np.ndarray, np.ndarray]]  # name: (loc, scale) unconstrained
@@ -276,9 +284,7 @@ def fit_amortised(
     guide = {k: tuple(jnp.asarray(a, dtype=jnp.float32) for a in v) for k, v in guide.items()}
     sizes = _sizes(cohort, B)
 
-    source = ModuleSource(requirement=np.ones((1, n_assessments, d)), assessment_bias=None, gain=None,
-                          prerequisite=None, noise=learning_noise, priors=priors, biases=biases,
-                          tables=tables_of(guide))
+    source = _feature_source(tables_of(guide), biases)
     # feature standardisation from a first batch at the initial guide
     first = cohort.subset(np.sort(rng.choice(N, size=min(N, 4 * B), replace=False)), d)
     h0 = histories_of(first)
@@ -320,11 +326,12 @@ def fit_amortised(
         return opt.update(grads, st), value
 
     state = opt.init({"guide": guide, "enc": enc})
-    stop = LossPlateau(window, tolerance, noise_aware=True)
-    stage, start, decay_at, converged_at, stopped_by, reasons = 0, 0, -1, -1, "max_iterations", []
+    rule = TwoStagePlateau(window, tolerance, steps, max_seconds, noise_aware=True)
+    stopped_by = "max_iterations"
     perm = rng.permutation(N)
     pos = 0
-    losses: list[float] = []
+    hist = np.empty(steps)
+    n = 0
     t_loop = time.perf_counter()
     for i in range(steps):
         if pos + B > N:
@@ -339,36 +346,27 @@ def fit_amortised(
             b["an_hist"] = np.vstack([h, np.zeros((sizes["answers"] - len(h), 2))])
         key, sub = jax.random.split(key)
         state, value = step(state, b, sub)
-        losses.append(float(value))
-        if not np.isfinite(losses[-1]):
+        hist[i] = float(value)
+        n = i + 1
+        if not np.isfinite(hist[i]):
             stopped_by = "non-finite loss"
             break
-        if progress is not None and (i + 1) % max(1, steps // 10 if schedule == "cosine" else 1000) == 0:
-            progress(f"step {i + 1}/{steps}: -ELBO/student {np.mean(losses[-50:]):.3f}")
+        if progress is not None and n % max(1, steps // 10 if schedule == "cosine" else 1000) == 0:
+            progress(f"step {n}/{steps}: -ELBO/student {np.mean(hist[max(0, n - 50):n]):.3f}")
         if schedule == "plateau":
-            elapsed = time.perf_counter() - t_loop
-            levelled = False
-            try:
-                stop(None, np.asarray(losses[start:]), i + 1 - start)
-            except StopIteration:
-                levelled = True
-                reasons.append(stop.reason)
-            late = i + 1 >= 2 * steps / 3 or (max_seconds is not None and elapsed > 2 * max_seconds / 3)
-            if stage == 0 and (levelled or late):
-                if not levelled:
-                    reasons.append("2/3 of the budget used")
-                stage, start, decay_at = 1, i + 1, i + 1
+            action = rule.update(hist, n, n, time.perf_counter() - t_loop)
+            if action == "decay":
                 state = (state[0] + STAGE_OFFSET, state[1])
-                stop = LossPlateau(window, tolerance, noise_aware=True)
-            elif stage == 1 and levelled:
-                converged_at, stopped_by = i + 1, "stopping rule"
+            elif action == "converged":
+                stopped_by = "stopping rule"
                 break
-            if max_seconds is not None and elapsed > max_seconds:
+            elif action == "max_seconds":
                 stopped_by = "max_seconds"
                 break
     else:
         if schedule == "cosine":
             stopped_by = "steps"
+    losses = hist[:n]
     final = opt.get_params(state)
     g_out = {k: (np.asarray(v[0], dtype=float), np.exp(np.asarray(v[1], dtype=float))) for k, v in final["guide"].items()}
     tables = tables_of(final["guide"])
@@ -389,8 +387,8 @@ def fit_amortised(
     return AmortisedFitResult(guide=g_out, encoder=Encoder(spec=spec, params=params), losses=np.asarray(losses),
                               seconds=time.perf_counter() - t0,
                               stopping={"schedule": schedule, "iterations": len(losses), "stopped_by": stopped_by,
-                                        "converged_at": converged_at, "learning_rate_decay_at": decay_at,
-                                        "reasons": reasons, "batch_size": B})
+                                        "converged_at": rule.converged_at, "learning_rate_decay_at": rule.decay_at,
+                                        "reasons": rule.reasons, "batch_size": B})
 
 
 # ------------------------------------------------------------------ fit(method="advi", amortised=True)
@@ -426,8 +424,7 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
     d = n_skills
     p = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in res.encoder.params.items()}
     tables = tables_of(res.guide)
-    source = ModuleSource(requirement=np.ones((1, tables.assessment.shape[0], d)), assessment_bias=None, gain=None,
-                          prerequisite=None, noise=1.0, priors={}, biases=biases, tables=tables)
+    source = _feature_source(tables, biases)
     N = cohort.n_students
     B = int(min(batch_size, N))
     sizes = _sizes(cohort, B)

@@ -579,7 +579,7 @@ def fit_advi_minibatch(
     like `inference.fit_advi`."""
     import warnings
 
-    from bayes_lse.inference.stopping import LossPlateau
+    from bayes_lse.inference.stopping import TwoStagePlateau
 
     if cfg["kind"] != "meanfield":
         raise ValueError(f"minibatch ADVI (batch_size={cfg['batch_size']}) supports kind='meanfield' only, got {cfg['kind']!r}")
@@ -596,10 +596,8 @@ def fit_advi_minibatch(
     batches = advi.layout.epochs(B, rng)
     hist[0] = advi.step(next(batches), rng)  # compiles
     # two stages: learning_rate until the loss levels off (or 2/3 of the budget), then
-    # LR_DECAY × learning_rate until it levels off again; a constant step size leaves the
-    # parameters jittering at a loss ~0.5% above the optimum on minibatch gradients
-    stage, start, decay_at, converged_at = 0, 0, -1, -1
-    stop = LossPlateau(window, cfg["tolerance"])
+    # LR_DECAY × learning_rate until it levels off again (stopping.TwoStagePlateau)
+    rule = TwoStagePlateau(window, cfg["tolerance"], max_it, max_seconds)
     n, stopped_by = 1, "max_iterations"
     report_every = max(n_batches, 500)
     t0 = time.perf_counter()
@@ -609,22 +607,14 @@ def fit_advi_minibatch(
         if not np.isfinite(hist[i]):
             stopped_by = "non-finite loss"
             break
-        elapsed = time.perf_counter() - t0
-        levelled = False
-        try:
-            stop(None, hist[start:n], i - start)
-        except StopIteration:
-            levelled = True
-        late = n >= 2 * max_it / 3 or (max_seconds is not None and elapsed > 2 * max_seconds / 3)
-        if stage == 0 and (levelled or late):
-            stage, start, decay_at = 1, n, n
+        action = rule.update(hist, n, i, time.perf_counter() - t0)
+        if action == "decay":
             advi.learning_rate.set_value(LR_DECAY * float(cfg["learning_rate"]))
             advi.global_learning_rate.set_value(LR_DECAY * float(cfg["learning_rate"]))
-            stop = LossPlateau(window, cfg["tolerance"])
-        elif stage == 1 and levelled:
-            converged_at, stopped_by = i, "stopping rule"
+        elif action == "converged":
+            stopped_by = "stopping rule"
             break
-        if max_seconds is not None and elapsed > max_seconds:
+        elif action == "max_seconds":
             stopped_by = "max_seconds"
             break
         if progressbar and n % report_every == 0:
@@ -641,14 +631,14 @@ def fit_advi_minibatch(
         coords={"iteration": np.arange(1, n + 1)},
         attrs={
             "kind": cfg["kind"],
-            "converged": int(converged_at >= 0),
+            "converged": int(rule.converged_at >= 0),
             "iterations": n,
-            "converged_at": converged_at,
+            "converged_at": rule.converged_at,
             "rule": (
                 f"relative change of the {window}-iteration ({window // n_batches}-epoch) mean loss < {cfg['tolerance']:g}, "
                 f"after the learning rate was cut by {LR_DECAY:g}"
             ),
-            "learning_rate_decay_at": decay_at,
+            "learning_rate_decay_at": rule.decay_at,
             "stopped_by": stopped_by,
             "batch_size": B,
             "batches_per_epoch": n_batches,
@@ -658,7 +648,7 @@ def fit_advi_minibatch(
             "loss_estimate": "unbiased minibatch estimate of the full negative ELBO (local blocks scaled by N/B)",
         },
     )
-    if converged_at < 0:
+    if rule.converged_at < 0:
         warnings.warn(
             f"minibatch ADVI did not meet its stopping rule (stopped by {stopped_by} after {n} iterations, "
             f"{n / n_batches:.1f} epochs); raise max_iterations/max_seconds or check the loss history",

@@ -134,22 +134,30 @@ def test_cohort_of_a_log_is_the_models_layout():
     assert np.all(np.diff(co.student) >= 0)
 
 
+def _tiny_amortised_fit(table, *, history: bool, max_iterations: int):
+    """`fit(method="advi", amortised=True)` with 20 draws, a width-8 encoder, 50-step windows."""
+    import warnings
+
+    import bayes_lse as bl
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return bl.LatentSkillEmbedding(history=history).fit(table, method="advi", amortised=True, draws=20, seed=0,
+                                                             max_iterations=max_iterations, window=50,
+                                                             encoder_hidden=8, progressbar=False)
+
+
 @pytest.mark.slow  # ~40 s: JAX compiles the joint ELBO step (~25 s on a busy 2-core machine)
 def test_amortised_advi_fit_is_a_posterior_like_any_other():
     """fit(method="advi", amortised=True) returns the documented DataTree (every student's
     states, the globals, the loss and why it stopped), predicts, and says its batch size."""
     import json
-    import warnings
 
     import bayes_lse as bl
     from bayes_lse.evaluate.metrics import auc
 
     c = bl.simulate(n_students=60, n_steps=4, n_assessments=6, n_lessons=3, answers_per_step=2, seed=4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        f = bl.LatentSkillEmbedding(history=False).fit(c.table, method="advi", amortised=True, draws=20, seed=0,
-                                                        max_iterations=400, window=50, encoder_hidden=8,
-                                                        progressbar=False)
+    f = _tiny_amortised_fit(c.table, history=False, max_iterations=400)
     post = f.idata["posterior"]
     assert post["student_state"].shape == (1, 20, int(c.table.groupby("student_id")["timestep"].max().add(1).sum()), 2)
     assert float(post["student_state"].min()) >= 0 and float(post["requirement"].min()) > 0
@@ -202,16 +210,11 @@ def test_cohort_history_counts_follow_the_batch_answers():
 def test_amortised_advi_with_the_history_term():
     """history=True: the two coefficients are fitted and saved like any fit's (with the
     per-answer counts in constant_data); the model predicts."""
-    import warnings
 
     import bayes_lse as bl
 
     c = bl.simulate(n_students=60, n_steps=4, n_assessments=3, n_lessons=2, answers_per_step=3, seed=5)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        f = bl.LatentSkillEmbedding(history=True).fit(c.table, method="advi", amortised=True, draws=20, seed=0,
-                                                       max_iterations=300, window=50, encoder_hidden=8,
-                                                       progressbar=False)
+    f = _tiny_amortised_fit(c.table, history=True, max_iterations=300)
     post = f.idata["posterior"]
     assert post["history_success"].shape == (1, 20) and post["history_failure"].shape == (1, 20)
     assert "obs_history" in f.idata["constant_data"]
