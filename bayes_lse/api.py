@@ -192,7 +192,7 @@ class FittedLSE(FitResult):
         state = self.current_state(str(student))
         s_bias = None
         if self.has("student_bias"):
-            s_bias = self.draws("student_bias")[:, list(self.ids_of("student")).index(str(student))]
+            s_bias = self.bias_draws(np.array([list(self.ids_of("student")).index(str(student))]))[:, 0]
         return state, s_bias, str(student), None
 
     def _history_offset(self, student: str, hist: pd.DataFrame | None) -> np.ndarray | None:

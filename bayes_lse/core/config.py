@@ -95,6 +95,11 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
         # with the number of students during training; implies minibatches (batch_size 256 if unset)
         "amortised": False,
         "encoder_hidden": 32,  # amortised only: the encoder's hidden width
+        # amortised only: how the students' posterior is kept in the tree: "draws" (every state
+        # in every draw, as other fits), "parameters" (each state's truncated-normal and each
+        # bias's normal from the encoder, drawn on demand: results.posterior.STUDENT_POSTERIOR),
+        # or "auto": parameters when the draws would exceed inference.defaults.MAX_STATE_BYTES
+        "student_posterior": "auto",
     },
     "nuts": {
         "sampler": "nutpie",
@@ -192,6 +197,9 @@ def validate_fit_config(cfg: dict[str, Any], method: str) -> dict[str, Any]:
     words = {"int>=1": "an integer >= 1", "int>=0": "an integer >= 0", "float>0": "a finite number > 0",
              "float>=0": "a finite number >= 0", "bool": "true or false", "auto": "'auto'", "none": "null",
              "float in (0, 1)": "a number strictly between 0 and 1"}
+    if cfg.get("student_posterior", "auto") not in ("auto", "draws", "parameters"):
+        raise ValueError(f"{method} fit setting 'student_posterior' must be 'auto', 'draws' or 'parameters', "
+                         f"got {cfg['student_posterior']!r}")
     for key, rule in FIT_SETTING_RULES.items():
         if key in cfg and not _rule_ok(cfg[key], rule):
             allowed = " or ".join(words[a] for a in rule.split("|"))

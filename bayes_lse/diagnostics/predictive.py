@@ -18,6 +18,7 @@ from bayes_lse.diagnostics.arrays import (
 from bayes_lse.diagnostics.calibration import calibration_tables, rate_table
 from bayes_lse.diagnostics.settings import MAX_PREDICTIVE_CELLS, MAX_PREDICTIVE_DRAWS
 from bayes_lse.model import terms as eq
+from bayes_lse.results.posterior import bias_draws, has_student_bias, state_draws
 
 __all__ = ["Predictive", "predictive_checks", "row_logits", "sample_index"]
 
@@ -35,7 +36,7 @@ class Predictive:
 
 
 def row_logits(post: xr.Dataset, cd: xr.Dataset, chains: np.ndarray, draws: np.ndarray,
-               rows: np.ndarray) -> np.ndarray:
+               rows: np.ndarray, idata: xr.DataTree | None = None) -> np.ndarray:
     """Pass logits D(s,a)+g_u+g_j (+ the history term) of the given observed rows for the chosen draws: (S, len(rows)).
 
     Parameters
@@ -48,6 +49,10 @@ def row_logits(post: xr.Dataset, cd: xr.Dataset, chains: np.ndarray, draws: np.n
         ``(S,)`` chain and draw index of every sample used.
     rows : numpy.ndarray
         Observed rows.
+    idata : xarray.DataTree, optional
+        The whole tree: needed for a fit that keeps its students' posterior as
+        parameters (`results.posterior.STUDENT_POSTERIOR`), whose states and biases are
+        drawn for these rows only.
 
     Returns
     -------
@@ -63,11 +68,18 @@ def row_logits(post: xr.Dataset, cd: xr.Dataset, chains: np.ndarray, draws: np.n
         da = post[name].isel(sel)
         return np.asarray(da.transpose("sample", *tail).values)
 
-    s = take("student_state", "state", "skill")[:, st_i]
+    if "student_state" in post or idata is None:
+        s = take("student_state", "state", "skill")[:, st_i]
+    else:
+        need, inv = np.unique(st_i, return_inverse=True)
+        s = state_draws(idata, need, stacked=False)[chains, draws][:, inv]
     a = take("requirement", "assessment", "skill")[:, as_i]
     logit = eq.pass_logit(s, a)
     if "student_bias" in post:
         logit = logit + take("student_bias", "student")[:, su_i]
+    elif idata is not None and has_student_bias(idata):
+        need, inv = np.unique(su_i, return_inverse=True)
+        logit = logit + bias_draws(idata, need, stacked=False)[chains, draws][:, inv]
     if "assessment_bias" in post:
         logit = logit + take("assessment_bias", "assessment")[:, as_i]
     if "history_success" in post and "obs_history" in cd:
@@ -153,7 +165,7 @@ def predictive_checks(
     chunk = max(1, 2_000_000 // max(len(chains), 1))
     for start in range(0, n, chunk):
         rows = np.arange(start, min(n, start + chunk))
-        p_draws[:, rows] = eq.sigmoid(row_logits(post, cd, chains, draws, rows))
+        p_draws[:, rows] = eq.sigmoid(row_logits(post, cd, chains, draws, rows, idata))
     # several Bernoulli replicates per draw when draws are few (MAP has one)
     reps = max(1, int(np.ceil(budget / len(chains))))
     rep_of = np.repeat(np.arange(len(chains)), reps)

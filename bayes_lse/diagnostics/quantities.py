@@ -28,6 +28,7 @@ from bayes_lse.diagnostics.arrays import (
 )
 from bayes_lse.diagnostics.settings import MAX_OBS, MAX_TRANSITIONS
 from bayes_lse.model import terms as eq
+from bayes_lse.results.posterior import bias_draws, has_student_bias, has_student_states, state_draws
 
 __all__ = ["identified_quantities"]
 
@@ -78,17 +79,22 @@ def identified_quantities(
     coords_cd = {"chain": post["chain"].values if "chain" in post.coords else np.arange(post.sizes["chain"]),
                  "draw": post["draw"].values if "draw" in post.coords else np.arange(post.sizes["draw"])}
     students = student_labels(idata)
-    if cd is not None and "obs_state" in cd and "student_state" in post and "requirement" in post:
+    if cd is not None and "obs_state" in cd and has_student_states(idata) and "requirement" in post:
         n_obs = cd.sizes["obs"]
         rows = subsample(n_obs, max_obs, seed)
         st_i = np.asarray(cd["obs_state"].values)[rows].astype(int)
         as_i = np.asarray(cd["obs_assessment"].values)[rows].astype(int)
         su_i = (np.asarray(cd["obs_student"].values)[rows].astype(int) if "obs_student" in cd
                 else state_owner(post, students)[st_i])
-        s = as_array(post["student_state"], "state", "skill")[:, :, st_i]
+        need, inv = np.unique(st_i, return_inverse=True)
+        s = state_draws(idata, need, stacked=False)[:, :, inv]
         a = as_array(post["requirement"], "assessment", "skill")[:, :, as_i]
         rel = eq.relevance(s, a)
-        gu = as_array(post["student_bias"], "student")[:, :, su_i] if "student_bias" in post else 0.0
+        if has_student_bias(idata):
+            need, inv = np.unique(su_i, return_inverse=True)
+            gu = bias_draws(idata, need, stacked=False)[:, :, inv]
+        else:
+            gu = 0.0
         gj = as_array(post["assessment_bias"], "assessment")[:, :, as_i] if "assessment_bias" in post else 0.0
         if "obs_history" in cd and "history_success" in post:
             from bayes_lse.model.graph import history_logit
@@ -136,13 +142,14 @@ def identified_quantities(
         out["prerequisite_norm"] = xr.DataArray(
             eq.norm(q), dims=("chain", "draw", "lesson"), coords={**coords_cd, "lesson": lesson_lab}
         )
-        if cd is not None and "transition_lesson" in cd and "student_state" in post:
+        if cd is not None and "transition_lesson" in cd and has_student_states(idata):
             les = np.asarray(cd["transition_lesson"].values).astype(int)
             with_lesson = np.flatnonzero(les >= 0)
             pick = with_lesson[subsample(len(with_lesson), max_transitions, seed + 1)]
             if len(pick):
                 frm = np.asarray(cd["transition_from"].values).astype(int)[pick]
-                s = as_array(post["student_state"], "state", "skill")[:, :, frm]
+                need, inv = np.unique(frm, return_inverse=True)
+                s = state_draws(idata, need, stacked=False)[:, :, inv]
                 owner = state_owner(post, students)[frm]
                 out["prerequisite_relevance"] = xr.DataArray(
                     eq.relevance(s, q[:, :, les[pick]]),

@@ -501,7 +501,7 @@ def branch_pass_draws(
     if missing:
         raise KeyError(f"student(s) {', '.join(missing[:3])} not in the fit")
     flat = last["state"].reindex(students).to_numpy(np.int64)
-    states = fitted.draws("student_state")[:, flat]
+    states = fitted.state_draws(flat)
     use_lessons = fitted.model_config["lessons"] and fitted.has("gain")
     gain = fitted.draws("gain") if use_lessons else None
     prereq = fitted.draws("prerequisite") if use_lessons and fitted.has("prerequisite") else None

@@ -598,12 +598,11 @@ def lessons_check(
     si = fitted.state_index()
     first = si.groupby(si["student_id"].astype(str))["state"].min()
     flat = first.reindex(sid).to_numpy().astype(np.int64) + h_r
-    states = fitted.draws("student_state")
     noise = fitted.learning_noise_draws()[:, None, None]
     mode = fitted.resolve_update(update) == "mode"
     gain = fitted.draws("gain")
     prereq = fitted.draws("prerequisite") if fitted.has("prerequisite") else None
-    with_l = states[:, flat]  # (samples, rows, d)
+    with_l = fitted.state_draws(flat)  # (samples, rows, d)
     without = with_l.copy()
     for k in range(int(span.max())):
         active = span > k

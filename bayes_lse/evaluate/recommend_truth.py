@@ -140,10 +140,10 @@ def hard_goals(fitted: Any) -> dict[str, list[str]]:
     """Per student (in fitted order) the 1 or 2 (alternating) assessments with the
     lowest posterior-mean current pass probability."""
     last = fitted.last_states()
-    states = fitted.draws("student_state")[:, last["state"].to_numpy()]  # (S, U, d)
+    states = fitted.state_draws(last["state"].to_numpy())  # (S, U, d)
     req = fitted.draws("requirement")  # (S, A, d)
     sids = [str(s) for s in fitted.students]
-    sb = fitted.draws("student_bias")[:, [sids.index(s) for s in last.index]] if fitted.has("student_bias") else 0.0
+    sb = fitted.bias_draws(np.array([sids.index(s) for s in last.index])) if fitted.has("student_bias") else 0.0
     ab = fitted.draws("assessment_bias")[:, None, :] if fitted.has("assessment_bias") else 0.0
     sb = sb[..., None] if np.ndim(sb) else sb
     p = eq.pass_probability(states[:, :, None, :], req[:, None], sb, ab).mean(0)  # (U, A)
@@ -261,7 +261,7 @@ def figure4(fitted: Any, lesson: str = "L1", goal: str = "A3", threshold: float 
             goals=[goal],
             prerequisite=prereq,
             assessment_bias=fitted.draws("assessment_bias") if fitted.has("assessment_bias") else None,
-            student_bias=fitted.draws("student_bias")[:, sids.index(s)] if fitted.has("student_bias") else None,
+            student_bias=fitted.bias_draws(np.array([sids.index(s)]))[:, 0] if fitted.has("student_bias") else None,
             noise=fitted.learning_noise_draws(),
         )
         rec = recommend_sequences(st0, mods, max_length=1, candidates=[lesson], top=None, search="exhaustive")

@@ -442,10 +442,10 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
         return loc, scale, bl, bs
 
     n_states = int((cohort._last + 1).sum())
-    loc = np.empty((n_states, d))
-    scale = np.empty((n_states, d))
-    b_loc = np.empty(N) if biases else None
-    b_scale = np.empty(N) if biases else None
+    loc = np.empty((n_states, d), dtype=np.float32)  # the encoder computes in float32
+    scale = np.empty((n_states, d), dtype=np.float32)
+    b_loc = np.empty(N, dtype=np.float32) if biases else None
+    b_scale = np.empty(N, dtype=np.float32) if biases else None
     at = 0
     for lo in range(0, N, B):
         idx = np.arange(lo, min(lo + B, N))
@@ -455,7 +455,7 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
         b = {k: jnp.asarray(b[k], dtype=jnp.int32 if k in ("seg", "st_student") else jnp.float32) for k in keys}
         if len(idx) < B:  # pad the last batch with empty students to keep one compiled shape
             b["g"] = jnp.concatenate([b["g"], jnp.zeros((B - len(idx), b["g"].shape[1]), jnp.float32)])
-        out = [np.asarray(o, dtype=float) for o in forward(b)]
+        out = [np.asarray(o) for o in forward(b)]
         ns = int((cohort._last[idx] + 1).sum())
         loc[at:at + ns], scale[at:at + ns] = out[0][:ns], out[1][:ns]
         if biases:
@@ -509,15 +509,27 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
     loc, scale, b_loc, b_scale = trajectory_posterior(res, cohort, biases=bool(cfg["biases"]), n_skills=d)
     draws = int(fit_cfg["draws"])
     rng = np.random.default_rng(seed + 7)
-    states = np.empty((1, draws, len(loc), d))
-    for i in range(draws):  # one draw at a time: no (draws, states, d) temporary beside the output
-        states[0, i] = eq.truncated_normal_quantile(loc, scale, 1.0 - rng.random(loc.shape))
-    raw = {"initial_state": (("chain", "draw", "student", "skill"), states[:, :, idx.initial_state])}
-    if len(idx.later_state):
-        raw["later_state"] = (("chain", "draw", "later", "skill"), states[:, :, idx.later_state])
-    del states
-    if b_loc is not None:
-        raw["student_bias"] = (("chain", "draw", "student"), b_loc + b_scale * rng.standard_normal((1, draws, len(b_loc))))
+    raw: dict[str, Any] = {}
+    extra: dict[str, xr.Dataset] = {}
+    if fit_cfg.get("student_posterior", "draws") == "parameters":
+        # kept as the encoder's parameters, drawn on demand (results.posterior.STUDENT_POSTERIOR)
+        sp = {"state_loc": (("state", "skill"), loc), "state_scale": (("state", "skill"), scale)}
+        if b_loc is not None:
+            sp.update(bias_loc=(("student",), b_loc), bias_scale=(("student",), b_scale))
+        extra["student_posterior"] = xr.Dataset(sp, attrs={
+            "seed": int(seed + 7),
+            "family": "per state and skill a normal truncated at 0 (loc, scale); per student a normal bias; "
+                      "independent across states, students and of the global parameters (mean-field)",
+            "draws": "on demand: draw k of state i, skill j from a counter-based uniform of (seed, k, i, j)"})
+    else:
+        states = np.empty((1, draws, len(loc), d))
+        for i in range(draws):  # one draw at a time: no (draws, states, d) temporary beside the output
+            states[0, i] = eq.truncated_normal_quantile(loc, scale, 1.0 - rng.random(loc.shape))
+        raw["student_state"] = (("chain", "draw", "state", "skill"), states)  # the flat layout: no copy
+        if b_loc is not None:
+            raw["student_bias"] = (("chain", "draw", "student"),
+                                   b_loc + b_scale * rng.standard_normal((1, draws, len(b_loc))))
+    del loc, scale
     dims = {"requirement": ("assessment", "skill"), "gain": ("lesson", "skill"), "prerequisite": ("lesson", "skill"),
             "assessment_bias": ("assessment",), "history_success": (), "history_failure": ()}
     for name, (g_loc, g_scale) in res.guide.items():
@@ -551,5 +563,5 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
         warnings.warn(f"amortised ADVI did not meet its stopping rule (stopped by {info.get('stopped_by')} after {n} "
                       "iterations); raise max_iterations/max_seconds or check the loss history", RuntimeWarning,
                       stacklevel=3)
-    return build_datatree(cfg, fit_cfg, "advi", log, idx, xr.Dataset(raw), {"optimization": opt},
+    return build_datatree(cfg, fit_cfg, "advi", log, idx, xr.Dataset(raw), {"optimization": opt, **extra},
                           time.perf_counter() - t0)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 #: version of the DataTree layout and of the saved-model folder (results.storage)
 FORMAT_VERSION = 1
 #: groups an engine may add beside posterior / observed_data / constant_data / interactions
-GROUPS_OPTIONAL = ("sample_stats", "optimization")
+GROUPS_OPTIONAL = ("sample_stats", "optimization", "student_posterior")
 
 #: imported on first use: a MAP fit builds its tree only after the optimiser (issue 7)
 xr: Any = LazyModule("xarray")
@@ -85,10 +85,15 @@ def build_datatree(
     d = int(model_config["n_skills"])
     first = raw[list(raw.data_vars)[0]]
     n_chain, n_draw = first.shape[0], first.shape[1]
-    state = np.empty((n_chain, n_draw, idx.n_states, d))
-    state[:, :, idx.initial_state] = np.asarray(raw["initial_state"])
-    if len(idx.later_state):
-        state[:, :, idx.later_state] = np.asarray(raw["later_state"])
+    if "student_state" in raw:  # already in the flat state layout (amortised ADVI: no second copy)
+        state = raw["student_state"].values
+    elif "initial_state" in raw:
+        state = np.empty((n_chain, n_draw, idx.n_states, d))
+        state[:, :, idx.initial_state] = np.asarray(raw["initial_state"])
+        if len(idx.later_state):
+            state[:, :, idx.later_state] = np.asarray(raw["later_state"])
+    else:  # the students' posterior is kept as parameters (extra group "student_posterior")
+        state = None
     students = np.asarray(log.students, dtype=object)
     coords = {
         "chain": np.arange(n_chain),
@@ -100,7 +105,7 @@ def build_datatree(
         "lesson": np.asarray(log.lessons, dtype=object),
     }
     cd = ("chain", "draw")
-    post = {"student_state": ((*cd, "state", "skill"), state)}
+    post = {} if state is None else {"student_state": ((*cd, "state", "skill"), state)}
     dims = {
         "requirement": ("assessment", "skill"),
         "gain": ("lesson", "skill"),

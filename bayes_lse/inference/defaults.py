@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from bayes_lse.model.graph import HISTORY_MIN_REPEATS, choose_history, repeat_share
 
 __all__ = ["HISTORY_MIN_REPEATS", "choose_history", "repeat_share", "choose_method", "resolve_map_settings",
-           "n_answers", "cap_minibatch_draws"]
+           "n_answers", "cap_minibatch_draws", "choose_student_posterior"]
 
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
@@ -108,3 +108,23 @@ def cap_minibatch_draws(cfg: dict[str, Any], log: InteractionLog, n_skills: int,
         f"ADVI draws {fit} (not {cfg['draws']}): {log.n_states:,} states × {n_skills} skills × 8 bytes a draw; "
         f"the posterior's state array stays under {MAX_STATE_BYTES / 1e9:g} GB (pass draws= to override)"]
 
+
+
+def choose_student_posterior(cfg: dict[str, Any], log: InteractionLog, n_skills: int) -> tuple[dict[str, Any], list[str]]:
+    """How an amortised fit keeps its students' posterior (fit setting
+    ``student_posterior``): "auto" becomes "draws" when every state in every draw fits in
+    `MAX_STATE_BYTES` (float64), else "parameters": each state's truncated normal and each
+    bias's normal from the encoder, 24 bytes a state at d = 2 instead of 16 a draw, drawn
+    on demand for the states a prediction or a picture needs
+    (`results.posterior.STUDENT_POSTERIOR`).  At 25M interactions (11M states) 1,000 draws
+    would be 180 GB; the parameters are 180 MB.  Globals keep all ``draws``."""
+    if not cfg.get("amortised") or cfg.get("student_posterior", "auto") != "auto":
+        return cfg, []
+    per_draw = 8 * int(log.n_states) * int(n_skills)
+    total = per_draw * int(cfg["draws"])
+    if total <= MAX_STATE_BYTES:
+        return {**cfg, "student_posterior": "draws"}, []
+    return {**cfg, "student_posterior": "parameters"}, [
+        f"student_posterior 'parameters': {cfg['draws']} draws of {log.n_states:,} states × {n_skills} skills would "
+        f"take {total / 1e9:,.1f} GB (> {MAX_STATE_BYTES / 1e9:g} GB); each state's and bias's posterior is kept as the "
+        "encoder's parameters and drawn on demand (pass student_posterior='draws' to store draws)"]

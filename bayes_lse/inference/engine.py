@@ -121,7 +121,7 @@ def run_fit(
     (`inference.defaults`); the tree's attribute ``choices`` lists every such choice
     with its reason, `choices` (from the caller: the method, the history term) first."""
     from bayes_lse.inference.assemble import build_datatree
-    from bayes_lse.inference.defaults import cap_minibatch_draws, resolve_map_settings
+    from bayes_lse.inference.defaults import cap_minibatch_draws, choose_student_posterior, resolve_map_settings
 
     fit_cfg = validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
     notes = list(choices or [])
@@ -139,8 +139,11 @@ def run_fit(
         fit_cfg, why = resolve_map_settings(fit_cfg, data)
         notes += why
     if method == "advi":
-        fit_cfg, why = cap_minibatch_draws(fit_cfg, data, spec.config["n_skills"], "draws" in overrides)
+        fit_cfg, why = choose_student_posterior(fit_cfg, data, spec.config["n_skills"])
         notes += why
+        if fit_cfg.get("student_posterior") != "parameters":
+            fit_cfg, why = cap_minibatch_draws(fit_cfg, data, spec.config["n_skills"], "draws" in overrides)
+            notes += why
     with reproducible_compilation():
         tree = _run_fit(spec, data, method, fit_cfg, progressbar)
     tree.attrs["choices"] = json.dumps(notes)

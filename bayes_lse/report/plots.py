@@ -35,6 +35,7 @@ from bayes_lse.diagnostics.arrays import (
     thin_draws,
 )
 from bayes_lse.model import terms as eq
+from bayes_lse.results.posterior import has_student_states, state_draws
 
 __all__ = [
     "choose_skills",
@@ -207,6 +208,22 @@ def plot_elbo(idata: xr.DataTree) -> Figure:
 
 
 # --------------------------------------------------------------------------- skill space
+def _with_states(idata: xr.DataTree, post: xr.Dataset, flat: np.ndarray | None = None) -> xr.Dataset:
+    """`post` with a ``student_state`` variable: as it is when the posterior stores state
+    draws; for a fit that keeps its students' posterior as parameters
+    (`results.posterior.STUDENT_POSTERIOR`) the draws of states `flat` (default: all)
+    made on demand, as many as `post` has, the other states NaN — a picture needs a
+    handful of students, not the millions of states of a large amortised fit."""
+    if "student_state" in post or not has_student_states(idata):
+        return post
+    n_states, d = post.sizes["state"], post.sizes.get("skill", 1)
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    flat = np.arange(n_states) if flat is None else np.unique(np.asarray(flat, dtype=np.int64))
+    arr = np.full((C, D, n_states, d), np.nan)
+    arr[:, :, flat] = state_draws(idata, flat, stacked=False)[:C, :D]
+    return post.assign(student_state=(("chain", "draw", "state", "skill"), arr))
+
+
 def _student_choice(idata: xr.DataTree, post: xr.Dataset, students: Sequence[str] | None,
                     max_students: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
     labels = student_labels(idata)
@@ -272,6 +289,7 @@ def plot_skill_space(
     post = _thinned(_aligned(idata, aligned), max_draws)
     d = post.sizes.get("skill", 1)
     labels, owner, chosen = _student_choice(idata, post, students, max_students)
+    post = _with_states(idata, post, np.flatnonzero(np.isin(owner, chosen)))
     steps = state_steps(post)
     if d == 1:
         return _skill_space_1d(post, labels, owner, steps, chosen, max_assessments, max_lessons, max_labels, cred)
@@ -448,7 +466,10 @@ def plot_gain_field(
     lk = l_all[:, k]  # (S, d)
     qk = _samples(post["prerequisite"], "lesson", "skill")[:, k] if "prerequisite" in post else None
     d = lk.shape[1]
+    if "student_state" not in post:  # states kept as parameters: a sample of them is enough here
+        post = _with_states(idata, post, np.unique(np.random.default_rng(0).integers(0, post.sizes["state"], 5000)))
     states = _samples(post["student_state"], "state", "skill").mean(axis=0)  # (states, d)
+    states = states[np.isfinite(states).all(axis=-1)]
     title = f"Expected skill gain of lesson {_t(llab[k])[:30]}: l·σ(D(s, q))"
     if qk is None:
         title += " — no prerequisites: uniform field"

@@ -50,6 +50,107 @@ MAX_STATE_CELLS = 50_000_000
 VERDICT_ATTR = "fit_verdict"
 
 
+#: The group of an amortised fit whose students' posterior is kept as parameters, not
+#: draws (ARCHITECTURE.md, "student posterior"): ``state_loc``, ``state_scale``
+#: (state, skill), each state's truncated-normal (at 0, per skill) posterior from the
+#: encoder, and ``bias_loc``, ``bias_scale`` (student), the bias's normal posterior;
+#: attribute ``seed``.  Draws are made on demand, for the states asked for only
+#: (`state_draws`, `bias_draws`), and are the same numbers whichever subset is asked
+#: for: draw k of state i, skill j comes from a counter-based uniform of (seed, k, i, j).
+STUDENT_POSTERIOR = "student_posterior"
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's output function on uint64 arrays (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def counter_uniforms(seed: int, stream: int, keys: np.ndarray) -> np.ndarray:
+    """Uniforms in (0, 1) that are a pure function of (seed, stream, key): the same key
+    gives the same number in any call, so a subset of draws equals the same cells of the
+    whole array.  53-bit resolution, SplitMix64 of the key mixed with the seed."""
+    with np.errstate(over="ignore"):
+        base = _splitmix64(np.asarray([(seed & 0xFFFFFFFF) << 8 | (stream & 0xFF)], dtype=np.uint64))[0]
+        x = _splitmix64(np.asarray(keys, dtype=np.uint64) ^ base)
+    return ((x >> np.uint64(11)).astype(np.float64) + 0.5) / 9007199254740992.0
+
+
+def student_posterior(tree: xr.DataTree) -> xr.Dataset | None:
+    """The `STUDENT_POSTERIOR` group of a tree, or None when its states are stored as draws."""
+    return tree[STUDENT_POSTERIOR].to_dataset() if STUDENT_POSTERIOR in tree.children else None
+
+
+def has_student_states(tree: xr.DataTree) -> bool:
+    """True when the fit has student states, stored as draws or as parameters."""
+    return "student_state" in tree["posterior"] or student_posterior(tree) is not None
+
+
+def has_student_bias(tree: xr.DataTree) -> bool:
+    """True when the model has a per-student bias, stored as draws or as parameters."""
+    sp = student_posterior(tree)
+    return "student_bias" in tree["posterior"] or (sp is not None and "bias_loc" in sp)
+
+
+def _sample_shape(tree: xr.DataTree) -> tuple[int, int]:
+    p = tree["posterior"]
+    return int(p.sizes["chain"]), int(p.sizes["draw"])
+
+
+def state_draws(tree: xr.DataTree, flat: np.ndarray | None = None, *, stacked: bool = True) -> np.ndarray:
+    """Posterior draws of the flat states `flat` (default: all): ``(chain·draw, n, d)``, or
+    ``(chain, draw, n, d)`` with ``stacked=False``.  From the stored draws when the
+    posterior has them, else drawn on demand from the `STUDENT_POSTERIOR` parameters
+    (only the states asked for)."""
+    post = tree["posterior"]
+    C, D = _sample_shape(tree)
+    if "student_state" in post:
+        v = np.asarray(post["student_state"].values)
+        out = v if flat is None else v[:, :, np.asarray(flat, dtype=np.int64)]
+    else:
+        sp = student_posterior(tree)
+        if sp is None:
+            raise KeyError("this fit has no student states")
+        loc, scale = sp["state_loc"].values, sp["state_scale"].values
+        n_states, d = loc.shape
+        flat = np.arange(n_states, dtype=np.int64) if flat is None else np.asarray(flat, dtype=np.int64)
+        S = C * D
+        keys = ((flat[None, :, None].astype(np.uint64) * np.uint64(d) + np.arange(d, dtype=np.uint64)[None, None])
+                * np.uint64(S) + np.arange(S, dtype=np.uint64)[:, None, None])
+        u = counter_uniforms(int(sp.attrs.get("seed", 0)), 0, keys)
+        out = eq.truncated_normal_quantile(loc[flat].astype(float), scale[flat].astype(float), 1.0 - u)
+        out = out.reshape(C, D, len(flat), d)
+    return out.reshape(-1, *out.shape[2:]) if stacked else out
+
+
+def bias_draws(tree: xr.DataTree, students: np.ndarray | None = None, *, stacked: bool = True) -> np.ndarray:
+    """Posterior draws of the biases of student codes `students` (default: all):
+    ``(chain·draw, n)`` or ``(chain, draw, n)``; stored draws or drawn on demand as in
+    `state_draws`."""
+    post = tree["posterior"]
+    C, D = _sample_shape(tree)
+    if "student_bias" in post:
+        v = np.asarray(post["student_bias"].values)
+        out = v if students is None else v[:, :, np.asarray(students, dtype=np.int64)]
+    else:
+        sp = student_posterior(tree)
+        if sp is None or "bias_loc" not in sp:
+            raise KeyError("this model has no student bias")
+        from scipy.special import ndtri
+
+        loc, scale = sp["bias_loc"].values, sp["bias_scale"].values
+        idx = np.arange(len(loc), dtype=np.int64) if students is None else np.asarray(students, dtype=np.int64)
+        S = C * D
+        keys = idx[None, :].astype(np.uint64) * np.uint64(S) + np.arange(S, dtype=np.uint64)[:, None]
+        u = counter_uniforms(int(sp.attrs.get("seed", 0)), 1, keys)
+        out = (loc[idx][None].astype(float) + scale[idx][None].astype(float) * ndtri(u)).reshape(C, D, len(idx))
+    return out.reshape(-1, *out.shape[2:]) if stacked else out
+
+
 class FitResult:
     """A fitted Latent Skill Embedding's posterior and data: accessors, prediction and saving.
 
@@ -146,11 +247,33 @@ class FitResult:
 
     # ------------------------------------------------------------------ draws
     def draws(self, name: str) -> np.ndarray:
-        """Posterior draws of a variable, chains stacked: shape (chain·draw, ...)."""
+        """Posterior draws of a variable, chains stacked: shape (chain·draw, ...).
+
+        ``student_state`` and ``student_bias`` of a fit that keeps them as parameters
+        (`STUDENT_POSTERIOR`) are drawn for every state / student here: at scale ask
+        for the ones needed with `state_draws` / `bias_draws`."""
+        if name not in self.idata["posterior"]:
+            if name == "student_state" and has_student_states(self.idata):
+                return state_draws(self.idata)
+            if name == "student_bias" and has_student_bias(self.idata):
+                return bias_draws(self.idata)
         v = np.asarray(self.idata["posterior"][name].values)
         return v.reshape(-1, *v.shape[2:])
 
+    def state_draws(self, flat: np.ndarray | None = None) -> np.ndarray:
+        """Draws of the flat states `flat` (`state_index`), ``(samples, n, d)``: only those
+        are read or drawn."""
+        return state_draws(self.idata, flat)
+
+    def bias_draws(self, students: np.ndarray | None = None) -> np.ndarray:
+        """Draws of the biases of student codes `students`, ``(samples, n)``."""
+        return bias_draws(self.idata, students)
+
     def has(self, name: str) -> bool:
+        if name == "student_state":
+            return has_student_states(self.idata)
+        if name == "student_bias":
+            return has_student_bias(self.idata)
         return name in self.idata["posterior"]
 
     def learning_noise_draws(self) -> np.ndarray:
@@ -181,7 +304,7 @@ class FitResult:
         rows = si.index[si["student_id"] == str(student)]
         if len(rows) == 0:
             raise KeyError(f"student {student!r} is not in the fitted model")
-        return self.draws("student_state")[:, rows.to_numpy()]
+        return self.state_draws(rows.to_numpy())
 
     def states(self, students: list[str] | str | None = None, *, max_cells: int = MAX_STATE_CELLS) -> xr.DataArray:
         """The student states as a labelled `xarray.DataArray` with dims
@@ -222,8 +345,9 @@ class FitResult:
             if unknown:
                 raise KeyError(f"student(s) {', '.join(map(repr, unknown[:5]))} not in the fitted model")
             si = si[si["student_id"].isin(ids)]
-        post = self.idata["posterior"]["student_state"]
-        n_chain, n_draw, _, d = post.shape
+        post = self.idata["posterior"]
+        n_chain, n_draw = int(post.sizes["chain"]), int(post.sizes["draw"])
+        d = self.n_skills
         n_steps = int(si["step"].max()) + 1 if len(si) else 0
         cells = n_chain * n_draw * len(ids) * n_steps * d
         if cells > max_cells:
@@ -231,12 +355,12 @@ class FitResult:
                              "ask for fewer students (states(students=[...])) or use student_states(student)")
         out = np.full((n_chain, n_draw, len(ids), n_steps, d), np.nan)
         row = pd.Index(ids).get_indexer(si["student_id"])
-        out[:, :, row, si["step"].to_numpy()] = np.asarray(post.values)[:, :, si["state"].to_numpy()]
+        out[:, :, row, si["step"].to_numpy()] = state_draws(self.idata, si["state"].to_numpy(), stacked=False)
         last = si.groupby("student_id")["step"].max().reindex(ids).to_numpy()
         return xr.DataArray(
             out, name="student_state", dims=("chain", "draw", "student", "step", "skill"),
             coords={"chain": post["chain"].values, "draw": post["draw"].values, "student": ids,
-                    "step": np.arange(n_steps), "skill": post["skill"].values, "last_step": ("student", last)},
+                    "step": np.arange(n_steps), "skill": np.arange(d), "last_step": ("student", last)},
         )
 
     def current_state(self, student: str) -> np.ndarray:
@@ -251,7 +375,7 @@ class FitResult:
         stu = cd["obs_student"].values
         asm = cd["obs_assessment"].values
         hist = cd["obs_history"].values if "obs_history" in cd else None
-        return pass_draws(self, self.draws("student_state")[:, st], asm, stu, hist)
+        return pass_draws(self, self.state_draws(st), asm, stu, hist)
 
     def predict(
         self,
@@ -364,17 +488,19 @@ class FitResult:
             fail(future_lesson & (l_idx < 0), "module_id", "lesson")
 
         rows = np.flatnonzero(is_a)
-        states = self.draws("student_state")
-        n = states.shape[0]
-        d = states.shape[-1]
+        n = self.n_samples
+        d = self.n_skills
         within = step[rows] <= last_step[rows]
         row_state = np.empty((n, len(rows), d))
         flat = (last_state[rows] - last_step[rows] + step[rows]).astype(np.int64)
-        row_state[:, within] = states[:, flat[within]]
+        # only the states these rows need are read (or drawn, for a fit that keeps its
+        # students' posterior as parameters): at 25M interactions the whole array is GBs
+        need, inv = np.unique(flat[within], return_inverse=True)
+        row_state[:, within] = self.state_draws(need)[:, inv]
 
         beyond = np.flatnonzero(~within)
         if len(beyond):
-            row_state[:, beyond] = self._push_forward(t, rows[beyond], is_l, l_idx, last_step, last_state, states, update, seed)
+            row_state[:, beyond] = self._push_forward(t, rows[beyond], is_l, l_idx, last_step, last_state, update, seed)
 
         stu_codes = pd.Index(self.ids_of("student")).get_indexer(t["student_id"].iloc[rows]) if self.has("student_bias") else None
         seen = a_idx[rows] >= 0
@@ -434,7 +560,7 @@ class FitResult:
             raise ValueError(f"update must be one of {', '.join(map(repr, UPDATES))}, got {update!r}")
         return update
 
-    def _push_forward(self, t, rows, is_l, l_idx, last_step, last_state, states, update, seed) -> np.ndarray:
+    def _push_forward(self, t, rows, is_l, l_idx, last_step, last_state, update, seed) -> np.ndarray:
         """States of rows beyond the fitted history, stepping all students at once."""
         rng = np.random.default_rng(seed)
         noise = self.learning_noise_draws()
@@ -447,7 +573,7 @@ class FitResult:
         lesson_at: dict[tuple[str, int], int] = {}
         for i in np.flatnonzero(is_l & (step >= last_step)):
             lesson_at[(sid[i], int(step[i]))] = int(l_idx[i])
-        out = np.empty((states.shape[0], len(rows), states.shape[-1]))
+        out = np.empty((self.n_samples, len(rows), self.n_skills))
         students = pd.unique(sid[rows])
         target = {s: [] for s in students}
         for j, r in enumerate(rows):
@@ -456,7 +582,7 @@ class FitResult:
         for j, r in enumerate(rows):
             first_pos.setdefault(sid[r], int(r))
         first = {s: int(last_step[first_pos[s]]) for s in students}
-        cur = states[:, [int(last_state[first_pos[s]]) for s in students]]
+        cur = self.state_draws(np.array([int(last_state[first_pos[s]]) for s in students], dtype=np.int64))
         base = np.array([first[s] for s in students])
         horizon = max(max(st for st, _ in target[s]) - first[s] for s in students)
         for k in range(horizon + 1):
@@ -531,7 +657,7 @@ def pass_draws(fitted: FitResult, state: np.ndarray, assessment: np.ndarray, stu
     (samples, rows, d); `history`: (rows, 2) earlier successes/failures on the same
     assessment, needed when the model has the history term."""
     req = fitted.draws("requirement")[:, assessment]
-    g_u = fitted.draws("student_bias")[:, student] if student is not None and fitted.has("student_bias") else 0.0
+    g_u = fitted.bias_draws(student) if student is not None and fitted.has("student_bias") else 0.0
     g_j = fitted.draws("assessment_bias")[:, assessment] if fitted.has("assessment_bias") else 0.0
     if fitted.has("history_success"):
         from bayes_lse.model.terms import history_logit
@@ -576,7 +702,7 @@ def new_assessment_draws(fitted: FitResult, state: np.ndarray, student: np.ndarr
         pick = rng.integers(0, n_j, size=(n_s, k))
         new_req = np.take_along_axis(req, pick[..., None], axis=1)
         new_g = np.take_along_axis(g_j, pick, axis=1)
-    g_u = fitted.draws("student_bias")[:, student] if student is not None and fitted.has("student_bias") else None
+    g_u = fitted.bias_draws(student) if student is not None and fitted.has("student_bias") else None
     rows = state.shape[1]
     out = np.empty((n_s, k, rows))
     for lo in range(0, rows, 256):  # (S, k, block, d) at a time

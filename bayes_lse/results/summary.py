@@ -113,7 +113,7 @@ def summarise(fitted: FitResult, *, posterior: xr.Dataset | None = None, ci: flo
     # ---- students: the current (last fitted) state of each
     last = fitted.last_states().reindex(student_ids)
     flat = last["state"].to_numpy(dtype=np.int64)
-    state = fitted.draws("student_state")[:, flat]  # (samples, students, d)
+    state = fitted.state_draws(flat)  # (samples, students, d)
     students = pd.DataFrame(index=pd.Index(student_ids, name="student_id"))
     students["n_answers"] = np.bincount(obs_s, minlength=len(student_ids))
     owner = fitted.state_index()["student_id"].to_numpy()[t_from] if len(t_from) else np.array([], dtype=object)
@@ -122,7 +122,7 @@ def summarise(fitted: FitResult, *, posterior: xr.Dataset | None = None, ci: flo
     students["last_step"] = last["step"].to_numpy()
     for k, v in _interval(np.linalg.norm(state, axis=-1), ci, "skill_norm").items():
         students[k] = v
-    src = posterior["student_state"].values if posterior is not None else None
+    src = posterior["student_state"].values if posterior is not None and "student_state" in posterior else None
     if src is not None:
         per_skill = np.asarray(src).reshape(-1, *src.shape[2:])[:, flat].mean(axis=0)
         if posterior.sizes.get("chain", 1) > 1:
@@ -133,7 +133,7 @@ def summarise(fitted: FitResult, *, posterior: xr.Dataset | None = None, ci: flo
     for j in range(per_skill.shape[-1]):
         students[f"skill_{j}"] = per_skill[:, j]
     if fitted.has("student_bias"):
-        students["bias"] = fitted.draws("student_bias").mean(axis=0)
+        students["bias"] = fitted.bias_draws().mean(axis=0)
     for goal in goals or []:
         if str(goal) not in assessment_ids:
             raise KeyError(f"goal {goal!r} is not an assessment of the model")

@@ -1,0 +1,155 @@
+"""Amortised ADVI end to end at scale, as a user runs it: a simulated log of ~25M rows
+written to a CSV file, `bayes-lse fit FILE --method advi --amortised` (defaults
+otherwise) in its own process, then `bayes-lse predict` on held-out answers.
+
+    python -m benchmarks.bench_amortised_end_to_end                 # ~25M rows
+    python -m benchmarks.bench_amortised_end_to_end --rows 2500000  # any size
+    python -m benchmarks.bench_amortised_end_to_end --rows 250000 --dir /tmp/e2e --keep
+
+Printed: rows, students, the writing time (not counted), the fit's wall time and peak RSS
+(ru_maxrss of the child process: reading, validation, index arrays, JAX compilation,
+the SVI, the posterior draws, the DataTree and the saved model folder), the model
+folder's size, the predict call's time and peak, and the held-out AUC of the saved
+model next to the AUC of the true pass probabilities on the same rows (the ceiling).
+
+The cohort: 50 assessments, 20 lessons, d = 2, prerequisites, σ_L = 0.5 (as
+`bench_amortised_fit`), at most 5 steps and 3 answers a step, ~6.5 rows a student.
+Held out: the last-step answers of 1 % of the students whose last step is reached by a
+lesson (that lesson stays in training, so their last state is in the model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROWS_PER_STUDENT = 6.5
+CHUNK = 50_000
+
+
+def _peak_children_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def write_log(path: Path, heldout: Path, n_students: int, seed: int = 0, holdout_frac: float = 0.01) -> dict:
+    """Simulate `n_students` in chunks and write them as a CSV log (§2 columns, string ids);
+    held-out rows (with their true pass probability) go to `heldout`."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from bayes_lse.core.config import DEFAULT_MODEL_CONFIG
+    from bayes_lse.inference.amortised import ModuleSource
+    from bayes_lse.inference.encoder import module_tables
+
+    priors = DEFAULT_MODEL_CONFIG["priors"]
+    r = np.random.default_rng(seed)
+    A, L, d = 50, 20, 2
+    req = np.abs(r.normal(size=(1, A, d))) * 1.5
+    gain = np.abs(r.normal(size=(1, L, d)))
+    pre = np.abs(r.normal(size=(1, L, d)))
+    ab = r.normal(size=(1, A))
+    src = ModuleSource(req, ab, gain, pre, 0.5, priors, True, module_tables(req[0], ab[0], gain[0], pre[0]),
+                       max_steps=5, max_answers=3)
+    a_ids = np.array([f"a{i}" for i in range(A)], dtype=object)
+    l_ids = np.array([f"l{i}" for i in range(L)], dtype=object)
+    schema = pa.schema([("student_id", pa.string()), ("module_id", pa.string()), ("module_type", pa.string()),
+                        ("outcome", pa.int8()), ("timestep", pa.int32())])
+    hschema = pa.schema([("student_id", pa.string()), ("module_id", pa.string()), ("module_type", pa.string()),
+                         ("timestep", pa.int32()), ("outcome", pa.int8()), ("p_true", pa.float64())])
+    rows = held = off = 0
+    t0 = time.perf_counter()
+    with pacsv.CSVWriter(str(path), schema) as w, pacsv.CSVWriter(str(heldout), hschema) as wh:
+        while off < n_students:
+            s = src.simulate(min(CHUNK, n_students - off), r)
+            sid = np.char.add("u", (s.student + off).astype(str)).astype(object)
+            lesson = s.kind == 1
+            mid = np.where(lesson, l_ids[np.minimum(s.code, L - 1)], a_ids[np.minimum(s.code, A - 1)])
+            mtype = np.where(lesson, "lesson", "assessment").astype(object)
+            # held out: the last-step answers of students whose last step follows a lesson
+            last = s.last[s.student]
+            pick = r.random(s.n_students) < holdout_frac
+            reached = np.zeros(s.n_students, bool)
+            reached[s.student[lesson & (s.step == last - 1)]] = True
+            out = ~lesson & (s.step == last) & pick[s.student] & reached[s.student]
+            keep = ~out
+            outcome = pa.array(np.nan_to_num(s.outcome[keep]).astype(np.int8), mask=lesson[keep])
+            w.write(pa.Table.from_arrays([pa.array(sid[keep]), pa.array(mid[keep]), pa.array(mtype[keep]), outcome,
+                                          pa.array(s.step[keep].astype(np.int32))], schema=schema))
+            wh.write(pa.Table.from_arrays([pa.array(sid[out]), pa.array(mid[out]), pa.array(mtype[out]),
+                                           pa.array(s.step[out].astype(np.int32)),
+                                           pa.array(s.outcome[out].astype(np.int8)), pa.array(s.p[out])],
+                                          schema=hschema))
+            rows += int(keep.sum())
+            held += int(out.sum())
+            off += s.n_students
+    return {"students": n_students, "rows": rows, "heldout_rows": held, "write_seconds": round(time.perf_counter() - t0, 1),
+            "file_mb": round(path.stat().st_size / 2**20, 1)}
+
+
+def _timed(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Run `cmd`, return (wall seconds, peak RSS MB of this child, result). ru_maxrss of
+    RUSAGE_CHILDREN is the largest child so far, so each command runs in a fresh helper."""
+    wrapper = ("import resource,subprocess,sys,time,json;t=time.perf_counter();"
+               "p=subprocess.run(sys.argv[1:]);"
+               "print(json.dumps({'rc':p.returncode,'s':time.perf_counter()-t,"
+               "'mb':resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}),file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True)
+    info = json.loads(p.stderr.strip().splitlines()[-1])
+    if info["rc"] != 0:
+        sys.stderr.write(p.stderr)
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return info["s"], info["mb"], p
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=25_000_000)
+    ap.add_argument("--dir", default=None, help="working folder (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep the log and the model folder")
+    ap.add_argument("--reuse", action="store_true", help="reuse a log already written in --dir")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    import shutil
+    import tempfile
+
+    work = Path(a.dir) if a.dir else Path(tempfile.mkdtemp(prefix="lse_e2e_"))
+    work.mkdir(parents=True, exist_ok=True)
+    log, held, model, pred = work / "log.csv", work / "heldout.csv", work / "model", work / "pred.csv"
+    n = int(round(a.rows / ROWS_PER_STUDENT))
+    if a.reuse and log.exists():
+        info = json.loads((work / "log.json").read_text())
+    else:
+        info = write_log(log, held, n, seed=a.seed)
+        (work / "log.json").write_text(json.dumps(info))
+    print(json.dumps(info), flush=True)
+    exe = str(Path(sys.executable).with_name("bayes-lse"))
+    fit_s, fit_mb, p = _timed([exe, "fit", str(log), "--method", "advi", "--amortised", "-o", str(model),
+                               "--overwrite", "--seed", str(a.seed)])
+    choices = [line for line in p.stderr.splitlines() if "amortised ADVI:" in line or "chose" in line.lower()]
+    model_mb = sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 2**20
+    pred_s, pred_mb, _ = _timed([exe, "predict", str(model), str(held), "-o", str(pred), "--overwrite", "-q"])
+    import pandas as pd
+
+    from bayes_lse.evaluate.metrics import auc
+
+    h = pd.read_csv(held)
+    pr = pd.read_csv(pred)
+    out = {**info, "fit_seconds": round(fit_s, 1), "fit_peak_mb": round(fit_mb, 1), "model_mb": round(model_mb, 1),
+           "predict_seconds": round(pred_s, 1), "predict_peak_mb": round(pred_mb, 1),
+           "heldout_auc": round(float(auc(h["outcome"].to_numpy(), pr["p_mean"].to_numpy())), 4),
+           "true_p_auc": round(float(auc(h["outcome"].to_numpy(), h["p_true"].to_numpy())), 4),
+           "fit_stderr_tail": choices[-6:]}
+    print("RESULT " + json.dumps(out), flush=True)
+    if not a.keep and not a.dir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
