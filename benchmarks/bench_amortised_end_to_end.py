@@ -108,6 +108,45 @@ def _timed(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
     return info["s"], info["mb"], p
 
 
+def subsample_comparison(work: Path, held, pred, n_students: int, seed: int, exe: str) -> dict:
+    """Full-batch ADVI (`bayes-lse fit --method advi`, defaults) on the log's rows of
+    `n_students` random students among those with held-out rows, and both fits' AUC on
+    those students' held-out rows (paired, DeLong)."""
+    import pandas as pd
+
+    from bayes_lse.evaluate.metrics import auc, log_loss
+    from bayes_lse.evaluate.protocols import delong_auc_difference
+
+    rng = np.random.default_rng(seed + 1)
+    ids = held["student_id"].unique()
+    pick = set(rng.choice(ids, min(n_students, len(ids)), replace=False))
+    sub = work / "sub.csv"
+    first = True
+    for chunk in pd.read_csv(work / "log.csv", chunksize=2_000_000, dtype={"student_id": str, "module_id": str}):
+        chunk[chunk["student_id"].isin(pick)].to_csv(sub, mode="w" if first else "a", header=first, index=False)
+        first = False
+    h = held[held["student_id"].isin(pick)].reset_index(drop=True)
+    h.to_csv(work / "sub_heldout.csv", index=False)
+    sub_s, sub_mb, _ = _timed([exe, "fit", str(sub), "--method", "advi", "-o", str(work / "sub_model"),
+                               "--overwrite", "--seed", str(seed), "-q"])
+    _timed([exe, "predict", str(work / "sub_model"), str(work / "sub_heldout.csv"), "-o",
+            str(work / "sub_pred.csv"), "--overwrite", "-q"])
+    pf = pd.read_csv(work / "sub_pred.csv")["p_mean"].to_numpy()
+    key = held["student_id"].isin(pick).to_numpy()
+    pa_ = pred["p_mean"].to_numpy()[key]
+    y = h["outcome"].to_numpy()
+    dl = delong_auc_difference(y, pa_, pf)
+    return {"subsample_students": len(pick), "subsample_rows": int(sum(1 for _ in open(sub)) - 1),
+            "subsample_heldout_rows": len(h), "full_batch_fit_seconds": round(sub_s, 1),
+            "auc_amortised_on_subsample": round(float(auc(y, pa_)), 4),
+            "auc_full_batch_on_subsample": round(float(auc(y, pf)), 4),
+            "auc_difference": round(float(auc(y, pa_) - auc(y, pf)), 4),
+            "auc_difference_delong": {k: round(float(v), 4) for k, v in dl.items()},
+            "log_loss_amortised_on_subsample": round(float(log_loss(y, pa_)), 4),
+            "log_loss_full_batch_on_subsample": round(float(log_loss(y, pf)), 4),
+            "auc_true_p_on_subsample": round(float(auc(y, h["p_true"].to_numpy())), 4)}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=25_000_000)
@@ -115,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", action="store_true", help="keep the log and the model folder")
     ap.add_argument("--reuse", action="store_true", help="reuse a log already written in --dir")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--subsample", type=int, default=5000,
+                    help="students of the full-batch ADVI comparison (0: none)")
     a = ap.parse_args(argv)
     import shutil
     import tempfile
@@ -146,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
            "heldout_auc": round(float(auc(h["outcome"].to_numpy(), pr["p_mean"].to_numpy())), 4),
            "true_p_auc": round(float(auc(h["outcome"].to_numpy(), h["p_true"].to_numpy())), 4),
            "fit_stderr_tail": choices[-6:]}
+    if a.subsample:
+        out.update(subsample_comparison(work, h, pr, a.subsample, a.seed, exe))
     print("RESULT " + json.dumps(out), flush=True)
     if not a.keep and not a.dir:
         shutil.rmtree(work, ignore_errors=True)

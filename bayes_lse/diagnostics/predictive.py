@@ -16,7 +16,7 @@ from bayes_lse.diagnostics.arrays import (
     thin_draws,
 )
 from bayes_lse.diagnostics.calibration import calibration_tables, rate_table
-from bayes_lse.diagnostics.settings import MAX_PREDICTIVE_CELLS, MAX_PREDICTIVE_DRAWS
+from bayes_lse.diagnostics.settings import MAX_PREDICTIVE_CELLS, MAX_PREDICTIVE_DRAWS, MAX_PREDICTIVE_ROWS
 from bayes_lse.model import terms as eq
 from bayes_lse.results.posterior import bias_draws, has_student_bias, state_draws
 
@@ -72,14 +72,14 @@ def row_logits(post: xr.Dataset, cd: xr.Dataset, chains: np.ndarray, draws: np.n
         s = take("student_state", "state", "skill")[:, st_i]
     else:
         need, inv = np.unique(st_i, return_inverse=True)
-        s = state_draws(idata, need, stacked=False)[chains, draws][:, inv]
+        s = state_draws(idata, need, samples=(chains, draws))[:, inv]
     a = take("requirement", "assessment", "skill")[:, as_i]
     logit = eq.pass_logit(s, a)
     if "student_bias" in post:
         logit = logit + take("student_bias", "student")[:, su_i]
     elif idata is not None and has_student_bias(idata):
         need, inv = np.unique(su_i, return_inverse=True)
-        logit = logit + bias_draws(idata, need, stacked=False)[chains, draws][:, inv]
+        logit = logit + bias_draws(idata, need, samples=(chains, draws))[:, inv]
     if "assessment_bias" in post:
         logit = logit + take("assessment_bias", "assessment")[:, as_i]
     if "history_success" in post and "obs_history" in cd:
@@ -158,6 +158,12 @@ def predictive_checks(
     n = len(y)
     if n == 0:
         return {}, None
+    student = np.asarray(cd["obs_student"].values).astype(int)
+    assessment = np.asarray(cd["obs_assessment"].values).astype(int)
+    keep = _student_sample(student, MAX_PREDICTIVE_ROWS, seed)
+    if keep is not None:  # every answer of a random set of students: the per-student check stays whole
+        y, student, assessment = y[keep], student[keep], assessment[keep]
+        n = len(y)
     budget = min(max_draws, max(20, MAX_PREDICTIVE_CELLS // n))
     chains, draws = sample_index(post, budget)
     rng = np.random.default_rng(seed)
@@ -165,14 +171,12 @@ def predictive_checks(
     chunk = max(1, 2_000_000 // max(len(chains), 1))
     for start in range(0, n, chunk):
         rows = np.arange(start, min(n, start + chunk))
-        p_draws[:, rows] = eq.sigmoid(row_logits(post, cd, chains, draws, rows, idata))
+        p_draws[:, rows] = eq.sigmoid(row_logits(post, cd, chains, draws, rows if keep is None else keep[rows], idata))
     # several Bernoulli replicates per draw when draws are few (MAP has one)
     reps = max(1, int(np.ceil(budget / len(chains))))
     rep_of = np.repeat(np.arange(len(chains)), reps)
     y_rep = (rng.random((len(rep_of), n)) < p_draws[rep_of]).astype(float)
     p_mean = p_draws.mean(axis=0)
-    student = np.asarray(cd["obs_student"].values).astype(int)
-    assessment = np.asarray(cd["obs_assessment"].values).astype(int)
     tables: dict[str, pd.DataFrame] = {}
 
     tables["calibration"], tables["pava"] = calibration_tables(p_mean, y, y_rep, n_bins=n_bins, seed=seed)
@@ -181,5 +185,25 @@ def predictive_checks(
     tables["students"] = rate_table(student, student_labels(idata), y, p_draws, y_rep, "student", min_answers)
     ass_labels = dim_labels(post, "assessment", post.sizes.get("assessment", int(assessment.max()) + 1))
     tables["assessments"] = rate_table(assessment, ass_labels, y, p_draws, y_rep, "assessment", min_answers)
+    if keep is not None:
+        note = (f"the answers of a random {len(np.unique(student)):,} of {len(student_labels(idata)):,} students "
+                f"({n:,} of {len(obs['outcome']):,} answers; MAX_PREDICTIVE_ROWS)")
+        for t in tables.values():
+            t.attrs["sample"] = note
     pred = Predictive(p_mean=p_mean, outcome=y, student=student, assessment=assessment, n_draws=len(chains))
     return tables, pred
+
+
+def _student_sample(student: np.ndarray, max_rows: int, seed: int) -> np.ndarray | None:
+    """Rows of a random set of students holding about `max_rows` answers (None when the
+    log has no more than that): at 25M interactions 20 draws of every answer and their
+    replicates would take 5 GB."""
+    n = len(student)
+    if n <= max_rows:
+        return None
+    counts = np.bincount(student)
+    order = np.random.default_rng(seed + 11).permutation(len(counts))
+    take = order[: int(np.searchsorted(np.cumsum(counts[order]), max_rows)) + 1]
+    chosen = np.zeros(len(counts), dtype=bool)
+    chosen[take] = True
+    return np.flatnonzero(chosen[student])

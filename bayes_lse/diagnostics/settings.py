@@ -15,6 +15,7 @@ __all__ = [
     "MAX_PAVA_ROWS",
     "MAX_PREDICTIVE_CELLS",
     "MAX_PREDICTIVE_DRAWS",
+    "MAX_PREDICTIVE_ROWS",
     "MAX_STATES",
     "MAX_TRANSITIONS",
     "resolve_thresholds",
@@ -34,6 +35,10 @@ MAX_STATES = 300
 MAX_PREDICTIVE_DRAWS = 200
 #: Cap on draws × rows for posterior predictive replicates (memory).
 MAX_PREDICTIVE_CELLS = 10_000_000
+#: Posterior predictive checks use the answers of a random set of students holding about
+#: this many answers when the log has more (20 draws and their replicates of 17M answers,
+#: a 25M-row log's, would take 5 GB; these 1M take 0.3 GB).
+MAX_PREDICTIVE_ROWS = 1_000_000
 #: Rows used for the PAV calibration curve (random subsample beyond).
 MAX_PAVA_ROWS = 20_000
 #: Cap on draws × rows of the pointwise log-likelihood for PSIS-LOO; beyond it a

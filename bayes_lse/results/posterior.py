@@ -17,7 +17,7 @@ from bayes_lse.model import terms as eq
 from bayes_lse.results import storage
 from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import canonical_json, config_hash
-from bayes_lse.inference.assemble import package_version
+from bayes_lse.inference.assemble import package_version, table_frame
 from bayes_lse.core.errors import InteractionLogError
 
 if TYPE_CHECKING:
@@ -101,15 +101,22 @@ def _sample_shape(tree: xr.DataTree) -> tuple[int, int]:
     return int(p.sizes["chain"]), int(p.sizes["draw"])
 
 
-def state_draws(tree: xr.DataTree, flat: np.ndarray | None = None, *, stacked: bool = True) -> np.ndarray:
+def state_draws(tree: xr.DataTree, flat: np.ndarray | None = None, *, stacked: bool = True,
+                samples: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Posterior draws of the flat states `flat` (default: all): ``(chain·draw, n, d)``, or
     ``(chain, draw, n, d)`` with ``stacked=False``.  From the stored draws when the
     posterior has them, else drawn on demand from the `STUDENT_POSTERIOR` parameters
-    (only the states asked for)."""
+    (only the states asked for).  ``samples=(chains, draws)``: only those samples,
+    ``(len(chains), n, d)`` (what thinned diagnostics use: no other draw is made)."""
     post = tree["posterior"]
     C, D = _sample_shape(tree)
     if "student_state" in post:
-        v = np.asarray(post["student_state"].values)
+        v = post["student_state"]
+        if samples is not None:
+            sel = {"chain": xr.DataArray(samples[0], dims="sample"), "draw": xr.DataArray(samples[1], dims="sample")}
+            v = np.asarray(v.isel(sel).transpose("sample", "state", "skill").values)
+            return v if flat is None else v[:, np.asarray(flat, dtype=np.int64)]
+        v = np.asarray(v.values)
         out = v if flat is None else v[:, :, np.asarray(flat, dtype=np.int64)]
     else:
         sp = student_posterior(tree)
@@ -119,22 +126,32 @@ def state_draws(tree: xr.DataTree, flat: np.ndarray | None = None, *, stacked: b
         n_states, d = loc.shape
         flat = np.arange(n_states, dtype=np.int64) if flat is None else np.asarray(flat, dtype=np.int64)
         S = C * D
+        k = (np.arange(S, dtype=np.uint64) if samples is None
+             else (np.asarray(samples[0], dtype=np.int64) * D + np.asarray(samples[1], dtype=np.int64)).astype(np.uint64))
         keys = ((flat[None, :, None].astype(np.uint64) * np.uint64(d) + np.arange(d, dtype=np.uint64)[None, None])
-                * np.uint64(S) + np.arange(S, dtype=np.uint64)[:, None, None])
+                * np.uint64(S) + k[:, None, None])
         u = counter_uniforms(int(sp.attrs.get("seed", 0)), 0, keys)
         out = eq.truncated_normal_quantile(loc[flat].astype(float), scale[flat].astype(float), 1.0 - u)
+        if samples is not None:
+            return out
         out = out.reshape(C, D, len(flat), d)
     return out.reshape(-1, *out.shape[2:]) if stacked else out
 
 
-def bias_draws(tree: xr.DataTree, students: np.ndarray | None = None, *, stacked: bool = True) -> np.ndarray:
+def bias_draws(tree: xr.DataTree, students: np.ndarray | None = None, *, stacked: bool = True,
+               samples: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Posterior draws of the biases of student codes `students` (default: all):
-    ``(chain·draw, n)`` or ``(chain, draw, n)``; stored draws or drawn on demand as in
-    `state_draws`."""
+    ``(chain·draw, n)`` or ``(chain, draw, n)``, or ``(len(chains), n)`` for
+    ``samples=(chains, draws)``; stored draws or drawn on demand as in `state_draws`."""
     post = tree["posterior"]
     C, D = _sample_shape(tree)
     if "student_bias" in post:
-        v = np.asarray(post["student_bias"].values)
+        v = post["student_bias"]
+        if samples is not None:
+            sel = {"chain": xr.DataArray(samples[0], dims="sample"), "draw": xr.DataArray(samples[1], dims="sample")}
+            v = np.asarray(v.isel(sel).transpose("sample", "student").values)
+            return v if students is None else v[:, np.asarray(students, dtype=np.int64)]
+        v = np.asarray(v.values)
         out = v if students is None else v[:, :, np.asarray(students, dtype=np.int64)]
     else:
         sp = student_posterior(tree)
@@ -145,9 +162,14 @@ def bias_draws(tree: xr.DataTree, students: np.ndarray | None = None, *, stacked
         loc, scale = sp["bias_loc"].values, sp["bias_scale"].values
         idx = np.arange(len(loc), dtype=np.int64) if students is None else np.asarray(students, dtype=np.int64)
         S = C * D
-        keys = idx[None, :].astype(np.uint64) * np.uint64(S) + np.arange(S, dtype=np.uint64)[:, None]
+        k = (np.arange(S, dtype=np.uint64) if samples is None
+             else (np.asarray(samples[0], dtype=np.int64) * D + np.asarray(samples[1], dtype=np.int64)).astype(np.uint64))
+        keys = idx[None, :].astype(np.uint64) * np.uint64(S) + k[:, None]
         u = counter_uniforms(int(sp.attrs.get("seed", 0)), 1, keys)
-        out = (loc[idx][None].astype(float) + scale[idx][None].astype(float) * ndtri(u)).reshape(C, D, len(idx))
+        out = loc[idx][None].astype(float) + scale[idx][None].astype(float) * ndtri(u)
+        if samples is not None:
+            return out
+        out = out.reshape(C, D, len(idx))
     return out.reshape(-1, *out.shape[2:]) if stacked else out
 
 
@@ -219,7 +241,7 @@ class FitResult:
 
     @property
     def interactions(self) -> pd.DataFrame:
-        return self.idata["interactions"].to_dataset().to_dataframe().reset_index(drop=True)
+        return table_frame(self.idata["interactions"].to_dataset())
 
     @property
     def n_samples(self) -> int:
