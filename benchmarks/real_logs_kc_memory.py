@@ -184,12 +184,16 @@ def make_models(full_counts: pd.DataFrame, kcs: dict[str, tuple[str, ...]] | Non
 def main(argv: list[str] | None = None) -> None:
     from bayes_lse.data.datashop import datashop_modules
     from bayes_lse.data.log import read_interactions
-    from bayes_lse.evaluate.protocols import evaluate
+    from bayes_lse.evaluate.metrics import auc
+    from bayes_lse.evaluate.protocols import evaluate, paired_comparison
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("table")
     ap.add_argument("--kc", help="the DataShop export the table came from (KC columns)")
     ap.add_argument("--fraction", type=float, nargs="+", default=[0.1, 0.5])
+    ap.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    ap.add_argument("--folds", type=int, default=1,
+                    help="K >= 2: K-fold CV over all students (no test set), pooled; default 1: the test run")
     ap.add_argument("--models", nargs="+", default=None, help=f"from {', '.join(FEATURES)}")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -203,18 +207,36 @@ def main(argv: list[str] | None = None) -> None:
     full = memory_counts(log.table, kcs)
     for frac in args.fraction:
         t0 = time.perf_counter()
-        res = evaluate(log, {"pfa": "pfa", **make_models(full, kcs, names), "irt1pl": "irt1pl"}, folds=1,
-                       protocol="last-fraction", fraction=frac, seed=0, n_boot=100, reference="pfa", keep_fits=True,
+        res = evaluate(log, {"pfa": "pfa", **make_models(full, kcs, names), "irt1pl": "irt1pl"}, folds=args.folds,
+                       test_students=0.0 if args.folds > 1 else 0.2, protocol="last-fraction", fraction=frac, seed=args.seed, n_boot=100, reference="pfa", keep_fits=True,
                        progress=lambda m: print(m, flush=True))
-        print(f"\n=== last {frac:.0%}: {time.perf_counter() - t0:.0f} s ===")
+        print(f"\n=== last {frac:.0%}, seed {args.seed}, folds {args.folds}: {time.perf_counter() - t0:.0f} s ===")
         print(res.to_text())
-        sc = res.predictions[res.predictions["scored"]]
-        fr = full.iloc[sc["row"].to_numpy()]
-        print(f"scored answers {len(sc)}; after >=1 study trial of the item: {(fr['study_item'] > 0).sum()}; "
-              f"of a sibling item: {(fr['study_sib'] > 0).sum()}")
         cmp = res.comparisons
-        print(cmp[["model", "n", "auc_diff", "auc_diff_se", "auc_diff_delong_p", "log_loss_diff",
-                   "log_loss_diff_se"]].to_string(index=False))
+        print("\nmodel − pfa, more digits:")
+        for r in cmp.itertuples():
+            print(f"  {r.model:14s} [{r.set}] n {r.n}: ΔAUC {r.auc_diff:+.4f} ± {r.auc_diff_se:.4f} "
+                  f"(DeLong p {r.auc_diff_delong_p:.2g}), Δlog-loss {r.log_loss_diff:+.4f} ± {r.log_loss_diff_se:.4f}")
+        sc = res.predictions[res.predictions["scored"]].reset_index(drop=True)
+        fr = full.iloc[sc["row"].to_numpy()].reset_index(drop=True)
+        subsets = {"after a study trial of the item": fr["study_item"] > 0,
+                   "after a study trial of a sibling item": fr["study_sib"] > 0}
+        if kcs is not None:
+            subsets["after an answer to a sibling item"] = (fr["s_sib"] + fr["f_sib"]) > 0
+        print(f"\nsubsets of the {len(sc)} scored answers (full-log counts), model − pfa:")
+        print(f"{'subset':40s} {'n':>5s} {'model':14s} {'pfa AUC':>8s} {'ΔAUC':>15s} {'DeLong p':>9s} {'Δlog-loss':>16s}")
+        for label, m in subsets.items():
+            sub = sc[m.to_numpy()]
+            y = sub["outcome"].to_numpy()
+            if len(sub) < 10 or len(np.unique(y)) < 2:
+                print(f"{label:40s} {len(sub):5d} (too few to score)")
+                continue
+            for name in names:
+                c = paired_comparison(y, sub[name].to_numpy(), sub["pfa"].to_numpy(), sub["student_id"].to_numpy(),
+                                      n_boot=100, seed=0)
+                print(f"{label:40s} {len(sub):5d} {name:14s} {auc(y, sub['pfa'].to_numpy()):8.3f} "
+                      f"{c['auc_diff']:+.3f} ± {c['auc_diff_se']:.3f} {c['auc_diff_delong_p']:9.2g} "
+                      f"{c['log_loss_diff']:+.4f} ± {c['log_loss_diff_se']:.4f}")
         for name, runs in res.fits.items():
             for run, fb in runs.items():
                 if "coefficients" in getattr(fb, "params", {}):
