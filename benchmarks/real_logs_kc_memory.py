@@ -63,7 +63,7 @@ column and no lessons; the skill-level chrispiech files cannot be joined to them
 (length, successes) signatures match one student uniquely) and are sorted by skill,
 not time.
 
-    python -m benchmarks.real_logs_kc_memory mofacts.csv --kc largerawsample.csv.gz --folds 5   # 200 s, one core
+    python -m benchmarks.real_logs_kc_memory mofacts.csv --kc largerawsample.csv.gz --folds 5   # 2–3 min on one core, 1.9 GB
     python -m benchmarks.real_logs_kc_memory mofacts.csv --kc largerawsample.csv.gz [--seed 1]  # test run, 25 s
 """
 
@@ -244,16 +244,18 @@ def main(argv: list[str] | None = None) -> None:
     full = memory_counts(log.table, kcs)
     for frac in args.fraction:
         t0 = time.perf_counter()
-        res = evaluate(log, {"pfa": "pfa", **make_models(full, kcs, names), "irt1pl": "irt1pl"}, folds=args.folds,
-                       test_students=0.0 if args.folds > 1 else 0.2, protocol="last-fraction", fraction=frac, seed=args.seed, n_boot=100, reference="pfa", keep_fits=True,
-                       progress=lambda m: print(m, flush=True))
+        models = {"pfa": "pfa", **make_models(full, kcs, names), "irt1pl": "irt1pl"}
+        res = evaluate(log, models, folds=args.folds, test_students=0.0 if args.folds > 1 else 0.2,
+                       protocol="last-fraction", fraction=frac, seed=args.seed, n_boot=100, reference="pfa",
+                       keep_fits=True, progress=lambda m: print(m, flush=True))
         print(f"\n=== last {frac:.0%}, seed {args.seed}, folds {args.folds}: {time.perf_counter() - t0:.0f} s ===")
         print(res.to_text())
         cmp = res.comparisons
         print("\nmodel − pfa, more digits:")
         for r in cmp.itertuples():
             print(f"  {r.model:14s} [{r.set}] n {r.n}: ΔAUC {r.auc_diff:+.4f} ± {r.auc_diff_se:.4f} "
-                  f"(DeLong p {r.auc_diff_delong_p:.2g}), Δlog-loss {r.log_loss_diff:+.4f} ± {r.log_loss_diff_se:.4f}")
+                  f"(DeLong p {r.auc_diff_delong_p:.2g}), "
+                  f"Δlog-loss {r.log_loss_diff:+.4f} ± {r.log_loss_diff_se:.4f}")
         sc = res.predictions[res.predictions["scored"]].reset_index(drop=True)
         fr = full.iloc[sc["row"].to_numpy()].reset_index(drop=True)
         subsets = {"after a study trial of the item": fr["study_item"] > 0,
@@ -261,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         if kcs is not None:
             subsets["after an answer to a sibling item"] = (fr["s_sib"] + fr["f_sib"]) > 0
         print(f"\nsubsets of the {len(sc)} scored answers (full-log counts), model − pfa:")
-        print(f"{'subset':40s} {'n':>5s} {'model':14s} {'pfa AUC':>8s} {'ΔAUC':>15s} {'DeLong p':>9s} {'Δlog-loss':>16s}")
+        print(f"{'subset':40s} {'n':>5s} {'model':14s} {'pfa AUC':>8s} {'ΔAUC':>15s} {'DeLong p':>9s} "
+              f"{'Δlog-loss':>16s}")
         for label, m in subsets.items():
             sub = sc[m.to_numpy()]
             y = sub["outcome"].to_numpy()
