@@ -237,3 +237,81 @@ def test_markdown_summary_of_a_run(fake_bench, tmp_path, capsys):
     capsys.readouterr()
     assert runner.main(["--render", str(tmp_path / "out" / "results.json")]) == 0
     assert capsys.readouterr().out == text
+
+
+# --------------------------------------------------------------------------- #
+# benchmarks.real_logs_kc_memory: the counts behind the study/KC screening
+# --------------------------------------------------------------------------- #
+def _kc_toy():
+    pd = pytest.importorskip("pandas")
+    # student a: lesson x1, answers x1 (pass), lesson x2, x1 (fail), x2 (pass), x3 (fail); b: x1 (pass)
+    return pd.DataFrame({
+        "student_id": ["a"] * 6 + ["b"],
+        "module_id": ["x1", "x1", "x2", "x1", "x2", "x3", "x1"],
+        "module_type": ["lesson", "assessment", "lesson", "assessment", "assessment", "assessment", "assessment"],
+        "outcome": [float("nan"), 1.0, float("nan"), 0.0, 1.0, 0.0, 1.0],
+        "timestep": [0, 1, 1, 2, 2, 2, 0],
+    })
+
+
+def test_kc_memory_counts_count_only_earlier_rows_of_the_student():
+    from benchmarks.real_logs_kc_memory import memory_counts
+
+    got = memory_counts(_kc_toy(), {"x1": ("K",), "x2": ("K",), "x3": ("L",)})
+    # columns study_item, study_sib, s_kc, f_kc, s_sib, f_sib
+    expected = [[0, 0, 0, 0, 0, 0],
+                [1, 0, 0, 0, 0, 0],
+                [0, 1, 1, 0, 1, 0],  # the x2 lesson: after the x1 lesson and the x1 pass
+                [1, 1, 1, 0, 0, 0],
+                [1, 1, 1, 1, 1, 1],  # x2: its own lesson, the sibling's lesson, pass and fail
+                [0, 0, 0, 0, 0, 0],  # x3 is alone in KC L
+                [0, 0, 0, 0, 0, 0]]  # student b has no history
+    assert got.to_numpy().tolist() == expected
+    # a shuffled table gives the same counts per row (order comes from timestep and table order within a step)
+    t = _kc_toy()
+    perm = [6, 0, 1, 2, 3, 4, 5]
+    assert memory_counts(t.iloc[perm].reset_index(drop=True), {"x1": ("K",), "x2": ("K",), "x3": ("L",)}) \
+        .to_numpy().tolist() == [expected[i] for i in perm]
+    # without KCs only the study counts of the item are filled in
+    assert memory_counts(t, None)["study_item"].tolist() == [0, 1, 0, 1, 1, 0, 0]
+
+
+def test_kc_of_a_module_is_its_tags_other_than_its_own_id():
+    pd = pytest.importorskip("pandas")
+    from benchmarks.real_logs_kc_memory import module_kcs
+
+    m = pd.DataFrame({"module_id": ["1-1 q", "1-1 q", "2-1 r", "z"],
+                      "module_type": ["assessment", "lesson", "assessment", "assessment"],
+                      "tags": ["1 fact;1-1 q", "1 fact;1-1 q", "2 fact;2-1 r;extra", ""]})
+    assert module_kcs(m) == {"1-1 q": ("1 fact",), "2-1 r": ("2 fact", "extra"), "z": ("z",)}
+
+
+def test_kc_features_of_a_heldout_answer_count_training_answers_only():
+    """At prediction, the KC success/failure counts come from the fitted (training)
+    answers; for the first held-out answer they equal the full-log counts, for a later
+    one they leave out the earlier held-out answers."""
+    np = pytest.importorskip("numpy")
+    from types import SimpleNamespace
+
+    from benchmarks.real_logs_kc_memory import make_models, memory_counts
+
+    t = _kc_toy()
+    kcs = {"x1": ("K",), "x2": ("K",), "x3": ("L",)}
+    full = memory_counts(t, kcs)
+    train = t.iloc[[0, 1, 2, 6]]  # a's history up to the cut, b's answer
+    hist = train[train["module_type"] == "assessment"][["student_id", "module_id", "outcome"]]
+    held = t.iloc[[3, 4]].assign(row=[3, 4])  # a answers x1 then x2 after the cut
+    models = make_models(full, kcs, ["pfa+kc", "pfa-kc", "pfa+study"])
+    for name, cols in (("pfa+kc", ["s_sib", "f_sib"]), ("pfa-kc", ["s_kc", "f_kc"]),
+                       ("pfa+study", ["study_item", "study_sib"])):
+        m = models[name]
+        x = m._predict_features(SimpleNamespace(history=hist, baseline=m), held)
+        extra = np.expm1(x[:, -2:])
+        if name == "pfa+study":  # lessons reveal no outcome: every earlier lesson counts
+            assert extra.tolist() == full.loc[[3, 4], cols].to_numpy().tolist()
+        else:
+            assert extra[0].tolist() == full.loc[3, cols].tolist()
+            # the x2 answer: the held-out x1 failure is not counted (training answers only)
+            assert extra[1].tolist() != full.loc[4, cols].tolist()
+            assert extra[1].tolist() == [1.0, 0.0]  # the x1 pass before the cut
+        assert x.shape[1] == (4 if name == "pfa-kc" else 6)
