@@ -154,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--keep", action="store_true", help="keep the log and the model folder")
     ap.add_argument("--reuse", action="store_true", help="reuse a log already written in --dir")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--holdout-frac", type=float, default=0.01, help="students whose last-step answers are held out")
+    ap.add_argument("--fit-args", default="", help="extra arguments of the amortised `bayes-lse fit` (one string)")
     ap.add_argument("--subsample", type=int, default=5000,
                     help="students of the full-batch ADVI comparison (0: none)")
     a = ap.parse_args(argv)
@@ -167,12 +169,12 @@ def main(argv: list[str] | None = None) -> None:
     if a.reuse and log.exists():
         info = json.loads((work / "log.json").read_text())
     else:
-        info = write_log(log, held, n, seed=a.seed)
+        info = write_log(log, held, n, seed=a.seed, holdout_frac=a.holdout_frac)
         (work / "log.json").write_text(json.dumps(info))
     print(json.dumps(info), flush=True)
     exe = str(Path(sys.executable).with_name("bayes-lse"))
     fit_s, fit_mb, p = _timed([exe, "fit", str(log), "--method", "advi", "--amortised", "-o", str(model),
-                               "--overwrite", "--seed", str(a.seed)])
+                               "--overwrite", "--seed", str(a.seed), *a.fit_args.split()])
     choices = [line for line in p.stderr.splitlines() if "amortised ADVI:" in line or "chose" in line.lower()]
     model_mb = sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 2**20
     pred_s, pred_mb, _ = _timed([exe, "predict", str(model), str(held), "-o", str(pred), "--overwrite", "-q"])

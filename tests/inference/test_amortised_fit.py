@@ -220,3 +220,28 @@ def test_amortised_advi_with_the_history_term():
     assert "obs_history" in f.idata["constant_data"]
     pred = f.predict(c.table)
     assert pred["p_mean"].between(0, 1).all()
+
+
+@pytest.mark.slow  # ~40 s: two tiny amortised fits (JAX compiles the joint step)
+def test_amortised_fit_kept_as_parameters_predicts_like_its_draws():
+    """The same amortised fit stored as draws and as the encoder's parameters (drawn on
+    demand): the same training (seeded), so the same predictions up to Monte Carlo error of
+    the draws; the parameters' tree has no state draws and says why in its choices when
+    auto picks it."""
+    import warnings
+
+    import bayes_lse as bl
+
+    c = bl.simulate(n_students=60, n_steps=4, n_assessments=6, n_lessons=3, answers_per_step=2, seed=4)
+    fits = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for mode in ("draws", "parameters"):
+            fits[mode] = bl.LatentSkillEmbedding(history=False).fit(
+                c.table, method="advi", amortised=True, draws=400, seed=0, max_iterations=300, window=50,
+                encoder_hidden=8, progressbar=False, student_posterior=mode)
+    assert "student_state" in fits["draws"].idata["posterior"]
+    assert "student_state" not in fits["parameters"].idata["posterior"]
+    assert "student_posterior" in fits["parameters"].idata.children
+    a, b = (fits[m].predict(c.table)["p_mean"].to_numpy() for m in ("draws", "parameters"))
+    assert np.abs(a - b).mean() < 0.01 and np.abs(a - b).max() < 0.05

@@ -97,3 +97,27 @@ def test_minibatch_draws_capped_by_the_state_array_unless_set():
         assert defaults.cap_minibatch_draws(cfg, log, 2, user_set=False)[0]["draws"] == defaults.MIN_DRAWS
     finally:
         defaults.MAX_STATE_BYTES = old
+
+
+def test_amortised_fits_keep_students_as_parameters_when_draws_would_not_fit(monkeypatch):
+    """student_posterior "auto": draws while every state in every draw fits the budget,
+    parameters beyond (said in the choices); a setting the user gave is kept; other fits
+    are not touched, and a wrong value is refused."""
+    from bayes_lse.core.config import DEFAULT_FIT_CONFIG, validate_fit_config
+    from bayes_lse.data.log import read_interactions
+    from bayes_lse.model.simulate import simulate
+
+    log = read_interactions(simulate(n_students=20, n_steps=5, n_assessments=4, n_lessons=2, seed=0).table)
+    cfg = {**DEFAULT_FIT_CONFIG["advi"], "amortised": True, "draws": 100}
+    per_draw = 8 * log.n_states * 2
+    monkeypatch.setattr(defaults, "MAX_STATE_BYTES", 100 * per_draw)
+    out, why = defaults.choose_student_posterior(cfg, log, 2)
+    assert out["student_posterior"] == "draws" and why == []
+    out, why = defaults.choose_student_posterior({**cfg, "draws": 101}, log, 2)
+    assert out["student_posterior"] == "parameters" and "on demand" in why[0] and "101 draws" in why[0]
+    assert defaults.choose_student_posterior({**cfg, "draws": 101, "student_posterior": "draws"}, log, 2)[0][
+        "student_posterior"] == "draws"
+    assert defaults.choose_student_posterior({**cfg, "amortised": False, "draws": 10**6}, log, 2) == (
+        {**cfg, "amortised": False, "draws": 10**6}, [])
+    with pytest.raises(ValueError, match="student_posterior"):
+        validate_fit_config({**cfg, "student_posterior": "some"}, "advi")
