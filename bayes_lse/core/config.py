@@ -100,6 +100,10 @@ DEFAULT_FIT_CONFIG: dict[str, dict[str, Any]] = {
         # bias's normal from the encoder, drawn on demand: results.posterior.STUDENT_POSTERIOR),
         # or "auto": parameters when the draws would exceed inference.defaults.MAX_STATE_BYTES
         "student_posterior": "auto",
+        # amortised only: the students' guide, "markov" (each state from the one before through the
+        # model's learning update, shifted by the encoder) or "independent" (a truncated normal per
+        # timestep from the encoder alone; inference.amortised_fit.GUIDES)
+        "amortised_guide": "markov",
     },
     "nuts": {
         "sampler": "nutpie",
@@ -197,6 +201,9 @@ def validate_fit_config(cfg: dict[str, Any], method: str) -> dict[str, Any]:
     words = {"int>=1": "an integer >= 1", "int>=0": "an integer >= 0", "float>0": "a finite number > 0",
              "float>=0": "a finite number >= 0", "bool": "true or false", "auto": "'auto'", "none": "null",
              "float in (0, 1)": "a number strictly between 0 and 1"}
+    if cfg.get("amortised_guide", "markov") not in ("markov", "independent"):
+        raise ValueError(f"{method} fit setting 'amortised_guide' must be 'markov' or 'independent', "
+                         f"got {cfg['amortised_guide']!r}")
     if cfg.get("student_posterior", "auto") not in ("auto", "draws", "parameters"):
         raise ValueError(f"{method} fit setting 'student_posterior' must be 'auto', 'draws' or 'parameters', "
                          f"got {cfg['student_posterior']!r}")

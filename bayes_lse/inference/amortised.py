@@ -163,7 +163,7 @@ def batch_arrays(sim: SimulatedStudents, source: ModuleSource, bias: bool, sizes
 
     S_ = sizes["states"]
     out.update(st_student=padto(st_u, S_), st_sf=padto(sf, S_), st_first=padto((st_t == 0).astype(float), S_),
-               st_mask=padto(np.ones(NS), S_))
+               st_mask=padto(np.ones(NS), S_), st_t=padto(st_t, S_, -1))
     draw = sim.draw
     ia = np.flatnonzero(h.kind == 0)
     au = h.student[ia]
@@ -214,13 +214,64 @@ def npe_loss(params: dict[str, Any], stats: dict[str, Any], b: dict[str, Any], d
     return -jnp.mean(lq)
 
 
+#: the Markov guide's location is kept ≥ this many scales below 0 (float32: Φ(−8)·u stays
+#: representable, so the inverse-CDF draw stays finite)
+MIN_STANDARDISED_LOC = -8.0
+
+
+def markov_states(loc: Any, scale: Any, u: Any, b: dict[str, Any], max_step: int, has_prereq: bool,
+                  jax: Any, jnp: Any) -> tuple[Any, Any]:
+    """The Markov guide's trajectory (`elbo_loss` with ``max_step``): s_0 ~ TN(loc_0, scale_0)
+    and s_t ~ TN(E[update](s_{t−1}) + loc_t, scale_t) — the model's own learning-update
+    mean at the drawn globals (``b["tr_gain"]``, ``b["tr_pre"]``), shifted by the encoder's
+    head — drawn by inverse CDF at uniforms `u` one timestep at a time
+    (`jax.lax.fori_loop` over `max_step` steps, every state row of a step at once; rows are
+    each student's states in time order, ``b["st_t"]`` their timestep, −1 for padding).
+    Returns the states and each row's location (for log q)."""
+    from jax.scipy.special import ndtr, ndtri
+
+    S_ = loc.shape[0]
+    d = loc.shape[1]
+    tr_w = b["tr_mask"][:, None]
+    st_gain = jnp.zeros((S_, d)).at[b["tr_to"]].add(tr_w * b["tr_gain"])
+    st_pre = (jnp.ones((S_, d)).at[b["tr_to"]].add(tr_w * (b["tr_pre"] - 1.0)) if has_prereq else None)
+    st_t = b["st_t"]
+
+    def draw(mu: Any) -> Any:
+        return jnp.maximum(mu - scale * ndtri(u * ndtr(mu / scale)), 1e-8)
+
+    def shifted(s: Any) -> Any:
+        prev = jnp.roll(s, 1, axis=0)
+        m = eq.expected_update(prev, st_gain, st_pre, xp=jnp)
+        mu = jnp.where((st_t > 0)[:, None], m + loc, loc)
+        return jnp.maximum(mu, MIN_STANDARDISED_LOC * scale)
+
+    s0 = draw(shifted(jnp.zeros_like(loc)))
+
+    def body(k: Any, s: Any) -> Any:
+        return jnp.where((st_t == k + 1)[:, None], draw(shifted(s)), s)
+
+    s = jax.lax.fori_loop(0, max_step, body, s0)
+    return s, shifted(s)
+
+
 def elbo_loss(params: dict[str, Any], stats: dict[str, Any], b: dict[str, Any], key: Any, d: int, bias: bool,
-              has_prereq: bool, priors: dict[str, Any], jax: Any, jnp: Any, segment_sum: Callable[..., Any]) -> Any:
+              has_prereq: bool, priors: dict[str, Any], jax: Any, jnp: Any, segment_sum: Callable[..., Any],
+              max_step: int | None = None) -> Any:
     """−ELBO per student, one reparameterised sample: q(s_0..s_T, g | y) = Π_t TN(s_t |
     state head at t) × N(g | bias head), against the model's joint density of the
     student's states, bias and answers given its module draw — the initial-state and bias
     priors, the learning update's truncated normal, the pass logit (all from
-    `model.terms`, with jax.numpy)."""
+    `model.terms`, with jax.numpy).
+
+    `max_step` (the cohort's largest timestep): the *Markov* guide instead (the joint fit's
+    default), q(s_t | s_{t−1}) = TN(E[update](s_{t−1}; the drawn gain, prerequisite) + head_t,
+    scale_t) (`markov_states`): the head says how the answers move each state off the
+    model's own transition, so a trajectory follows the lessons and the gains get a
+    gradient from every later answer.  With the independent guide the jointly fitted gains
+    collapsed towards 0 on short histories (0.04 of the true norm; in-sample pass rates
+    0.42 → 0.61 over five steps where the data rise 0.37 → 0.75) and held-out AUC trailed
+    full-batch ADVI by 0.018; the Markov guide: 0.39 → 0.73, +0.004 (docs/benchmarks.md)."""
     from jax.scipy.special import log_ndtr, ndtr, ndtri
 
     z = _context(params, stats, b, jnp, segment_sum)
@@ -229,8 +280,11 @@ def elbo_loss(params: dict[str, Any], stats: dict[str, Any], b: dict[str, Any], 
     loc, scale = state_distribution(state_head(allp, z[b["st_student"]], b["st_sf"], jnp), allp, d, jnp)
     k1, k2 = jax.random.split(key)
     u = jax.random.uniform(k1, loc.shape, minval=1e-6, maxval=1.0)
-    # inverse CDF of N(loc, scale²) restricted to (0, ∞): loc − scale·Φ⁻¹(u·Φ(loc/scale))
-    s = jnp.maximum(loc - scale * ndtri(u * ndtr(loc / scale)), 1e-8)
+    if max_step is None:
+        # inverse CDF of N(loc, scale²) restricted to (0, ∞): loc − scale·Φ⁻¹(u·Φ(loc/scale))
+        s = jnp.maximum(loc - scale * ndtri(u * ndtr(loc / scale)), 1e-8)
+    else:
+        s, loc = markov_states(loc, scale, u, b, max_step, has_prereq, jax, jnp)
     mask = b["st_mask"]
     log_q = jnp.sum(mask[:, None] * eq.truncated_normal_logpdf(s, loc, scale, jnp, log_ndtr))
     log_p = jnp.sum((mask * b["st_first"])[:, None] * eq.prior_log_density("initial_state", s, priors, jnp))

@@ -40,7 +40,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from bayes_lse.inference.amortised import ModuleSource, batch_arrays, elbo_loss, histories_of, import_jax, init_params
+from bayes_lse.inference.amortised import (
+    ModuleSource,
+    batch_arrays,
+    elbo_loss,
+    histories_of,
+    import_jax,
+    init_params,
+    markov_states,
+)
 from bayes_lse.inference.stopping import LR_DECAY, TwoStagePlateau
 from bayes_lse.inference.encoder import (
     Encoder,
@@ -66,6 +74,15 @@ if TYPE_CHECKING:
 POSITIVE = ("requirement", "gain", "prerequisite")
 #: the smallest sd a feature is standardised by in the joint fit (see `fit_amortised`)
 FEATURE_SD_FLOOR = 0.25
+#: the students' guide in the joint fit: "markov" (default) — each state given the one before
+#: through the model's own learning update, shifted by the encoder (`amortised.markov_states`);
+#: "independent" — a truncated normal per timestep from the encoder alone (the guide before
+#: 2026-12-04; its gains collapsed on short histories, docs/benchmarks.md)
+GUIDES = ("markov", "independent")
+#: trajectories per batch whose moments give each state's marginal under the Markov guide
+MARKOV_SAMPLES = 32
+#: where the guide's medians of the positive lesson parameters start
+INIT = {"gain": 0.3, "prerequisite": 0.5}
 #: Adam's step counter is moved past this at the second stage of the plateau schedule
 STAGE_OFFSET = 2**30
 
@@ -167,9 +184,11 @@ def _constrain(name: str, u: Any, xp: Any) -> tuple[Any, Any]:
     return u, 0.0
 
 
-def global_terms(g: dict[str, Any], key: Any, priors: dict[str, Any], jax: Any, jnp: Any) -> tuple[dict, Any]:
+def global_terms(g: dict[str, Any], key: Any, priors: dict[str, Any], jax: Any, jnp: Any,
+                 priors_needed: bool = True) -> tuple[dict, Any]:
     """One reparameterised draw of the globals from the mean-field guide ``g`` ({name:
-    (loc, log_scale)}) and E_q[log p(G) + log|J|] + H[q] estimated by it (unscaled)."""
+    (loc, log_scale)}) and E_q[log p(G) + log|J|] + H[q] estimated by it (unscaled;
+    0 with ``priors_needed=False``: the draw only)."""
     out = {}
     total = 0.0
     for i, name in enumerate(sorted(g)):
@@ -177,14 +196,15 @@ def global_terms(g: dict[str, Any], key: Any, priors: dict[str, Any], jax: Any, 
         eps = jax.random.normal(jax.random.fold_in(key, i), loc.shape)
         u = loc + jnp.exp(log_scale) * eps
         x, logj = _constrain(name, u, jnp)
-        total = total + jnp.sum(eq.prior_log_density(name, x, priors, jnp)) + logj + jnp.sum(log_scale)
+        if priors_needed:
+            total = total + jnp.sum(eq.prior_log_density(name, x, priors, jnp)) + logj + jnp.sum(log_scale)
         out[name] = x
     return out, total
 
 
 def student_term(enc_params: dict[str, Any], stats: dict[str, Any], b: dict[str, Any], theta: dict[str, Any],
                  key: Any, d: int, bias: bool, has_prereq: bool, priors: dict[str, Any], noise: float,
-                 jax: Any, jnp: Any, segsum: Callable[..., Any]) -> Any:
+                 jax: Any, jnp: Any, segsum: Callable[..., Any], max_step: int | None = None) -> Any:
     """Σ_{u in batch} ELBO_u at globals ``theta`` (`amortised.elbo_loss` × B, with the
     batch's module values taken from ``theta`` by code)."""
     bb = dict(b)
@@ -200,7 +220,21 @@ def student_term(enc_params: dict[str, Any], stats: dict[str, Any], b: dict[str,
             bb["tr_pre"] = has * theta["prerequisite"][b["tr_lesson"]] + (1 - has)
     bb["tr_noise"] = jnp.full_like(b["tr_noise"], noise)
     B = b["g"].shape[0]
-    return -elbo_loss(enc_params, stats, bb, key, d, bias, has_prereq, priors, jax, jnp, segsum) * B
+    return -elbo_loss(enc_params, stats, bb, key, d, bias, has_prereq, priors, jax, jnp, segsum, max_step) * B
+
+
+def lesson_arrays(theta: dict[str, Any], b: dict[str, Any], has_prereq: bool, jnp: Any) -> dict[str, Any]:
+    """The batch's transition gains and prerequisites at globals ``theta`` (what
+    `student_term` puts into the batch, for `markov_states` after the fit)."""
+    out = dict(b)
+    if "gain" in theta:
+        has = b["tr_has"][:, None]
+        out["tr_gain"] = has * theta["gain"][b["tr_lesson"]]
+        if has_prereq:
+            out["tr_pre"] = has * theta["prerequisite"][b["tr_lesson"]] + (1 - has)
+    else:
+        out["tr_gain"] = jnp.zeros_like(b["tr_gain"])
+    return out
 
 
 def tables_of(guide: dict[str, Any]) -> ModuleTables:
@@ -239,6 +273,7 @@ def fit_amortised(
     batch_size: int = 256, steps: int = 2000, hidden: int = 32, learning_rate: float = 1e-2, seed: int = 0,
     progress: Callable[[str], None] | None = None, schedule: str = "cosine", window: int = 500,
     tolerance: float = 1e-4, max_seconds: float | None = None, history: bool = False,
+    student_guide: str = "markov",
 ) -> AmortisedFitResult:
     """Joint SVI of the global guide and the encoder on `cohort` (see the module docstring).
 
@@ -254,6 +289,9 @@ def fit_amortised(
     batch_size=..., amortised=True)`)."""
     if schedule not in ("cosine", "plateau"):
         raise ValueError(f"schedule must be 'cosine' or 'plateau', got {schedule!r}")
+    if student_guide not in GUIDES:
+        raise ValueError(f"student_guide must be one of {', '.join(map(repr, GUIDES))}, got {student_guide!r}")
+    max_step = int(cohort._last.max(initial=0)) if student_guide == "markov" else None
     if not isinstance(learning_noise, (int, float)) or isinstance(learning_noise, bool) or learning_noise <= 0:
         raise ValueError("amortised fitting needs a fixed positive learning_noise ('learned' is not supported yet)")
     jax, jnp, optim = import_jax()
@@ -270,9 +308,10 @@ def fit_amortised(
     if biases:
         guide["assessment_bias"] = (jnp.zeros(n_assessments), jnp.full(n_assessments, -2.0))
     if has_gain:
-        guide["gain"] = (jnp.full((n_lessons, d), math.log(0.3)), jnp.full((n_lessons, d), -2.0))
+        guide["gain"] = (jnp.full((n_lessons, d), math.log(INIT["gain"])), jnp.full((n_lessons, d), -2.0))
         if has_prereq:
-            guide["prerequisite"] = (jnp.full((n_lessons, d), math.log(0.5)), jnp.full((n_lessons, d), -2.0))
+            guide["prerequisite"] = (jnp.full((n_lessons, d), math.log(INIT["prerequisite"])),
+                                     jnp.full((n_lessons, d), -2.0))
     if history:
         if cohort.history is None:
             raise ValueError("history=True needs the cohort's history counts (cohort_of(..., history=True))")
@@ -307,7 +346,7 @@ def fit_amortised(
         k1, k2 = jax.random.split(k)
         theta, glob = global_terms(params["guide"], k1, priors, jax, jnp)
         stu = student_term(params["enc"], jstats, b, theta, k2, d, biases, has_prereq, priors,
-                           float(learning_noise), jax, jnp, segsum)
+                           float(learning_noise), jax, jnp, segsum, max_step)
         return -(glob + (N / b["g"].shape[0]) * stu) / N  # per student, for a stable step size
 
     if schedule == "cosine":
@@ -380,6 +419,7 @@ def fit_amortised(
         "objective": "elbo", "objective_text": "amortised ELBO, trained jointly with the global parameters (SVI)",
         "n_skills": d, "bias": bool(biases), "hidden": int(hidden), "n_row_features": int(x0.shape[1]),
         "n_student_features": int(g0.shape[1]), "activation": "tanh", "module_fingerprint": tables.fingerprint(),
+        "guide": student_guide, "prerequisites": bool(has_prereq),
         "training": {"steps": len(losses), "batch_size": B, "learning_rate": float(learning_rate), "seed": seed,
                      "final_loss": float(np.mean(losses[-100:])), "seconds": round(time.perf_counter() - t0, 2),
                      "library": f"jax {jax.__version__}, numpyro.optim.Adam"},
@@ -445,13 +485,28 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
     def segsum(a: Any, sg: Any, n: int) -> Any:
         return jax.ops.segment_sum(a, sg, num_segments=n + 1)[:n]
 
+    markov = res.encoder.spec.get("guide") == "markov"
+    max_step = int(cohort._last.max(initial=0))
+    has_prereq = bool(res.encoder.spec.get("prerequisites", "prerequisite" in res.guide))
+    guide = {k: (jnp.asarray(v[0], jnp.float32), jnp.asarray(np.log(v[1]), jnp.float32)) for k, v in res.guide.items()}
+
     @jax.jit
-    def forward(b: dict[str, Any]) -> tuple[Any, ...]:
+    def forward(b: dict[str, Any], key: Any) -> tuple[Any, ...]:
         xs = (b["x"] - p["x_mean"]) / p["x_std"]
         gs = (b["g"] - p["g_mean"]) / p["g_std"]
         z = network(p, xs, b["seg"], b["g"].shape[0], gs, xp=jnp, segment_sum=segsum)
         loc, scale = state_distribution(state_head(p, z[b["st_student"]], b["st_sf"], jnp), p, d, jnp)
         bl, bs = bias_distribution(p, z, p, d, jnp) if biases else (jnp.zeros(z.shape[0]), jnp.ones(z.shape[0]))
+        if markov:  # each state's marginal under the Markov guide: moments of MARKOV_SAMPLES trajectories
+            def one(k: Any) -> Any:
+                k1, k2 = jax.random.split(k)
+                theta, _ = global_terms(guide, k1, {}, jax, jnp, priors_needed=False)
+                u = jax.random.uniform(k2, loc.shape, minval=1e-6, maxval=1.0)
+                s, _ = markov_states(loc, scale, u, lesson_arrays(theta, b, has_prereq, jnp), max_step, has_prereq,
+                                     jax, jnp)
+                return s
+            s = jax.lax.map(one, jax.random.split(key, MARKOV_SAMPLES))
+            loc, scale = s.mean(0), jnp.maximum(s.std(0), 1e-6)
         return loc, scale, bl, bs
 
     n_states = int((cohort._last + 1).sum())
@@ -463,12 +518,14 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
     for lo in range(0, N, B):
         idx = np.arange(lo, min(lo + B, N))
         sub = cohort.subset(idx, d)
-        keys = ("x", "seg", "g", "st_student", "st_sf")
+        keys = ("x", "seg", "g", "st_student", "st_sf", "st_t", "tr_to", "tr_mask", "tr_has", "tr_lesson", "tr_gain",
+                "tr_pre")
         b = batch_arrays(sub, source, biases, sizes, True)
-        b = {k: jnp.asarray(b[k], dtype=jnp.int32 if k in ("seg", "st_student") else jnp.float32) for k in keys}
+        ints = ("seg", "st_student", "st_t", "tr_to", "tr_lesson")
+        b = {k: jnp.asarray(b[k], dtype=jnp.int32 if k in ints else jnp.float32) for k in keys}
         if len(idx) < B:  # pad the last batch with empty students to keep one compiled shape
             b["g"] = jnp.concatenate([b["g"], jnp.zeros((B - len(idx), b["g"].shape[1]), jnp.float32)])
-        out = [np.asarray(o) for o in forward(b)]
+        out = [np.asarray(o) for o in forward(b, jax.random.PRNGKey(lo))]
         ns = int((cohort._last[idx] + 1).sum())
         loc[at:at + ns], scale[at:at + ns] = out[0][:ns], out[1][:ns]
         if biases:
@@ -517,7 +574,8 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
                         hidden=int(fit_cfg["encoder_hidden"]), learning_rate=float(fit_cfg["learning_rate"]),
                         seed=seed, progress=say if progressbar else None, schedule="plateau",
                         window=int(fit_cfg["window"]), tolerance=float(fit_cfg["tolerance"]),
-                        max_seconds=fit_cfg.get("max_seconds"), history=with_history)
+                        max_seconds=fit_cfg.get("max_seconds"), history=with_history,
+                        student_guide=str(fit_cfg.get("amortised_guide", "markov")))
     info = res.stopping or {}
     loc, scale, b_loc, b_scale = trajectory_posterior(res, cohort, biases=bool(cfg["biases"]), n_skills=d)
     draws = int(fit_cfg["draws"])

@@ -245,3 +245,34 @@ def test_amortised_fit_kept_as_parameters_predicts_like_its_draws():
     assert "student_posterior" in fits["parameters"].idata.children
     a, b = (fits[m].predict(c.table)["p_mean"].to_numpy() for m in ("draws", "parameters"))
     assert np.abs(a - b).mean() < 0.01 and np.abs(a - b).max() < 0.05
+
+
+def test_markov_guide_follows_the_learning_update():
+    """`amortised.markov_states`: with zero offsets and a tiny scale each state is the
+    model's expected update of the one before (the lesson's gain where there is one, the
+    state itself where there is none); offsets shift a state and everything after it; a
+    very negative location stays finite (MIN_STANDARDISED_LOC)."""
+    pytest.importorskip("jax")
+    from bayes_lse.inference.amortised import import_jax, markov_states
+    from bayes_lse.model import terms as eq
+
+    jax, jnp, _ = import_jax()
+    st_t = jnp.array([0, 1, 2, 0, 1, -1])  # two students (3 and 2 states) and a padding row
+    loc = jnp.array([[1.0, 1.0], [0, 0], [0, 0], [2.0, 0.5], [0, 0], [0, 0]])
+    scale = jnp.full((6, 2), 1e-4)
+    u = jnp.full((6, 2), 0.5)
+    gain = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [9.0, 9.0]])
+    pre = np.array([[0.2, 0.1], [0.3, 0.3], [1.0, 1.0], [1.0, 1.0]])
+    b = {"tr_mask": jnp.array([1.0, 1.0, 0.0, 0.0]), "tr_to": jnp.array([1, 2, 4, 0]),
+         "tr_gain": jnp.asarray(gain), "tr_pre": jnp.asarray(pre), "st_t": st_t}
+    s, m = (np.asarray(x, dtype=float) for x in markov_states(loc, scale, u, b, 2, True, jax, jnp))
+    s1 = eq.expected_update(np.array([1.0, 1.0]), gain[0], pre[0])
+    s2 = eq.expected_update(s1, gain[1], pre[1])
+    assert np.allclose(s[1], s1, atol=1e-3) and np.allclose(s[2], s2, atol=1e-3)
+    assert np.allclose(s[4], s[3], atol=1e-3)  # transition without a lesson (mask 0): the state stays
+    assert np.allclose(m[:5], s[:5], atol=1e-3)
+    shifted = loc.at[1].set(jnp.array([0.5, 0.0]))
+    s_b = np.asarray(markov_states(shifted, scale, u, b, 2, True, jax, jnp)[0], dtype=float)
+    assert s_b[1, 0] > s[1, 0] + 0.4 and s_b[2, 0] > s[2, 0]  # the shift carries forward
+    far = np.asarray(markov_states(loc.at[3].set(jnp.array([-50.0, -50.0])), scale, u, b, 2, True, jax, jnp)[0])
+    assert np.isfinite(far).all() and far.min() >= 0
