@@ -220,13 +220,15 @@ MIN_STANDARDISED_LOC = -8.0
 
 
 def markov_states(loc: Any, scale: Any, u: Any, b: dict[str, Any], max_step: int, has_prereq: bool,
-                  jax: Any, jnp: Any) -> tuple[Any, Any]:
+                  jax: Any, jnp: Any, mix: Any = 1.0) -> tuple[Any, Any]:
     """The Markov guide's trajectory (`elbo_loss` with ``max_step``): s_0 ~ TN(loc_0, scale_0)
     and s_t ~ TN(E[update](s_{t−1}) + loc_t, scale_t) — the model's own learning-update
     mean at the drawn globals (``b["tr_gain"]``, ``b["tr_pre"]``), shifted by the encoder's
     head — drawn by inverse CDF at uniforms `u` one timestep at a time
     (`jax.lax.fori_loop` over `max_step` steps, every state row of a step at once; rows are
     each student's states in time order, ``b["st_t"]`` their timestep, −1 for padding).
+    `mix` (per skill, in [0, 1]; the joint fit learns it): the location is mix·E[update] +
+    loc_t, so 0 is the independent guide and 1 the pure Markov one.
     Returns the states and each row's location (for log q)."""
     from jax.scipy.special import ndtr, ndtri
 
@@ -243,7 +245,7 @@ def markov_states(loc: Any, scale: Any, u: Any, b: dict[str, Any], max_step: int
     def shifted(s: Any) -> Any:
         prev = jnp.roll(s, 1, axis=0)
         m = eq.expected_update(prev, st_gain, st_pre, xp=jnp)
-        mu = jnp.where((st_t > 0)[:, None], m + loc, loc)
+        mu = jnp.where((st_t > 0)[:, None], mix * m + loc, loc)
         return jnp.maximum(mu, MIN_STANDARDISED_LOC * scale)
 
     s0 = draw(shifted(jnp.zeros_like(loc)))
@@ -284,7 +286,8 @@ def elbo_loss(params: dict[str, Any], stats: dict[str, Any], b: dict[str, Any], 
         # inverse CDF of N(loc, scale²) restricted to (0, ∞): loc − scale·Φ⁻¹(u·Φ(loc/scale))
         s = jnp.maximum(loc - scale * ndtri(u * ndtr(loc / scale)), 1e-8)
     else:
-        s, loc = markov_states(loc, scale, u, b, max_step, has_prereq, jax, jnp)
+        mix = jax.nn.sigmoid(params["markov_mix"]) if "markov_mix" in params else 1.0
+        s, loc = markov_states(loc, scale, u, b, max_step, has_prereq, jax, jnp, mix)
     mask = b["st_mask"]
     log_q = jnp.sum(mask[:, None] * eq.truncated_normal_logpdf(s, loc, scale, jnp, log_ndtr))
     log_p = jnp.sum((mask * b["st_first"])[:, None] * eq.prior_log_density("initial_state", s, priors, jnp))

@@ -364,6 +364,8 @@ def fit_amortised(
         value, grads = jax.value_and_grad(neg_elbo_hat)(opt.get_params(st), b, k)
         return opt.update(grads, st), value
 
+    if max_step is not None:  # how much of the model's transition the guide follows, learned (logit; 0.5 at start)
+        enc["markov_mix"] = jnp.zeros(d, dtype=jnp.float32)
     state = opt.init({"guide": guide, "enc": enc})
     rule = TwoStagePlateau(window, tolerance, steps, max_seconds, noise_aware=True)
     stopped_by = "max_iterations"
@@ -502,8 +504,9 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
                 k1, k2 = jax.random.split(k)
                 theta, _ = global_terms(guide, k1, {}, jax, jnp, priors_needed=False)
                 u = jax.random.uniform(k2, loc.shape, minval=1e-6, maxval=1.0)
+                mix = jax.nn.sigmoid(p["markov_mix"]) if "markov_mix" in p else 1.0
                 s, _ = markov_states(loc, scale, u, lesson_arrays(theta, b, has_prereq, jnp), max_step, has_prereq,
-                                     jax, jnp)
+                                     jax, jnp, mix)
                 return s
             s = jax.lax.map(one, jax.random.split(key, MARKOV_SAMPLES))
             loc, scale = s.mean(0), jnp.maximum(s.std(0), 1e-6)
