@@ -66,12 +66,16 @@ class InteractionLog:
     ----------
     table : one row per interaction (RangeIndex), in the order read (sorted by
         ``timestamp`` when timesteps were derived from it). Columns
-        ``student_id, module_id, module_type`` (str), ``outcome`` (float64 0/1,
-        NaN for lessons), ``timestep`` (int64), ``student`` (code into
-        ``students``), ``assessment`` / ``lesson`` (codes into ``assessments`` /
-        ``lessons``, -1 where not applicable), ``source_row`` (int64, the line
-        number for CSV, 0-based row for Parquet, index label for a DataFrame),
-        then the user's other columns unchanged.
+        ``student_id, module_id, module_type`` (``category`` of str: the trimmed
+        ids, categories in order of first appearance; ``module_type``'s categories
+        are always ``['assessment', 'lesson']``. A category column compares,
+        hashes, prints and ``.astype(str)``-converts like the str column it
+        replaces, at a fraction of the memory: 25M rows of per-row strings were
+        ~1 GB), ``outcome`` (float64 0/1, NaN for lessons), ``timestep`` (int64),
+        ``student`` (int32 code into ``students``), ``assessment`` / ``lesson``
+        (int32 codes into ``assessments`` / ``lessons``, -1 where not applicable),
+        ``source_row`` (int64, the line number for CSV, 0-based row for Parquet,
+        index label for a DataFrame), then the user's other columns unchanged.
     students, assessments, lessons : the user's ids (str) in order of first
         appearance; a code is a position in these.
     source : where the log came from (path as given, or ``"<DataFrame>"``).
@@ -155,8 +159,8 @@ class InteractionLog:
         return pd.DataFrame(
             {
                 "row": np.flatnonzero(m).astype(np.int64),
-                "student": t["student"].to_numpy()[m],
-                "assessment": t["assessment"].to_numpy()[m],
+                "student": t["student"].to_numpy()[m].astype(np.int64),
+                "assessment": t["assessment"].to_numpy()[m].astype(np.int64),
                 "step": t["timestep"].to_numpy()[m],
                 "state": np.asarray(self.obs_state),
                 "outcome": t["outcome"].to_numpy()[m].astype(np.int8),
@@ -283,6 +287,14 @@ def read_interactions(
         where = _Where(name or "<DataFrame>", "row", source.index)
         df = source.copy(deep=False)
     else:
+        # A plain, well-formed CSV file is read by a lean path (pyarrow, work on the
+        # distinct values only); anything unusual or wrong returns None there and is
+        # read again here, so every message and warning is the detailed path's.
+        from bayes_lse.data.fastread import read_csv_fast
+
+        log = read_csv_fast(source, name, require_outcomes=require_outcomes)
+        if log is not None:
+            return log
         df, where = _read_file(source, name)
     return _build(df, where, require_outcomes=require_outcomes)
 
@@ -565,18 +577,10 @@ def _build(df: pd.DataFrame, where: _Where, *, require_outcomes: bool = True) ->
     state_student = np.repeat(np.arange(len(students), dtype=np.int64), sizes)
     state_step = np.arange(n_states, dtype=np.int64) - state_offset[state_student]
 
-    table = pd.DataFrame(
-        {
-            "student_id": pd.array(cols["student_id"], dtype="str"),
-            "module_id": pd.array(cols["module_id"], dtype="str"),
-            "module_type": pd.array(cols["module_type"], dtype="str"),
-            "outcome": cols["outcome"].astype(np.float64),
-            "timestep": timestep.astype(np.int64),
-            "student": student,
-            "assessment": assessment,
-            "lesson": lesson,
-            "source_row": where.source_rows(),
-        }
+    m_codes, m_uniques = pd.factorize(cols["module_id"])
+    table = make_table(
+        student, pd.Index(students, dtype="str"), m_codes, pd.Index(m_uniques, dtype="str"),
+        is_lesson, cols["outcome"], timestep, assessment, lesson, where.source_rows(),
     )
     if extras:
         table = pd.concat([table, df[extras].reset_index(drop=True)], axis=1)
@@ -593,6 +597,46 @@ def _build(df: pd.DataFrame, where: _Where, *, require_outcomes: bool = True) ->
         state_student=state_student,
         state_step=state_step,
         timesteps_derived=not explicit,
+    )
+
+
+#: ``module_type``'s categories in the table, whatever the input.
+_MODULE_TYPE_CATEGORIES = pd.Index(list(MODULE_TYPES), dtype="str")
+
+
+def _category(codes: np.ndarray, categories: pd.Index) -> pd.Categorical:
+    dtype = pd.CategoricalDtype(categories=categories, ordered=False)
+    return pd.Categorical.from_codes(np.asarray(codes), dtype=dtype, validate=False)
+
+
+def make_table(
+    student: np.ndarray,
+    students: pd.Index,
+    module: np.ndarray,
+    modules: pd.Index,
+    is_lesson: np.ndarray,
+    outcome: np.ndarray,
+    timestep: np.ndarray,
+    assessment: np.ndarray,
+    lesson: np.ndarray,
+    source_row: np.ndarray,
+) -> pd.DataFrame:
+    """The table's first nine columns (see `InteractionLog`), from codes: ``student``
+    into ``students`` and ``module`` into ``modules`` (the trimmed ids, in order of
+    first appearance). Shared by the detailed and the lean CSV path so that both
+    give the same dtypes."""
+    return pd.DataFrame(
+        {
+            "student_id": _category(student, students),
+            "module_id": _category(module, modules),
+            "module_type": _category(np.asarray(is_lesson, dtype=np.int8), _MODULE_TYPE_CATEGORIES),
+            "outcome": np.asarray(outcome, dtype=np.float64),
+            "timestep": np.asarray(timestep, dtype=np.int64),
+            "student": np.asarray(student, dtype=np.int32),
+            "assessment": np.asarray(assessment, dtype=np.int32),
+            "lesson": np.asarray(lesson, dtype=np.int32),
+            "source_row": np.asarray(source_row, dtype=np.int64),
+        }
     )
 
 
@@ -651,7 +695,10 @@ def _warn_merged_ids(raw: pd.Series, column: str, where: Any) -> None:
     """Ids are compared as trimmed text (DESIGN §2), so 1, '1' and ' 1' are one student.
     That is the rule, but it must not be silent (issue 19 item 18): warn, once, naming
     the column and a few of the raw values that became one id."""
-    uniques = pd.Series(pd.unique(raw.to_numpy(dtype=object)), dtype=object)
+    if isinstance(raw.dtype, pd.StringDtype):  # distinct values first: no Python str per row
+        uniques = pd.Series(np.asarray(pd.unique(raw.array), dtype=object), dtype=object)
+    else:
+        uniques = pd.Series(pd.unique(raw.to_numpy(dtype=object)), dtype=object)
     if len(uniques) < 2:
         return
     parsed = _parse_ids(uniques)
