@@ -85,37 +85,14 @@ def _read(path: Path, src: str, require_outcomes: bool) -> Any:
     ):
         return None
 
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    dict_type = pa.dictionary(pa.int32(), pa.string())
-    table = pacsv.read_csv(
-        path,
-        read_options=pacsv.ReadOptions(use_threads=True),
-        parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(
-            column_types={n: dict_type for n in names},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    n = table.num_rows
-    if table.column_names != names or n == 0:
-        return None
     # One record per line (pyarrow skips blank lines and joins quoted line breaks, so
     # either makes fewer rows than lines): row k is on line k + 2.
-    if _line_count(path, "utf-8") != n + 1:
+    n = (_line_count(path, "utf-8") or 0) - 1
+    if n < 1:
         return None
-    table = table.unify_dictionaries()
-
-    columns: dict[str, tuple[np.ndarray, pd.Series]] = {}
-    for name, key in zip(names, keys):
-        arr = table.column(name).combine_chunks()
-        codes = arr.indices.to_numpy(zero_copy_only=False)
-        values = pd.Series(arr.dictionary.to_pylist(), dtype="str")
-        na = [""] if key in ("student_id", "module_id") else L._NA_STRINGS
-        columns[key] = (codes, values.where(~values.isin(na)))
-    del table, arr
+    columns = _read_codes(path, sep, names, keys, n)
+    if columns is None:
+        return None
 
     # ids: trimmed text, none empty, no two spellings of one id
     sc, sv = columns.pop("student_id")
@@ -132,6 +109,7 @@ def _read(path: Path, src: str, require_outcomes: bool) -> Any:
     if not ((mtype == "assessment").to_numpy() | type_lesson).all():
         return None
     is_lesson = type_lesson[tc]
+    del tc
     is_assess = ~is_lesson
 
     oc, ov = columns.pop("outcome")
@@ -140,7 +118,8 @@ def _read(path: Path, src: str, require_outcomes: bool) -> Any:
     bad = ~out_ok & (out_present | require_outcomes)
     if (bad[oc] & is_assess).any() or (out_present[oc] & is_lesson).any():
         return None
-    outcome = np.where(is_assess, out_val[oc], np.nan)
+    outcome = out_val[oc]
+    outcome[is_lesson] = np.nan
     del oc
 
     explicit = False
@@ -160,7 +139,8 @@ def _read(path: Path, src: str, require_outcomes: bool) -> Any:
         return None
     student = sc
     if explicit:
-        L._check_one_lesson_per_step(student, timestep, is_lesson, None, None)  # raises: fall back
+        if _two_lessons_at_one_step(student, timestep, is_lesson):
+            return None
     else:
         lesson_int = is_lesson.astype(np.int64)
         timestep = (
@@ -168,18 +148,17 @@ def _read(path: Path, src: str, require_outcomes: bool) -> Any:
         )
         del lesson_int
 
-    assessment = np.full(n, -1, dtype=np.int32)
-    codes, a_uniques = pd.factorize(mc[is_assess])
-    assessment[is_assess] = codes
-    lesson = np.full(n, -1, dtype=np.int32)
-    codes, l_uniques = pd.factorize(mc[is_lesson])
-    lesson[is_lesson] = codes
-    del codes
+    # assessment / lesson codes: modules numbered by first appearance among those rows
+    # (what pd.factorize of those rows' ids gives), through a lookup table on mc
     module_ids = modules.to_numpy(dtype=object)
+    assessment, a_uniques = _codes_among(mc, is_assess, len(module_ids))
+    lesson, l_uniques = _codes_among(mc, is_lesson, len(module_ids))
 
+    # T_u = max(timestep of any row, timestep + 1 of a lesson)
     n_students = len(students)
     last = np.zeros(n_students, dtype=np.int64)
-    np.maximum.at(last, student, timestep + is_lesson)
+    np.maximum.at(last, student, timestep)
+    np.maximum.at(last, student[is_lesson], timestep[is_lesson] + 1)
     n_states = int(last.sum()) + n_students
     if n_states > max(L._MAX_STATES_PER_ROW * n, L._MIN_STATE_BUDGET):
         return None
@@ -189,8 +168,9 @@ def _read(path: Path, src: str, require_outcomes: bool) -> Any:
     state_student = np.repeat(np.arange(n_students, dtype=np.int64), sizes)
     state_step = np.arange(n_states, dtype=np.int64) - state_offset[state_student]
 
+    student_ids = pd.Index(students.array, dtype="str", name="student_id")
     out = L.make_table(
-        student, pd.Index(students.to_numpy(), dtype="str"), mc,
+        student, student_ids.rename(None), mc,
         pd.Index(module_ids, dtype="str"), is_lesson, outcome, timestep,
         assessment, lesson, np.arange(2, n + 2, dtype=np.int64),
     )
@@ -198,7 +178,7 @@ def _read(path: Path, src: str, require_outcomes: bool) -> Any:
         a.flags.writeable = False
     return L.InteractionLog(
         table=out,
-        students=pd.Index(students.to_numpy(), dtype="str", name="student_id"),
+        students=student_ids,
         assessments=pd.Index(module_ids[a_uniques], dtype="str", name="assessment"),
         lessons=pd.Index(module_ids[l_uniques], dtype="str", name="lesson"),
         source=src,
@@ -214,3 +194,79 @@ def _first_appearance(codes: np.ndarray) -> bool:
     seen = np.maximum.accumulate(codes)
     ok = codes[0] == 0 and bool((codes[1:] <= seen[:-1] + 1).all())
     return ok
+
+
+def _read_codes(
+    path: Path, sep: str, names: list[str], keys: list[str], n: int
+) -> dict[str, tuple[np.ndarray, pd.Series]] | None:
+    """Every column as (int32 code per row, its distinct values with the detailed path's
+    missing values as NaN), codes numbered in order of first appearance. Streamed in
+    blocks, so that only the codes stay (4 bytes a row and column). None if the file
+    does not have exactly `n` data rows or does not parse."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from bayes_lse.data import log as L
+
+    dict_type = pa.dictionary(pa.int32(), pa.string())
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 23),
+        parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: dict_type for name in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    if reader.schema.names != names:
+        return None
+    codes = [np.empty(n, dtype=np.int32) for _ in names]
+    vocab: list[dict[str, int]] = [{} for _ in names]
+    pos = 0
+    for batch in reader:
+        m = batch.num_rows
+        if pos + m > n:
+            return None
+        for i in range(len(names)):
+            arr = batch.column(i)
+            seen = vocab[i]
+            # batch dictionaries list values in order of first appearance in the batch
+            local = np.fromiter(
+                (seen.setdefault(v, len(seen)) for v in arr.dictionary.to_pylist()),
+                dtype=np.int32,
+            )
+            np.take(local, arr.indices.to_numpy(zero_copy_only=False), out=codes[i][pos : pos + m])
+        pos += m
+    if pos != n:
+        return None
+    out = {}
+    for i, key in enumerate(keys):
+        values = pd.Series(list(vocab[i]), dtype="str")
+        vocab[i] = {}
+        na = [""] if key in ("student_id", "module_id") else L._NA_STRINGS
+        out[key] = (codes[i], values.where(~values.isin(na)))
+    return out
+
+
+def _two_lessons_at_one_step(student: np.ndarray, timestep: np.ndarray, is_lesson: np.ndarray) -> bool:
+    """True if a student has two lessons at one timestep (the detailed path's error)."""
+    idx = np.flatnonzero(is_lesson)
+    if len(idx) < 2:
+        return False
+    span = int(timestep[idx].max()) + 1
+    if (int(student.max()) + 1) * span >= 2**62:  # the key would overflow: let the detailed path see
+        return True
+    key = np.sort(student[idx].astype(np.int64) * span + timestep[idx])
+    return bool((key[1:] == key[:-1]).any())
+
+
+def _codes_among(module: np.ndarray, rows: np.ndarray, n_modules: int) -> tuple[np.ndarray, np.ndarray]:
+    """(code per row, -1 off `rows`; the module codes in that numbering's order): the
+    modules of `rows` numbered by first appearance there, as pd.factorize does."""
+    first = pd.unique(module[rows])
+    lookup = np.full(n_modules, -1, dtype=np.int32)
+    lookup[first] = np.arange(len(first), dtype=np.int32)
+    out = lookup[module]
+    out[~rows] = -1
+    return out, first

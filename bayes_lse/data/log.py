@@ -636,7 +636,8 @@ def make_table(
             "assessment": np.asarray(assessment, dtype=np.int32),
             "lesson": np.asarray(lesson, dtype=np.int32),
             "source_row": np.asarray(source_row, dtype=np.int64),
-        }
+        },
+        copy=False,  # the arrays are the caller's own, made for this table: no second copy
     )
 
 
