@@ -1,4 +1,4 @@
-"""The lean CSV path (bayes_lse/data/fastread.py, issue 16) gives exactly the detailed
+"""The lean CSV path (bayes_lse/data/fastread.py + log._build_lean, issue 16) gives exactly the detailed
 path's InteractionLog, and leaves every unusual or bad file to the detailed path (same
 messages, same warnings, once)."""
 
@@ -12,8 +12,11 @@ import pytest
 
 from bayes_lse.core.errors import InteractionLogError
 from bayes_lse.data import log as L
-from bayes_lse.data.fastread import read_csv_fast
 from bayes_lse.data.log import read_interactions
+
+
+def read_csv_fast(path, name, require_outcomes=True):
+    return L._read_csv_lean(path, name, require_outcomes)
 
 
 def detailed(path, require_outcomes=True):

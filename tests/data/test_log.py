@@ -393,6 +393,10 @@ def test_codes_consistent_with_indexes(hand_log):
         assert isinstance(t[col].dtype, pd.CategoricalDtype)
         assert pd.api.types.is_string_dtype(t[col].cat.categories.dtype)
     assert t["module_type"].cat.categories.tolist() == ["assessment", "lesson"]
+    assert t["student_id"].cat.categories.tolist() == ["a", "b", "c"]  # sorted: sorts as str
+    assert t.sort_values("student_id", kind="stable").index.tolist() == (
+        t.astype({"student_id": "str"}).sort_values("student_id", kind="stable").index.tolist()
+    )
     assert t["outcome"].dtype == np.float64
     assert isinstance(t.index, pd.RangeIndex)
     assert (log.n_students, log.n_assessments, log.n_lessons, log.n_interactions) == (3, 2, 2, 7)
