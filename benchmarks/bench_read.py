@@ -16,22 +16,30 @@ process and reports its wall seconds (imports excluded), the process's peak RSS
 "before" column: ``git archive 9043d42 bayes_lse | tar -x -C /tmp/before``);
 ``--detailed`` skips the lean CSV path (the detailed pandas path, as for unusual files).
 
-Issue 16, measured on this machine (2 shared cores, one job at a time), CSV logs with
-columns student_id,module_id,module_type,outcome,timestep (quoted strings):
+Issue 16, measured 2026-12-04 on this machine (2 cores, shared with another benchmark
+at the time, so seconds are indicative), CSV logs with columns
+student_id,module_id,module_type,outcome,timestep (quoted strings):
 
-    rows (file)                 version                        read s   peak RSS   table
-    2,494,772 (e2e2, 76 MB)     before (9043d42)                  7.4     970 MB   215 MB
-                                after, lean path                  1.5     440 MB   113 MB
-                                after, --detailed                   -          -        -
-    24,945,295 (e2e25, 758 MB)  before (9043d42)                 75.9    7683 MB  2178 MB
-                                after, lean path                 16.8    2237 MB  1183 MB
-                                after, --detailed                   -          -        -
+    rows (file)                      code                          read s   peak RSS    table
+    2,494,772 (e2e2, 76 MB,          before (9043d42)                 5.6     951 MB   215 MB
+      365,444 students)              after, lean path                 1.5     382 MB   105 MB
+                                     after, --detailed                4.8     879 MB   105 MB
+    24,945,295 (e2e25, 758 MB,       before (9043d42)                67.3    7679 MB  2178 MB
+      3,653,493 students)            after, lean path                16.2    2077 MB  1054 MB
+                                     after, --detailed               72.1    7077 MB  1054 MB
+
+    before:   python -m benchmarks.bench_read --log /work/exp/e2e2/log.csv \
+                  --log /work/exp/e2e25/log.csv --code-root /tmp/before
+    after:    python -m benchmarks.bench_read --log /work/exp/e2e2/log.csv --log /work/exp/e2e25/log.csv
+    detailed: the same with --detailed
 
 Before: ids as per-row pandas ``str`` columns, codes int64, one Python object per row
-in the merged-ids check. After: ids as ``category`` of str, codes int32, the CSV
-streamed by pyarrow into int32 codes per column and checked on the distinct values.
+in the merged-ids check. After: ids as ``category`` of str, codes int32; the lean path
+streams the CSV through pyarrow into int32 codes per column and checks the distinct
+values only. ``--detailed`` is what an unusual file (blank line, extra column,
+``timestamp``, compression, a bad value...) still costs: pandas reads per-row strings.
 The table's remaining bulk at 25M rows is its documented float64 ``outcome`` and int64
-``timestep`` / ``source_row`` (200 MB each).
+``timestep`` / ``source_row`` (200 MB each) and 3.65M student ids.
 """
 
 from __future__ import annotations
@@ -114,12 +122,13 @@ def _logs(paths: list[Path], code_root: Path | None, detailed: bool) -> None:
 
     from benchmarks.runner import emit_result
 
+    # the child runs in `root` (python -c puts the working directory first on sys.path)
     root = (code_root or Path(__file__).resolve().parents[1]).resolve()
     env = {**os.environ, "PYTHONPATH": str(root)}
     figures: dict[str, object] = {"code_root": str(root), "detailed": detailed}
     for path in paths:
         out = subprocess.run([sys.executable, "-c", _CHILD.format(detailed=detailed), str(path)],
-                             env=env, capture_output=True, text=True, check=True)
+                             env=env, cwd=root, capture_output=True, text=True, check=True)
         row = json.loads(out.stdout.strip().splitlines()[-1])
         figures[str(path)] = row
         print(f"{path}: {row['rows']} rows, {row['students']} students: read {row['read_seconds']:.1f} s, "
