@@ -66,12 +66,17 @@ class InteractionLog:
     ----------
     table : one row per interaction (RangeIndex), in the order read (sorted by
         ``timestamp`` when timesteps were derived from it). Columns
-        ``student_id, module_id, module_type`` (str), ``outcome`` (float64 0/1,
-        NaN for lessons), ``timestep`` (int64), ``student`` (code into
-        ``students``), ``assessment`` / ``lesson`` (codes into ``assessments`` /
-        ``lessons``, -1 where not applicable), ``source_row`` (int64, the line
-        number for CSV, 0-based row for Parquet, index label for a DataFrame),
-        then the user's other columns unchanged.
+        ``student_id, module_id, module_type`` (``category`` of str: the trimmed
+        ids; categories sorted as str sorts, so ``sort_values`` and ``groupby``
+        order as for a str column; ``module_type``'s categories are always
+        ``['assessment', 'lesson']``. A category column compares, hashes, prints,
+        sorts and ``.astype(str)``-converts like the str column it replaces, at a
+        fraction of the memory: 25M rows of per-row strings were ~1 GB; only
+        ``value_counts(sort=False)`` lists categories, not first-seen order), ``outcome`` (float64 0/1, NaN for lessons), ``timestep`` (int64),
+        ``student`` (int32 code into ``students``), ``assessment`` / ``lesson``
+        (int32 codes into ``assessments`` / ``lessons``, -1 where not applicable),
+        ``source_row`` (int64, the line number for CSV, 0-based row for Parquet,
+        index label for a DataFrame), then the user's other columns unchanged.
     students, assessments, lessons : the user's ids (str) in order of first
         appearance; a code is a position in these.
     source : where the log came from (path as given, or ``"<DataFrame>"``).
@@ -155,8 +160,8 @@ class InteractionLog:
         return pd.DataFrame(
             {
                 "row": np.flatnonzero(m).astype(np.int64),
-                "student": t["student"].to_numpy()[m],
-                "assessment": t["assessment"].to_numpy()[m],
+                "student": t["student"].to_numpy()[m].astype(np.int64),
+                "assessment": t["assessment"].to_numpy()[m].astype(np.int64),
                 "step": t["timestep"].to_numpy()[m],
                 "state": np.asarray(self.obs_state),
                 "outcome": t["outcome"].to_numpy()[m].astype(np.int8),
@@ -186,7 +191,8 @@ class InteractionLog:
                 "student": self.state_student[frm],
                 "step": self.state_step[frm],
                 "lesson": lesson_at[frm],
-            }
+            },
+            copy=False,  # fresh arrays: no second copy (25M rows: 11M states x 5 columns)
         )
 
     # ---- reporting -------------------------------------------------------- #
@@ -283,6 +289,12 @@ def read_interactions(
         where = _Where(name or "<DataFrame>", "row", source.index)
         df = source.copy(deep=False)
     else:
+        # A plain, well-formed CSV file is read by a lean path (pyarrow, work on the
+        # distinct values only); anything unusual or wrong returns None there and is
+        # read again here, so every message and warning is the detailed path's.
+        log = _read_csv_lean(source, name, require_outcomes)
+        if log is not None:
+            return log
         df, where = _read_file(source, name)
     return _build(df, where, require_outcomes=require_outcomes)
 
@@ -412,6 +424,138 @@ def _read_csv(path: Path, src: str) -> tuple[pd.DataFrame, _Where]:
         again = pd.read_csv(path, skip_blank_lines=True, **kwargs)
         df = again if len(again) == len(lines) else df.loc[~blank].reset_index(drop=True)
     return df, _Where(src, "line", lines)
+
+
+def _read_csv_lean(
+    source: str | os.PathLike[str], name: str | None, require_outcomes: bool
+) -> InteractionLog | None:
+    """The lean path (issue 16, bayes_lse/data/fastread.py): a plain, well-formed CSV
+    file read as int32 codes per column, every check and parse below run on the
+    distinct values only. None, to read the file by the detailed path, as soon as
+    anything is unusual or wrong (an error, a warning, a check that fails): so every
+    message and warning is the detailed path's. Its log equals the detailed path's
+    (tests/data/test_fastread.py)."""
+    from bayes_lse.data.fastread import read_csv_codes
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            read = read_csv_codes(
+                source, required=REQUIRED_COLUMNS, optional=("timestep",), na_strings=_NA_STRINGS,
+                skip_suffixes=_PARQUET_SUFFIXES, skip_magic=_PARQUET_MAGIC,
+            )
+            log = None if read is None else _build_lean(*read, name or os.fspath(source), require_outcomes)
+    except Exception:  # noqa: BLE001 - anything at all: the detailed path says what
+        return None
+    return None if caught else log
+
+
+def _build_lean(
+    columns: dict[str, tuple[np.ndarray, pd.Series]], n: int, src: str, require_outcomes: bool
+) -> InteractionLog | None:
+    """`_build` for `_read_csv_lean`'s codes; None where `_build` would raise or warn."""
+    from bayes_lse.data.fastread import _codes_among, _two_lessons_at_one_step
+
+    # ids: trimmed text, none empty, no two spellings of one id
+    sc, sv = columns.pop("student_id")
+    mc, mv = columns.pop("module_id")
+    students = _parse_ids(sv)
+    modules = _parse_ids(mv)
+    for ids in (students, modules):
+        if ids.isna().any() or ids.duplicated().any():
+            return None
+
+    tc, tv = columns.pop("module_type")
+    mtype = tv.astype("str").str.strip().str.lower()
+    type_lesson = (mtype == "lesson").to_numpy()
+    if not ((mtype == "assessment").to_numpy() | type_lesson).all():
+        return None
+    is_lesson = type_lesson[tc]
+    del tc
+    is_assess = ~is_lesson
+
+    oc, ov = columns.pop("outcome")
+    out_val, out_present = _parse_outcome(ov)
+    out_ok = (out_val == 0.0) | (out_val == 1.0)
+    bad = ~out_ok & (out_present | require_outcomes)
+    if (bad[oc] & is_assess).any() or (out_present[oc] & is_lesson).any():
+        return None
+    outcome = out_val[oc]
+    outcome[is_lesson] = np.nan
+    del oc
+
+    explicit = False
+    if "timestep" in columns:
+        stc, stv = columns.pop("timestep")
+        explicit = not stv.isna().all()
+        if explicit:
+            step_val, _, step_ok = _parse_timestep(stv)
+            if not step_ok.all():
+                return None
+            timestep = step_val[stc]
+        del stc
+
+    # dictionary codes should be numbered in order of first appearance, as pd.factorize
+    # numbers them (then the codes are the factorize codes); checked, not assumed
+    if not (_first_appearance(sc) and _first_appearance(mc)):
+        return None
+    student = sc
+    if explicit:
+        if _two_lessons_at_one_step(student, timestep, is_lesson):
+            return None
+    else:
+        lesson_int = is_lesson.astype(np.int64)
+        timestep = (
+            pd.Series(lesson_int).groupby(student, sort=False).cumsum().to_numpy() - lesson_int
+        )
+        del lesson_int
+
+    # assessment / lesson codes: modules numbered by first appearance among those rows
+    # (what pd.factorize of those rows' ids gives), through a lookup table on mc
+    module_ids = modules.to_numpy(dtype=object)
+    assessment, a_uniques = _codes_among(mc, is_assess, len(module_ids))
+    lesson, l_uniques = _codes_among(mc, is_lesson, len(module_ids))
+
+    # T_u = max(timestep of any row, timestep + 1 of a lesson)
+    n_students = len(students)
+    last = np.zeros(n_students, dtype=np.int64)
+    np.maximum.at(last, student, timestep)
+    np.maximum.at(last, student[is_lesson], timestep[is_lesson] + 1)
+    n_states = int(last.sum()) + n_students
+    if n_states > max(_MAX_STATES_PER_ROW * n, _MIN_STATE_BUDGET):
+        return None
+    sizes = last + 1
+    state_offset = np.zeros(n_students + 1, dtype=np.int64)
+    np.cumsum(sizes, out=state_offset[1:])
+    state_student = np.repeat(np.arange(n_students, dtype=np.int64), sizes)
+    state_step = np.arange(n_states, dtype=np.int64) - state_offset[state_student]
+
+    student_ids = pd.Index(students.array, dtype="str", name="student_id")
+    out = make_table(
+        student, student_ids.rename(None), mc,
+        pd.Index(module_ids, dtype="str"), is_lesson, outcome, timestep,
+        assessment, lesson, np.arange(2, n + 2, dtype=np.int64),
+    )
+    for a in (state_offset, state_student, state_step):
+        a.flags.writeable = False
+    return InteractionLog(
+        table=out,
+        students=student_ids,
+        assessments=pd.Index(module_ids[a_uniques], dtype="str", name="assessment"),
+        lessons=pd.Index(module_ids[l_uniques], dtype="str", name="lesson"),
+        source=src,
+        state_offset=state_offset,
+        state_student=state_student,
+        state_step=state_step,
+        timesteps_derived=not explicit,
+    )
+
+
+def _first_appearance(codes: np.ndarray) -> bool:
+    """True if code k first appears after codes 0..k-1 (pd.factorize's numbering)."""
+    seen = np.maximum.accumulate(codes)
+    ok = codes[0] == 0 and bool((codes[1:] <= seen[:-1] + 1).all())
+    return ok
 
 
 # --------------------------------------------------------------------------- #
@@ -565,18 +709,10 @@ def _build(df: pd.DataFrame, where: _Where, *, require_outcomes: bool = True) ->
     state_student = np.repeat(np.arange(len(students), dtype=np.int64), sizes)
     state_step = np.arange(n_states, dtype=np.int64) - state_offset[state_student]
 
-    table = pd.DataFrame(
-        {
-            "student_id": pd.array(cols["student_id"], dtype="str"),
-            "module_id": pd.array(cols["module_id"], dtype="str"),
-            "module_type": pd.array(cols["module_type"], dtype="str"),
-            "outcome": cols["outcome"].astype(np.float64),
-            "timestep": timestep.astype(np.int64),
-            "student": student,
-            "assessment": assessment,
-            "lesson": lesson,
-            "source_row": where.source_rows(),
-        }
+    m_codes, m_uniques = pd.factorize(cols["module_id"])
+    table = make_table(
+        student, pd.Index(students, dtype="str"), m_codes, pd.Index(m_uniques, dtype="str"),
+        is_lesson, cols["outcome"], timestep, assessment, lesson, where.source_rows(),
     )
     if extras:
         table = pd.concat([table, df[extras].reset_index(drop=True)], axis=1)
@@ -593,6 +729,56 @@ def _build(df: pd.DataFrame, where: _Where, *, require_outcomes: bool = True) ->
         state_student=state_student,
         state_step=state_step,
         timesteps_derived=not explicit,
+    )
+
+
+#: ``module_type``'s categories in the table, whatever the input.
+_MODULE_TYPE_CATEGORIES = pd.Index(list(MODULE_TYPES), dtype="str")
+
+
+def _category(codes: np.ndarray, categories: pd.Index) -> pd.Categorical:
+    """Values ``categories[codes]`` as a category column whose categories are sorted as
+    the str column's values sort, so that ``sort_values`` and ``groupby`` (sort=True)
+    order rows and groups as they did for the str column."""
+    order = np.asarray(categories.argsort(), dtype=np.int64)
+    if not np.array_equal(order, np.arange(len(order))):
+        rank = np.empty(len(order), dtype=np.int32)
+        rank[order] = np.arange(len(order), dtype=np.int32)
+        codes = rank[codes]
+        categories = categories[order]
+    dtype = pd.CategoricalDtype(categories=categories, ordered=False)
+    return pd.Categorical.from_codes(np.asarray(codes), dtype=dtype, validate=False)
+
+
+def make_table(
+    student: np.ndarray,
+    students: pd.Index,
+    module: np.ndarray,
+    modules: pd.Index,
+    is_lesson: np.ndarray,
+    outcome: np.ndarray,
+    timestep: np.ndarray,
+    assessment: np.ndarray,
+    lesson: np.ndarray,
+    source_row: np.ndarray,
+) -> pd.DataFrame:
+    """The table's first nine columns (see `InteractionLog`), from codes: ``student``
+    into ``students`` and ``module`` into ``modules`` (the trimmed ids, in order of
+    first appearance). Shared by the detailed and the lean CSV path so that both
+    give the same dtypes."""
+    return pd.DataFrame(
+        {
+            "student_id": _category(student, students),
+            "module_id": _category(module, modules),
+            "module_type": _category(np.asarray(is_lesson, dtype=np.int8), _MODULE_TYPE_CATEGORIES),
+            "outcome": np.asarray(outcome, dtype=np.float64),
+            "timestep": np.asarray(timestep, dtype=np.int64),
+            "student": np.asarray(student, dtype=np.int32),
+            "assessment": np.asarray(assessment, dtype=np.int32),
+            "lesson": np.asarray(lesson, dtype=np.int32),
+            "source_row": np.asarray(source_row, dtype=np.int64),
+        },
+        copy=False,  # the arrays are the caller's own, made for this table: no second copy
     )
 
 
@@ -651,7 +837,10 @@ def _warn_merged_ids(raw: pd.Series, column: str, where: Any) -> None:
     """Ids are compared as trimmed text (DESIGN §2), so 1, '1' and ' 1' are one student.
     That is the rule, but it must not be silent (issue 19 item 18): warn, once, naming
     the column and a few of the raw values that became one id."""
-    uniques = pd.Series(pd.unique(raw.to_numpy(dtype=object)), dtype=object)
+    if isinstance(raw.dtype, pd.StringDtype):  # distinct values first: no Python str per row
+        uniques = pd.Series(np.asarray(pd.unique(raw.array), dtype=object), dtype=object)
+    else:
+        uniques = pd.Series(pd.unique(raw.to_numpy(dtype=object)), dtype=object)
     if len(uniques) < 2:
         return
     parsed = _parse_ids(uniques)

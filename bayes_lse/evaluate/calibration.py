@@ -152,7 +152,7 @@ def design_from_log(
         if cap is None:
             continue
         rows = t["module_type"] == kind
-        counts = t.loc[rows, "module_id"].value_counts(sort=False)  # first-seen order
+        counts = t.loc[rows, "module_id"].astype(str).value_counts(sort=False)  # first-seen order (str, not category)
         kept = counts.sort_values(ascending=False, kind="stable").index[: int(cap)]
         t = t[~rows | t["module_id"].isin(kept)]
     answered = t.loc[t["module_type"] == "assessment", "student_id"].unique()

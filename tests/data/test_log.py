@@ -214,7 +214,8 @@ def test_ids_stay_text(tmp_path):
     assert log.students.tolist() == ["007", "NA", "8"]
     assert log.assessments.tolist() == ["0100", "None"]
     assert log.table["student_id"].tolist() == ["007", "NA", "8"]
-    assert pd.api.types.is_string_dtype(log.table["student_id"].dtype)
+    # a category of str (issue 16): text values, one copy per distinct id
+    assert pd.api.types.is_string_dtype(log.table["student_id"].cat.categories.dtype)
 
 
 def test_semicolon_and_tab_separated(tmp_path):
@@ -384,8 +385,18 @@ def test_codes_consistent_with_indexes(hand_log):
     lessons = t[t["lesson"] >= 0]
     assert (log.lessons[lessons["lesson"]] == lessons["module_id"]).all()
     assert ((t["assessment"] >= 0) != (t["lesson"] >= 0)).all()
-    for col in ("timestep", "student", "assessment", "lesson", "source_row"):
+    for col in ("timestep", "source_row"):
         assert t[col].dtype == np.int64
+    for col in ("student", "assessment", "lesson"):  # codes: int32 (issue 16, memory)
+        assert t[col].dtype == np.int32
+    for col in ("student_id", "module_id", "module_type"):  # text as category of str
+        assert isinstance(t[col].dtype, pd.CategoricalDtype)
+        assert pd.api.types.is_string_dtype(t[col].cat.categories.dtype)
+    assert t["module_type"].cat.categories.tolist() == ["assessment", "lesson"]
+    assert t["student_id"].cat.categories.tolist() == ["a", "b", "c"]  # sorted: sorts as str
+    assert t.sort_values("student_id", kind="stable").index.tolist() == (
+        t.astype({"student_id": "str"}).sort_values("student_id", kind="stable").index.tolist()
+    )
     assert t["outcome"].dtype == np.float64
     assert isinstance(t.index, pd.RangeIndex)
     assert (log.n_students, log.n_assessments, log.n_lessons, log.n_interactions) == (3, 2, 2, 7)
