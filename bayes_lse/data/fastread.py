@@ -17,7 +17,6 @@ detailed path, so every error message stays exactly that path's. It does not imp
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 from typing import Any
@@ -65,12 +64,9 @@ def _read(path: Path, required: tuple[str, ...], optional: tuple[str, ...], na_s
     header = next((ln for ln in text.splitlines() if ln.strip()), "")
     if not first.strip() or header != first:
         return None
-    sep = ","
-    for cand in (",", "\t", ";", "|"):
-        if "student_id" in (c.strip().strip('"').lower() for c in header.split(cand)):
-            sep = cand
-            break
-    names = next(csv.reader([header], delimiter=sep))
+    from bayes_lse.data.table import header_columns
+
+    sep, names = header_columns(header)
     keys = [n.strip().lower() for n in names]
     allowed = required + optional
     if (

@@ -14,7 +14,6 @@ position for Parquet; index label for a DataFrame) and the column.
 from __future__ import annotations
 
 import bz2
-import csv
 import gzip
 import lzma
 import os
@@ -379,12 +378,9 @@ def _read_csv(path: Path, src: str) -> tuple[pd.DataFrame, _Where]:
     header = next((ln for ln in text.splitlines() if ln.strip()), "")
     if not header:
         raise InteractionLogError(src, "the file is empty")
-    sep = ","
-    for cand in (",", "\t", ";", "|"):
-        if "student_id" in (c.strip().strip('"').lower() for c in header.split(cand)):
-            sep = cand
-            break
-    names = next(csv.reader([header], delimiter=sep))
+    from bayes_lse.data.table import header_columns
+
+    sep, names = header_columns(header)
     text_cols = {n for n in names if n.strip().lower() in REQUIRED_COLUMNS + ("timestep",)}
     id_cols = {n for n in names if n.strip().lower() in ("student_id", "module_id")}
     na_values = {n: ([""] if n in id_cols else _NA_STRINGS) for n in names}

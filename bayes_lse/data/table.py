@@ -4,6 +4,7 @@ file line on which each CSV row starts (`data_lines`)."""
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,16 @@ def finish_table_codes(s_codes: np.ndarray, s_uniques: Any, m_codes: np.ndarray,
     if timestamp is not None:
         data["timestamp"] = np.asarray(timestamp, dtype=np.int64)
     return pd.DataFrame(data)
+
+
+def header_columns(header: str) -> tuple[str, list[str]]:
+    """The separator of a CSV header line (the first of ``,``, tab, ``;``, ``|`` that splits
+    off a ``student_id`` column; ``,`` if none does) and its column names, as the csv module
+    reads them.  Shared by the detailed reader (`log`) and the lean one (`fastread`), so
+    both see the same columns."""
+    sep = ","
+    for cand in (",", "\t", ";", "|"):
+        if "student_id" in (c.strip().strip('"').lower() for c in header.split(cand)):
+            sep = cand
+            break
+    return sep, next(csv.reader([header], delimiter=sep))
