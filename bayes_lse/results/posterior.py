@@ -59,9 +59,6 @@ VERDICT_ATTR = "fit_verdict"
 #: for: draw k of state i, skill j comes from a counter-based uniform of (seed, k, i, j).
 STUDENT_POSTERIOR = "student_posterior"
 
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
 def _splitmix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64's output function on uint64 arrays (wrapping arithmetic)."""
     x = x + np.uint64(0x9E3779B97F4A7C15)
@@ -101,6 +98,33 @@ def _sample_shape(tree: xr.DataTree) -> tuple[int, int]:
     return int(p.sizes["chain"]), int(p.sizes["draw"])
 
 
+def _student_draws(tree: xr.DataTree, name: str, index: np.ndarray | None, stacked: bool,
+                   samples: tuple[np.ndarray, np.ndarray] | None, on_demand: Any) -> np.ndarray:
+    """What `state_draws` and `bias_draws` share: variable `name`'s draws at `index` on its
+    first non-sample dim, from the posterior when it stores them, else ``on_demand(k, S)``
+    — the draws for sample keys ``k`` (chain·D + draw) out of ``S`` — in the layout asked for."""
+    post = tree["posterior"]
+    C, D = _sample_shape(tree)
+    idx = None if index is None else np.asarray(index, dtype=np.int64)
+    if name in post:
+        v = post[name]
+        if samples is not None:
+            sel = {"chain": xr.DataArray(samples[0], dims="sample"), "draw": xr.DataArray(samples[1], dims="sample")}
+            a = np.asarray(v.isel(sel).transpose("sample", *v.dims[2:]).values)
+            return a if idx is None else a[:, idx]
+        a = np.asarray(v.values)
+        out = a if idx is None else a[:, :, idx]
+    else:
+        S = C * D
+        k = (np.arange(S, dtype=np.uint64) if samples is None
+             else (np.asarray(samples[0], dtype=np.int64) * D + np.asarray(samples[1], dtype=np.int64)).astype(np.uint64))
+        out = on_demand(idx, k, S)
+        if samples is not None:
+            return out
+        out = out.reshape(C, D, *out.shape[1:])
+    return out.reshape(-1, *out.shape[2:]) if stacked else out
+
+
 def state_draws(tree: xr.DataTree, flat: np.ndarray | None = None, *, stacked: bool = True,
                 samples: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Posterior draws of the flat states `flat` (default: all): ``(chain·draw, n, d)``, or
@@ -108,34 +132,20 @@ def state_draws(tree: xr.DataTree, flat: np.ndarray | None = None, *, stacked: b
     posterior has them, else drawn on demand from the `STUDENT_POSTERIOR` parameters
     (only the states asked for).  ``samples=(chains, draws)``: only those samples,
     ``(len(chains), n, d)`` (what thinned diagnostics use: no other draw is made)."""
-    post = tree["posterior"]
-    C, D = _sample_shape(tree)
-    if "student_state" in post:
-        v = post["student_state"]
-        if samples is not None:
-            sel = {"chain": xr.DataArray(samples[0], dims="sample"), "draw": xr.DataArray(samples[1], dims="sample")}
-            v = np.asarray(v.isel(sel).transpose("sample", "state", "skill").values)
-            return v if flat is None else v[:, np.asarray(flat, dtype=np.int64)]
-        v = np.asarray(v.values)
-        out = v if flat is None else v[:, :, np.asarray(flat, dtype=np.int64)]
-    else:
-        sp = student_posterior(tree)
-        if sp is None:
-            raise KeyError("this fit has no student states")
+    sp = None if "student_state" in tree["posterior"] else student_posterior(tree)
+    if sp is None and "student_state" not in tree["posterior"]:
+        raise KeyError("this fit has no student states")
+
+    def on_demand(idx: np.ndarray | None, k: np.ndarray, S: int) -> np.ndarray:
         loc, scale = sp["state_loc"].values, sp["state_scale"].values
         n_states, d = loc.shape
-        flat = np.arange(n_states, dtype=np.int64) if flat is None else np.asarray(flat, dtype=np.int64)
-        S = C * D
-        k = (np.arange(S, dtype=np.uint64) if samples is None
-             else (np.asarray(samples[0], dtype=np.int64) * D + np.asarray(samples[1], dtype=np.int64)).astype(np.uint64))
+        flat = np.arange(n_states, dtype=np.int64) if idx is None else idx
         keys = ((flat[None, :, None].astype(np.uint64) * np.uint64(d) + np.arange(d, dtype=np.uint64)[None, None])
                 * np.uint64(S) + k[:, None, None])
         u = counter_uniforms(int(sp.attrs.get("seed", 0)), 0, keys)
-        out = eq.truncated_normal_quantile(loc[flat].astype(float), scale[flat].astype(float), 1.0 - u)
-        if samples is not None:
-            return out
-        out = out.reshape(C, D, len(flat), d)
-    return out.reshape(-1, *out.shape[2:]) if stacked else out
+        return eq.truncated_normal_quantile(loc[flat].astype(float), scale[flat].astype(float), 1.0 - u)
+
+    return _student_draws(tree, "student_state", flat, stacked, samples, on_demand)
 
 
 def bias_draws(tree: xr.DataTree, students: np.ndarray | None = None, *, stacked: bool = True,
@@ -143,34 +153,20 @@ def bias_draws(tree: xr.DataTree, students: np.ndarray | None = None, *, stacked
     """Posterior draws of the biases of student codes `students` (default: all):
     ``(chain·draw, n)`` or ``(chain, draw, n)``, or ``(len(chains), n)`` for
     ``samples=(chains, draws)``; stored draws or drawn on demand as in `state_draws`."""
-    post = tree["posterior"]
-    C, D = _sample_shape(tree)
-    if "student_bias" in post:
-        v = post["student_bias"]
-        if samples is not None:
-            sel = {"chain": xr.DataArray(samples[0], dims="sample"), "draw": xr.DataArray(samples[1], dims="sample")}
-            v = np.asarray(v.isel(sel).transpose("sample", "student").values)
-            return v if students is None else v[:, np.asarray(students, dtype=np.int64)]
-        v = np.asarray(v.values)
-        out = v if students is None else v[:, :, np.asarray(students, dtype=np.int64)]
-    else:
-        sp = student_posterior(tree)
-        if sp is None or "bias_loc" not in sp:
-            raise KeyError("this model has no student bias")
+    sp = None if "student_bias" in tree["posterior"] else student_posterior(tree)
+    if "student_bias" not in tree["posterior"] and (sp is None or "bias_loc" not in sp):
+        raise KeyError("this model has no student bias")
+
+    def on_demand(idx: np.ndarray | None, k: np.ndarray, S: int) -> np.ndarray:
         from scipy.special import ndtri
 
         loc, scale = sp["bias_loc"].values, sp["bias_scale"].values
-        idx = np.arange(len(loc), dtype=np.int64) if students is None else np.asarray(students, dtype=np.int64)
-        S = C * D
-        k = (np.arange(S, dtype=np.uint64) if samples is None
-             else (np.asarray(samples[0], dtype=np.int64) * D + np.asarray(samples[1], dtype=np.int64)).astype(np.uint64))
+        idx = np.arange(len(loc), dtype=np.int64) if idx is None else idx
         keys = idx[None, :].astype(np.uint64) * np.uint64(S) + k[:, None]
         u = counter_uniforms(int(sp.attrs.get("seed", 0)), 1, keys)
-        out = loc[idx][None].astype(float) + scale[idx][None].astype(float) * ndtri(u)
-        if samples is not None:
-            return out
-        out = out.reshape(C, D, len(idx))
-    return out.reshape(-1, *out.shape[2:]) if stacked else out
+        return loc[idx][None].astype(float) + scale[idx][None].astype(float) * ndtri(u)
+
+    return _student_draws(tree, "student_bias", students, stacked, samples, on_demand)
 
 
 class FitResult:
