@@ -44,19 +44,10 @@ def write_log(path: Path, heldout: Path, n_students: int, seed: int = 0, holdout
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    from bayes_lse.core.config import DEFAULT_MODEL_CONFIG
-    from bayes_lse.inference.amortised import ModuleSource
-    from bayes_lse.inference.encoder import module_tables
+    from benchmarks.bench_amortised_fit import design
 
-    priors = DEFAULT_MODEL_CONFIG["priors"]
-    r = np.random.default_rng(seed)
-    A, L, d = 50, 20, 2
-    req = np.abs(r.normal(size=(1, A, d))) * 1.5
-    gain = np.abs(r.normal(size=(1, L, d)))
-    pre = np.abs(r.normal(size=(1, L, d)))
-    ab = r.normal(size=(1, A))
-    src = ModuleSource(req, ab, gain, pre, 0.5, priors, True, module_tables(req[0], ab[0], gain[0], pre[0]),
-                       max_steps=5, max_answers=3)
+    src, r, (req, gain, _, _) = design(seed)
+    A, L = req.shape[1], gain.shape[1]
     a_ids = np.array([f"a{i}" for i in range(A)], dtype=object)
     l_ids = np.array([f"l{i}" for i in range(L)], dtype=object)
     schema = pa.schema([("student_id", pa.string()), ("module_id", pa.string()), ("module_type", pa.string()),

@@ -82,25 +82,37 @@ def simulate_cohort(src, n_students: int, rng: np.random.Generator, chunk: int =
     return Cohort(*(cols[k][:n] for k in ("student", "kind", "code", "outcome", "step")), n_students=n_students)
 
 
-def one(n_students: int, steps: int, seed: int = 0) -> dict:
-    t_start = time.perf_counter()
+def design(seed: int):
+    """The benchmark cohort's modules (50 assessments, 20 lessons, d = 2, prerequisites,
+    σ_L = 0.5, ≤ 5 steps × 3 answers) as a `ModuleSource`, with the generator that drew them
+    (the cohort is simulated from it next) and the true (req, gain, pre, ab). Shared with
+    `bench_amortised_end_to_end`."""
     from bayes_lse.core.config import DEFAULT_MODEL_CONFIG
-    from bayes_lse.evaluate.metrics import auc
     from bayes_lse.inference.amortised import ModuleSource
-    from bayes_lse.inference.amortised_fit import fit_amortised
     from bayes_lse.inference.encoder import module_tables
-    from bayes_lse.model import terms as eq
 
-    stages = {"start": round(_rss_mb(), 1)}
-    priors = DEFAULT_MODEL_CONFIG["priors"]
     r = np.random.default_rng(seed)
     A, L, d = 50, 20, 2
     req = np.abs(r.normal(size=(1, A, d))) * 1.5
     gain = np.abs(r.normal(size=(1, L, d)))
     pre = np.abs(r.normal(size=(1, L, d)))
     ab = r.normal(size=(1, A))
-    src = ModuleSource(req, ab, gain, pre, 0.5, priors, True, module_tables(req[0], ab[0], gain[0], pre[0]),
-                       max_steps=5, max_answers=3)
+    src = ModuleSource(req, ab, gain, pre, 0.5, DEFAULT_MODEL_CONFIG["priors"], True,
+                       module_tables(req[0], ab[0], gain[0], pre[0]), max_steps=5, max_answers=3)
+    return src, r, (req, gain, pre, ab)
+
+
+def one(n_students: int, steps: int, seed: int = 0) -> dict:
+    t_start = time.perf_counter()
+    from bayes_lse.core.config import DEFAULT_MODEL_CONFIG
+    from bayes_lse.evaluate.metrics import auc
+    from bayes_lse.inference.amortised_fit import fit_amortised
+    from bayes_lse.model import terms as eq
+
+    stages = {"start": round(_rss_mb(), 1)}
+    priors = DEFAULT_MODEL_CONFIG["priors"]
+    src, r, (req, gain, pre, ab) = design(seed)
+    A, L, d = req.shape[1], gain.shape[1], req.shape[2]
     t0 = time.perf_counter()
     c = simulate_cohort(src, n_students, r)
     sim_seconds = time.perf_counter() - t0
