@@ -43,10 +43,13 @@ CATEGORIES_ATTR = "categories"
 
 
 def _table_dataset(table: pd.DataFrame) -> xr.Dataset:
-    """The training table as a netCDF-safe Dataset.  A text column is stored as int32
-    codes into its distinct values (variable ``<column>__categories`` on its own dim, named
-    in the codes' attribute `CATEGORIES_ATTR`; `table_frame` turns them back into text):
-    at 25M rows the per-row strings were 2.1 GB in memory and most of the folder."""
+    """The training table as a netCDF-safe Dataset, sharing the table's memory.  A text
+    column is stored as integer codes into its distinct values (variable
+    ``<column>__categories`` on its own dim, named in the codes' attribute `CATEGORIES_ATTR`;
+    `table_frame` turns them back into text): at 25M rows the per-row strings were 2.1 GB in
+    memory and most of the folder.  A category column gives its own codes and categories
+    (no copy); numeric columns are the table's arrays; no ``row`` coordinate is stored (it
+    was a 0.2 GB arange at 25M rows)."""
     data: dict[str, Any] = {}
     for col in table.columns:
         s = table[col]
@@ -55,12 +58,16 @@ def _table_dataset(table: pd.DataFrame) -> xr.Dataset:
         elif pd.api.types.is_numeric_dtype(s):
             data[col] = ("row", s.to_numpy(dtype=float if s.isna().any() else None))
         else:
-            codes, uniques = pd.factorize(s, use_na_sentinel=False)
+            if isinstance(s.dtype, pd.CategoricalDtype) and not s.isna().any():
+                codes, uniques = s.cat.codes.to_numpy(), s.cat.categories
+            else:
+                codes, uniques = pd.factorize(s, use_na_sentinel=False)
+                codes = codes.astype(np.int32)
             vocab = np.asarray([str(u) for u in uniques], dtype=object)
             name = f"{col}__categories"
             data[name] = (f"{col}__category", vocab)
-            data[col] = xr.Variable("row", codes.astype(np.int32), attrs={CATEGORIES_ATTR: name})
-    return xr.Dataset(data, coords={"row": np.arange(len(table))})
+            data[col] = xr.Variable("row", codes, attrs={CATEGORIES_ATTR: name})
+    return xr.Dataset(data)
 
 
 def table_frame(ds: xr.Dataset) -> pd.DataFrame:
@@ -80,18 +87,27 @@ def table_frame(ds: xr.Dataset) -> pd.DataFrame:
     return pd.DataFrame(cols, index=pd.RangeIndex(ds.sizes.get("row", 0)))
 
 
-def data_fingerprint(table: pd.DataFrame) -> str:
-    """`config_hash` of the rows' hashes as a JSON list, streamed in blocks: the same
-    digest as `config_hash(h.tolist())` without 536k Python ints and their JSON text
-    at once (~35 MB on ASSISTments, at the end of a MAP fit; issue 7)."""
+#: rows hashed at a time by `data_fingerprint`
+FINGERPRINT_ROWS = 1 << 20
+
+
+def data_fingerprint(table: pd.DataFrame, rows: int = FINGERPRINT_ROWS) -> str:
+    """`config_hash` of the rows' hashes as a JSON list, streamed: the rows hashed
+    `rows` at a time (a row's hash depends on that row alone) and the JSON text in blocks
+    of 65,536 — the same digest as `config_hash(h.tolist())` without 536k Python ints
+    and their JSON text at once (~35 MB on ASSISTments, at the end of a MAP fit; issue 7),
+    nor the whole table's hashes and their per-column temporaries (~1 GB at 25M rows)."""
     import hashlib
 
     cols = [c for c in ("student_id", "module_id", "module_type", "outcome", "timestep") if c in table]
-    h = pd.util.hash_pandas_object(table[cols], index=False).to_numpy()
     digest = hashlib.sha256(b"[")
-    for lo in range(0, len(h), 65536):
-        block = ",".join(map(str, h[lo : lo + 65536].tolist()))
-        digest.update(((b"," if lo else b"") + block.encode()))
+    first = True
+    for r0 in range(0, len(table), rows):
+        h = pd.util.hash_pandas_object(table[cols].iloc[r0 : r0 + rows], index=False).to_numpy()
+        for lo in range(0, len(h), 65536):
+            block = ",".join(map(str, h[lo : lo + 65536].tolist()))
+            digest.update(((b"" if first else b",") + block.encode()))
+            first = False
     digest.update(b"]")
     return digest.hexdigest()[:16]
 

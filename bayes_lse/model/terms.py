@@ -261,30 +261,47 @@ def history_logit(counts: Any, success: Any, failure: Any, xp: Any = np) -> Any:
 
 
 def assessment_history_counts(
-    student: np.ndarray, assessment: np.ndarray, outcome: np.ndarray, time: np.ndarray | None = None
+    student: np.ndarray, assessment: np.ndarray, outcome: np.ndarray, time: np.ndarray | None = None,
+    dtype: Any = float,
 ) -> np.ndarray:
     """Earlier successes and failures of the same student on the same assessment:
-    (rows, 2) float, columns S, F — the counts of the history term (`history_logit`).
+    (rows, 2) of `dtype`, columns S, F — the counts of the history term (`history_logit`).
     (The performance-factors baseline's counts, overall and per module, are
     `evaluate.baselines.pfa_history_counts`.) "Earlier" is by `time` (e.g. the flat state index or
-    the timestep), then by row order."""
-    student = np.asarray(student, dtype=np.int64)
-    assessment = np.asarray(assessment, dtype=np.int64)
+    the timestep), then by row order.
+
+    One stable sort by (student, assessment) pair and time, then running sums within each
+    pair's run: S = successes since the run began, F = position in the run − S.  About six
+    row-length temporaries at the peak (0.7 GB at 17M answers; the version with a group
+    index and both running sums in float64 took 2.1 GB there, above the amortised fit's
+    4 GB budget, docs/benchmarks.md)."""
     y = np.asarray(outcome, dtype=float)
-    out = np.zeros((len(y), 2))
-    if not len(y):
+    n = len(y)
+    out = np.zeros((n, 2), dtype=dtype)
+    if not n:
         return out
-    key = student * (int(assessment.max()) + 1) + assessment
-    tkey = np.zeros(len(y), dtype=np.int64) if time is None else np.asarray(time, dtype=np.int64)
-    order = np.lexsort((np.arange(len(y)), tkey, key))
-    k, yy = key[order], y[order]
-    start = np.r_[True, k[1:] != k[:-1]]
-    group = np.cumsum(start) - 1
+    assessment = np.asarray(assessment)
+    key = np.asarray(student, dtype=np.int64) * (int(assessment.max()) + 1) + assessment
+    # lexsort and argsort(kind="stable") keep row order among ties: "then by row order"
+    order = np.argsort(key, kind="stable") if time is None else np.lexsort((np.asarray(time), key))
+    key = key[order]
+    start = np.empty(n, dtype=bool)
+    start[0] = True
+    np.not_equal(key[1:], key[:-1], out=start[1:])
+    del key
     first = np.flatnonzero(start)
-    succ = np.cumsum(yy) - yy  # successes before this row, over the whole sorted array
-    fail = np.cumsum(1 - yy) - (1 - yy)
-    out[order, 0] = succ - succ[first][group]
-    out[order, 1] = fail - fail[first][group]
+    del start
+    sizes = np.diff(np.append(first, n))
+    yy = y[order]
+    del y
+    succ = np.cumsum(yy)
+    succ -= yy  # successes before this row, over the whole sorted array
+    succ -= np.repeat(succ[first], sizes)  # ... since the pair's run began
+    del yy
+    pos = np.arange(n, dtype=np.int64)
+    pos -= np.repeat(first, sizes)  # answers before this row in the pair's run
+    out[order, 0] = succ
+    out[order, 1] = pos - succ
     return out
 
 

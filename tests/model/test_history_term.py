@@ -27,6 +27,15 @@ def test_history_counts_match_a_loop():
             if earlier and student[k] == student[i] and assessment[k] == assessment[i]:
                 want[i, 1 - y[k]] += 1
     np.testing.assert_array_equal(got, want)
+    # float32 counts (the amortised fit's) are the same numbers
+    np.testing.assert_array_equal(assessment_history_counts(student, assessment, y, time, dtype=np.float32), want)
+    # without a time, "earlier" is row order alone
+    want0 = np.zeros((n, 2))
+    for i in range(n):
+        for k in range(i):
+            if student[k] == student[i] and assessment[k] == assessment[i]:
+                want0[i, 1 - y[k]] += 1
+    np.testing.assert_array_equal(assessment_history_counts(student, assessment, y), want0)
 
 
 def _memory_cohort(seed: int = 0) -> pd.DataFrame:

@@ -150,6 +150,7 @@ def test_data_fingerprint_streams_the_digest_of_the_whole_hash_list():
                           "module_type": "assessment", "outcome": rng.integers(0, 2, n), "timestep": np.arange(n) % 7})
     full = pd.util.hash_pandas_object(table, index=False).to_numpy().tolist()
     assert data_fingerprint(table) == config_hash(full)
+    assert data_fingerprint(table, rows=40_000) == config_hash(full)  # hashed 40,000 rows at a time
     assert data_fingerprint(table.head(10)) == config_hash(full[:10])
     changed = table.copy()
     changed.loc[n - 1, "outcome"] = 1 - changed.loc[n - 1, "outcome"]
