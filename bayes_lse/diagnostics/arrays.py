@@ -147,7 +147,7 @@ def student_labels(idata: xr.DataTree) -> np.ndarray:
         out = np.array([str(i) for i in range(n)], dtype=object)
         out[codes] = ids
         return out.astype(str)
-    if post is not None and "state_student" in post.coords:
+    if post is not None and "state_student" in post.coords and not np.issubdtype(post["state_student"].dtype, np.integer):
         vals = np.asarray(post["state_student"].values)
         _, first = np.unique(vals.astype(str), return_index=True)
         return vals.astype(str)[np.sort(first)]
@@ -175,7 +175,7 @@ def state_owner(post: xr.Dataset, students: np.ndarray) -> np.ndarray:
     if "state_student" not in post.coords:
         return np.full(n_states, -1)
     vals = np.asarray(post["state_student"].values)
-    if np.issubdtype(vals.dtype, np.integer) and not np.all(np.isin(vals.astype(str), students)):
+    if np.issubdtype(vals.dtype, np.integer):  # codes into the students (trees since 2026-12-04)
         return vals.astype(int)
     lookup = {s: i for i, s in enumerate(students)}
     return np.array([lookup.get(str(v), -1) for v in vals], dtype=int)

@@ -125,6 +125,16 @@ def _student_draws(tree: xr.DataTree, name: str, index: np.ndarray | None, stack
     return out.reshape(-1, *out.shape[2:]) if stacked else out
 
 
+def state_student_ids(post: xr.Dataset, students: np.ndarray) -> np.ndarray:
+    """(state,) object array: the student id of every flat state.  The ``state_student``
+    coordinate holds codes into `students` (trees since 2026-12-04: the ids by reference, no
+    string per state) or, in older folders, the ids themselves."""
+    vals = post["state_student"].values
+    if np.issubdtype(vals.dtype, np.integer):
+        return np.asarray(students, dtype=object)[vals]
+    return np.asarray(vals, dtype=object)
+
+
 def state_draws(tree: xr.DataTree, flat: np.ndarray | None = None, *, stacked: bool = True,
                 samples: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Posterior draws of the flat states `flat` (default: all): ``(chain·draw, n, d)``, or
@@ -305,7 +315,7 @@ class FitResult:
         p = self.idata["posterior"]
         return pd.DataFrame(
             {
-                "student_id": np.asarray(p["state_student"].values, dtype=object),
+                "student_id": state_student_ids(p, self.ids_of("student")),
                 "step": np.asarray(p["state_step"].values),
                 "state": np.arange(p.sizes["state"]),
             }
@@ -780,8 +790,14 @@ def load_tree(path: str | Path) -> xr.DataTree:
     if recomputed != tree.attrs["config_hash"]:
         raise storage.ModelFolderError(f"{path}: config hash does not match the recorded config; refusing to load")
     post = tree["posterior"]
-    if "state_student" in post.coords and len(ids.get("students", [])) and not set(np.asarray(post["state_student"].values, dtype=str)) <= set(ids["students"]):
-        raise storage.ModelFolderError(f"{path}: ids.json does not match the students in the draws")
+    if "state_student" in post.coords and len(ids.get("students", [])):
+        vals = post["state_student"].values
+        if np.issubdtype(vals.dtype, np.integer):  # codes into the students (folders since 2026-12-04)
+            bad = len(vals) and (int(vals.min()) < 0 or int(vals.max()) >= len(ids["students"]))
+        else:
+            bad = not set(np.asarray(vals, dtype=str)) <= set(ids["students"])
+        if bad:
+            raise storage.ModelFolderError(f"{path}: ids.json does not match the students in the draws")
     _check_ids_against_draws(path, tree, ids)
     _check_writer_version(path, manifest)
     tree.attrs["ids"] = json.dumps({"student": ids["students"], "assessment": ids["assessments"], "lesson": ids["lessons"]})
