@@ -45,6 +45,10 @@ def rate_table(codes: np.ndarray, labels: np.ndarray, y: np.ndarray, p_draws: np
         Entities with answers: `name`, ``answers``, ``observed``, ``predicted``, ``lo90``,
         ``hi90``, ``outside``, ``judged``, ``surprise``; the most surprising first.
     """
+    # only the entities with answers (the table keeps no others): with a sample of a large
+    # log's students, the (replicates, all students) intervals were 1.6 GB at 3.65M students
+    present, codes = np.unique(codes, return_inverse=True)
+    labels = np.asarray(labels)[present]
     n = len(labels)
     m = sparse.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n, len(codes)))
     count = np.asarray(m.sum(axis=1)).ravel()

@@ -150,7 +150,9 @@ def build_datatree(
     coords = {
         "chain": np.arange(n_chain),
         "draw": np.arange(n_draw),
-        "state": np.arange(idx.n_states),
+        # range coordinates as RangeIndex: no materialised arange (state, obs and transition
+        # were 0.29 GB of int64 at 25M rows); `.values` still gives the integers
+        "state": pd.RangeIndex(idx.n_states),
         "skill": np.arange(d),
         "student": students,
         "assessment": np.asarray(log.assessments, dtype=object),
@@ -183,7 +185,7 @@ def build_datatree(
     )
     posterior = posterior.drop_vars([c for c in ("student", "assessment", "lesson") if c not in posterior.dims])
 
-    observed = xr.Dataset({"outcome": ("obs", idx.outcome)}, coords={"obs": np.arange(len(idx.outcome))})
+    observed = xr.Dataset({"outcome": ("obs", idx.outcome)}, coords={"obs": pd.RangeIndex(len(idx.outcome))})
     constant = xr.Dataset(
         {
             "obs_state": ("obs", idx.obs_state),
@@ -193,7 +195,7 @@ def build_datatree(
             "transition_to": ("transition", idx.transition_to),
             "transition_lesson": ("transition", idx.transition_lesson),
         },
-        coords={"obs": np.arange(len(idx.outcome)), "transition": np.arange(len(idx.transition_from))},
+        coords={"obs": pd.RangeIndex(len(idx.outcome)), "transition": pd.RangeIndex(len(idx.transition_from))},
     )
     if model_config.get("history"):
         constant["obs_history"] = (("obs", "history_kind"), idx.history)
