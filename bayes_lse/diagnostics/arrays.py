@@ -138,7 +138,12 @@ def student_labels(idata: xr.DataTree) -> np.ndarray:
     """
     post = group_of(idata, "posterior")
     if post is not None and "student" in post.coords:
-        return np.asarray(post["student"].values).astype(str)
+        vals = np.asarray(post["student"].values)
+        # ids already text stay the object array they are: a fixed-width copy of 3.65M ids
+        # (and pandas' object copy of that when it indexes a Series) was ~0.4 GB
+        if vals.dtype == object and pd.api.types.infer_dtype(vals, skipna=False) == "string":
+            return vals
+        return vals.astype(str)
     inter = group_of(idata, "interactions")
     if inter is not None and "student" in inter and "student_id" in inter:
         codes = np.asarray(inter["student"].values).astype(int)

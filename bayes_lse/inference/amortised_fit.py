@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from bayes_lse.core.memory import release_free_memory
 from bayes_lse.inference.amortised import (
     ModuleSource,
     batch_arrays,
@@ -586,6 +587,7 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
     # not needed for the tree: freed before it is assembled, where the fit's memory peaks
     del cohort
     import_jax()[0].clear_caches()
+    release_free_memory()  # the training loop's freed batches, kept by malloc (heap pages)
     draws = int(fit_cfg["draws"])
     rng = np.random.default_rng(seed + 7)
     raw: dict[str, Any] = {}

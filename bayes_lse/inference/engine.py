@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge, validate_fit_config
+from bayes_lse.core.memory import release_free_memory
 from bayes_lse.inference.stopping import LossPlateau, TimeLimit
 from bayes_lse.model.terms import hyperparameters_used
 
@@ -82,33 +83,6 @@ class _MapProgress:
             f = float(getattr(intermediate_result, "fun", np.nan))
             print(f"{self.label}: iteration {self.iteration}/{self.maxiter}, -log p = {f:.2f} "
                   f"({now - self.t0:.0f} s)", file=sys.stderr, flush=True)
-
-
-def _release_free_memory() -> None:
-    """Hand cached free memory back to the system before the optimiser's large arrays arrive.
-
-    Reading a log goes through Arrow string columns; Arrow's allocator (mimalloc)
-    keeps what the reader's temporaries freed. On ASSISTments with items as lessons
-    that was ~60 MB of the MAP fit's 610 MB peak (docs/benchmarks.md). glibc's malloc
-    likewise keeps freed heap pages of the reader's numpy/pandas temporaries (its
-    mmap threshold grows with the first large free), ~70 MB there; `malloc_trim`
-    returns them. Both only release memory nothing refers to."""
-    pa = sys.modules.get("pyarrow")
-    if pa is not None:
-        pa.default_memory_pool().release_unused()
-    _malloc_trim()
-
-
-def _malloc_trim() -> None:
-    """glibc's malloc_trim(0) where there is one (Linux); a no-op elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # musl or another libc without malloc_trim
-        pass
 
 
 def run_fit(
@@ -174,7 +148,7 @@ def _run_fit(
 
     if progressbar is None:
         progressbar = default_progressbar()
-    _release_free_memory()
+    release_free_memory()
     if data.table["module_type"].eq("assessment").sum() == 0:
         raise ValueError("the interaction log has no assessment rows: there is nothing to fit")
     if method == "advi" and fit_cfg.get("amortised"):
@@ -199,7 +173,7 @@ def _run_fit(
         from bayes_lse.model.graph import IndexArrays
 
         idx = IndexArrays.from_log(data)
-        _release_free_memory()  # the transitions table from_log went through (~35 MB on ASSISTments)
+        release_free_memory()  # the transitions table from_log went through (~35 MB on ASSISTments)
         t0 = time.perf_counter()
         raw, extra = fit_map_kernel(spec, data, idx, fit_cfg, progressbar)
         idata = build_datatree(spec.config, fit_cfg, method, data, idx, raw, extra, time.perf_counter() - t0)

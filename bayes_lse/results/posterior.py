@@ -643,6 +643,9 @@ class FitResult:
         Path
             The folder written.
         """
+        from bayes_lse.core.memory import release_free_memory
+
+        release_free_memory()  # what the fit and its diagnostics freed, before the file's encoding
         tree = self.idata
         config = {
             "method": self.method,
