@@ -42,19 +42,27 @@ def package_version() -> str:
 CATEGORIES_ATTR = "categories"
 
 
-def _table_dataset(table: pd.DataFrame) -> xr.Dataset:
+def _table_dataset(table: pd.DataFrame, shared: dict[str, tuple[str, pd.Index]] | None = None) -> xr.Dataset:
     """The training table as a netCDF-safe Dataset, sharing the table's memory.  A text
     column is stored as integer codes into its distinct values (the coordinate
     ``<column>__categories`` of its own dim, named in the codes' attribute `CATEGORIES_ATTR`;
     `table_frame` turns them back into text): at 25M rows the per-row strings were 2.1 GB in
     memory and most of the folder.  A category column gives its own codes and categories
     (no copy); numeric columns are the table's arrays; no ``row`` coordinate is stored (it
-    was a 0.2 GB arange at 25M rows)."""
+    was a 0.2 GB arange at 25M rows).  `shared` maps a text column to (the column holding
+    its codes, the vocabulary): ``student_id`` is the ``student`` codes into the log's
+    students (the InteractionLog contract), stored with the very Index the posterior's
+    ``student`` coordinate holds — one set of id strings in memory, not two."""
     data: dict[str, Any] = {}
     coords: dict[str, Any] = {}
+    shared = shared or {}
     for col in table.columns:
         s = table[col]
-        if pd.api.types.is_bool_dtype(s):
+        if col in shared and shared[col][0] in table:
+            name = f"{col}__categories"
+            coords[name] = shared[col][1].rename(name)
+            data[col] = xr.Variable("row", table[shared[col][0]].to_numpy(), attrs={CATEGORIES_ATTR: name})
+        elif pd.api.types.is_bool_dtype(s):
             data[col] = ("row", s.to_numpy(dtype=np.int8))
         elif pd.api.types.is_numeric_dtype(s):
             data[col] = ("row", s.to_numpy(dtype=float if s.isna().any() else None))
@@ -143,10 +151,11 @@ def build_datatree(
             state[:, :, idx.later_state] = np.asarray(raw["later_state"])
     else:  # the students' posterior is kept as parameters (extra group "student_posterior")
         state = None
-    # the ids' own Index (Arrow strings when read from a file): xarray keeps it as the
-    # coordinate's index without a copy, where an object array was copied string by string
-    # (0.45 GB for 3.65M students); `.values` gives the object array when asked
-    students = pd.Index(log.students).rename(None)
+    # the ids as one object Index: xarray keeps an Index as the coordinate's index and its
+    # `.values` are this array (an object ndarray was copied string by string, 0.45 GB for
+    # 3.65M students; an Arrow-backed Index made new strings at every `.values`, in each
+    # diagnostic and twice in the file's encoding); the interactions' student_id shares it
+    students = pd.Index(np.asarray(log.students, dtype=object), dtype=object)
     coords = {
         "chain": np.arange(n_chain),
         "draw": np.arange(n_draw),
@@ -205,7 +214,7 @@ def build_datatree(
         "posterior": posterior,
         "observed_data": observed,
         "constant_data": constant,
-        "interactions": _table_dataset(table),
+        "interactions": _table_dataset(table, {"student_id": ("student", students)}),
         **{k: v for k, v in extra.items() if k in GROUPS_OPTIONAL},
     }
     tree = xr.DataTree.from_dict(groups)
