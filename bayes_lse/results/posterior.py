@@ -653,18 +653,20 @@ class FitResult:
             "fit_config": self.fit_config,
             "config_hash": self.config_hash,
         }
-        ids = {
-            "students": [str(s) for s in self.ids_of("student")],
-            "assessments": [str(a) for a in self.ids_of("assessment")],
-            "lessons": [str(x) for x in self.ids_of("lesson")],
-        }
+        def write_ids(p: Path) -> None:  # the lists built here and freed before fit.nc is encoded
+            ids = {
+                "students": [str(s) for s in self.ids_of("student")],
+                "assessments": [str(a) for a in self.ids_of("assessment")],
+                "lessons": [str(x) for x in self.ids_of("lesson")],
+            }
+            p.write_text(json.dumps(ids, indent=1))
 
         def write_nc(p: Path) -> None:
-            tree.to_netcdf(p, engine="h5netcdf")
+            file_tree(tree).to_netcdf(p, engine="h5netcdf")
 
         writers = {
             "config.json": lambda p: p.write_text(json.dumps(config, indent=1, sort_keys=True)),
-            "ids.json": lambda p: p.write_text(json.dumps(ids, indent=1)),
+            "ids.json": write_ids,
             "fit.nc": write_nc,
         }
         encoder = getattr(self, "encoder", None)
@@ -680,6 +682,36 @@ class FitResult:
             "saved": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         return storage.write_folder(Path(path), writers, manifest, overwrite)
+
+
+#: dims whose coordinate is 0..n−1: kept in memory as a RangeIndex, not written to fit.nc
+#: (xarray materialised all of them at once while writing: 0.4 GB at 25M rows), restored by
+#: `load_tree`
+RANGE_DIMS = ("state", "obs", "transition")
+
+
+def _is_range(index: Any, n: int) -> bool:
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and len(index) == n
+
+
+def file_tree(tree: xr.DataTree) -> xr.DataTree:
+    """`tree` as written to fit.nc: the same groups and attributes, without the `RANGE_DIMS`
+    coordinates that are plain ranges (no data copied)."""
+    nodes = {}
+    for node in tree.subtree:
+        ds = node.to_dataset(inherit=False)
+        drop = [d for d in RANGE_DIMS if d in ds.indexes and _is_range(ds.indexes[d], ds.sizes[d])]
+        nodes[node.path] = ds.drop_vars(drop) if drop else ds
+    return xr.DataTree.from_dict(nodes)
+
+
+def _restore_ranges(tree: xr.DataTree) -> None:
+    """The `RANGE_DIMS` coordinates a saved tree was written without, as RangeIndex."""
+    for node in tree.subtree:
+        ds = node.to_dataset(inherit=False)
+        missing = {d: pd.RangeIndex(ds.sizes[d]) for d in RANGE_DIMS if d in ds.dims and d not in ds.coords}
+        if missing:
+            node.dataset = ds.assign_coords(missing)
 
 
 def pass_draws(fitted: FitResult, state: np.ndarray, assessment: np.ndarray, student: np.ndarray | None,
@@ -782,6 +814,7 @@ def load_tree(path: str | Path) -> xr.DataTree:
         tree = xr.open_datatree(path / "fit.nc", engine="h5netcdf").load()
     except Exception as exc:  # noqa: BLE001 - any reader failure means an unusable folder
         raise storage.ModelFolderError(f"{path}: fit.nc could not be read ({type(exc).__name__}: {exc})") from None
+    _restore_ranges(tree)
     for key in ("method", "config_hash"):
         if str(tree.attrs.get(key)) != str(config.get(key)) or str(manifest.get(key)) != str(config.get(key)):
             raise storage.ModelFolderError(f"{path}: the draws and config.json disagree on {key}; refusing to load")
