@@ -31,6 +31,27 @@ def test_round_trip_is_exact(tiny_map, tmp_path):
     np.testing.assert_array_equal(p1["p_mean"].to_numpy(), p2["p_mean"].to_numpy())
 
 
+def test_range_coordinates_are_not_written_and_come_back_as_ranges(tiny_map, tmp_path):
+    """state/obs/transition are 0..n-1: fit.nc holds only their dimensions (xarray had
+    materialised them all while writing, 0.4 GB at 25M rows); load restores RangeIndexes,
+    and each state's student is a code into the ids."""
+    import h5py
+    import pandas as pd
+
+    path = tiny_map.save(tmp_path / "m")
+    with h5py.File(path / "fit.nc") as h:
+        for group, dim in (("posterior", "state"), ("observed_data", "obs"), ("constant_data", "transition")):
+            assert b"not a netCDF variable" in h[f"{group}/{dim}"].attrs["NAME"]
+    loaded = bl.load(path)
+    post = loaded.idata["posterior"].to_dataset()
+    assert isinstance(post.indexes["state"], pd.RangeIndex)
+    assert isinstance(loaded.idata["constant_data"].to_dataset().indexes["transition"], pd.RangeIndex)
+    codes = post["state_student"].values
+    assert np.issubdtype(codes.dtype, np.integer)
+    si = loaded.state_index()
+    np.testing.assert_array_equal(si["student_id"].to_numpy(), np.asarray(loaded.students, dtype=object)[codes])
+
+
 def test_nuts_round_trip(tiny_nuts, tmp_path):
     loaded = bl.load(tiny_nuts.save(tmp_path / "n"))
     xr.testing.assert_identical(tiny_nuts.idata["posterior"].to_dataset(), loaded.idata["posterior"].to_dataset())
