@@ -690,8 +690,8 @@ class FitResult:
 RANGE_DIMS = ("state", "obs", "transition")
 
 
-def _is_range(index: Any, n: int) -> bool:
-    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1 and len(index) == n
+def _is_range(index: Any) -> bool:
+    return isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1
 
 
 def file_tree(tree: xr.DataTree) -> xr.DataTree:
@@ -700,7 +700,7 @@ def file_tree(tree: xr.DataTree) -> xr.DataTree:
     nodes = {}
     for node in tree.subtree:
         ds = node.to_dataset(inherit=False)
-        drop = [d for d in RANGE_DIMS if d in ds.indexes and _is_range(ds.indexes[d], ds.sizes[d])]
+        drop = [d for d in RANGE_DIMS if d in ds.indexes and _is_range(ds.indexes[d])]
         nodes[node.path] = ds.drop_vars(drop) if drop else ds
     return xr.DataTree.from_dict(nodes)
 
