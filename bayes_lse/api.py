@@ -90,8 +90,9 @@ class LatentSkillEmbedding(ModelSpec):
             raise ValueError(f"method must be one of auto, {', '.join(METHODS)}, got {method!r}")
         choices: list[str] = list(kwargs.pop("choices", None) or [])  # made by a caller (the CLI)
         if method == "auto":
-            method, why = choose_method(log)
+            method, settings, why = choose_method(log, self.config, kwargs)
             choices.append(why)
+            kwargs = {**settings, **kwargs}  # what the choice implies (amortised=True), under the caller's
         # history="auto" (the default) is decided by `run_fit` for this log, with its reason
         return FittedLSE(run_fit(self, log, method, choices=choices, **kwargs))
 

@@ -168,12 +168,6 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
         model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise,
                                     "auto" if history is None else history, hierarchical)
         log = read_log(data)  # a raw DKT / EdNet / ... file gets the convert command to run
-        choices: list[str] = []
-        if method == "auto":
-            from bayes_lse.inference.defaults import choose_method
-
-            method, why = choose_method(log)
-            choices.append(why)
         overrides: dict[str, Any] = {}
         if config_file is not None:
             try:
@@ -185,6 +179,13 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
                            "amortised": amortised or None, "seed": seed}.items():
             if value is not None:
                 overrides[key] = value
+        choices: list[str] = []
+        if method == "auto":
+            from bayes_lse.inference.defaults import choose_method
+
+            method, implied, why = choose_method(log, model.config, overrides)
+            choices.append(why)
+            overrides = {**implied, **overrides}  # what the choice implies (amortised), under the options
         from bayes_lse.core.config import DEFAULT_FIT_CONFIG
 
         unknown = sorted(set(overrides) - set(DEFAULT_FIT_CONFIG[method]))

@@ -150,8 +150,9 @@ def batch_arrays(sim: SimulatedStudents, source: ModuleSource, bias: bool, sizes
     les_at = np.full(NS, -1, dtype=np.int64)
     il = np.flatnonzero(h.kind == 1)
     les_at[off[h.student[il]] + h.step[il]] = h.code[il]
-    g_row = np.where((les_at >= 0)[:, None], tables.lesson[np.maximum(les_at, 0), :d] if len(tables.lesson)
-                     else 0.0, 0.0)
+    # a log without lessons (ASSISTments) has an empty lesson table: zero gains of width d
+    g_row = (np.where((les_at >= 0)[:, None], tables.lesson[np.maximum(les_at, 0), :d], 0.0) if len(tables.lesson)
+             else np.zeros((NS, d)))
     csum = np.vstack([np.cumsum(g_row[::-1], axis=0)[::-1], np.zeros((1, d))])
     end = off + n_st
     g_after = csum[:NS] - csum[end[st_u]]

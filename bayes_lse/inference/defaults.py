@@ -32,6 +32,7 @@ Why these thresholds (docs/results.md, issue 15):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 # the history rule lives with the model spec (`ModelSpec.resolve_history`, also used when a
@@ -39,13 +40,16 @@ from typing import TYPE_CHECKING, Any
 # the other data-driven choices
 from bayes_lse.model.graph import HISTORY_MIN_REPEATS, choose_history, repeat_share
 
-__all__ = ["HISTORY_MIN_REPEATS", "choose_history", "repeat_share", "choose_method", "resolve_map_settings",
+__all__ = ["HISTORY_MIN_REPEATS", "choose_history", "repeat_share", "choose_method", "amortised_blocker", "resolve_map_settings",
            "n_answers", "cap_minibatch_draws", "choose_student_posterior"]
 
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
 
 NUTS_MAX_ANSWERS = 2_000
+#: from this many answers ``method="auto"`` fits by amortised ADVI (where it can run)
+AMORTISED_MIN_ANSWERS = 500_000
+AMORTISED_WHY = "TODO"
 SMALL_ANSWERS = 20_000
 MAXITER = 1_000
 SMALL_STARTS = 2
@@ -60,12 +64,58 @@ def n_answers(log: InteractionLog) -> int:
     return int((log.table["module_type"] == "assessment").sum())
 
 
-def choose_method(log: InteractionLog) -> tuple[str, str]:
+def amortised_blocker(model_config: Mapping[str, Any] | None = None,
+                      options: Mapping[str, Any] | None = None) -> str | None:
+    """Why the amortised ADVI fit cannot run for this model and these fit options here
+    (None when it can): it needs the ``jax`` extra, a fixed ``learning_noise``,
+    ``hierarchical=False`` (`inference.amortised_fit.fit_log_amortised`), and options that
+    are ADVI's (a user who passes ``starts=`` is asking for MAP)."""
+    import importlib.util
+
+    from bayes_lse.core.config import DEFAULT_FIT_CONFIG
+
+    opts = {k: v for k, v in (options or {}).items() if k != "progressbar"}  # any method's
+    foreign = sorted(set(opts) - set(DEFAULT_FIT_CONFIG["advi"]))
+    if foreign:
+        return f"the fit options {', '.join(foreign)} are not ADVI's"
+    if opts.get("kind", "meanfield") != "meanfield" or opts.get("backend") is not None:
+        return "the fit options ask for full-rank or a backend (the amortised fit is mean-field on JAX)"
+    if opts.get("amortised") is False:
+        return "amortised=False was passed"
+
+    missing = [m for m in ("jax", "numpyro") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed (pip install 'bayes-lse[jax]')"
+    cfg = model_config or {}
+    if cfg.get("learning_noise") == "learned":
+        return "the model's learning_noise is 'learned' (the amortised fit needs a fixed one)"
+    if cfg.get("hierarchical"):
+        return "the model is hierarchical (not supported by the amortised fit yet)"
+    return None
+
+
+def choose_method(log: InteractionLog, model_config: Mapping[str, Any] | None = None,
+                  options: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any], str]:
+    """The inference method for ``method="auto"``: (method, fit settings it implies, reason).
+
+    NUTS up to `NUTS_MAX_ANSWERS` answers; amortised ADVI from `AMORTISED_MIN_ANSWERS`
+    when it can run (`amortised_blocker`: the ``jax`` extra, a model it supports, the
+    user's fit `options`), else MAP, saying what stopped the amortised fit."""
     n = n_answers(log)
+    if (options or {}).get("amortised"):
+        return "advi", {}, "method amortised ADVI: amortised=True was passed"
     if n <= NUTS_MAX_ANSWERS:
-        return "nuts", f"method NUTS: {n} answers (<= {NUTS_MAX_ANSWERS}; full posterior in minutes)"
-    return "map", (f"method MAP: {n} answers (> {NUTS_MAX_ANSWERS}; NUTS would take long — "
-                   "pass --method nuts / method='nuts' for the full posterior)")
+        return "nuts", {}, f"method NUTS: {n} answers (<= {NUTS_MAX_ANSWERS}; full posterior in minutes)"
+    if n >= AMORTISED_MIN_ANSWERS:
+        blocker = amortised_blocker(model_config, options)
+        if blocker is None:
+            return "advi", {"amortised": True}, (
+                f"method amortised ADVI: {n} answers (>= {AMORTISED_MIN_ANSWERS}; {AMORTISED_WHY}) — "
+                "pass --method map / method='map' for the MAP point estimate")
+        return "map", {}, (f"method MAP: {n} answers; amortised ADVI would be chosen (>= {AMORTISED_MIN_ANSWERS} "
+                           f"answers) but {blocker}")
+    return "map", {}, (f"method MAP: {n} answers (> {NUTS_MAX_ANSWERS}; NUTS would take long — "
+                       "pass --method nuts / method='nuts' for the full posterior)")
 
 
 def resolve_map_settings(cfg: dict[str, Any], log: InteractionLog) -> tuple[dict[str, Any], list[str]]:

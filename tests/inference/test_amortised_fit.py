@@ -171,6 +171,31 @@ def test_amortised_advi_fit_is_a_posterior_like_any_other():
     assert auc(pred["outcome"].to_numpy(), pred["p_mean"].to_numpy()) > 0.6
 
 
+@pytest.mark.slow  # ~40 s: JAX compiles the joint ELBO step
+def test_auto_method_on_a_large_log_is_amortised_and_fits_a_log_without_lessons(monkeypatch):
+    """Issue 16: method "auto" from `AMORTISED_MIN_ANSWERS` answers is amortised ADVI, and
+    it fits a log with no lessons at all (ASSISTments: the encoder's lesson-gain features
+    were 1 column wide instead of d, and the batch could not be stacked)."""
+    import json
+    import warnings
+
+    import bayes_lse as bl
+    from bayes_lse.inference import defaults
+
+    c = bl.simulate(n_students=40, n_steps=4, n_assessments=6, n_lessons=2, answers_per_step=2, seed=3)
+    table = c.table[c.table["module_type"] == "assessment"].reset_index(drop=True)
+    monkeypatch.setattr(defaults, "NUTS_MAX_ANSWERS", 10)
+    monkeypatch.setattr(defaults, "AMORTISED_MIN_ANSWERS", 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        f = bl.LatentSkillEmbedding(history=False).fit(table, draws=20, seed=0, max_iterations=200, window=50,
+                                                        encoder_hidden=8, progressbar=False)
+    assert f.idata["optimization"].attrs["amortised"] == 1
+    assert json.loads(f.idata.attrs["choices"])[0].startswith("method amortised ADVI")
+    pred = f.predict(table)
+    assert len(pred) == len(table) and pred["p_mean"].between(0, 1).all()
+
+
 def test_amortised_advi_refuses_what_it_cannot_fit():
     import bayes_lse as bl
 

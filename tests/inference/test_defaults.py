@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pandas as pd
 import pytest
 
@@ -25,7 +27,7 @@ def test_repeat_share_counts_answers_to_an_assessment_answered_before():
 
 def test_method_and_map_settings_follow_the_number_of_answers(monkeypatch):
     small = _log([("s1", "a"), ("s2", "b")])
-    assert defaults.choose_method(small)[0] == "nuts"
+    assert defaults.choose_method(small)[:2] == ("nuts", {})
     cfg, why = defaults.resolve_map_settings({"starts": "auto", "maxiter": "auto", "ftol": 1e-9}, small)
     assert (cfg["starts"], cfg["maxiter"], cfg["ftol"]) == (defaults.SMALL_STARTS, defaults.MAXITER, 1e-9)
     assert len(why) == 2
@@ -33,9 +35,34 @@ def test_method_and_map_settings_follow_the_number_of_answers(monkeypatch):
     assert (cfg["starts"], cfg["maxiter"], why) == (3, 7, [])  # a user's numbers are kept
     monkeypatch.setattr(defaults, "NUTS_MAX_ANSWERS", 1)
     monkeypatch.setattr(defaults, "SMALL_ANSWERS", 1)
-    method, why = defaults.choose_method(small)
-    assert method == "map" and "2 answers" in why
+    method, implied, why = defaults.choose_method(small)
+    assert method == "map" and implied == {} and "2 answers" in why
     assert defaults.resolve_map_settings({"starts": "auto"}, small)[0]["starts"] == 1
+
+
+def test_large_logs_get_amortised_advi_where_it_can_run(monkeypatch):
+    """Issue 16: from AMORTISED_MIN_ANSWERS answers "auto" is amortised ADVI (faster than
+    MAP and better held out at 1.7M answers); MAP when it cannot run, saying why."""
+    pytest.importorskip("jax")
+    pytest.importorskip("numpyro")
+    log = _log([("s1", "a"), ("s2", "b"), ("s3", "a")])
+    monkeypatch.setattr(defaults, "NUTS_MAX_ANSWERS", 1)
+    assert defaults.choose_method(log)[0] == "map"  # 3 answers: below the threshold
+    monkeypatch.setattr(defaults, "AMORTISED_MIN_ANSWERS", 3)
+    method, implied, why = defaults.choose_method(log, bl.LatentSkillEmbedding().config)
+    assert (method, implied) == ("advi", {"amortised": True}) and "amortised ADVI: 3 answers" in why
+    for config, options, reason in [({"hierarchical": True}, {}, "hierarchical"),
+                                    ({"learning_noise": "learned"}, {}, "learning_noise"),
+                                    ({}, {"starts": 2}, "starts are not ADVI's"),
+                                    ({}, {"kind": "fullrank"}, "full-rank")]:
+        method, implied, why = defaults.choose_method(log, config, options)
+        assert (method, implied) == ("map", {}) and reason in why, why
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else object())
+    method, _, why = defaults.choose_method(log)
+    assert method == "map" and "jax not installed" in why and "bayes-lse[jax]" in why
+    # amortised=True asks for it at any size
+    monkeypatch.setattr(defaults, "AMORTISED_MIN_ANSWERS", 10**9)
+    assert defaults.choose_method(log, None, {"amortised": True})[:2] == ("advi", {})
 
 
 def test_fit_records_what_it_chose():
