@@ -1,10 +1,18 @@
 """Amortised ADVI end to end at scale, as a user runs it: a simulated log of ~25M rows
-written to a CSV file, `bayes-lse fit FILE --method advi --amortised` (defaults
-otherwise) in its own process, then `bayes-lse predict` on held-out answers.
+written to a CSV file, `bayes-lse fit FILE` with the defaults (method "auto", which is
+amortised ADVI at this size; the run fails if it chose anything else) in its own process,
+then `bayes-lse predict` on held-out answers.
 
     python -m benchmarks.bench_amortised_end_to_end                 # ~25M rows
     python -m benchmarks.bench_amortised_end_to_end --rows 2500000  # any size
     python -m benchmarks.bench_amortised_end_to_end --rows 250000 --dir /tmp/e2e --keep
+    python -m benchmarks.bench_amortised_end_to_end --rows 2500000 --compare-map      # and MAP, the old default
+    python -m benchmarks.bench_amortised_end_to_end --compare-map 20 --subsample 0    # MAP's first 20 iterations
+
+`--compare-map` also runs `bayes-lse fit FILE --method map` (the default below
+`inference.defaults.AMORTISED_MIN_ANSWERS` answers) and predicts the same rows; with a
+number, MAP stops after that many iterations (its seconds per iteration and its peak, for
+sizes where the 1,000 iterations would take hours).
 
 Printed: rows, students, the writing time (not counted), the fit's wall time and peak RSS
 (ru_maxrss of the child process: reading, validation, index arrays, JAX compilation,
@@ -138,6 +146,27 @@ def subsample_comparison(work: Path, held, pred, n_students: int, seed: int, exe
             "auc_true_p_on_subsample": round(float(auc(y, h["p_true"].to_numpy())), 4)}
 
 
+def map_comparison(work: Path, held, maxiter: int, seed: int, exe: str) -> dict:
+    """`bayes-lse fit --method map` on the same file (its defaults, or `maxiter` iterations)
+    and its held-out AUC and log-loss on the same rows."""
+    import pandas as pd
+
+    from bayes_lse.evaluate.metrics import auc, log_loss
+
+    extra = ["--maxiter", str(maxiter)] if maxiter else []
+    fit_s, fit_mb, p = _timed([exe, "fit", str(work / "log.csv"), "--method", "map", *extra, "-o",
+                               str(work / "map_model"), "--overwrite", "--seed", str(seed)])
+    iters = [line for line in p.stderr.splitlines() if line.startswith("MAP start")]
+    pred_s, pred_mb, _ = _timed([exe, "predict", str(work / "map_model"), str(work / "heldout.csv"), "-o",
+                                 str(work / "map_pred.csv"), "--overwrite", "-q"])
+    pm = pd.read_csv(work / "map_pred.csv")["p_mean"].to_numpy()
+    y = held["outcome"].to_numpy()
+    return {"map_maxiter": maxiter or "default", "map_fit_seconds": round(fit_s, 1), "map_fit_peak_mb": round(fit_mb, 1),
+            "map_last_progress": iters[-1] if iters else "", "map_predict_seconds": round(pred_s, 1),
+            "map_predict_peak_mb": round(pred_mb, 1), "map_heldout_auc": round(float(auc(y, pm)), 4),
+            "map_heldout_log_loss": round(float(log_loss(y, pm)), 4)}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=25_000_000)
@@ -149,6 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fit-args", default="", help="extra arguments of the amortised `bayes-lse fit` (one string)")
     ap.add_argument("--subsample", type=int, default=5000,
                     help="students of the full-batch ADVI comparison (0: none)")
+    ap.add_argument("--compare-map", type=int, nargs="?", const=0, default=None, metavar="MAXITER",
+                    help="also fit by MAP (its default 1,000 iterations, or MAXITER) and predict the same rows")
     a = ap.parse_args(argv)
     import shutil
     import tempfile
@@ -164,22 +195,27 @@ def main(argv: list[str] | None = None) -> None:
         (work / "log.json").write_text(json.dumps(info))
     print(json.dumps(info), flush=True)
     exe = str(Path(sys.executable).with_name("bayes-lse"))
-    fit_s, fit_mb, p = _timed([exe, "fit", str(log), "--method", "advi", "--amortised", "-o", str(model),
-                               "--overwrite", "--seed", str(a.seed), *a.fit_args.split()])
+    fit_s, fit_mb, p = _timed([exe, "fit", str(log), "-o", str(model), "--overwrite", "--seed", str(a.seed),
+                               *a.fit_args.split()])
     choices = [line for line in p.stderr.splitlines() if "amortised ADVI:" in line or "chose" in line.lower()]
+    if not any("method amortised ADVI" in line for line in choices) and "--method" not in a.fit_args:
+        raise SystemExit("the default fit did not choose amortised ADVI:\n" + "\n".join(choices))
     model_mb = sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) / 2**20
     pred_s, pred_mb, _ = _timed([exe, "predict", str(model), str(held), "-o", str(pred), "--overwrite", "-q"])
     import pandas as pd
 
-    from bayes_lse.evaluate.metrics import auc
+    from bayes_lse.evaluate.metrics import auc, log_loss
 
     h = pd.read_csv(held)
     pr = pd.read_csv(pred)
     out = {**info, "fit_seconds": round(fit_s, 1), "fit_peak_mb": round(fit_mb, 1), "model_mb": round(model_mb, 1),
            "predict_seconds": round(pred_s, 1), "predict_peak_mb": round(pred_mb, 1),
            "heldout_auc": round(float(auc(h["outcome"].to_numpy(), pr["p_mean"].to_numpy())), 4),
+           "heldout_log_loss": round(float(log_loss(h["outcome"].to_numpy(), pr["p_mean"].to_numpy())), 4),
            "true_p_auc": round(float(auc(h["outcome"].to_numpy(), h["p_true"].to_numpy())), 4),
            "fit_stderr_tail": choices[-6:]}
+    if a.compare_map is not None:
+        out.update(map_comparison(work, h, a.compare_map, a.seed, exe))
     if a.subsample:
         out.update(subsample_comparison(work, h, pr, a.subsample, a.seed, exe))
     print("RESULT " + json.dumps(out), flush=True)

@@ -507,7 +507,7 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
                 u = jax.random.uniform(k2, loc.shape, minval=1e-6, maxval=1.0)
                 mix = jax.nn.sigmoid(p["markov_mix"]) if "markov_mix" in p else 1.0
                 s, _ = markov_states(loc, scale, u, lesson_arrays(theta, b, has_prereq, jnp), max_step, has_prereq,
-                                     jax, jnp, mix)
+                                     jax, jnp, mix, n_students=b["g"].shape[0])
                 return s
             s = jax.lax.map(one, jax.random.split(key, MARKOV_SAMPLES))
             loc, scale = s.mean(0), jnp.maximum(s.std(0), 1e-6)

@@ -289,7 +289,8 @@ def test_markov_guide_follows_the_learning_update():
     gain = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [9.0, 9.0]])
     pre = np.array([[0.2, 0.1], [0.3, 0.3], [1.0, 1.0], [1.0, 1.0]])
     b = {"tr_mask": jnp.array([1.0, 1.0, 0.0, 0.0]), "tr_to": jnp.array([1, 2, 4, 0]),
-         "tr_gain": jnp.asarray(gain), "tr_pre": jnp.asarray(pre), "st_t": st_t}
+         "tr_gain": jnp.asarray(gain), "tr_pre": jnp.asarray(pre), "st_t": st_t,
+         "st_student": jnp.array([0, 0, 0, 1, 1, 0])}
     s, m = (np.asarray(x, dtype=float) for x in markov_states(loc, scale, u, b, 2, True, jax, jnp))
     s1 = eq.expected_update(np.array([1.0, 1.0]), gain[0], pre[0])
     s2 = eq.expected_update(s1, gain[1], pre[1])
@@ -301,3 +302,49 @@ def test_markov_guide_follows_the_learning_update():
     assert s_b[1, 0] > s[1, 0] + 0.4 and s_b[2, 0] > s[2, 0]  # the shift carries forward
     far = np.asarray(markov_states(loc.at[3].set(jnp.array([-50.0, -50.0])), scale, u, b, 2, True, jax, jnp)[0])
     assert np.isfinite(far).all() and far.min() >= 0
+
+
+def test_markov_states_match_the_row_by_row_recursion():
+    """The scan over timesteps (one draw per student per step) is the recursion written
+    row by row: s_r = TN⁻¹(u_r; max(mix·E[update](s_{r−1}) + loc_r, c·scale_r), scale_r)
+    for a row after its student's first, at loc_r for a first row; padding rows (t = −1)
+    keep the draw at their own location.  Random lengths, gains, scales; under jit."""
+    pytest.importorskip("jax")
+    from scipy.stats import norm
+
+    from bayes_lse.inference.amortised import MIN_STANDARDISED_LOC, import_jax, markov_states
+    from bayes_lse.model import terms as eq
+
+    jax, jnp, _ = import_jax()
+    rng = np.random.default_rng(5)
+    lengths = [1, 4, 2, 6, 3]
+    st_t = np.concatenate([np.arange(n) for n in lengths] + [[-1, -1]])
+    st_student = np.concatenate([np.full(n, i) for i, n in enumerate(lengths)] + [[0, 0]])
+    S, d = len(st_t), 2
+    loc = rng.normal(0.3, 0.8, (S, d))
+    scale = rng.uniform(0.2, 1.0, (S, d))
+    u = rng.uniform(0.01, 0.99, (S, d))
+    to = np.flatnonzero(st_t > 0)
+    gain = rng.uniform(0, 1, (len(to), d))
+    pre = rng.uniform(0.2, 1.5, (len(to), d))
+    mask = (rng.random(len(to)) < 0.7).astype(float)
+    b = {"tr_mask": jnp.asarray(mask), "tr_to": jnp.asarray(to), "tr_gain": jnp.asarray(gain),
+         "tr_pre": jnp.asarray(pre), "st_t": jnp.asarray(st_t), "st_student": jnp.asarray(st_student)}
+    mix = np.array([0.7, 0.4])
+    run = jax.jit(lambda lo, sc, uu, bb: markov_states(lo, sc, uu, bb, max(lengths) - 1, True, jax, jnp, mix,
+                                                       n_students=len(lengths)))
+    s, m = (np.asarray(x, dtype=float) for x in run(jnp.asarray(loc), jnp.asarray(scale), jnp.asarray(u), b))
+
+    g_at, p_at = np.zeros((S, d)), np.ones((S, d))
+    g_at[to] = mask[:, None] * gain
+    p_at[to] = mask[:, None] * (pre - 1.0) + 1.0
+    ref = np.zeros((S, d))
+    for r in range(S):
+        mu = loc[r].copy()
+        if st_t[r] > 0:
+            mu = mix * eq.expected_update(ref[r - 1], g_at[r], p_at[r]) + loc[r]
+        mu = np.maximum(mu, MIN_STANDARDISED_LOC * scale[r])
+        ref[r] = np.maximum(mu - scale[r] * norm.ppf(u[r] * norm.cdf(mu / scale[r])), 1e-8)
+    assert np.allclose(s, ref, rtol=1e-4, atol=1e-5)
+    grad = jax.grad(lambda lo: run(lo, jnp.asarray(scale), jnp.asarray(u), b)[0].sum())(jnp.asarray(loc))
+    assert np.isfinite(np.asarray(grad)).all()
