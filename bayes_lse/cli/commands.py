@@ -206,9 +206,9 @@ def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequi
             say(f"chosen from the data: {why}")
         say(f"fitting {model} by {method.upper()} to {log.n_students} students, "
             f"{log.summary().get('n_assessment_rows', '?')} answers ...")
-        # MAP's progress lines also when stderr is not a terminal (issue 20: silent for minutes);
-        # NUTS and ADVI keep their progress bars on a terminal only
-        progressbar = False if quiet else (True if method == "map" else None)
+        # MAP's and amortised ADVI's progress lines also when stderr is not a terminal (issue 20:
+        # silent for minutes); NUTS and ADVI keep their progress bars on a terminal only
+        progressbar = False if quiet else (True if method == "map" or overrides.get("amortised") else None)
         fitted = model.fit(log, method=method, choices=choices, progressbar=progressbar, **overrides)
         for why in fitted.choices[len(choices):]:  # what the engine chose (MAP starts, iterations)
             say(f"chosen from the data: {why}")

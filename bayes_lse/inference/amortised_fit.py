@@ -581,6 +581,9 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
                         max_seconds=fit_cfg.get("max_seconds"), history=with_history,
                         student_guide=str(fit_cfg.get("amortised_guide", "markov")))
     info = res.stopping or {}
+    if progressbar:
+        say(f"stopped after {len(res.losses)} steps ({info.get('stopped_by', '?')}, {res.seconds:.0f} s); every "
+            f"student's posterior from the encoder ({cohort.n_students:,} students) ...")
     loc, scale, b_loc, b_scale = trajectory_posterior(res, cohort, biases=bool(cfg["biases"]), n_skills=d)
     N = cohort.n_students
     # the cohort (its sorted rows and counts: 0.6 GB at 25M rows) and the compiled steps are

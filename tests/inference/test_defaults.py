@@ -51,6 +51,9 @@ def test_large_logs_get_amortised_advi_where_it_can_run(monkeypatch):
     monkeypatch.setattr(defaults, "AMORTISED_MIN_ANSWERS", 3)
     method, implied, why = defaults.choose_method(log, bl.LatentSkillEmbedding().config)
     assert (method, implied) == ("advi", {"amortised": True}) and "amortised ADVI: 3 answers" in why
+    long = _log([("s1", f"a{i}") for i in range(25)])  # 25 answers a student: MAP is faster there
+    method, _, why = defaults.choose_method(long)
+    assert method == "map" and "25.0 a student" not in why and "25 answers" in why
     for config, options, reason in [({"hierarchical": True}, {}, "hierarchical"),
                                     ({"learning_noise": "learned"}, {}, "learning_noise"),
                                     ({}, {"starts": 2}, "starts are not ADVI's"),
