@@ -65,8 +65,9 @@ class LatentSkillEmbedding(ModelSpec):
             The interactions (DESIGN §2); anything but an `InteractionLog` is read and
             validated with `read_interactions`.
         method : {"auto", "map", "advi", "nuts"}
-            Inference method; "auto" (default): NUTS up to 2,000 answers, MAP beyond
-            (`inference.defaults`; the choice and its reason are in
+            Inference method; "auto" (default): NUTS up to 2,000 answers, MAP beyond,
+            amortised ADVI from 500k answers at most 20 a student where it can run
+            (`inference.defaults.choose_method`; the choice and its reason are in
             ``fitted.choices``).  A config with ``history="auto"`` gets the history
             term when at least 5 % of the answers repeat a (student, assessment) pair.
         **kwargs

@@ -121,7 +121,8 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Model folder (default models/<data name>).")
 @click.option("--method", type=click.Choice(["auto", "map", "advi", "nuts"]), default="auto", show_default=True,
-              help="auto: NUTS up to 2,000 answers, MAP beyond (fit says which and why).")
+              help="auto: NUTS up to 2,000 answers, MAP beyond, amortised ADVI from 500k answers of <= 20 a "
+                   "student (extra jax) (fit says which and why).")
 @_model_options
 @click.option("--sampler", type=click.Choice(["nutpie", "pymc", "numpyro"]), default=None, help="NUTS backend (default nutpie).")
 @click.option("--draws", type=click.IntRange(min=1), default=None, help="Posterior draws per chain (NUTS/ADVI).")
