@@ -17,7 +17,7 @@ from bayes_lse.model import terms as eq
 from bayes_lse.results import storage
 from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import canonical_json, config_hash
-from bayes_lse.inference.assemble import package_version, table_frame
+from bayes_lse.inference.assemble import package_version, table_frame, table_frame_of_students
 from bayes_lse.core.errors import InteractionLogError
 
 if TYPE_CHECKING:
@@ -326,7 +326,21 @@ class FitResult:
         )
 
     def last_states(self) -> pd.DataFrame:
-        """Each student's last fitted step and its flat state index."""
+        """Each student's last fitted step and its flat state index (indexed by student id,
+        in the order of the flat states).
+
+        A student's states are contiguous in the flat order, so the last ones are where
+        the ``state_student`` codes change: at 25M rows (11.3M states, 3.65M students) the
+        groupby over a per-state column of ids took ~23 s and `predict` ran it twice."""
+        p = self.idata["posterior"]
+        codes = p["state_student"].values
+        if np.issubdtype(codes.dtype, np.integer) and codes.size:
+            ends = np.flatnonzero(np.r_[codes[1:] != codes[:-1], True])
+            owner = codes[ends]
+            if len(np.unique(owner)) == len(owner):  # contiguous: each student once
+                ids = np.asarray(self.ids_of("student"), dtype=object)[owner]
+                return pd.DataFrame({"step": np.asarray(p["state_step"].values)[ends], "state": ends},
+                                    index=pd.Index(ids, name="student_id", dtype=object))
         si = self.state_index()
         return si.groupby("student_id", sort=False).last()
 
@@ -523,32 +537,48 @@ class FitResult:
         n = self.n_samples
         d = self.n_skills
         within = step[rows] <= last_step[rows]
-        row_state = np.empty((n, len(rows), d))
         flat = (last_state[rows] - last_step[rows] + step[rows]).astype(np.int64)
-        # only the states these rows need are read (or drawn, for a fit that keeps its
-        # students' posterior as parameters): at 25M interactions the whole array is GBs
-        need, inv = np.unique(flat[within], return_inverse=True)
-        row_state[:, within] = self.state_draws(need)[:, inv]
-
         beyond = np.flatnonzero(~within)
-        if len(beyond):
-            row_state[:, beyond] = self._push_forward(t, rows[beyond], is_l, l_idx, last_step, last_state, update, seed)
+        # rows beyond the fitted history: pushed through their lessons together (few, usually)
+        pushed = (self._push_forward(t, rows[beyond], is_l, l_idx, last_step, last_state, update, seed)
+                  if len(beyond) else None)
+        at_beyond = np.full(len(rows), -1, dtype=np.int64)
+        at_beyond[beyond] = np.arange(len(beyond))
 
         stu_codes = pd.Index(self.ids_of("student")).get_indexer(t["student_id"].iloc[rows]) if self.has("student_bias") else None
         seen = a_idx[rows] >= 0
+        history = self.history_of(t.iloc[rows[seen]])
+        h_at = np.full(len(rows), -1, dtype=np.int64)
+        h_at[np.flatnonzero(seen)] = np.arange(int(seen.sum()))
         alpha = (1 - ci) / 2
         p_mean = np.empty(len(rows))
         p_low = np.empty(len(rows))
         p_high = np.empty(len(rows))
-        if seen.any():
-            p = pass_draws(self, row_state[:, seen], a_idx[rows][seen], None if stu_codes is None else stu_codes[seen],
-                           self.history_of(t.iloc[rows[seen]]))
-            p_mean[seen], p_low[seen] = p.mean(axis=0), np.quantile(p, alpha, axis=0)
-            p_high[seen] = np.quantile(p, 1 - alpha, axis=0)
-        if (~seen).any():
-            p = new_assessment_draws(self, row_state[:, ~seen], None if stu_codes is None else stu_codes[~seen], seed)
-            p_mean[~seen], p_low[~seen] = p.mean(axis=0), np.quantile(p, alpha, axis=0)
-            p_high[~seen] = np.quantile(p, 1 - alpha, axis=0)
+        # rows in chunks of PREDICT_CELLS // draws: the (draws, rows, d) states and the pass
+        # probability's temporaries of 46,519 rows × 1,000 draws peaked at 8.7 GB (25M-row model)
+        step_rows = max(1, PREDICT_CELLS // max(n, 1))
+        for lo in range(0, len(rows), step_rows):
+            c = np.arange(lo, min(lo + step_rows, len(rows)))
+            row_state = np.empty((n, len(c), d))
+            w = within[c]
+            # only the states these rows need are read (or drawn, for a fit that keeps its
+            # students' posterior as parameters; the same draws in any chunking)
+            if w.any():
+                need, inv = np.unique(flat[c][w], return_inverse=True)
+                row_state[:, w] = self.state_draws(need)[:, inv]
+            if (~w).any():
+                row_state[:, ~w] = pushed[:, at_beyond[c[~w]]]
+            sc = None if stu_codes is None else stu_codes[c]
+            k = seen[c]
+            if k.any():
+                hk = None if history is None else history[h_at[c[k]]]
+                p = pass_draws(self, row_state[:, k], a_idx[rows[c[k]]], None if sc is None else sc[k], hk)
+                p_mean[c[k]], p_low[c[k]] = p.mean(axis=0), np.quantile(p, alpha, axis=0)
+                p_high[c[k]] = np.quantile(p, 1 - alpha, axis=0)
+            if (~k).any():
+                p = new_assessment_draws(self, row_state[:, ~k], None if sc is None else sc[~k], seed)
+                p_mean[c[~k]], p_low[c[~k]] = p.mean(axis=0), np.quantile(p, alpha, axis=0)
+                p_high[c[~k]] = np.quantile(p, 1 - alpha, axis=0)
         out = pd.DataFrame(
             {
                 "student_id": t["student_id"].iloc[rows].to_numpy(),
@@ -571,7 +601,9 @@ class FitResult:
         a history term). Rows being predicted do not count each other, as for `pfa`."""
         if not self.model_config.get("history"):
             return None
-        t = self.interactions
+        # only the training rows of these rows' students, decoded to text (the whole table as
+        # text was 25M strings a column, +1 GB, at 25M rows)
+        t = table_frame_of_students(self.idata["interactions"].to_dataset(), rows["student_id"].astype(str).unique())
         t = t.loc[t["module_type"].astype(str) == "assessment", ["student_id", "module_id", "timestep", "outcome"]]
         t = t.astype({"student_id": str, "module_id": str})
         r = pd.DataFrame({"student_id": rows["student_id"].astype(str).to_numpy(),
@@ -735,6 +767,10 @@ def pass_draws(fitted: FitResult, state: np.ndarray, assessment: np.ndarray, stu
                           fitted.draws("history_failure")[:, None])
         g_j = g_j + h
     return eq.pass_probability(state, req, g_u, g_j)
+
+
+#: draws × rows scored at a time by `FitResult.predict` (8,192 rows at 1,000 draws)
+PREDICT_CELLS = 8_192_000
 
 
 #: population draws for an assessment the model has not seen: about this many in all
