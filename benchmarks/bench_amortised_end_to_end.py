@@ -218,7 +218,16 @@ def main(argv: list[str] | None = None) -> None:
         out.update(map_comparison(work, h, a.compare_map, a.seed, exe))
     if a.subsample:
         out.update(subsample_comparison(work, h, pr, a.subsample, a.seed, exe))
-    print("RESULT " + json.dumps(out), flush=True)
+    from benchmarks.runner import emit_result
+
+    quality = {k: out[k] for k in ("heldout_auc", "heldout_log_loss", "true_p_auc", "auc_amortised_on_subsample",
+                                   "auc_full_batch_on_subsample", "auc_difference", "map_heldout_auc") if k in out}
+    figures = {k: v for k, v in out.items() if k not in quality and k != "fit_stderr_tail"}
+    emit_result("amortised_end_to_end", quality=quality, figures=figures,
+                targets={"fit_seconds": "<= 900 (25M interactions, 2 cores)", "fit_peak_mb": "<= 4096",
+                         "auc_difference": "within 0.01 of full-batch ADVI on the subsample"},
+                notes=f"{out['rows']:,} rows; `bayes-lse fit FILE` with the defaults "
+                      f"({'; '.join(out['fit_stderr_tail'][-4:])})")
     if not a.keep and not a.dir:
         shutil.rmtree(work, ignore_errors=True)
 
