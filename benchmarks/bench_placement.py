@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--students", type=int, default=300, help="training cohort size")
-    ap.add_argument("--held-out", type=int, default=300)
+    # 800: the coverage target is a band of ±2 points; 300 held-out students (~1,400 later
+    # answers, correlated within a student) measured 92.3 % against 89.9 % with 800 — a
+    # binomial SE of 0.8 points before the correlation, too coarse to place it in the band
+    ap.add_argument("--held-out", type=int, default=800)
     ap.add_argument("--steps", type=int, default=3000, help="encoder training steps")
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--method", default="advi")
