@@ -91,7 +91,8 @@ def amortised_blocker(model_config: Mapping[str, Any] | None = None,
     opts = {k: v for k, v in (options or {}).items() if k != "progressbar"}  # any method's
     foreign = sorted(set(opts) - set(DEFAULT_FIT_CONFIG["advi"]))
     if foreign:
-        return f"the fit options {', '.join(foreign)} are not ADVI's"
+        return (f"{', '.join(foreign)} {'is not an ADVI option' if len(foreign) == 1 else 'are not ADVI options'} "
+                "(given for MAP or NUTS)")
     if opts.get("kind", "meanfield") != "meanfield" or opts.get("backend") is not None:
         return "the fit options ask for full-rank or a backend (the amortised fit is mean-field on JAX)"
     if opts.get("amortised") is False:

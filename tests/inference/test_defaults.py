@@ -56,7 +56,7 @@ def test_large_logs_get_amortised_advi_where_it_can_run(monkeypatch):
     assert method == "map" and "25.0 a student" not in why and "25 answers" in why
     for config, options, reason in [({"hierarchical": True}, {}, "hierarchical"),
                                     ({"learning_noise": "learned"}, {}, "learning_noise"),
-                                    ({}, {"starts": 2}, "starts are not ADVI's"),
+                                    ({}, {"starts": 2}, "starts is not an ADVI option"),
                                     ({}, {"kind": "fullrank"}, "full-rank")]:
         method, implied, why = defaults.choose_method(log, config, options)
         assert (method, implied) == ("map", {}) and reason in why, why
