@@ -36,6 +36,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -538,6 +539,20 @@ def trajectory_posterior(res: AmortisedFitResult, cohort: Cohort, *, biases: boo
     return loc, scale, b_loc, b_scale
 
 
+def unsupported(model_config: Mapping[str, Any], fit_options: Mapping[str, Any]) -> str | None:
+    """What in a model config or ADVI fit settings the amortised fit cannot do (None:
+    nothing): `run_amortised_advi` raises it, `inference.defaults` does not choose this fit
+    for it."""
+    if model_config.get("learning_noise") == "learned":
+        return "amortised ADVI needs a fixed learning_noise (a positive number); 'learned' is not supported yet"
+    if model_config.get("hierarchical"):
+        return "amortised ADVI does not support hierarchical=True yet; use hierarchical=False"
+    if fit_options.get("kind", "meanfield") != "meanfield" or fit_options.get("backend") is not None:
+        return ("amortised ADVI is mean-field over the global parameters and runs on JAX: kind must be "
+                "'meanfield' (not full-rank) and backend unset")
+    return None
+
+
 def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, Any], progressbar: bool) -> xr.DataTree:
     """`inference.run_fit` for method="advi" with ``amortised=True``: `fit_amortised` with
     the two-stage plateau rule (at most ``max_iterations`` steps of ``batch_size``
@@ -553,13 +568,9 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
 
     cfg = spec.config
     noise = cfg["learning_noise"]
-    if noise == "learned":
-        raise ValueError("amortised ADVI needs a fixed learning_noise (a positive number); 'learned' is not supported yet")
-    if cfg["hierarchical"]:
-        raise ValueError("amortised ADVI does not support hierarchical=True yet; use hierarchical=False")
-    if fit_cfg["kind"] != "meanfield" or fit_cfg.get("backend") is not None:
-        raise ValueError("amortised ADVI is mean-field over the global parameters and runs on JAX: "
-                         "kind must be 'meanfield' and backend unset")
+    why = unsupported(cfg, fit_cfg)
+    if why is not None:
+        raise ValueError(why)
     t0 = time.perf_counter()
     idx = IndexArrays.from_log(log, lean=True)  # int32: stored in the tree as they are
     with_history = bool(cfg["history"])

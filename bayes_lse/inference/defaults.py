@@ -81,9 +81,9 @@ def n_answers(log: InteractionLog) -> int:
 def amortised_blocker(model_config: Mapping[str, Any] | None = None,
                       options: Mapping[str, Any] | None = None) -> str | None:
     """Why the amortised ADVI fit cannot run for this model and these fit options here
-    (None when it can): it needs the ``jax`` extra, a fixed ``learning_noise``,
-    ``hierarchical=False`` (`inference.amortised_fit.fit_log_amortised`), and options that
-    are ADVI's (a user who passes ``starts=`` is asking for MAP)."""
+    (None when it can): options that are ADVI's (a user who passes ``starts=`` is asking
+    for MAP), the ``jax`` extra, and what `inference.amortised_fit.unsupported` lists (a
+    fixed ``learning_noise``, ``hierarchical=False``, mean-field without a backend)."""
     import importlib.util
 
     from bayes_lse.core.config import DEFAULT_FIT_CONFIG
@@ -93,20 +93,14 @@ def amortised_blocker(model_config: Mapping[str, Any] | None = None,
     if foreign:
         return (f"{', '.join(foreign)} {'is not an ADVI option' if len(foreign) == 1 else 'are not ADVI options'} "
                 "(given for MAP or NUTS)")
-    if opts.get("kind", "meanfield") != "meanfield" or opts.get("backend") is not None:
-        return "the fit options ask for full-rank or a backend (the amortised fit is mean-field on JAX)"
     if opts.get("amortised") is False:
         return "amortised=False was passed"
-
     missing = [m for m in ("jax", "numpyro") if importlib.util.find_spec(m) is None]
     if missing:
         return f"{' and '.join(missing)} not installed (pip install 'bayes-lse[jax]')"
-    cfg = model_config or {}
-    if cfg.get("learning_noise") == "learned":
-        return "the model's learning_noise is 'learned' (the amortised fit needs a fixed one)"
-    if cfg.get("hierarchical"):
-        return "the model is hierarchical (not supported by the amortised fit yet)"
-    return None
+    from bayes_lse.inference.amortised_fit import unsupported  # what the fit itself refuses
+
+    return unsupported(model_config or {}, opts)
 
 
 def choose_method(log: InteractionLog, model_config: Mapping[str, Any] | None = None,
