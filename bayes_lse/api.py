@@ -199,8 +199,9 @@ class FittedLSE(FitResult):
 
     def _history_offset(self, student: str, hist: pd.DataFrame | None) -> np.ndarray | None:
         """The history term's offset per (draw, assessment), or None without the term: a goal's
-        logit also has γ_s·log(1+S) + γ_f·log(1+F) for the student's earlier successes/failures
-        on it, which lessons do not change — folded into the assessment bias.  (The exact
+        logit also has γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R for the student's earlier
+        successes/failures on it (R as if it were answered next: lessons are not answers),
+        which lessons do not change — folded into the assessment bias.  (The exact
         placement of a new student counts its repeats with the term too; the amortised
         encoder does not, so "auto" placement is exact for such a model: `placement_method`.)"""
         if not self.model_config.get("history"):
@@ -213,11 +214,11 @@ class FittedLSE(FitResult):
         past = past[past["module_type"].astype(str) == "assessment"]
         codes = pd.Index([str(a) for a in self.assessments]).get_indexer(past["module_id"].astype(str))
         ok = codes >= 0
-        counts = _outcome_counts(codes[ok], past["outcome"].to_numpy(dtype=float)[ok], len(self.assessments))
+        counts = _assessment_memory(codes[ok], past["outcome"].to_numpy(dtype=float)[ok], len(self.assessments),
+                                    at=int(ok.sum()))
         from bayes_lse.model.terms import history_logit
 
-        return history_logit(counts[None], self.draws("history_success")[:, None],
-                             self.draws("history_failure")[:, None])
+        return history_logit(counts[None], [c[:, None] for c in self.history_draws()])
 
     # ------------------------------------------------------------- recommend
     # ------------------------------------------------------------ prediction with new students
@@ -334,19 +335,24 @@ class FittedLSE(FitResult):
             les = {int(step[i]): int(l_idx[i]) for i in np.flatnonzero(mine & ~is_a & ~in_hist)}
             if use_lessons and any(k < 0 for k in les.values()):
                 raise ValueError(f"student {s!r}: a lesson to push through is not in the fitted model")
-            counts = None
+            memory = None
             if self.model_config.get("history"):
                 past = mine & is_a & ~np.isnan(y)
-                counts = _outcome_counts(a_idx[past], y[past], len(a_ids))
+                memory = _assessment_memory(a_idx[past], y[past], len(a_ids))
+                q = np.cumsum(mine & is_a) - 1  # each row's answer index (rows to predict count as answers)
+                past_q = q[np.flatnonzero(past)] if past.any() else np.zeros(0, np.int64)
             g_u = 0.0 if bias is None else bias[:, None]
             for k in range(T, int(step[rows].max()) + 1):
                 at = rows[step[rows] == k]
                 if len(at):
                     j = a_idx[at]
                     off = ab[:, j]
-                    if counts is not None:
-                        off = off + eq.history_logit(counts[j][None], self.draws("history_success")[:, None],
-                                                     self.draws("history_failure")[:, None])
+                    if memory is not None:
+                        # lag from the last answered row (index into the answered rows → answer index)
+                        last = memory[j, 2]
+                        lag = np.where(last >= 0, q[at] - past_q[np.maximum(last, 0).astype(np.int64)], 0)
+                        c3 = np.column_stack([memory[j, :2], lag])
+                        off = off + eq.history_logit(c3[None], [c[:, None] for c in self.history_draws()])
                     p = eq.pass_probability(cur[:, None, :], req[:, j], g_u, off)
                     lo, hi = np.quantile(p, [alpha, 1 - alpha], axis=0)
                     for c, i in enumerate(at):
@@ -427,8 +433,7 @@ class FittedLSE(FitResult):
             noise=self.learning_noise_draws(),
             n_particles=n_particles,
             seed=seed,
-            history_coefficients=((self.draws("history_success"), self.draws("history_failure"))
-                                  if self.has("history_success") else None),
+            history_coefficients=self.history_draws(),
         )
 
     def placement_method(self, placement: str = "auto") -> tuple[str, str]:
@@ -751,13 +756,18 @@ class FittedLSE(FitResult):
                               assessment_cost=float(assessment_cost), tree=tr, notes=notes)
 
 
-def _outcome_counts(codes: np.ndarray, y: np.ndarray, n_assessments: int) -> np.ndarray:
-    """(n_assessments, 2): a student's successes and failures per assessment (the history
-    term's S and F), from the codes and 0/1 outcomes of its answered rows."""
-    counts = np.zeros((n_assessments, 2))
-    np.add.at(counts[:, 0], codes, y)
-    np.add.at(counts[:, 1], codes, 1.0 - y)
-    return counts
+def _assessment_memory(codes: np.ndarray, y: np.ndarray, n_assessments: int, at: int | None = None) -> np.ndarray:
+    """(n_assessments, 3): a student's successes and failures per assessment (the history
+    term's S and F), from the codes and 0/1 outcomes of its answered rows in order, and in
+    the last column the index (in those rows) of its last answer to each (−1: none) — or,
+    with `at`, the history term's lag of an answer given after the `at` rows (0: none)."""
+    out = np.zeros((n_assessments, 3))
+    np.add.at(out[:, 0], codes, y)
+    np.add.at(out[:, 1], codes, 1.0 - y)
+    last = np.full(n_assessments, -1.0)
+    np.maximum.at(last, codes, np.arange(len(codes), dtype=float))  # the latest answer to each
+    out[:, 2] = last if at is None else np.where(last >= 0, at - last, 0.0)
+    return out
 
 
 def load(path: str | Path) -> FittedLSE:

@@ -97,11 +97,11 @@ def identified_quantities(
             gu = 0.0
         gj = as_array(post["assessment_bias"], "assessment")[:, :, as_i] if "assessment_bias" in post else 0.0
         if "obs_history" in cd and "history_success" in post:
-            from bayes_lse.model.graph import history_logit
+            from bayes_lse.model.terms import HISTORY_COEFFICIENTS, history_logit
 
             h = np.asarray(cd["obs_history"].values)[rows]
-            gj = gj + history_logit(h[None, None], np.asarray(post["history_success"].values)[..., None],
-                                    np.asarray(post["history_failure"].values)[..., None])
+            gj = gj + history_logit(h[None, None], [np.asarray(post[k].values)[..., None]
+                                                    for k in HISTORY_COEFFICIENTS if k in post])
         p = eq.pass_probability(s, a, gu, gj)
         ass_lab = dim_labels(post, "assessment", post.sizes["assessment"])
         obs_coords = dict(coords_cd)

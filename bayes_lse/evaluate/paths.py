@@ -523,7 +523,8 @@ def branch_pass_draws(
     s_idx = pd.Index([str(s) for s in fitted.ids_of("student")]).get_indexer(students) \
         if fitted.has("student_bias") else None
     hist = fitted.history_of(pd.DataFrame({"student_id": students, "module_id": finals,
-                                           "timestep": np.asarray(list(final_steps), dtype=np.int64)}))
+                                           "timestep": np.asarray(list(final_steps), dtype=np.int64)}),
+                              sequential=False)
     return pass_draws(fitted, states, a_idx, s_idx, hist)
 
 

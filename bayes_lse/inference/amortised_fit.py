@@ -26,7 +26,7 @@ student); nothing else per student. The per-student output (states at the end, o
 encoder pass in batches) would be O(students × d) and is not computed here.
 
 Not supported (refused): learning_noise="learned", hierarchical=True. The history term
-(history=True) is two global coefficients; its per-answer counts ride along with the cohort.
+(history=True) is three global coefficients; its per-answer counts ride along with the cohort.
 The same code runs under JAX on a GPU (`jax[cuda12]`); it has not been run on one here.
 """
 
@@ -106,7 +106,7 @@ class Cohort:
     outcome: np.ndarray
     step: np.ndarray
     n_students: int
-    #: (rows, 2) the history term's counts S, F of each answer row (0 on lessons), or None
+    #: (rows, 3) the history term's counts S, F, lag of each answer row (0 on lessons), or None
     history: np.ndarray | None = None
 
     def last(self) -> np.ndarray:
@@ -150,7 +150,7 @@ class Cohort:
         return np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(starts - first, counts), counts
 
     def answer_history(self, idx: np.ndarray) -> np.ndarray:
-        """(answers of students `idx`, 2) the history counts, in the order `subset` gives
+        """(answers of students `idx`, 3) the history counts, in the order `subset` gives
         their answer rows (what `amortised.batch_arrays` calls an_*)."""
         rows, _ = self._rows(np.asarray(idx, dtype=np.int64))
         rows = rows[self.kind[rows] == 0]
@@ -213,8 +213,8 @@ def student_term(enc_params: dict[str, Any], stats: dict[str, Any], b: dict[str,
     bb["an_req"] = theta["requirement"][b["an_code"]]
     bb["an_ab"] = theta["assessment_bias"][b["an_code"]] if "assessment_bias" in theta else jnp.zeros_like(b["an_ab"])
     if "history_success" in theta:  # the history term, folded into the answer's offset
-        bb["an_ab"] = bb["an_ab"] + eq.history_logit(b["an_hist"], theta["history_success"],
-                                                     theta["history_failure"], xp=jnp)
+        bb["an_ab"] = bb["an_ab"] + eq.history_logit(b["an_hist"], [theta[k] for k in eq.HISTORY_COEFFICIENTS],
+                                                     xp=jnp)
     if "gain" in theta:
         has = b["tr_has"][:, None]
         bb["tr_gain"] = has * theta["gain"][b["tr_lesson"]]
@@ -279,8 +279,8 @@ def fit_amortised(
 ) -> AmortisedFitResult:
     """Joint SVI of the global guide and the encoder on `cohort` (see the module docstring).
 
-    `history`: the assessment-history term (γ_s·log(1+S) + γ_f·log(1+F) in each answer's
-    logit, `terms.history_logit`; the counts are `cohort.history`), two global coefficients
+    `history`: the assessment-history term (γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R in each answer's
+    logit, `terms.history_logit`; the counts are `cohort.history`), three global coefficients
     with normal guides.
 
     `schedule`: "cosine" — exactly `steps` steps, the learning rate decayed by cosine to
@@ -317,7 +317,7 @@ def fit_amortised(
     if history:
         if cohort.history is None:
             raise ValueError("history=True needs the cohort's history counts (cohort_of(..., history=True))")
-        for name in ("history_success", "history_failure"):
+        for name in eq.HISTORY_COEFFICIENTS:
             guide[name] = (jnp.zeros(()), jnp.full((), -2.0))
     # strongly typed float32 from the start: arrays filled from Python floats are "weak",
     # Adam's update makes them strong, and each change of type recompiled the step (3
@@ -386,7 +386,7 @@ def fit_amortised(
         b = {k: v for k, v in b.items() if k != "target"}
         if history:
             h = cohort.answer_history(idx)
-            b["an_hist"] = np.vstack([h, np.zeros((sizes["answers"] - len(h), 2))])
+            b["an_hist"] = np.vstack([h, np.zeros((sizes["answers"] - len(h), h.shape[1]))])
         key, sub = jax.random.split(key)
         state, value = step(state, b, sub)
         hist[i] = float(value)
@@ -461,7 +461,7 @@ def cohort_of(log: InteractionLog, idx: IndexArrays, history: bool = False) -> C
     outcome = outcome[order]
     counts = None
     if history:
-        counts = np.zeros((n_a + n_l, 2), np.float32)  # counts are exact in float32 up to 2**24
+        counts = np.zeros((n_a + n_l, 3), np.float32)  # counts are exact in float32 up to 2**24
         counts[:n_a] = idx.history
         counts = counts[order]
     del order
@@ -626,7 +626,7 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
                                    b_loc + b_scale * rng.standard_normal((1, draws, len(b_loc))))
     del loc, scale
     dims = {"requirement": ("assessment", "skill"), "gain": ("lesson", "skill"), "prerequisite": ("lesson", "skill"),
-            "assessment_bias": ("assessment",), "history_success": (), "history_failure": ()}
+            "assessment_bias": ("assessment",), **{k: () for k in eq.HISTORY_COEFFICIENTS}}
     for name, (g_loc, g_scale) in res.guide.items():
         u = g_loc + g_scale * rng.standard_normal((1, draws, *g_loc.shape))
         raw[name] = (("chain", "draw", *dims[name]), np.exp(u) if name in POSITIVE else u)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from bayes_lse.core.config import canonical_json, config_hash
 from bayes_lse.core.lazy import LazyModule
-from bayes_lse.model.terms import HYPERPARAMETERS
+from bayes_lse.model.terms import HISTORY_COEFFICIENTS, HYPERPARAMETERS
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -195,8 +195,7 @@ def build_datatree(
         "student_bias": ("student",),
         "assessment_bias": ("assessment",),
         "learning_noise": (),
-        "history_success": (),
-        "history_failure": (),
+        **{h: () for h in HISTORY_COEFFICIENTS},
         # the hierarchical model's hyperparameters (model.terms.HYPER_OF)
         **{h: () for h in HYPERPARAMETERS},
     }
@@ -227,7 +226,7 @@ def build_datatree(
     )
     if model_config.get("history"):
         constant["obs_history"] = (("obs", "history_kind"), idx.history)
-        constant = constant.assign_coords(history_kind=["success", "failure"])
+        constant = constant.assign_coords(history_kind=["success", "failure", "lag"])
     table = log.table
     groups = {
         "posterior": posterior,

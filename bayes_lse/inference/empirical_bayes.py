@@ -44,6 +44,7 @@ import numpy as np
 
 from bayes_lse.model.graph import IndexArrays
 from bayes_lse.model.terms import (
+    HISTORY_COEFFICIENTS,
     HYPER_OF,
     history_logit,
     hyperparameters_used,
@@ -87,7 +88,7 @@ def answer_logits(point: dict[str, np.ndarray], idx: IndexArrays, config: dict[s
         logit = logit + np.asarray(point["student_bias"], dtype=float)[idx.obs_student]
         logit = logit + np.asarray(point["assessment_bias"], dtype=float)[j]
     if config.get("history") and "history_success" in point:
-        logit = logit + history_logit(idx.history, float(point["history_success"]), float(point["history_failure"]))
+        logit = logit + history_logit(idx.history, [float(point[k]) for k in HISTORY_COEFFICIENTS if k in point])
     return logit
 
 

@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, log_ndtr
 
-from bayes_lse.model.terms import NORM_EPS, prior_family, prior_location, prior_scale
+from bayes_lse.model.terms import (
+    HISTORY_COEFFICIENTS,
+    NORM_EPS,
+    history_features,
+    prior_family,
+    prior_location,
+    prior_scale,
+)
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
@@ -316,7 +323,7 @@ class CentredObjective:
         if self.learn_sigma:
             shapes.append(("learning_noise", (), True))
         if self.use_history:
-            shapes += [("history_success", (), False), ("history_failure", (), False)]
+            shapes += [(name, (), False) for name in HISTORY_COEFFICIENTS]
         self.blocks: dict[str, Block] = {}
         start = 0
         for name, shape, pos in shapes:
@@ -333,7 +340,7 @@ class CentredObjective:
         # numba's loop wants floats; numpy takes the int8 0/1 as they are (2 MB less on ASSISTments)
         self.outcome = np.asarray(idx.outcome, dtype=np.float64) if backend == "numba" else np.asarray(idx.outcome)
         if self.use_history:
-            self.log_counts = np.log1p(idx.history)
+            self.history_features = np.column_stack(history_features(np.asarray(idx.history, dtype=float)))
         self._none = np.zeros(0)
         self.is_initial = np.zeros(idx.n_states, dtype=bool)
         self.is_initial[idx.initial_state] = True
@@ -433,8 +440,8 @@ class CentredObjective:
         dGU = grad.get("student_bias", self._empty1)
         dGJ = grad.get("assessment_bias", self._empty1)
         if self.use_history:
-            g_s, g_f = float(v["history_success"]), float(v["history_failure"])
-            offset = g_s * self.log_counts[:, 0] + g_f * self.log_counts[:, 1]
+            coefs = [float(v[name]) for name in HISTORY_COEFFICIENTS]
+            offset = self.history_features @ np.asarray(coefs)
             dlogit = np.zeros(len(offset))
         else:
             offset = dlogit = self._none
@@ -446,10 +453,10 @@ class CentredObjective:
             dS, dA, dL, dQ, dGU, dGJ, offset, dlogit,
         )  # fmt: skip
         if self.use_history:
-            for name, g_val, col in (("history_success", g_s, 0), ("history_failure", g_f, 1)):
+            for col, (name, g_val) in enumerate(zip(HISTORY_COEFFICIENTS, coefs, strict=True)):
                 p, g = self._prior(name, np.atleast_1d(g_val), pri)
                 lp += p
-                grad[name][...] = float(g[0]) + float(dlogit @ self.log_counts[:, col])
+                grad[name][...] = float(g[0]) + float(dlogit @ self.history_features[:, col])
         # priors (with their constants, as PyMC's logp)
         s0 = S[self.is_initial]
         p, g = self._prior("initial_state", s0, pri)

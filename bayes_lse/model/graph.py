@@ -18,6 +18,7 @@ import numpy as np
 from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, validate_model_config
 from bayes_lse.model.terms import (
+    HISTORY_COEFFICIENTS,
     assessment_history_counts,
     hierarchical_variable,
     history_logit,
@@ -137,9 +138,10 @@ class IndexArrays:
 
     @cached_property
     def history(self) -> np.ndarray:
-        """(answers, 2): earlier successes/failures of each answer's student on its
-        assessment, in state order (the history term's counts; computed once; float32 when
-        lean — counts are exact in float32 up to 2**24)."""
+        """(answers, 3): earlier successes/failures of each answer's student on its
+        assessment and the lag since it last answered it, in state order (the history term's
+        counts, `assessment_history_counts`; computed once; float32 when lean — counts are
+        exact in float32 up to 2**24)."""
         return assessment_history_counts(self.obs_student, self.obs_assessment, self.outcome, self.obs_state,
                                          dtype=np.float32 if self.lean else float)
 
@@ -403,10 +405,8 @@ class ModelSpec:
             if cfg["biases"]:
                 logit = logit + g_u[idx.obs_student]
             if cfg["history"]:
-                counts = idx.history
-                g_s = prior_variable("history_success", pri)
-                g_f = prior_variable("history_failure", pri)
-                logit = logit + history_logit(counts, g_s, g_f)
+                coefs = [prior_variable(name, pri) for name in HISTORY_COEFFICIENTS]
+                logit = logit + history_logit(idx.history, coefs)
             observed = pm.Data("outcome_data", idx.outcome, dims="obs") if outcome_data else idx.outcome
             pm.Bernoulli("outcome", logit_p=logit, observed=observed, dims="obs")
         return model, idx

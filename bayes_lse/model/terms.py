@@ -254,34 +254,77 @@ def step_states(
     return next_state(lesson_update_mean(state, lesson, gain, prerequisite), noise, update, rng)
 
 
-def history_logit(counts: Any, success: Any, failure: Any, xp: Any = np) -> Any:
-    """γ_s·log(1+S) + γ_f·log(1+F) for counts (…, 2) (`xp`: numpy, or jax.numpy in the
-    amortised fit)."""
-    return success * xp.log1p(counts[..., 0]) + failure * xp.log1p(counts[..., 1])
+#: The history term's coefficients, one per column of its features (`history_features`):
+#: earlier successes and failures on the same assessment, and how recently it was answered.
+HISTORY_COEFFICIENTS: tuple[str, ...] = ("history_success", "history_failure", "history_recency")
+
+#: R = lag^(−RECENCY_EXPONENT), lag = the student's answers since its previous answer to the
+#: same assessment (1: the answer just before).  Screened as a fifth PFA feature on MoFaCTS,
+#: 5 folds, last 10 % (docs/results.md, "Forgetting"): exponent 0.3 / 0.5 / 1 gave +0.016 /
+#: +0.016 / +0.011 AUC over PFA; on ASSISTments all three ±0.0000.
+RECENCY_EXPONENT = 0.5
+
+
+def history_features(counts: Any, xp: Any = np) -> list[Any]:
+    """The history term's features from its counts (…, 2 or 3) — S, F[, lag]: log(1+S),
+    log(1+F)[, R] with R = lag^(−1/2) for a repeated answer and 0 for a first one (lag 0).
+    Counts of two columns (models saved before the recency feature) give two features."""
+    out = [xp.log1p(counts[..., 0]), xp.log1p(counts[..., 1])]
+    if counts.shape[-1] > 2:
+        lag = counts[..., 2]
+        out.append(xp.where(lag > 0, xp.maximum(lag, 1.0) ** -RECENCY_EXPONENT, 0.0))
+    return out
+
+
+def history_logit(counts: Any, coefficients: Any, xp: Any = np) -> Any:
+    """γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R for counts (…, 3) and `coefficients` (γ_s, γ_f[, γ_r])
+    (`xp`: numpy, or jax.numpy in the amortised fit).  A model saved before the recency
+    feature has two coefficients and counts of two columns: the term it was fitted with."""
+    feats = history_features(counts, xp)
+    out = 0.0
+    for c, f in zip(coefficients, feats, strict=False):
+        out = out + c * f
+    return out
 
 
 def assessment_history_counts(
     student: np.ndarray, assessment: np.ndarray, outcome: np.ndarray, time: np.ndarray | None = None,
     dtype: Any = float,
 ) -> np.ndarray:
-    """Earlier successes and failures of the same student on the same assessment:
-    (rows, 2) of `dtype`, columns S, F — the counts of the history term (`history_logit`).
-    (The performance-factors baseline's counts, overall and per module, are
-    `evaluate.baselines.pfa_history_counts`.) "Earlier" is by `time` (e.g. the flat state index or
-    the timestep), then by row order.
+    """Earlier successes and failures of the same student on the same assessment, and how
+    long ago it last answered it: (rows, 3) of `dtype`, columns S, F, lag — the counts of
+    the history term (`history_logit`).  lag is the number of the student's answers from its
+    previous answer to this assessment to this one (1: answered just before; 0: no earlier
+    answer).  (The performance-factors baseline's counts, overall and per module, are
+    `evaluate.baselines.pfa_history_counts`.) "Earlier" is by `time` (e.g. the flat state
+    index or the timestep), then by row order.
 
     One stable sort by (student, assessment) pair and time, then running sums within each
-    pair's run: S = successes since the run began, F = position in the run − S.  On 17.3M
-    random answers (3.65M students, 50 assessments) its traced peak is 1.17 GB with the
-    float64 output, 1.04 GB with float32, in 1.7 s; the version with a group index and both
-    running sums in float64 took 2.12 GB and 7.5 s (docs/benchmarks.md)."""
+    pair's run: S = successes since the run began, F = position in the run − S; the lag is
+    the difference of two answers' ranks in a second sort by (student, time).  On 17.3M
+    random answers (3.65M students, 50 assessments) the S, F part's traced peak was 1.17 GB
+    with the float64 output, 1.04 GB with float32, in 1.7 s; the version with a group index
+    and both running sums in float64 took 2.12 GB and 7.5 s (docs/benchmarks.md)."""
     y = np.asarray(outcome, dtype=float)
     n = len(y)
-    out = np.zeros((n, 2), dtype=dtype)
+    out = np.zeros((n, 3), dtype=dtype)
     if not n:
         return out
     assessment = np.asarray(assessment)
-    key = np.asarray(student, dtype=np.int64) * (int(assessment.max()) + 1) + assessment
+    student = np.asarray(student, dtype=np.int64)
+    # each answer's rank among its student's answers, in the same (time, row) order
+    by_student = np.argsort(student, kind="stable") if time is None else np.lexsort((np.asarray(time), student))
+    s_sorted = student[by_student]
+    s_start = np.empty(n, dtype=bool)
+    s_start[0] = True
+    np.not_equal(s_sorted[1:], s_sorted[:-1], out=s_start[1:])
+    del s_sorted
+    s_first = np.flatnonzero(s_start)
+    del s_start
+    rank = np.empty(n, dtype=np.int64)
+    rank[by_student] = np.arange(n, dtype=np.int64) - np.repeat(s_first, np.diff(np.append(s_first, n)))
+    del by_student, s_first
+    key = student * (int(assessment.max()) + 1) + assessment
     # lexsort and argsort(kind="stable") keep row order among ties: "then by row order"
     order = np.argsort(key, kind="stable") if time is None else np.lexsort((np.asarray(time), key))
     key = key[order]
@@ -290,7 +333,6 @@ def assessment_history_counts(
     np.not_equal(key[1:], key[:-1], out=start[1:])
     del key
     first = np.flatnonzero(start)
-    del start
     sizes = np.diff(np.append(first, n))
     yy = y[order]
     del y
@@ -302,6 +344,12 @@ def assessment_history_counts(
     pos -= np.repeat(first, sizes)  # answers before this row in the pair's run
     out[order, 0] = succ
     out[order, 1] = pos - succ
+    del succ, pos
+    r = rank[order]
+    lag = np.zeros(n, dtype=np.int64)
+    lag[1:] = r[1:] - r[:-1]
+    lag[start] = 0  # a pair's first answer has no earlier one
+    out[order, 2] = lag
     return out
 
 
@@ -319,6 +367,7 @@ PRIORS: dict[str, tuple[str, str]] = {
     "assessment_bias": ("normal", "assessment_bias_sd"),
     "history_success": ("normal", "history_sd"),
     "history_failure": ("normal", "history_sd"),
+    "history_recency": ("normal", "history_sd"),
     # the hierarchical model's hyperparameters (model config "hierarchical": true); the
     # config's scale of a parameter becomes the scale of its hyperprior
     "sigma_requirement": ("halfnormal", "requirement_scale"),

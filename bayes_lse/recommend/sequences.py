@@ -1566,12 +1566,12 @@ def place_student(
     noise: float | ArrayLike = math.sqrt(0.5),
     n_particles: int = 500,
     seed: int | np.random.Generator | None = None,
-    history_coefficients: tuple[ArrayLike, ArrayLike] | None = None,
+    history_coefficients: Sequence[ArrayLike] | None = None,
 ) -> Placement:
     """Draws of a new student's current state, holding the modules at their
     posterior draws (no refit).
 
-    `history_coefficients`: (γ_s, γ_f) draws (S,) of a model with the assessment-history
+    `history_coefficients`: (γ_s, γ_f[, γ_r]) draws (S,) of a model with the assessment-history
     term — each answer's logit then has γ_s·log(1+S) + γ_f·log(1+F) for the student's
     earlier successes/failures on the same assessment in this history (as in the fit), so
     a repeated answer weighs as a repeat, not as fresh evidence about the state.
@@ -1620,12 +1620,12 @@ def place_student(
     T, answers, lesson_at = _prepare_history(history, assessment_ids, lesson_ids)
     offsets: list[FloatArray] | None = None
     if history_coefficients is not None:  # the history term of every answer, (S, n) per timestep
-        g_s, g_f = (np.broadcast_to(np.asarray(g, dtype=float), (S,))[:, None] for g in history_coefficients)
+        coefs = [np.broadcast_to(np.asarray(g, dtype=float), (S,))[:, None] for g in history_coefficients]
         codes_all = np.concatenate([c for c, _ in answers]) if answers else np.zeros(0, np.int64)
         outs_all = np.concatenate([o for _, o in answers]) if answers else np.zeros(0)
         times = np.concatenate([np.full(len(c), t) for t, (c, _) in enumerate(answers)]) if answers else np.zeros(0)
         counts = eq.assessment_history_counts(np.zeros(len(codes_all), np.int64), codes_all, outs_all, times)
-        off_all = eq.history_logit(counts[None], g_s, g_f)
+        off_all = eq.history_logit(counts[None], coefs)
         cuts = np.cumsum([len(c) for c, _ in answers])[:-1]
         offsets = np.split(off_all, cuts, axis=1)
     rng = _rng(seed)

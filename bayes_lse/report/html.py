@@ -431,7 +431,10 @@ def _learned(post: xr.Dataset | None, diag: Diagnostics, facts: dict[str, Any], 
         gf = np.asarray(post["history_failure"].values).ravel()
         out.append({"label": "Practice effect",
                     "text": f"each earlier success on the same assessment adds γ_s·log(1+S) to the logit, "
-                            f"γ_s = {_interval(gs)}; earlier failures γ_f = {_interval(gf)}."})
+                            f"γ_s = {_interval(gs)}; earlier failures γ_f = {_interval(gf)}"
+                            + (f"; recency γ_r = {_interval(np.asarray(post['history_recency'].values).ravel())} "
+                               "times R = 1/√(answers since the last answer to it)"
+                               if "history_recency" in post else "") + "."})
     if "learning_noise" in post:
         out.append({"label": "Learning noise", "text": f"σ_L = {_interval(np.asarray(post['learning_noise'].values).ravel())}."})
     return out

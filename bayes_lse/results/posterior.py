@@ -308,6 +308,12 @@ class FitResult:
             return has_student_bias(self.idata)
         return name in self.idata["posterior"]
 
+    def history_draws(self) -> list[np.ndarray] | None:
+        """Draws of the history term's coefficients (`terms.HISTORY_COEFFICIENTS` the
+        fit has: two for a model saved before the recency feature), or None without the term."""
+        names = [k for k in eq.HISTORY_COEFFICIENTS if self.has(k)]
+        return [self.draws(k) for k in names] if names else None
+
     def learning_noise_draws(self) -> np.ndarray:
         if self.has("learning_noise"):
             return self.draws("learning_noise")
@@ -596,10 +602,14 @@ class FitResult:
                 out[extra] = t[extra].iloc[rows].to_numpy()
         return out
 
-    def history_of(self, rows: pd.DataFrame) -> np.ndarray | None:
-        """Earlier successes/failures on the same assessment for rows to predict, counted
-        over the fitted training answers at or before each row's timestep (None without
-        a history term). Rows being predicted do not count each other, as for `pfa`."""
+    def history_of(self, rows: pd.DataFrame, sequential: bool = True) -> np.ndarray | None:
+        """The history term's counts (rows, 3) for rows to predict (None without the term):
+        earlier successes/failures on the same assessment, counted over the fitted training
+        answers at or before each row's timestep, and the lag since the last of them — the
+        student's answers from it to the row, where the rows being predicted (in the order
+        given) count as answers in between; `sequential=False`: each row is a what-if of its
+        own, answered next (`evaluate.paths` scores two branches of one student).  Rows being
+        predicted do not count each other's outcomes, as for `pfa`."""
         if not self.model_config.get("history"):
             return None
         # only the training rows of these rows' students, decoded to text (the whole table as
@@ -610,12 +620,27 @@ class FitResult:
         r = pd.DataFrame({"student_id": rows["student_id"].astype(str).to_numpy(),
                           "module_id": rows["module_id"].astype(str).to_numpy(),
                           "at": rows["timestep"].to_numpy(), "i": np.arange(len(rows))})
+        # each training answer's rank in its student's (timestep, row) order; each row's
+        # answers at or before it (n_before) and its rank among the rows being predicted
+        t = t.sort_values(["student_id", "timestep"], kind="stable")
+        t["rank"] = t.groupby("student_id", sort=False).cumcount()
+        r["k"] = r.groupby("student_id", sort=False).cumcount() if sequential else 0
+        code = pd.Index(pd.unique(np.concatenate([t["student_id"].to_numpy(), r["student_id"].to_numpy()])))
+        key_t = code.get_indexer(t["student_id"]).astype(np.int64)
+        ts = t["timestep"].to_numpy(np.int64)
+        big = int(max(ts.max(initial=0), r["at"].max()) + 2)
+        keys = np.sort(key_t * big + ts)
+        key_r = code.get_indexer(r["student_id"]).astype(np.int64)
+        n_before = (np.searchsorted(keys, key_r * big + r["at"].to_numpy(np.int64), side="right")
+                    - np.searchsorted(keys, key_r * big, side="left"))
         m = r.merge(t, on=["student_id", "module_id"])
         m = m[m["timestep"] <= m["at"]]
-        agg = m.groupby("i")["outcome"].agg(["sum", "size"])
-        out = np.zeros((len(rows), 2))
-        out[agg.index.to_numpy(), 0] = agg["sum"].to_numpy()
-        out[agg.index.to_numpy(), 1] = (agg["size"] - agg["sum"]).to_numpy()
+        agg = m.groupby("i").agg(s=("outcome", "sum"), n=("outcome", "size"), last=("rank", "max"))
+        at = agg.index.to_numpy()
+        out = np.zeros((len(rows), 3))
+        out[at, 0] = agg["s"].to_numpy()
+        out[at, 1] = (agg["n"] - agg["s"]).to_numpy()
+        out[at, 2] = n_before[at] - agg["last"].to_numpy() + r["k"].to_numpy()[at]
         return out
 
     @staticmethod
@@ -754,19 +779,17 @@ def _restore_ranges(tree: xr.DataTree) -> None:
 def pass_draws(fitted: FitResult, state: np.ndarray, assessment: np.ndarray, student: np.ndarray | None,
                 history: np.ndarray | None = None) -> np.ndarray:
     """σ(D(s, a) + biases [+ history term]) for (samples, rows) given row states
-    (samples, rows, d); `history`: (rows, 2) earlier successes/failures on the same
-    assessment, needed when the model has the history term."""
+    (samples, rows, d); `history`: (rows, 3) earlier successes/failures on the same
+    assessment and the lag since the last of them (`terms.assessment_history_counts`),
+    needed when the model has the history term."""
     req = fitted.draws("requirement")[:, assessment]
     g_u = fitted.bias_draws(student) if student is not None and fitted.has("student_bias") else 0.0
     g_j = fitted.draws("assessment_bias")[:, assessment] if fitted.has("assessment_bias") else 0.0
-    if fitted.has("history_success"):
-        from bayes_lse.model.terms import history_logit
-
+    coefs = fitted.history_draws()
+    if coefs is not None:
         if history is None:
             raise ValueError("this model has a history term: pass the earlier successes/failures of each row")
-        h = history_logit(np.asarray(history, dtype=float)[None], fitted.draws("history_success")[:, None],
-                          fitted.draws("history_failure")[:, None])
-        g_j = g_j + h
+        g_j = g_j + eq.history_logit(np.asarray(history, dtype=float)[None], [c[:, None] for c in coefs])
     return eq.pass_probability(state, req, g_u, g_j)
 
 

@@ -20,21 +20,29 @@ def test_history_counts_match_a_loop():
     student, assessment = rng.integers(0, 7, n), rng.integers(0, 5, n)
     y, time = rng.integers(0, 2, n), rng.integers(0, 6, n)
     got = assessment_history_counts(student, assessment, y, time)
-    want = np.zeros((n, 2))
+    want = np.zeros((n, 3))
     for i in range(n):
         for k in range(n):
             earlier = time[k] < time[i] or (time[k] == time[i] and k < i)
             if earlier and student[k] == student[i] and assessment[k] == assessment[i]:
                 want[i, 1 - y[k]] += 1
+        # the lag: the student's answers from its latest earlier answer to this assessment to this one
+        seq = sorted((k for k in range(n) if student[k] == student[i]), key=lambda k: (time[k], k))
+        pos = seq.index(i)
+        prev = [p for p in range(pos) if assessment[seq[p]] == assessment[i]]
+        want[i, 2] = pos - prev[-1] if prev else 0
+    assert (want[:, 2] > 1).any() and (want[:, 2] == 1).any()
     np.testing.assert_array_equal(got, want)
     # float32 counts (the amortised fit's) are the same numbers
     np.testing.assert_array_equal(assessment_history_counts(student, assessment, y, time, dtype=np.float32), want)
     # without a time, "earlier" is row order alone
-    want0 = np.zeros((n, 2))
+    want0 = np.zeros((n, 3))
     for i in range(n):
         for k in range(i):
             if student[k] == student[i] and assessment[k] == assessment[i]:
                 want0[i, 1 - y[k]] += 1
+        prev = [k for k in range(i) if student[k] == student[i] and assessment[k] == assessment[i]]
+        want0[i, 2] = sum(student[k] == student[i] for k in range(prev[-1], i)) if prev else 0
     np.testing.assert_array_equal(assessment_history_counts(student, assessment, y), want0)
 
 
@@ -80,16 +88,16 @@ def test_predict_adds_the_history_term_by_hand():
     sid, mid = row["student_id"].iloc[0], row["module_id"].iloc[0]
     prev = t[(t.student_id == sid) & (t.module_id == mid)]  # every training answer at timestep 0 counts
     s_cnt, f_cnt = prev["outcome"].sum(), len(prev) - prev["outcome"].sum()
-    np.testing.assert_array_equal(f.history_of(row), [[s_cnt, f_cnt]])
+    # the row is the student's latest training answer: lag 1 from itself (rows within the history count)
+    np.testing.assert_array_equal(f.history_of(row), [[s_cnt, f_cnt, 1]])
     j, u = list(f.assessments).index(mid), list(f.students).index(sid)
-    h = history_logit(np.array([s_cnt, f_cnt], dtype=float), f.draws("history_success")[0],
-                      f.draws("history_failure")[0])
+    h = history_logit(np.array([s_cnt, f_cnt, 1], dtype=float), [c[0] for c in f.history_draws()])
     p = eq.pass_probability(f.current_state(sid)[0], f.draws("requirement")[0, j], f.draws("student_bias")[0, u],
                             f.draws("assessment_bias")[0, j] + h)
     assert f.predict(row)["p_mean"].iloc[0] == pytest.approx(float(p), rel=1e-9)
     # in-sample probabilities use the training counts kept in constant_data
     cd = f.idata["constant_data"]
-    assert cd["obs_history"].shape == (len(t), 2)
+    assert cd["obs_history"].shape == (len(t), 3)
     assert f.pass_probability_draws().shape == (1, len(t))
 
 
@@ -146,5 +154,5 @@ def test_kernel_and_pytensor_engines_agree_with_history(tiny_cohort):
     assert fits["kernel"].idata["optimization"].attrs["engine"] == "kernel"
     obj = {e: float(np.min(f.idata["optimization"]["objective"].values)) for e, f in fits.items()}
     assert obj["kernel"] == pytest.approx(obj["pytensor"], rel=1e-4)
-    for name in ("history_success", "history_failure"):
+    for name in eq.HISTORY_COEFFICIENTS:
         assert float(fits["kernel"].draws(name)[0]) == pytest.approx(float(fits["pytensor"].draws(name)[0]), abs=0.05)

@@ -38,7 +38,7 @@ def test_model_density_pins_every_prior_to_its_own_scale():
     prereq = np.array([tr["lessons"][k]["prerequisite"] for k in log.lessons])
     g_u = np.array([tr["students"][s]["bias"] for s in log.students])
     g_j = np.array([tr["assessments"][a]["bias"] for a in log.assessments])
-    sigma, g_s, g_f = tr["learning_noise"], 0.3, -0.2
+    sigma, g_s, g_f, g_r = tr["learning_noise"], 0.3, -0.2, 0.25
     point = {
         "initial_state_log__": np.log(states[idx.initial_state]),
         "later_state_log__": np.log(states[idx.later_state]),
@@ -50,6 +50,7 @@ def test_model_density_pins_every_prior_to_its_own_scale():
         "assessment_bias": g_j,
         "history_success": g_s,
         "history_failure": g_f,
+        "history_recency": g_r,
     }
     lp = float(model.compile_logp(jacobian=False)(point))
 
@@ -60,12 +61,13 @@ def test_model_density_pins_every_prior_to_its_own_scale():
     ref += stats.norm.logpdf(g_u, scale=0.6).sum()
     ref += stats.norm.logpdf(g_j, scale=1.7).sum()
     ref += stats.halfnorm.logpdf(sigma, scale=0.45)
-    ref += stats.norm.logpdf([g_s, g_f], scale=2.2).sum()
+    ref += stats.norm.logpdf([g_s, g_f, g_r], scale=2.2).sum()
     k = idx.transition_lesson
     mu = eq.expected_update(states[idx.transition_from], gain[k], prereq[k])
     ref += stats.truncnorm.logpdf(states[idx.transition_to], a=-mu / sigma, b=np.inf, loc=mu, scale=sigma).sum()
     logit = eq.pass_logit(states[idx.obs_state], req[idx.obs_assessment], g_u[idx.obs_student], g_j[idx.obs_assessment])
-    logit = logit + eq.history_logit(idx.history, g_s, g_f)
+    assert (idx.history[:, 2] > 0).any()  # the recency feature is exercised
+    logit = logit + eq.history_logit(idx.history, [g_s, g_f, g_r])
     ref += stats.bernoulli.logpmf(idx.outcome, eq.sigmoid(logit)).sum()
     # PyMC's normal_lcdf (the truncation normaliser) is good to ~2e-8 per term
     assert lp == pytest.approx(ref, rel=1e-9, abs=1e-6)
@@ -117,7 +119,7 @@ def reference_logp(values: dict[str, np.ndarray], idx: IndexArrays, config: dict
     states = values["state"]
     lp = eq.prior_logpdf("initial_state", states[idx.initial_state], pri).sum()
     for name in ("requirement", "gain", "prerequisite", "student_bias", "assessment_bias",
-                 "learning_noise", "history_success", "history_failure"):
+                 "learning_noise", *eq.HISTORY_COEFFICIENTS):
         if name in values:
             lp += eq.prior_logpdf(name, values[name], pri).sum()
     sigma = values["learning_noise"] if "learning_noise" in values else float(config["learning_noise"])
@@ -135,7 +137,7 @@ def reference_logp(values: dict[str, np.ndarray], idx: IndexArrays, config: dict
                           values.get("student_bias", zeros_u)[idx.obs_student],
                           values.get("assessment_bias", zeros_a)[idx.obs_assessment])
     if "history_success" in values:
-        logit = logit + eq.history_logit(idx.history, values["history_success"], values["history_failure"])
+        logit = logit + eq.history_logit(idx.history, [values[k] for k in eq.HISTORY_COEFFICIENTS])
     lp += stats.bernoulli.logpmf(idx.outcome, eq.sigmoid(logit)).sum()
     return float(lp)
 

@@ -389,7 +389,7 @@ def test_place_student_matches_exact_grid_posterior():
 
 def test_place_student_counts_repeats_with_the_history_term():
     """A model with the assessment-history term: the k-th answer to the same assessment
-    has γ_s·log(1+S) + γ_f·log(1+F) in its logit (as in the fit).  The placed draws follow
+    has γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R in its logit (as in the fit).  The placed draws follow
     the grid posterior *with* that offset, and repeated passes say less about the state
     than they would without it (γ_s > 0 explains them)."""
     world, req, *_ = placement_world(S=400)
@@ -398,14 +398,14 @@ def test_place_student_counts_repeats_with_the_history_term():
     y = np.array([1, 1, 1, 1, 1, 1, 0, 1, 0], dtype=float)
     hist = pd.DataFrame({"module_id": [f"A{c}" for c in codes], "module_type": "assessment", "outcome": y,
                          "timestep": 0})
-    g_s, g_f = 1.5, -1.0
+    g_s, g_f, g_r = 1.5, -1.0, 0.5
     pl = place_student(hist, **world, n_particles=1000, seed=1,
-                       history_coefficients=(np.full(400, g_s), np.full(400, g_f)))
+                       history_coefficients=(np.full(400, g_s), np.full(400, g_f), np.full(400, g_r)))
     plain = place_student(hist, **world, n_particles=1000, seed=1)
     zero = place_student(hist, **world, n_particles=1000, seed=1, history_coefficients=(0.0, 0.0))
     np.testing.assert_allclose(zero.state, plain.state)  # a zero term is no term
     counts = eq.assessment_history_counts(np.zeros(len(codes), np.int64), codes, y)
-    off = eq.history_logit(counts, g_s, g_f)
+    off = eq.history_logit(counts, [g_s, g_f, g_r])
     g = np.linspace(0, 5, 251)
     grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
     sign = np.where(y == 1, -1.0, 1.0)
