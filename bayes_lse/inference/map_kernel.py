@@ -434,6 +434,11 @@ class CentredObjective:
         GU = v.get("student_bias", self._empty1)
         GJ = v.get("assessment_bias", self._empty1)
         sigma = float(v["learning_noise"]) if self.learn_sigma else float(self.fixed_sigma)
+        if not sigma > 0:
+            # a learned σ_L at its bound 0 (or exp() underflowing): the transition density is
+            # degenerate there.  −inf is a rejected step for the optimiser's wrapper; before,
+            # MoFaCTS folds fitted with learning_noise="learned" died with ZeroDivisionError
+            return -math.inf, grad_buf
         dS, dA = grad["state"], grad["requirement"]
         dL = grad.get("gain", self._empty)
         dQ = grad.get("prerequisite", self._empty)

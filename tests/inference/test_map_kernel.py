@@ -156,3 +156,18 @@ def test_engine_kernel_with_auto_parametrization_runs_the_kernel(small_log):
     'auto' would have picked the non-centred graph on a small log."""
     fit = LatentSkillEmbedding().fit(small_log, method="map", engine="kernel", starts=1, maxiter=50)
     assert fit.idata["optimization"].attrs["engine"] == "kernel"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_learned_noise_at_zero_is_a_rejected_step_not_a_crash(small_log, backend):
+    """L-BFGS-B may put a learned σ_L on its bound 0 (a MoFaCTS fold did, and the fit died
+    with ZeroDivisionError); the density there is −inf, which the optimiser rejects."""
+    spec = LatentSkillEmbedding(learning_noise="learned")
+    idx = IndexArrays.from_log(small_log)
+    obj = _objective(small_log, spec, idx, normalised=True, log_space=False, backend=backend)
+    x = np.abs(np.random.default_rng(0).normal(size=obj.size)) + 0.05
+    x[obj.blocks["learning_noise"].start] = 0.0
+    lp, g = obj.logp_and_grad(x)
+    assert lp == -np.inf and np.all(np.isfinite(g))
+    f, _ = obj(x)
+    assert f == np.inf
