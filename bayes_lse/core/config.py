@@ -38,9 +38,11 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     "lessons": True,
     # a positive float (fixed σ_L) or the string "learned"
     "learning_noise": DEFAULT_LEARNING_NOISE,
-    # True: the pass logit also has γ_s·log(1+S) + γ_f·log(1+F), S/F the student's earlier
-    # successes/failures on the *same* assessment (the per-item memory of a
-    # performance-factors model; see docs/results.md on ASSISTments repeats); "auto": on
+    # True: the pass logit also has γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R, S/F the student's
+    # earlier successes/failures on the *same* assessment (the per-item memory of a
+    # performance-factors model; see docs/results.md on ASSISTments repeats) and
+    # R = lag^(−1/2), lag its answers since the last one to it (forgetting; docs/results.md
+    # "Forgetting: the recency feature" on MoFaCTS, model.terms.history_features); "auto": on
     # when ≥ 5 % of the answers repeat a (student, assessment) pair (inference.defaults)
     "history": "auto",
     # True: the prior scales of requirements, gains, prerequisites and both biases, and
