@@ -156,3 +156,47 @@ def test_kernel_and_pytensor_engines_agree_with_history(tiny_cohort):
     assert obj["kernel"] == pytest.approx(obj["pytensor"], rel=1e-4)
     for name in eq.HISTORY_COEFFICIENTS:
         assert float(fits["kernel"].draws(name)[0]) == pytest.approx(float(fits["pytensor"].draws(name)[0]), abs=0.05)
+
+
+def _forgetting_cohort(seed: int = 0, n_students: int = 80, n_answers: int = 40) -> pd.DataFrame:
+    """Static answers to 10 items where a repeat is likelier to pass the more recently the
+    item was last answered: logit = ability − difficulty + 3·lag^(−1/2) on a repeat."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_students):
+        ability = rng.normal()
+        last: dict[int, int] = {}
+        for q in range(n_answers):
+            j = int(rng.integers(0, 10))
+            logit = ability - 0.3 * (j - 5) - 1.0 + (3.0 / np.sqrt(q - last[j]) if j in last else 0.0)
+            rows.append((f"u{u}", f"A{j}", "assessment", int(rng.random() < 1 / (1 + np.exp(-logit))), 0))
+            last[j] = q
+    return pd.DataFrame(rows, columns=["student_id", "module_id", "module_type", "outcome", "timestep"])
+
+
+def test_recency_feature_is_learned_and_counted_for_rows_to_predict():
+    """The history term's third feature: its coefficient comes out positive where repeats
+    are remembered better the more recent they are, and for rows beyond the fitted history
+    the lag counts the training answers after the last one to the item plus the rows to
+    predict before it (their outcomes unknown) — the same numbers as a loop over the rows."""
+    t = _forgetting_cohort()
+    last = t.groupby("student_id").tail(6).index
+    train, test = t.drop(last), t.loc[last].reset_index(drop=True)
+    f = bl.LatentSkillEmbedding(n_skills=1, lessons=False, history=True).fit(train, method="map", starts=1,
+                                                                             seed=0, progressbar=False)
+    assert float(f.draws("history_recency")[0]) > 1.0
+    h = f.history_of(test)
+    want = np.zeros(len(test))
+    for u, rows in test.groupby("student_id", sort=False).groups.items():
+        seq = list(train.loc[train["student_id"] == u, "module_id"])
+        n = len(seq)
+        for k, i in enumerate(rows):
+            mid = test.at[i, "module_id"]
+            prev = [p for p in range(n) if seq[p] == mid]
+            want[i] = n + k - prev[-1] if prev else 0
+    np.testing.assert_array_equal(h[:, 2], want)
+    # each row is its own what-if (evaluate.paths): no rows to predict in between
+    solo = f.history_of(test, sequential=False)
+    np.testing.assert_array_equal(solo[:, :2], h[:, :2])
+    k = test.groupby("student_id", sort=False).cumcount().to_numpy()
+    np.testing.assert_array_equal(solo[:, 2], np.where(want > 0, want - k, 0))
