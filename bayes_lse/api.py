@@ -340,7 +340,7 @@ class FittedLSE(FitResult):
                 past = mine & is_a & ~np.isnan(y)
                 memory = _assessment_memory(a_idx[past], y[past], len(a_ids))
                 q = np.cumsum(mine & is_a) - 1  # each row's answer index (rows to predict count as answers)
-                past_q = q[np.flatnonzero(past)] if past.any() else np.zeros(0, np.int64)
+                past_q = np.append(q[past], 0)  # the answer index of each answered row (+ a pad for "none")
             g_u = 0.0 if bias is None else bias[:, None]
             for k in range(T, int(step[rows].max()) + 1):
                 at = rows[step[rows] == k]
@@ -349,8 +349,8 @@ class FittedLSE(FitResult):
                     off = ab[:, j]
                     if memory is not None:
                         # lag from the last answered row (index into the answered rows → answer index)
-                        last = memory[j, 2]
-                        lag = np.where(last >= 0, q[at] - past_q[np.maximum(last, 0).astype(np.int64)], 0)
+                        last = memory[j, 2].astype(np.int64)  # −1 (none) reads the pad
+                        lag = np.where(last >= 0, q[at] - past_q[last], 0)
                         c3 = np.column_stack([memory[j, :2], lag])
                         off = off + eq.history_logit(c3[None], [c[:, None] for c in self.history_draws()])
                     p = eq.pass_probability(cur[:, None, :], req[:, j], g_u, off)

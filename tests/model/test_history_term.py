@@ -200,3 +200,31 @@ def test_recency_feature_is_learned_and_counted_for_rows_to_predict():
     np.testing.assert_array_equal(solo[:, :2], h[:, :2])
     k = test.groupby("student_id", sort=False).cumcount().to_numpy()
     np.testing.assert_array_equal(solo[:, 2], np.where(want > 0, want - k, 0))
+
+
+def test_new_student_rows_get_the_recency_lag(monkeypatch):
+    """`FittedLSE.predict` for students not in the fit (placed from their answered rows): the
+    lag of a row to predict counts answered rows and rows to predict since the last
+    answered row on that item; a student with nothing answered gets 0 (no earlier answer)."""
+    t = _forgetting_cohort(n_students=30, n_answers=20)
+    f = bl.LatentSkillEmbedding(n_skills=1, lessons=False, history=True).fit(t, method="map", starts=1, seed=0,
+                                                                             progressbar=False)
+    rows = pd.DataFrame({"student_id": ["new"] * 5 + ["blank"] * 2,
+                         "module_id": ["A1", "A2", "A1", "A3", "A2", "A1", "A1"],
+                         "module_type": "assessment",
+                         "outcome": [1.0, 0.0, np.nan, np.nan, np.nan, np.nan, np.nan], "timestep": 0})
+    seen = []
+    real = eq.history_logit
+
+    def spy(counts, coefficients, xp=np):
+        seen.append(np.asarray(counts)[0].copy())
+        return real(counts, coefficients, xp)
+
+    monkeypatch.setattr(eq, "history_logit", spy)
+    out = f.predict(rows, placement="exact", seed=0)
+    # calls: placing "new" from its 2 answers (lags 0, 0), then one call per timestep of rows to
+    # predict — "new": A1 answered at 0, A2 at 1; to predict A1 (answer 2: lag 2), A3 (none),
+    # A2 (answer 4: lag 3); "blank": nothing answered, so neither A1 row has an earlier answer
+    assert [c[:, 2].tolist() for c in seen] == [[0.0, 0.0], [2.0, 0.0, 3.0], [0.0, 0.0]]
+    assert seen[1][:, :2].tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+    assert out["p_mean"].notna().all()
