@@ -40,7 +40,8 @@ def _ewma(student: np.ndarray, y: np.ndarray, decay: float) -> tuple[np.ndarray,
 
 def _item_lag(student: np.ndarray, item: np.ndarray, known: np.ndarray) -> np.ndarray:
     """Per row (in each student's time order) the answers since the student's last *known*
-    answer to the same item (0: none), every row counting as an answer."""
+    answer to the same item (0: none), every row counting as an answer — for the rows to
+    predict, after the training answers (training rows: `assessment_history_counts`)."""
     out = np.zeros(len(student))
     last: dict = {}
     q, prev = 0, None
@@ -59,7 +60,7 @@ def _item_lag(student: np.ndarray, item: np.ndarray, known: np.ndarray) -> np.nd
 def main(argv: list[str] | None = None) -> None:
     import pymc as pm
 
-    from bayes_lse.model.terms import history_features
+    from bayes_lse.model.terms import assessment_history_counts, history_features
 
     from bayes_lse.data.log import read_interactions
     from bayes_lse.evaluate.baselines import PerformanceFactors, pfa_history_counts
@@ -121,12 +122,9 @@ def main(argv: list[str] | None = None) -> None:
             return history_features(np.column_stack([np.zeros((len(lag), 2)), lag]))[2]
 
         def _features(self, frame: pd.DataFrame) -> np.ndarray:
-            n = len(frame)
-            order = np.lexsort((np.arange(n), frame["timestep"].to_numpy(), pd.factorize(frame["student_id"])[0]))
-            lag = np.empty(n)
-            lag[order] = _item_lag(frame["student_id"].to_numpy()[order], frame["module_id"].to_numpy()[order],
-                                   np.ones(n, bool))
-            return np.column_stack([super()._features(frame), self._recency(lag)])
+            counts = assessment_history_counts(pd.factorize(frame["student_id"])[0], pd.factorize(frame["module_id"])[0],
+                                               frame["outcome"].to_numpy(float), frame["timestep"].to_numpy())
+            return np.column_stack([super()._features(frame), self._recency(counts[:, 2])])
 
         def _params(self, n_students: int, n_assessments: int) -> None:
             super(PerformanceFactors, self)._params(n_students, n_assessments)

@@ -287,6 +287,17 @@ def history_logit(counts: Any, coefficients: Any, xp: Any = np) -> Any:
     return out
 
 
+def _runs(key: np.ndarray, time: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The stable order of rows by (key, time, row) and, in that order, where each key's run
+    starts (lexsort and argsort(kind="stable") keep row order among ties: "then by row order")."""
+    order = np.argsort(key, kind="stable") if time is None else np.lexsort((np.asarray(time), key))
+    k = key[order]
+    start = np.empty(len(k), dtype=bool)
+    start[0] = True
+    np.not_equal(k[1:], k[:-1], out=start[1:])
+    return order, start
+
+
 def assessment_history_counts(
     student: np.ndarray, assessment: np.ndarray, outcome: np.ndarray, time: np.ndarray | None = None,
     dtype: Any = float,
@@ -313,25 +324,13 @@ def assessment_history_counts(
     assessment = np.asarray(assessment)
     student = np.asarray(student, dtype=np.int64)
     # each answer's rank among its student's answers, in the same (time, row) order
-    by_student = np.argsort(student, kind="stable") if time is None else np.lexsort((np.asarray(time), student))
-    s_sorted = student[by_student]
-    s_start = np.empty(n, dtype=bool)
-    s_start[0] = True
-    np.not_equal(s_sorted[1:], s_sorted[:-1], out=s_start[1:])
-    del s_sorted
+    by_student, s_start = _runs(student, time)
     s_first = np.flatnonzero(s_start)
     del s_start
     rank = np.empty(n, dtype=np.int64)
     rank[by_student] = np.arange(n, dtype=np.int64) - np.repeat(s_first, np.diff(np.append(s_first, n)))
     del by_student, s_first
-    key = student * (int(assessment.max()) + 1) + assessment
-    # lexsort and argsort(kind="stable") keep row order among ties: "then by row order"
-    order = np.argsort(key, kind="stable") if time is None else np.lexsort((np.asarray(time), key))
-    key = key[order]
-    start = np.empty(n, dtype=bool)
-    start[0] = True
-    np.not_equal(key[1:], key[:-1], out=start[1:])
-    del key
+    order, start = _runs(student * (int(assessment.max()) + 1) + assessment, time)
     first = np.flatnonzero(start)
     sizes = np.diff(np.append(first, n))
     yy = y[order]
