@@ -315,3 +315,23 @@ def test_kc_features_of_a_heldout_answer_count_training_answers_only():
             assert extra[1].tolist() != full.loc[4, cols].tolist()
             assert extra[1].tolist() == [1.0, 0.0]  # the x1 pass before the cut
         assert x.shape[1] == (4 if name == "pfa-kc" else 6)
+
+
+# --------------------------------------------------------------------------- #
+# benchmarks.real_logs_recency: the lag of the pfa-lag baseline's rows to predict
+# --------------------------------------------------------------------------- #
+def test_item_lag_counts_every_row_but_remembers_only_known_answers():
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    from benchmarks.real_logs_recency import _item_lag
+    from bayes_lse.model.terms import assessment_history_counts
+
+    s = np.array(["u", "u", "u", "u", "u", "v", "v"])
+    m = np.array(["A", "B", "A", "B", "A", "A", "A"])
+    known = np.array([True, True, False, False, False, True, True])
+    # u: A at 0, B at 1 known; the rows to predict (2, 3, 4) count as answers but are not remembered
+    np.testing.assert_array_equal(_item_lag(s, m, known), [0, 0, 2, 2, 4, 0, 1])
+    # with every row known it is the history term's lag
+    all_known = _item_lag(s, m, np.ones(7, bool))
+    codes = pd.factorize(m)[0]
+    np.testing.assert_array_equal(all_known, assessment_history_counts(pd.factorize(s)[0], codes, np.ones(7))[:, 2])
