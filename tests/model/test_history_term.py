@@ -228,3 +228,29 @@ def test_new_student_rows_get_the_recency_lag(monkeypatch):
     assert [c[:, 2].tolist() for c in seen] == [[0.0, 0.0], [2.0, 0.0, 3.0], [0.0, 0.0]]
     assert seen[1][:, :2].tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
     assert out["p_mean"].notna().all()
+
+
+def test_a_model_saved_before_the_recency_feature_keeps_its_two_feature_term(tmp_path):
+    """A history model saved with two coefficients and two count columns (before
+    `history_recency`) loads and predicts with the term it was fitted with: the recency
+    feature is left out, not read as a zero-coefficient column or an error."""
+    t = _forgetting_cohort(n_students=30, n_answers=20)
+    f = bl.LatentSkillEmbedding(n_skills=1, lessons=False, history=True).fit(t, method="map", starts=1, seed=0,
+                                                                             progressbar=False)
+    f.save(tmp_path / "m")
+    old = bl.load(tmp_path / "m")
+    old.idata["posterior"] = old.idata["posterior"].to_dataset().drop_vars("history_recency")
+    cd = old.idata["constant_data"].to_dataset()
+    old.idata["constant_data"] = cd.isel(history_kind=[0, 1])
+    assert old.history_draws() is not None and len(old.history_draws()) == 2
+    row = t.iloc[[-1]]
+    sid, mid = row["student_id"].iloc[0], row["module_id"].iloc[0]
+    j, u = list(old.assessments).index(mid), list(old.students).index(sid)
+    s_cnt, f_cnt = old.history_of(row)[0, :2]
+    h = old.draws("history_success")[0] * np.log1p(s_cnt) + old.draws("history_failure")[0] * np.log1p(f_cnt)
+    p = eq.pass_probability(old.current_state(sid)[0], old.draws("requirement")[0, j], old.draws("student_bias")[0, u],
+                            old.draws("assessment_bias")[0, j] + h)
+    assert old.predict(row)["p_mean"].iloc[0] == pytest.approx(float(p), rel=1e-9)
+    assert old.pass_probability_draws().shape == (1, len(t))
+    # and the new fit's own prediction differs by its recency term
+    assert f.predict(row)["p_mean"].iloc[0] != pytest.approx(float(p), rel=1e-6)
