@@ -399,3 +399,15 @@ def test_report_in_headless_chromium(reports, tmp_path):
     assert red.sum() > 500, "no FAIL banner on the first screen"
     assert 0.6 < float(top.mean()) < 0.99, "the first screen is blank or dark"
     assert "Can I trust this fit?" in dom.stdout and "What did it learn?" in dom.stdout
+
+
+def test_report_states_the_history_terms_coefficients(tmp_path, tiny_cohort):
+    """A model with the history term: "What did it learn?" gives all three coefficients,
+    the recency one with what R is."""
+    import bayes_lse as bl
+
+    f = bl.LatentSkillEmbedding(n_skills=1, history=True).fit(tiny_cohort.table, method="map", starts=1, seed=0,
+                                                              progressbar=False)
+    html = f.report(tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "Practice effect" in html and "γ_s = " in html and "γ_f = " in html
+    assert "recency γ_r = " in html and "answers since the last answer to it" in html
