@@ -534,8 +534,9 @@ def run_sbc(
         raise ValueError("rank_draws must be at least 1")
     fit_model = fit_model or model
     if model.config["history"] is True or fit_model.config["history"] is True:
-        raise ValueError("SBC does not support history=True yet (the simulator does not draw that term)")
-    # history="auto" (the default) is off here: the simulator draws no history term, and
+        raise ValueError("SBC does not support history=True yet (its refits keep the design's history counts, "
+                         "which depend on each simulation's outcomes)")
+    # history="auto" (the default) is off here: the refits keep the design's counts, and
     # the fitted model must be the simulating one
     if fit_model.config["history"] == "auto":
         fit_model = type(fit_model).from_config({**fit_model.config, "history": False})

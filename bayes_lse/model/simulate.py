@@ -45,6 +45,37 @@ class SimulatedCohort:
             atomic_write_text(Path(truth_path), self.truth_json(), exclusive=not overwrite)
 
 
+def draw_with_history(student: np.ndarray, assessment: np.ndarray, time: np.ndarray, logit: np.ndarray,
+                      coefficients: list[float], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Outcomes and pass probabilities of answers whose logit has the history term: `logit`
+    (the rest of each answer's logit) + `terms.history_logit` of its counts, drawn in the
+    order the counts are defined (by `time`, then row order, within each student).  The
+    lag is fixed by the design; S and F depend on earlier outcomes of the same pair, so
+    the k-th answers of every (student, assessment) pair are drawn together, k = 0, 1, …"""
+    n = len(logit)
+    lag = eq.assessment_history_counts(student, assessment, np.zeros(n), time)[:, 2]
+    pos = eq.assessment_history_counts(student, assessment, np.ones(n), time)[:, 0]  # earlier answers of the pair
+    # each row's predecessor in its pair (−1: none), by the same (time, row) order
+    key = np.asarray(student, dtype=np.int64) * (int(np.max(assessment, initial=0)) + 1) + np.asarray(assessment)
+    order = np.lexsort((np.asarray(time), key))  # stable: row order among ties
+    same = key[order][1:] == key[order][:-1]
+    prev = np.full(n, -1, dtype=np.int64)
+    prev[order[1:][same]] = order[:-1][same]
+    y = np.zeros(n)
+    p = np.zeros(n)
+    counts = np.zeros((n, 3))
+    counts[:, 2] = lag
+    for k in range(int(pos.max()) + 1 if n else 0):
+        rows = np.flatnonzero(pos == k)
+        if k:
+            before = prev[rows]
+            counts[rows, 0] = counts[before, 0] + y[before]
+            counts[rows, 1] = counts[before, 1] + 1.0 - y[before]
+        p[rows] = eq.sigmoid(logit[rows] + eq.history_logit(counts[rows], coefficients))
+        y[rows] = rng.random(len(rows)) < p[rows]
+    return y, p
+
+
 def simulate(
     n_students: int = 200,
     n_steps: int = 10,
@@ -74,7 +105,10 @@ def simulate(
     model_config : dict, optional
         Merged over the defaults (`core.config.DEFAULT_MODEL_CONFIG`; ``n_skills``
         is taken from the argument): priors, σ_L and the variant (prerequisites,
-        biases, lessons).
+        biases, lessons). ``history=True`` also draws the assessment-history term:
+        γ_s, γ_f, γ_r from their priors (``truth["history"]``) and the answers in order,
+        each with the counts of the outcomes drawn before it (`draw_with_history`);
+        ``"auto"`` (the default) simulates without it.
 
     Returns
     -------
@@ -129,10 +163,18 @@ def simulate(
     # answers: distinct assessments per (student, step)
     n_ans = answers_per_step
     picks = np.argsort(rng.random((U, T, A)), axis=-1)[..., :n_ans]  # (U, T, n_ans)
-    p = eq.pass_probability(
-        states[:, :, None, :], req[picks], g_student[:, None, None], g_assess[picks]
-    )
-    outcome = (rng.random(p.shape) < p).astype(int)
+    history: dict[str, float] = {}
+    if cfg["history"] is True:  # the history term, drawn answer by answer (`draw_with_history`)
+        history = {k: float(eq.draw_prior(k, pri, rng)) for k in eq.HISTORY_COEFFICIENTS}
+        logit = eq.pass_logit(states[:, :, None, :], req[picks], g_student[:, None, None], g_assess[picks])
+        uu0, tt0, _ = np.meshgrid(np.arange(U), np.arange(T), np.arange(n_ans), indexing="ij")
+        y, pp = draw_with_history(uu0.ravel(), picks.ravel(), tt0.ravel(), logit.ravel(), list(history.values()), rng)
+        p, outcome = pp.reshape(picks.shape), y.reshape(picks.shape).astype(int)
+    else:
+        p = eq.pass_probability(
+            states[:, :, None, :], req[picks], g_student[:, None, None], g_assess[picks]
+        )
+        outcome = (rng.random(p.shape) < p).astype(int)
 
     sid = [f"s{u:0{len(str(U - 1))}d}" for u in range(U)]
     aid = [f"A{j:0{len(str(A - 1))}d}" for j in range(A)]
@@ -177,6 +219,7 @@ def simulate(
         "model_config": cfg,
         "learning_noise": noise,
         **({"hyperparameters": hyper} if hyper else {}),
+        **({"history": history} if history else {}),
         "students": {
             sid[u]: {"bias": float(g_student[u]), "states": states[u].tolist()} for u in range(U)
         },
@@ -228,8 +271,8 @@ def simulate_on_design(
     n_assessments, n_lessons : int
         Module counts of the log the design comes from (codes index into them).
     model_config : dict
-        A validated model config (``ModelSpec.config``); ``history=True`` is refused
-        (the simulator does not draw that term), ``history="auto"`` simulates without it.
+        A validated model config (``ModelSpec.config``); ``history=True`` draws the
+        history term too (`draw_with_history`), ``history="auto"`` simulates without it.
     rng : numpy.random.Generator
         The random stream.
 
@@ -238,8 +281,6 @@ def simulate_on_design(
     DesignDraw
     """
     cfg = validate_model_config(merge(DEFAULT_MODEL_CONFIG, model_config, "model"))
-    if cfg["history"] is True:
-        raise ValueError("simulate_on_design does not draw the assessment-history term (history=True)")
     pri, d = cfg["priors"], int(cfg["n_skills"])
     n_students = len(idx.initial_state)
     use_lessons = bool(cfg["lessons"]) and n_lessons > 0
@@ -282,6 +323,13 @@ def simulate_on_design(
                                              None if prereq is None else prereq[lesson[has]])
         states[idx.transition_to[tk]] = eq.sample_truncated_normal(mu, noise, rng)
     params["student_state"] = states
+    if cfg["history"] is True:  # the graph's history term, its counts from the drawn outcomes
+        coefs = {k: float(eq.draw_prior(k, pri, rng)) for k in eq.HISTORY_COEFFICIENTS}
+        params.update({k: np.asarray(v) for k, v in coefs.items()})
+        logit = eq.pass_logit(states[idx.obs_state], req[idx.obs_assessment],
+                              g_student[idx.obs_student], g_assess[idx.obs_assessment])
+        y, p = draw_with_history(idx.obs_student, idx.obs_assessment, idx.obs_state, logit, list(coefs.values()), rng)
+        return DesignDraw(params=params, outcome=y.astype(np.int8), p=p)
     p = eq.pass_probability(states[idx.obs_state], req[idx.obs_assessment],
                             g_student[idx.obs_student], g_assess[idx.obs_assessment])
     outcome = (rng.random(p.shape) < p).astype(np.int8)

@@ -55,9 +55,10 @@ def test_variants_draw_exactly_the_graphs_parameters():
                               bl.LatentSkillEmbedding(prerequisites=False, biases=False, lessons=False).config,
                               rng).params
     assert set(bare) == {"student_state", "requirement"}
-    with pytest.raises(ValueError, match="history"):
-        simulate_on_design(idx, len(log.assessments), len(log.lessons),
-                           bl.LatentSkillEmbedding(history=True).config, rng)
+    hist = simulate_on_design(idx, len(log.assessments), len(log.lessons),
+                              bl.LatentSkillEmbedding(history=True).config, rng)
+    assert {"history_success", "history_failure", "history_recency"} <= set(hist.params)
+    assert set(np.unique(hist.outcome)) <= {0, 1} and np.all((hist.p > 0) & (hist.p < 1))
 
 
 def test_same_joint_as_the_pymc_prior_on_the_design():
@@ -87,3 +88,42 @@ def test_same_joint_as_the_pymc_prior_on_the_design():
     y_sim = np.mean([d.outcome.mean() for d in draws])
     assert y_sim == pytest.approx(y_model, abs=0.02)
     assert pd.Series(draws[0].p).between(0, 1).all()
+
+
+def test_draw_with_history_is_the_sequential_model():
+    """Outcomes drawn wave by wave equal a row-by-row draw in (time, row) order with the same
+    uniforms: each answer's history counts are those of the outcomes drawn before it."""
+    from bayes_lse.model.simulate import draw_with_history
+
+    rng = np.random.default_rng(0)
+    n = 300
+    student, assessment = rng.integers(0, 6, n), rng.integers(0, 4, n)
+    time, logit = rng.integers(0, 5, n), rng.normal(size=n)
+    coefs = [1.2, -0.8, 0.9]
+    y, p = draw_with_history(student, assessment, time, logit, coefs, np.random.default_rng(1))
+    # the reference: counts from the drawn outcomes (assessment_history_counts), then p per row
+    counts = eq.assessment_history_counts(student, assessment, y, time)
+    np.testing.assert_allclose(p, eq.sigmoid(logit + eq.history_logit(counts, coefs)), rtol=1e-12)
+    assert (counts[:, 0] > 0).any() and (counts[:, 2] > 1).any()
+
+
+def test_simulate_with_history_is_the_graphs_likelihood():
+    """`simulate(model_config={"history": True})` draws γ_s, γ_f, γ_r from their priors and
+    every answer with the history term: the model's pass probability at the true parameters,
+    with the counts the fit computes from the table (`IndexArrays.history`), is the
+    simulator's p_true to the last digit."""
+    cohort = bl.simulate(n_students=40, n_steps=6, n_assessments=4, n_lessons=3, n_skills=2, answers_per_step=2,
+                         seed=3, model_config={"history": True})
+    tr = cohort.truth
+    assert set(tr["history"]) == set(eq.HISTORY_COEFFICIENTS)
+    log = read_interactions(cohort.table)
+    idx = IndexArrays.from_log(log)
+    assert (idx.history[:, 0] + idx.history[:, 1] > 0).any()  # repeats exist
+    states = np.concatenate([np.asarray(tr["students"][s]["states"]) for s in log.students])
+    req = np.array([tr["assessments"][a]["requirement"] for a in log.assessments])
+    g_j = np.array([tr["assessments"][a]["bias"] for a in log.assessments])
+    g_u = np.array([tr["students"][s]["bias"] for s in log.students])
+    logit = eq.pass_logit(states[idx.obs_state], req[idx.obs_assessment], g_u[idx.obs_student], g_j[idx.obs_assessment])
+    p = eq.sigmoid(logit + eq.history_logit(idx.history, [tr["history"][k] for k in eq.HISTORY_COEFFICIENTS]))
+    answers = cohort.table[cohort.table["module_type"] == "assessment"]
+    np.testing.assert_allclose(p, answers["p_true"].to_numpy(), rtol=1e-12)
