@@ -553,9 +553,8 @@ class FitResult:
 
         stu_codes = pd.Index(self.ids_of("student")).get_indexer(t["student_id"].iloc[rows]) if self.has("student_bias") else None
         seen = a_idx[rows] >= 0
-        history = self.history_of(t.iloc[rows[seen]])
-        h_at = np.full(len(rows), -1, dtype=np.int64)
-        h_at[np.flatnonzero(seen)] = np.arange(int(seen.sum()))
+        # every answer row, seen assessment or not: each counts as an answer in between for the lag
+        history = self.history_of(t.iloc[rows])
         alpha = (1 - ci) / 2
         p_mean = np.empty(len(rows))
         p_low = np.empty(len(rows))
@@ -582,7 +581,7 @@ class FitResult:
             sc = None if stu_codes is None else stu_codes[c]
             k = seen[c]
             if k.any():
-                hk = None if history is None else history[h_at[c[k]]]
+                hk = None if history is None else history[c[k]]
                 summarise(pass_draws(self, row_state[:, k], a_idx[rows[c[k]]], None if sc is None else sc[k], hk), c[k])
             if (~k).any():
                 summarise(new_assessment_draws(self, row_state[:, ~k], None if sc is None else sc[~k], seed), c[~k])
