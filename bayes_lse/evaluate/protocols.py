@@ -85,6 +85,9 @@ ROLES = ("train", "scored", "unseen", "context")
 #: metrics on held-out answers to assessments not in a run's training rows go in set
 #: "cv" / "test" + this suffix
 UNSEEN_SUFFIX = " unseen"
+#: metric sets of the scored answers split by whether the student answered that assessment
+#: before (in any row, held out or not): where a memory term's gain lies (docs/results.md)
+ANSWER_KINDS = (" first-time", " repeat")
 METRICS = ("auc", "log_loss", "brier", "accuracy", "ece")
 _VARIANT_SUFFIX = {"full": "", "no-prerequisites": "-noprereq", "no-biases": "-nobias", "no-lessons": "-nolessons",
                    "history": "-history"}
@@ -214,6 +217,18 @@ def _chrono_key(t: pd.DataFrame) -> np.ndarray:
     n = len(t)
     is_lesson = (t["module_type"] == "lesson").to_numpy().astype(np.int64)
     return np.lexsort((np.arange(n), is_lesson, t["timestep"].to_numpy(), t["student"].to_numpy()))
+
+
+def repeat_answers(log: InteractionLog) -> np.ndarray:
+    """Per row of `log.table`: True for an answer to an assessment the student answered
+    in an earlier row (chronological order, `_chrono_key`), False otherwise (lessons too)."""
+    t = log.table
+    order = _chrono_key(t)
+    is_a = (t["module_type"] == "assessment").to_numpy()[order]
+    f = pd.DataFrame({"s": t["student"].to_numpy()[order], "m": t["module_id"].astype(str).to_numpy()[order]})[is_a]
+    out = np.zeros(len(t), dtype=bool)
+    out[order[np.flatnonzero(is_a)]] = (f.groupby(["s", "m"], sort=False).cumcount() > 0).to_numpy()
+    return out
 
 
 def make_split(
@@ -971,6 +986,21 @@ def evaluate(
             m = metric_table(y, p_un, sub["student_id"].to_numpy(), n_boot=n_boot, seed=seed)
             metric_rows.append({"model": name, "set": gname + UNSEEN_SUFFIX,
                                 "students": int(sub["student_id"].nunique()), **m})
+    # first-time and repeat answers apart (ANSWER_KINDS): a memory term gains on repeats only
+    rep = repeat_answers(log)[scored["row"].to_numpy()]
+    for gname, gruns in groups.items():
+        if gname not in ("cv", TEST):
+            continue
+        in_g = scored["run"].isin(gruns).to_numpy()
+        for kind, mask in zip(ANSWER_KINDS, (~rep, rep), strict=True):
+            sub = scored[in_g & mask]
+            y = sub["outcome"].to_numpy()
+            if len(sub) < 2 or len(np.unique(y)) < 2:
+                continue
+            for name in specs:
+                m = metric_table(y, sub[name].to_numpy(), sub["student_id"].to_numpy(), n_boot=n_boot, seed=seed)
+                metric_rows.append({"model": name, "set": gname + kind, "students": int(sub["student_id"].nunique()),
+                                    **m})
     metrics_df = pd.DataFrame(metric_rows)
     comparisons = pd.DataFrame(cmp_rows)
     timings = pd.DataFrame(timing_rows)
@@ -1210,6 +1240,15 @@ def format_text(res: EvaluationResult) -> str:
                      _pm(r["brier"], r["brier_se"]), _pm(r["accuracy"], r["accuracy_se"]),
                      _pm(r["ece"], r["ece_se"])] for _, r in un.iterrows()]
             parts.append(_render(["model", "AUC", "log-loss", "Brier", "accuracy", "ECE"], rows))
+        kinds = [(k, m[m["set"] == g + k]) for k in ANSWER_KINDS]
+        if all(len(x) for _, x in kinds):
+            parts.append("")
+            parts.append(f"[{g}] first-time answers ({int(kinds[0][1].iloc[0]['n'])}) and repeats "
+                         f"({int(kinds[1][1].iloc[0]['n'])}: the student answered that assessment before)")
+            rows = [[r0["model"], _pm(r0["auc"], r0["auc_se"]), _pm(r0["log_loss"], r0["log_loss_se"]),
+                     _pm(r1["auc"], r1["auc_se"]), _pm(r1["log_loss"], r1["log_loss_se"])]
+                    for (_, r0), (_, r1) in zip(kinds[0][1].iterrows(), kinds[1][1].iterrows(), strict=True)]
+            parts.append(_render(["model", "AUC first", "log-loss first", "AUC repeat", "log-loss repeat"], rows))
     folds = [g for g in m["set"].unique() if g.startswith("fold ")]
     if folds:
         parts.append("")

@@ -226,8 +226,22 @@ def small_result(cohort_log):
 def test_evaluate_scores_every_model_on_the_same_rows(small_result, cohort_log):
     res = small_result
     assert res.settings["runs"] == ["0", "1", "test"]
-    assert set(res.metrics["set"]) == {"fold 0", "fold 1", "cv", "test"}
+    assert set(res.metrics["set"]) == {"fold 0", "fold 1", "cv", "test", "cv first-time", "cv repeat",
+                                       "test first-time", "test repeat"}
     assert set(res.metrics["model"]) == {"lse-d1", "irt1pl", "pfa"}
+    # first-time + repeat answers are the scored ones, split by an earlier answer to the same assessment
+    m = res.metrics.set_index(["model", "set"])
+    for g in ("cv", "test"):
+        assert m.loc[("pfa", g + " first-time"), "n"] + m.loc[("pfa", g + " repeat"), "n"] == m.loc[("pfa", g), "n"]
+    from bayes_lse.evaluate.protocols import repeat_answers
+
+    rep = repeat_answers(cohort_log)
+    t = cohort_log.table
+    for i in np.flatnonzero(rep)[:20]:  # each repeat has an earlier answer of its student to its assessment
+        same = (t["student_id"] == t["student_id"].iloc[i]) & (t["module_id"] == t["module_id"].iloc[i]) \
+            & (t["module_type"] == "assessment")
+        assert np.flatnonzero(same.to_numpy())[0] < i
+    assert "first-time answers" in res.to_text()
     scored = res.predictions[res.predictions["scored"]]
     assert scored[["lse-d1", "irt1pl", "pfa"]].notna().all().all()
     assert ((scored[["lse-d1", "irt1pl", "pfa"]] > 0) & (scored[["lse-d1", "irt1pl", "pfa"]] < 1)).all().all()
