@@ -53,26 +53,23 @@ def draw_with_history(student: np.ndarray, assessment: np.ndarray, time: np.ndar
     lag is fixed by the design; S and F depend on earlier outcomes of the same pair, so
     the k-th answers of every (student, assessment) pair are drawn together, k = 0, 1, …"""
     n = len(logit)
-    lag = eq.assessment_history_counts(student, assessment, np.zeros(n), time)[:, 2]
-    pos = eq.assessment_history_counts(student, assessment, np.ones(n), time)[:, 0]  # earlier answers of the pair
-    # each row's predecessor in its pair (−1: none), by the same (time, row) order
-    key = np.asarray(student, dtype=np.int64) * (int(np.max(assessment, initial=0)) + 1) + np.asarray(assessment)
-    order = np.lexsort((np.asarray(time), key))  # stable: row order among ties
-    same = key[order][1:] == key[order][:-1]
-    prev = np.full(n, -1, dtype=np.int64)
-    prev[order[1:][same]] = order[:-1][same]
+    # with every outcome 1, S is the number of earlier answers of the pair (the wave); the lag
+    # does not depend on outcomes
+    counts = eq.assessment_history_counts(student, assessment, np.ones(n), time)
+    wave = counts[:, 0].astype(np.int64)
+    counts[:, :2] = 0.0
+    _, pair = np.unique(np.asarray(student, dtype=np.int64) * (int(np.max(assessment, initial=0)) + 1)
+                        + np.asarray(assessment), return_inverse=True)
+    seen = np.zeros((int(pair.max(initial=-1)) + 1, 2))  # each pair's successes and failures so far
     y = np.zeros(n)
     p = np.zeros(n)
-    counts = np.zeros((n, 3))
-    counts[:, 2] = lag
-    for k in range(int(pos.max()) + 1 if n else 0):
-        rows = np.flatnonzero(pos == k)
-        if k:
-            before = prev[rows]
-            counts[rows, 0] = counts[before, 0] + y[before]
-            counts[rows, 1] = counts[before, 1] + 1.0 - y[before]
+    for k in range(int(wave.max()) + 1 if n else 0):
+        rows = np.flatnonzero(wave == k)  # at most one row per pair
+        counts[rows, :2] = seen[pair[rows]]
         p[rows] = eq.sigmoid(logit[rows] + eq.history_logit(counts[rows], coefficients))
         y[rows] = rng.random(len(rows)) < p[rows]
+        seen[pair[rows], 0] += y[rows]
+        seen[pair[rows], 1] += 1.0 - y[rows]
     return y, p
 
 
