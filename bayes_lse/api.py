@@ -214,8 +214,9 @@ class FittedLSE(FitResult):
         past = past[past["module_type"].astype(str) == "assessment"]
         codes = pd.Index([str(a) for a in self.assessments]).get_indexer(past["module_id"].astype(str))
         ok = codes >= 0
-        counts = _assessment_memory(codes[ok], past["outcome"].to_numpy(dtype=float)[ok], len(self.assessments),
-                                    at=int(ok.sum()))
+        counts = _assessment_memory(codes[ok], past["outcome"].to_numpy(dtype=float)[ok], len(self.assessments))
+        last = counts[:, 2]
+        counts[:, 2] = np.where(last >= 0, ok.sum() - last, 0.0)  # the lag of an answer given next
         from bayes_lse.model.terms import history_logit
 
         return history_logit(counts[None], [c[:, None] for c in self.history_draws()])
@@ -756,17 +757,16 @@ class FittedLSE(FitResult):
                               assessment_cost=float(assessment_cost), tree=tr, notes=notes)
 
 
-def _assessment_memory(codes: np.ndarray, y: np.ndarray, n_assessments: int, at: int | None = None) -> np.ndarray:
+def _assessment_memory(codes: np.ndarray, y: np.ndarray, n_assessments: int) -> np.ndarray:
     """(n_assessments, 3): a student's successes and failures per assessment (the history
     term's S and F), from the codes and 0/1 outcomes of its answered rows in order, and in
-    the last column the index (in those rows) of its last answer to each (−1: none) — or,
-    with `at`, the history term's lag of an answer given after the `at` rows (0: none)."""
+    the last column the index (in those rows) of its last answer to each (−1: none)."""
     out = np.zeros((n_assessments, 3))
     np.add.at(out[:, 0], codes, y)
     np.add.at(out[:, 1], codes, 1.0 - y)
     last = np.full(n_assessments, -1.0)
     np.maximum.at(last, codes, np.arange(len(codes), dtype=float))  # the latest answer to each
-    out[:, 2] = last if at is None else np.where(last >= 0, at - last, 0.0)
+    out[:, 2] = last
     return out
 
 

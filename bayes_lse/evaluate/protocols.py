@@ -221,13 +221,14 @@ def _chrono_key(t: pd.DataFrame) -> np.ndarray:
 
 def repeat_answers(log: InteractionLog) -> np.ndarray:
     """Per row of `log.table`: True for an answer to an assessment the student answered
-    in an earlier row (chronological order, `_chrono_key`), False otherwise (lessons too)."""
+    in an earlier row (by timestep, then table order: the history term's counts,
+    `terms.assessment_history_counts`), False otherwise (lessons too)."""
     t = log.table
-    order = _chrono_key(t)
-    is_a = (t["module_type"] == "assessment").to_numpy()[order]
-    f = pd.DataFrame({"s": t["student"].to_numpy()[order], "m": t["module_id"].astype(str).to_numpy()[order]})[is_a]
+    a = np.flatnonzero((t["module_type"] == "assessment").to_numpy())
+    counts = eq.assessment_history_counts(t["student"].to_numpy()[a], t["assessment"].to_numpy()[a].astype(np.int64),
+                                          np.ones(len(a)), t["timestep"].to_numpy()[a])
     out = np.zeros(len(t), dtype=bool)
-    out[order[np.flatnonzero(is_a)]] = (f.groupby(["s", "m"], sort=False).cumcount() > 0).to_numpy()
+    out[a] = counts[:, 0] > 0  # with every outcome 1, S counts the earlier answers
     return out
 
 
