@@ -83,7 +83,9 @@ def simulate(output: Path, students: int, steps: int, assessments: int, lessons:
 # ---------------------------------------------------------------------- fit
 def _model_options(fn):
     opts = [
-        click.option("--skills", "n_skills", default=2, show_default=True, type=click.IntRange(min=1), help="Latent skills d."),
+        click.option("--skills", "n_skills", default="auto", show_default=True,
+                     help="Latent skills d, or auto: above 20,000 answers a MAP fit compares d = 1 and d = 2 on "
+                          "held-out answers and keeps the better (fit says which and why); otherwise 2."),
         click.option("--no-prerequisites", is_flag=True, help="Lessons give their full gain to everyone."),
         click.option("--no-biases", is_flag=True, help="No student/assessment bias terms."),
         click.option("--no-lessons", is_flag=True, help="Ignore lesson content: states drift by noise only."),
@@ -101,17 +103,17 @@ def _model_options(fn):
     return fn
 
 
-def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, no_lessons: bool,
+def _model_from_options(n_skills: int | str, no_prerequisites: bool, no_biases: bool, no_lessons: bool,
                         learning_noise: str | None, history: bool | str | None = False, hierarchical: bool = False):
     from bayes_lse.core.config import DEFAULT_LEARNING_NOISE
     from bayes_lse.api import LatentSkillEmbedding
 
-    from bayes_lse.cli.common import parse_learning_noise
+    from bayes_lse.cli.common import parse_learning_noise, parse_skills
 
     noise = parse_learning_noise(learning_noise)
     if noise is None:
         noise = DEFAULT_LEARNING_NOISE
-    return LatentSkillEmbedding(n_skills=n_skills, prerequisites=not no_prerequisites, biases=not no_biases,
+    return LatentSkillEmbedding(n_skills=parse_skills(n_skills), prerequisites=not no_prerequisites, biases=not no_biases,
                                 lessons=not no_lessons, learning_noise=noise, history=history,
                                 hierarchical=hierarchical)
 
@@ -144,7 +146,7 @@ def _model_from_options(n_skills: int, no_prerequisites: bool, no_biases: bool, 
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or notes on stderr (warnings and errors still show).")
 @guard
-def fit(data: Path, output: Path | None, method: str, n_skills: int, no_prerequisites: bool, no_biases: bool,
+def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequisites: bool, no_biases: bool,
         no_lessons: bool, learning_noise: str | None, history: bool | None, hierarchical: bool,
         sampler: str | None, draws: int | None,
         tune: int | None, chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None,

@@ -61,6 +61,21 @@ def parse_learning_noise(value: str | None) -> float | str | None:
         raise UserError(f"--learning-noise must be a positive number or 'learned', got {value!r}") from None
 
 
+def parse_skills(value: str | int | None) -> int | str:
+    """`--skills` of fit and evaluate: an integer >= 1 or 'auto' (chosen by a held-out check,
+    `results.selection`); one parser so both commands refuse the same values in the same words."""
+    text = "auto" if value is None else str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    try:
+        d = int(text)
+    except ValueError:
+        d = 0
+    if d < 1:
+        raise UserError(f"--skills must be an integer >= 1 or 'auto', got {value!r}")
+    return d
+
+
 #: how a hint names a raw format, and what `bayes-lse convert` needs beside the file
 _RAW_FORMATS = {
     "assistments-dkt": ("an ASSISTments DKT file (3 lines per student)", ""),

@@ -31,13 +31,13 @@ def _guarded(fn):
     return wrapper
 
 
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"{option} must be comma-separated integers like 1,2,3, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise ValueError(f"{option} must be comma-separated integers >= 1, got {text!r}")
+def _skills_list(text: str) -> list[int | str]:
+    """`--skills`: comma-separated integers >= 1 and/or 'auto' (`cli.common.parse_skills`)."""
+    from bayes_lse.cli.common import parse_skills
+
+    values = [parse_skills(x) for x in text.split(",") if x.strip()]
+    if not values:
+        raise ValueError(f"--skills must be comma-separated integers >= 1 or 'auto', got {text!r}")
     return list(dict.fromkeys(values))
 
 
@@ -47,7 +47,7 @@ def _name_list(text: str) -> list[str]:
     return list(dict.fromkeys(x.strip().lower() for x in text.split(",") if x.strip()))
 
 
-def build_models(skills: list[int], variants: list[str], baselines: list[str], **lse_options: Any) -> dict[str, Any]:
+def build_models(skills: list[int | str], variants: list[str], baselines: list[str], **lse_options: Any) -> dict[str, Any]:
     """LSE variants for every d, then the baselines; ``mirt`` becomes one ``mirt-d<d>`` per
     d >= 2 in `skills` (``mirt-d2`` if there is none)."""
     from bayes_lse.evaluate.baselines import make_baseline
@@ -56,7 +56,7 @@ def build_models(skills: list[int], variants: list[str], baselines: list[str], *
     models: dict[str, Any] = dict(lse_variants(skills, variants, **lse_options)) if variants else {}
     for name in baselines:
         if name == "mirt":
-            for d in [d for d in skills if d >= 2] or [2]:
+            for d in [d for d in skills if d != "auto" and d >= 2] or [2]:
                 models[f"mirt-d{d}"] = make_baseline(f"mirt-d{d}")
         else:
             b = make_baseline(name)
@@ -71,7 +71,7 @@ def run_evaluate_cli(
     explanations_as_lessons: bool = False,
     folds: int = 5,
     method: str = "map",
-    skills: str = "2",
+    skills: str = "auto",
     variants: str = "full",
     baselines: str = ",".join(DEFAULT_BASELINES),
     protocol: str = "last-batch",
@@ -120,7 +120,7 @@ def run_evaluate_cli(
             check_writable(Path(path))
     if fmt_in is None and (items_as_lessons or explanations_as_lessons):
         raise ValueError("--items-as-lessons / --explanations-as-lessons need --from (a public format)")
-    d_list = _int_list(skills, "--skills")
+    d_list = _skills_list(skills)
     v_list = _name_list(variants)
     for v in v_list:
         for part in v.split("+"):
@@ -203,7 +203,9 @@ def run_evaluate_cli(
               help="Cross-validation folds over the non-test students (1: no cross-validation).")
 @click.option("--method", type=click.Choice(["map", "advi", "nuts"]), default="map", show_default=True,
               help="How the LSE models are fit (baselines: always MAP).")
-@click.option("--skills", default="2", show_default=True, help="Latent skills d of the LSE models, e.g. 1,2,3.")
+@click.option("--skills", default="auto", show_default=True,
+              help="Latent skills d of the LSE models, e.g. 1,2,3; auto (the fit's default): chosen per fit by a "
+                   "held-out check above 20,000 answers (model lse-auto).")
 @click.option("--variants", default="full", show_default=True,
               help=f"LSE variants, comma-separated: {', '.join(VARIANTS)}, or several joined by '+' "
                    "(no-lessons+history); or none.")

@@ -31,8 +31,15 @@ DEFAULT_PRIORS: dict[str, float] = {
     "history_sd": 1.0,
 }
 
+#: the skill dimension d where "auto" is not decided by a held-out check (simulation, NUTS,
+#: ADVI, MAP up to 20k answers; `results.selection.choose_skills`)
+DEFAULT_SKILLS = 2
+
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {
-    "n_skills": 2,
+    # an integer >= 1, or "auto": MAP fits above 20k answers compare d = 1 and d = 2 on the
+    # held-out last 10 % of 300 students' answers and keep the better (d = 1 won on both
+    # real logs, docs/results.md); everywhere else DEFAULT_SKILLS (`results.selection`)
+    "n_skills": "auto",
     "prerequisites": True,
     "biases": True,
     "lessons": True,
@@ -218,8 +225,10 @@ def validate_fit_config(cfg: dict[str, Any], method: str) -> dict[str, Any]:
 
 def validate_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
     d = cfg["n_skills"]
-    if not isinstance(d, int) or isinstance(d, bool) or d < 1:
-        raise ValueError(f"n_skills must be an integer >= 1, got {d!r}")
+    if d != "auto" and (not isinstance(d, numbers.Integral) or isinstance(d, bool) or d < 1):
+        raise ValueError(f"n_skills must be an integer >= 1 or 'auto', got {d!r}")
+    if d != "auto":
+        cfg["n_skills"] = int(d)
     noise = cfg["learning_noise"]
     if noise != "learned":
         if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not (noise > 0 and math.isfinite(noise)):
@@ -235,6 +244,13 @@ def validate_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"prior {key} must be a finite positive number, got {value!r}")
         cfg["priors"][key] = float(value)
     return cfg
+
+
+def skills_of(cfg: dict[str, Any]) -> int:
+    """The skill dimension d of a model config: its ``n_skills``, or `DEFAULT_SKILLS` while
+    it is still "auto" (not yet decided by a fit)."""
+    d = cfg["n_skills"]
+    return DEFAULT_SKILLS if d == "auto" else int(d)
 
 
 def canonical_json(obj: Any) -> str:

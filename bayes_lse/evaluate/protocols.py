@@ -352,9 +352,10 @@ def make_split(
 # =========================================================================== #
 # models
 # =========================================================================== #
-def lse_variants(skills: Iterable[int] = (2,), variants: Iterable[str] = ("full",),
+def lse_variants(skills: Iterable[int | str] = ("auto",), variants: Iterable[str] = ("full",),
                  **options: Any) -> dict[str, LatentSkillEmbedding]:
-    """LSE specifications named ``lse-d<d>[-noprereq][-nobias][-nolessons][-history]``.
+    """LSE specifications named ``lse-d<d>[-noprereq][-nobias][-nolessons][-history]``, or
+    ``lse-auto[...]`` for d = "auto" (chosen by each fit, `results.selection`).
 
     `variants` from ``full``, ``no-prerequisites``, ``no-biases``, ``no-lessons``,
     ``history``, or several joined by ``+`` (``no-lessons+history``);
@@ -364,8 +365,8 @@ def lse_variants(skills: Iterable[int] = (2,), variants: Iterable[str] = ("full"
 
     out: dict[str, LatentSkillEmbedding] = {}
     for d in skills:
-        if isinstance(d, bool) or int(d) != d or d < 1:
-            raise ValueError(f"skills must be integers >= 1, got {d!r}")
+        if d != "auto" and (isinstance(d, (bool, str)) or int(d) != d or d < 1):
+            raise ValueError(f"skills must be integers >= 1 or 'auto', got {d!r}")
         for v in variants:
             parts = [p.strip() for p in str(v).split("+")]
             settings: dict[str, Any] = {}
@@ -375,25 +376,33 @@ def lse_variants(skills: Iterable[int] = (2,), variants: Iterable[str] = ("full"
                                      "(or several joined by '+')")
                 settings.update(VARIANTS[part])
             suffix = "".join(_VARIANT_SUFFIX[k] for k in VARIANTS if k in parts)  # canonical order
-            out[f"lse-d{int(d)}{suffix}"] = LatentSkillEmbedding(n_skills=int(d), **{**options, **settings})
+            d = d if d == "auto" else int(d)
+            out[f"{_skills_name(d)}{suffix}"] = LatentSkillEmbedding(n_skills=d, **{**options, **settings})
     return out
+
+
+def _skills_name(d: int | str) -> str:
+    """``lse-d<d>``, or ``lse-auto`` for a d each fit chooses."""
+    return "lse-auto" if d == "auto" else f"lse-d{int(d)}"
 
 
 def _model_from_name(name: str, n_skills: int = 2) -> Any:
     key = name.strip().lower()
     if key == "lse" or key.startswith("lse-"):
         parts = key.split("-")[1:]
-        d = n_skills
+        d: int | str = n_skills
         chosen: list[str] = []
         inverse = {s.lstrip("-"): v for v, s in _VARIANT_SUFFIX.items() if s}
         for part in parts:
             if part.startswith("d") and part[1:].isdigit():
                 d = int(part[1:])
+            elif part == "auto":
+                d = "auto"
             elif part in inverse:
                 chosen.append(inverse[part])
             else:
                 raise ValueError(f"cannot read LSE model name {name!r}: use "
-                                 "lse-d<d>[-noprereq][-nobias][-nolessons][-history]")
+                                 "lse-d<d>[-noprereq][-nobias][-nolessons][-history] (or lse-auto...)")
         return next(iter(lse_variants([d], ["+".join(chosen) or "full"]).values()))
     return make_baseline(key, n_skills)
 
@@ -402,7 +411,7 @@ def _resolve_models(models: Any, n_skills: int = 2) -> dict[str, Any]:
     from bayes_lse.api import LatentSkillEmbedding
 
     if models is None:
-        names = ["lse-d2", *DEFAULT_BASELINES]
+        names = ["lse-auto", *DEFAULT_BASELINES]
         models = names
     if isinstance(models, Mapping):
         items = list(models.items())
@@ -433,7 +442,7 @@ def _default_name(obj: Any, given: str | None) -> str:
 
     if isinstance(obj, LatentSkillEmbedding):
         c = obj.config
-        return f"lse-d{c['n_skills']}" + "".join(
+        return _skills_name(c["n_skills"]) + "".join(
             _VARIANT_SUFFIX[k] for k, settings in VARIANTS.items()
             if settings and all(c.get(key) == value for key, value in settings.items()))
     if isinstance(obj, Baseline):
@@ -825,10 +834,10 @@ def evaluate(
 ) -> EvaluationResult:
     """Fit every model on every run of the split and score the held-out rows.
 
-    `models`: names (``lse-d2``, ``lse-d3-noprereq``, baselines from
+    `models`: names (``lse-auto``, ``lse-d2``, ``lse-d3-noprereq``, baselines from
     :data:`baselines.BASELINES` or ``mirt-d<d>``), model objects
     (:class:`LatentSkillEmbedding`, :class:`baselines.Baseline`) or a dict name → either;
-    default: ``lse-d2`` and :data:`DEFAULT_BASELINES`. LSE models are fit by `method`
+    default: ``lse-auto`` and :data:`DEFAULT_BASELINES`. LSE models are fit by `method`
     with `fit_options` (e.g. ``{"starts": 1}``); baselines always by MAP. `split`
     reuses a saved split (:func:`read_split`) instead of making one. `reference`:
     the model the paired comparisons are against (default: the first LSE model, else

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from bayes_lse.core.config import skills_of
 from bayes_lse.core.memory import release_free_memory
 from bayes_lse.inference.amortised import (
     ModuleSource,
@@ -575,7 +576,7 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
     idx = IndexArrays.from_log(log, lean=True)  # int32: stored in the tree as they are
     with_history = bool(cfg["history"])
     cohort = cohort_of(log, idx, history=with_history)
-    d = int(cfg["n_skills"])
+    d = skills_of(cfg)
     seed = 0 if fit_cfg["seed"] is None else int(fit_cfg["seed"])
     lessons = bool(cfg["lessons"]) and log.n_lessons > 0
 

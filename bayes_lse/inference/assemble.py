@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from bayes_lse.core.config import canonical_json, config_hash
+from bayes_lse.core.config import canonical_json, config_hash, skills_of
 from bayes_lse.core.lazy import LazyModule
 from bayes_lse.model.terms import HISTORY_COEFFICIENTS, HYPERPARAMETERS
 
@@ -158,7 +158,7 @@ def build_datatree(
     runtime: float,
 ) -> xr.DataTree:
     """Assemble the contract layout from the fit's raw free variables."""
-    d = int(model_config["n_skills"])
+    d = skills_of(model_config)
     first = raw[list(raw.data_vars)[0]]
     n_chain, n_draw = first.shape[0], first.shape[1]
     if "student_state" in raw:  # already in the flat state layout (amortised ADVI: no second copy)

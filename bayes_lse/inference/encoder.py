@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from bayes_lse.core.config import skills_of
 from bayes_lse.model import terms as eq
 
 #: Version of the encoder's file layout and feature definitions
@@ -374,7 +375,7 @@ class Encoder:
 
     @property
     def n_skills(self) -> int:
-        return int(self.spec["n_skills"])
+        return skills_of(self.spec)
 
     @property
     def has_bias(self) -> bool:

@@ -19,7 +19,7 @@ from scipy import optimize
 from threadpoolctl import threadpool_limits
 
 from bayes_lse.core.lazy import LazyModule
-from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge, validate_fit_config
+from bayes_lse.core.config import DEFAULT_FIT_CONFIG, DEFAULT_SKILLS, merge, validate_fit_config
 from bayes_lse.core.memory import release_free_memory
 from bayes_lse.inference.stopping import LossPlateau, TimeLimit
 from bayes_lse.model.terms import hyperparameters_used
@@ -99,6 +99,10 @@ def run_fit(
 
     fit_cfg = validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
     notes = list(choices or [])
+    if spec.config["n_skills"] == "auto":
+        # not decided by a held-out check (`LatentSkillEmbedding.fit` runs one where it applies)
+        spec = spec.with_skills(DEFAULT_SKILLS)
+        notes.append(f"n_skills {DEFAULT_SKILLS}: the default d (no held-out choice was made for this fit)")
     if method == "advi" and fit_cfg.get("amortised") and fit_cfg.get("batch_size") is None:
         fit_cfg = {**fit_cfg, "batch_size": 256}
         notes.append("batch_size 256: amortised ADVI trains on minibatches of students (default size)")

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.special import expit, log_ndtr
 
+from bayes_lse.core.config import skills_of
 from bayes_lse.model.terms import (
     HISTORY_COEFFICIENTS,
     NORM_EPS,
@@ -297,7 +298,7 @@ class CentredObjective:
             raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
         self.backend = backend
         cfg, pri = model_config, model_config["priors"]
-        d = int(cfg["n_skills"])
+        d = skills_of(cfg)
         self.d = d
         self.idx = idx
         self.pri = pri

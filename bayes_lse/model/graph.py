@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bayes_lse.core.lazy import LazyModule
-from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, validate_model_config
+from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, skills_of, validate_model_config
 from bayes_lse.model.terms import (
     HISTORY_COEFFICIENTS,
     assessment_history_counts,
@@ -215,7 +215,7 @@ class ModelSpec:
 
     def __init__(
         self,
-        n_skills: int = 2,
+        n_skills: int | str = "auto",
         prerequisites: bool = True,
         biases: bool = True,
         lessons: bool = True,
@@ -263,9 +263,14 @@ class ModelSpec:
         on, why = choose_history(log)
         return type(self).from_config({**self.config, "history": on}), why
 
+    def with_skills(self, d: int) -> ModelSpec:
+        """This spec with ``n_skills`` set to `d` (an "auto" decided by a fit)."""
+        return type(self).from_config({**self.config, "n_skills": int(d)})
+
     @property
     def n_skills(self) -> int:
-        return int(self.config["n_skills"])
+        """d: the config's ``n_skills``, or `core.config.DEFAULT_SKILLS` while it is "auto"."""
+        return skills_of(self.config)
 
     # ------------------------------------------------------------------ model
     def coords(self, log: InteractionLog, idx: IndexArrays) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_lse.model import terms as eq
-from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, validate_model_config
+from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, skills_of, validate_model_config
 
 if TYPE_CHECKING:
     from bayes_lse.model.graph import IndexArrays
@@ -278,7 +278,7 @@ def simulate_on_design(
     DesignDraw
     """
     cfg = validate_model_config(merge(DEFAULT_MODEL_CONFIG, model_config, "model"))
-    pri, d = cfg["priors"], int(cfg["n_skills"])
+    pri, d = cfg["priors"], skills_of(cfg)
     n_students = len(idx.initial_state)
     use_lessons = bool(cfg["lessons"]) and n_lessons > 0
     has_transitions = len(idx.transition_from) > 0
