@@ -936,6 +936,9 @@ def evaluate(
         sc = preds["scored"].to_numpy()
         for name, r in res.items():
             shared = f" (shares the fit of {r['shares']})" if r["shares"] else ""
+            spec = jobs[i].specs[name]
+            if isinstance(spec, LatentSkillEmbedding) and spec.config["n_skills"] == "auto" and r["configs"]:
+                shared += f" (d = {r['configs']['model_config']['n_skills']} chosen)"
             say(f"  [{n_done}/{len(jobs)}] run {jobs[i].run}, {name}: fit {r['fit_seconds']:.1f} s{shared}, "
                 f"predict {r['predict_seconds']:.1f} s, "
                 f"AUC {mt.auc(preds['outcome'][sc], np.asarray(r['p'])[sc]):.3f}")

@@ -115,6 +115,12 @@ def test_config_errors_name_file_key_and_range_before_fitting(tmp_path):
         assert "Traceback" not in proc.stderr and not (tmp_path / "m").exists()
     proc = run("fit", "data.csv", "-o", "m", "--method", "map", "--learning-noise", "inf", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "learning_noise must be a finite positive number" in proc.stderr
+    for bad in ("two", "0"):  # --skills: an integer >= 1 or auto, for fit and evaluate alike
+        for cmd in ("fit", "evaluate"):
+            proc = run(cmd, "data.csv", *(["-o", "m"] if cmd == "fit" else []), "--skills", bad, cwd=tmp_path,
+                       check=False)
+            assert proc.returncode == 2 and "--skills must be an integer >= 1 or 'auto'" in proc.stderr, proc.stderr
+            assert "Traceback" not in proc.stderr and not (tmp_path / "m").exists()
 
 
 def test_fit_amortised_flag_applies_to_advi_only(tmp_path):
