@@ -233,9 +233,11 @@ class FittedLSE(FitResult):
         past = past[past["module_type"].astype(str) == "assessment"]
         codes = pd.Index([str(a) for a in self.assessments]).get_indexer(past["module_id"].astype(str))
         ok = codes >= 0
-        counts = _assessment_memory(codes[ok], past["outcome"].to_numpy(dtype=float)[ok], len(self.assessments))
-        last = counts[:, 2]
-        counts[:, 2] = np.where(last >= 0, ok.sum() - last, 0.0)  # the lag of an answer given next
+        y = past["outcome"].to_numpy(dtype=float)
+        memory = _assessment_memory(codes[ok], y[ok], len(self.assessments))
+        last = memory[:, 2]
+        lag = np.where(last >= 0, ok.sum() - last, 0.0)  # the lag of an answer given next
+        counts = _history_counts(memory, lag, y)
         from bayes_lse.model.terms import history_logit
 
         return history_logit(counts[None], [c[:, None] for c in self.history_draws()])
@@ -371,8 +373,8 @@ class FittedLSE(FitResult):
                         # lag from the last answered row (index into the answered rows → answer index)
                         last = memory[j, 2].astype(np.int64)  # −1 (none) reads the pad
                         lag = np.where(last >= 0, q[at] - past_q[last], 0)
-                        c3 = np.column_stack([memory[j, :2], lag])
-                        off = off + eq.history_logit(c3[None], [c[:, None] for c in self.history_draws()])
+                        counts = _history_counts(memory[j], lag, y[past])
+                        off = off + eq.history_logit(counts[None], [c[:, None] for c in self.history_draws()])
                     p = eq.pass_probability(cur[:, None, :], req[:, j], g_u, off)
                     lo, hi = np.quantile(p, [alpha, 1 - alpha], axis=0)
                     for c, i in enumerate(at):
@@ -787,6 +789,16 @@ def _assessment_memory(codes: np.ndarray, y: np.ndarray, n_assessments: int) -> 
     np.maximum.at(last, codes, np.arange(len(codes), dtype=float))  # the latest answer to each
     out[:, 2] = last
     return out
+
+
+def _history_counts(memory: np.ndarray, lag: np.ndarray, answered: np.ndarray) -> np.ndarray:
+    """The history term's counts (`terms.HISTORY_COUNTS`) of answers to the assessments of
+    `memory` rows (`_assessment_memory`) at lags `lag`, by a student whose answered rows had
+    the 0/1 outcomes `answered` (its practice: the same for every row, as rows being
+    predicted do not count each other's outcomes)."""
+    won = float(np.sum(answered))
+    return np.column_stack([memory[:, :2], lag, np.full(len(memory), won),
+                            np.full(len(memory), len(answered) - won)])
 
 
 def load(path: str | Path) -> FittedLSE:

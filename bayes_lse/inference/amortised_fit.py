@@ -107,7 +107,7 @@ class Cohort:
     outcome: np.ndarray
     step: np.ndarray
     n_students: int
-    #: (rows, 3) the history term's counts S, F, lag of each answer row (0 on lessons), or None
+    #: (rows, 5) the history term's counts (`terms.HISTORY_COUNTS`) of each answer row (0 on lessons), or None
     history: np.ndarray | None = None
 
     def last(self) -> np.ndarray:
@@ -151,7 +151,7 @@ class Cohort:
         return np.arange(int(counts.sum()), dtype=np.int64) + np.repeat(starts - first, counts), counts
 
     def answer_history(self, idx: np.ndarray) -> np.ndarray:
-        """(answers of students `idx`, 3) the history counts, in the order `subset` gives
+        """(answers of students `idx`, 5) the history counts, in the order `subset` gives
         their answer rows (what `amortised.batch_arrays` calls an_*)."""
         rows, _ = self._rows(np.asarray(idx, dtype=np.int64))
         rows = rows[self.kind[rows] == 0]
@@ -462,7 +462,7 @@ def cohort_of(log: InteractionLog, idx: IndexArrays, history: bool = False) -> C
     outcome = outcome[order]
     counts = None
     if history:
-        counts = np.zeros((n_a + n_l, 3), np.float32)  # counts are exact in float32 up to 2**24
+        counts = np.zeros((n_a + n_l, idx.history.shape[1]), np.float32)  # exact in float32 up to 2**24
         counts[:n_a] = idx.history
         counts = counts[order]
     del order

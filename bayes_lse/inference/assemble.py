@@ -14,7 +14,7 @@ import pandas as pd
 
 from bayes_lse.core.config import canonical_json, config_hash, skills_of
 from bayes_lse.core.lazy import LazyModule
-from bayes_lse.model.terms import HISTORY_COEFFICIENTS, HYPERPARAMETERS
+from bayes_lse.model.terms import HISTORY_COEFFICIENTS, HISTORY_COUNTS, HYPERPARAMETERS
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -226,7 +226,7 @@ def build_datatree(
     )
     if model_config.get("history"):
         constant["obs_history"] = (("obs", "history_kind"), idx.history)
-        constant = constant.assign_coords(history_kind=["success", "failure", "lag"])
+        constant = constant.assign_coords(history_kind=list(HISTORY_COUNTS))
     table = log.table
     groups = {
         "posterior": posterior,

@@ -50,26 +50,31 @@ def draw_with_history(student: np.ndarray, assessment: np.ndarray, time: np.ndar
     """Outcomes and pass probabilities of answers whose logit has the history term: `logit`
     (the rest of each answer's logit) + `terms.history_logit` of its counts, drawn in the
     order the counts are defined (by `time`, then row order, within each student).  The
-    lag is fixed by the design; S and F depend on earlier outcomes of the same pair, so
-    the k-th answers of every (student, assessment) pair are drawn together, k = 0, 1, …"""
+    lag is fixed by the design; S and F (same assessment) and the practice counts (any
+    assessment) depend on the student's earlier outcomes, so the k-th answers of every
+    student are drawn together, k = 0, 1, …"""
     n = len(logit)
-    # with every outcome 1, S is the number of earlier answers of the pair (the wave); the lag
-    # does not depend on outcomes
+    # with every outcome 1, the practice successes are the answer's rank in its student's
+    # answers (the wave); the lag does not depend on outcomes
     counts = eq.assessment_history_counts(student, assessment, np.ones(n), time)
-    wave = counts[:, 0].astype(np.int64)
-    counts[:, :2] = 0.0
+    wave = counts[:, 3].astype(np.int64)
+    counts[:, [0, 1, 3, 4]] = 0.0
     _, pair = np.unique(np.asarray(student, dtype=np.int64) * (int(np.max(assessment, initial=0)) + 1)
                         + np.asarray(assessment), return_inverse=True)
+    _, who = np.unique(np.asarray(student, dtype=np.int64), return_inverse=True)
     seen = np.zeros((int(pair.max(initial=-1)) + 1, 2))  # each pair's successes and failures so far
+    practised = np.zeros((int(who.max(initial=-1)) + 1, 2))  # each student's, on any assessment
     y = np.zeros(n)
     p = np.zeros(n)
     for k in range(int(wave.max()) + 1 if n else 0):
-        rows = np.flatnonzero(wave == k)  # at most one row per pair
+        rows = np.flatnonzero(wave == k)  # at most one row per student
         counts[rows, :2] = seen[pair[rows]]
+        counts[rows, 3:] = practised[who[rows]]
         p[rows] = eq.sigmoid(logit[rows] + eq.history_logit(counts[rows], coefficients))
         y[rows] = rng.random(len(rows)) < p[rows]
-        seen[pair[rows], 0] += y[rows]
-        seen[pair[rows], 1] += 1.0 - y[rows]
+        for table, key in ((seen, pair[rows]), (practised, who[rows])):
+            table[key, 0] += y[rows]
+            table[key, 1] += 1.0 - y[rows]
     return y, p
 
 

@@ -255,8 +255,13 @@ def step_states(
 
 
 #: The history term's coefficients, one per column of its features (`history_features`):
-#: earlier successes and failures on the same assessment, and how recently it was answered.
-HISTORY_COEFFICIENTS: tuple[str, ...] = ("history_success", "history_failure", "history_recency")
+#: earlier successes and failures on the same assessment, how recently it was answered, and
+#: the student's earlier successes and failures on any assessment (practice: what PFA's
+#: overall counts measure; docs/results.md "Practice").
+HISTORY_COEFFICIENTS: tuple[str, ...] = ("history_success", "history_failure", "history_recency",
+                                         "history_practice_success", "history_practice_failure")
+#: the columns of the history counts (`assessment_history_counts`), one feature each
+HISTORY_COUNTS = ("success", "failure", "lag", "practice_success", "practice_failure")
 
 #: R = lag^(−RECENCY_EXPONENT), lag = the student's answers since its previous answer to the
 #: same assessment (1: the answer just before).  Screened as a fifth PFA feature on MoFaCTS,
@@ -266,20 +271,24 @@ RECENCY_EXPONENT = 0.5
 
 
 def history_features(counts: Any, xp: Any = np) -> list[Any]:
-    """The history term's features from its counts (…, 2 or 3) — S, F[, lag]: log(1+S),
-    log(1+F)[, R] with R = lag^(−1/2) for a repeated answer and 0 for a first one (lag 0).
-    Counts of two columns (models saved before the recency feature) give two features."""
+    """The history term's features from its counts (…, k) — S, F, lag, P_s, P_f
+    (`HISTORY_COUNTS`): log(1+S), log(1+F), R with R = lag^(−1/2) for a repeated answer and 0
+    for a first one (lag 0), log(1+P_s), log(1+P_f).  Fewer columns give fewer features
+    (k = 2: models saved before the recency feature, k = 3: before the practice counts)."""
     out = [xp.log1p(counts[..., 0]), xp.log1p(counts[..., 1])]
     if counts.shape[-1] > 2:
         lag = counts[..., 2]
         out.append(xp.where(lag > 0, xp.maximum(lag, 1.0) ** -RECENCY_EXPONENT, 0.0))
+    if counts.shape[-1] > 4:
+        out += [xp.log1p(counts[..., 3]), xp.log1p(counts[..., 4])]
     return out
 
 
 def history_logit(counts: Any, coefficients: Any, xp: Any = np) -> Any:
-    """γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R for counts (…, 3) and `coefficients` (γ_s, γ_f[, γ_r])
-    (`xp`: numpy, or jax.numpy in the amortised fit).  A model saved before the recency
-    feature has two coefficients and counts of two columns: the term it was fitted with."""
+    """γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R + γ_ps·log(1+P_s) + γ_pf·log(1+P_f) for counts
+    (…, 5) and `coefficients` in `HISTORY_COEFFICIENTS` order (`xp`: numpy, or jax.numpy in
+    the amortised fit).  A model saved before the recency or practice features has two or
+    three coefficients: the term it was fitted with (the later features are ignored)."""
     feats = history_features(counts, xp)
     out = 0.0
     for c, f in zip(coefficients, feats, strict=False):
@@ -302,9 +311,10 @@ def assessment_history_counts(
     student: np.ndarray, assessment: np.ndarray, outcome: np.ndarray, time: np.ndarray | None = None,
     dtype: Any = float,
 ) -> np.ndarray:
-    """Earlier successes and failures of the same student on the same assessment, and how
-    long ago it last answered it: (rows, 3) of `dtype`, columns S, F, lag — the counts of
-    the history term (`history_logit`).  lag is the number of the student's answers from its
+    """Earlier successes and failures of the same student on the same assessment, how
+    long ago it last answered it, and its earlier successes and failures on any assessment:
+    (rows, 5) of `dtype`, columns S, F, lag, P_s, P_f (`HISTORY_COUNTS`) — the counts of the
+    history term (`history_logit`).  lag is the number of the student's answers from its
     previous answer to this assessment to this one (1: answered just before; 0: no earlier
     answer).  (The performance-factors baseline's counts, overall and per module, are
     `evaluate.baselines.pfa_history_counts`.) "Earlier" is by `time` (e.g. the flat state
@@ -318,18 +328,25 @@ def assessment_history_counts(
     and both running sums in float64 took 2.12 GB and 7.5 s (docs/benchmarks.md)."""
     y = np.asarray(outcome, dtype=float)
     n = len(y)
-    out = np.zeros((n, 3), dtype=dtype)
+    out = np.zeros((n, len(HISTORY_COUNTS)), dtype=dtype)
     if not n:
         return out
     assessment = np.asarray(assessment)
     student = np.asarray(student, dtype=np.int64)
-    # each answer's rank among its student's answers, in the same (time, row) order
+    # each answer's rank among its student's answers, in the same (time, row) order, and the
+    # student's successes before it (practice)
     by_student, s_start = _runs(student, time)
     s_first = np.flatnonzero(s_start)
     del s_start
+    s_sizes = np.diff(np.append(s_first, n))
     rank = np.empty(n, dtype=np.int64)
-    rank[by_student] = np.arange(n, dtype=np.int64) - np.repeat(s_first, np.diff(np.append(s_first, n)))
-    del by_student, s_first
+    rank[by_student] = np.arange(n, dtype=np.int64) - np.repeat(s_first, s_sizes)
+    ys = y[by_student]
+    before = np.cumsum(ys) - ys
+    before -= np.repeat(before[s_first], s_sizes)
+    out[by_student, 3] = before
+    out[by_student, 4] = rank[by_student] - before
+    del by_student, s_first, s_sizes, ys, before
     order, start = _runs(student * (int(assessment.max()) + 1) + assessment, time)
     first = np.flatnonzero(start)
     sizes = np.diff(np.append(first, n))
@@ -367,6 +384,8 @@ PRIORS: dict[str, tuple[str, str]] = {
     "history_success": ("normal", "history_sd"),
     "history_failure": ("normal", "history_sd"),
     "history_recency": ("normal", "history_sd"),
+    "history_practice_success": ("normal", "history_sd"),
+    "history_practice_failure": ("normal", "history_sd"),
     # the hierarchical model's hyperparameters (model config "hierarchical": true); the
     # config's scale of a parameter becomes the scale of its hyperprior
     "sigma_requirement": ("halfnormal", "requirement_scale"),

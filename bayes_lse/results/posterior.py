@@ -6,6 +6,7 @@ predicts pass probabilities, and saves/loads itself as a folder of open formats.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -310,8 +311,9 @@ class FitResult:
 
     def history_draws(self) -> list[np.ndarray] | None:
         """Draws of the history term's coefficients (`terms.HISTORY_COEFFICIENTS` the
-        fit has: two for a model saved before the recency feature), or None without the term."""
-        names = [k for k in eq.HISTORY_COEFFICIENTS if self.has(k)]
+        fit has: two for a model saved before the recency feature, three before the practice
+        counts — always a leading run, in feature order), or None without the term."""
+        names = list(itertools.takewhile(self.has, eq.HISTORY_COEFFICIENTS))
         return [self.draws(k) for k in names] if names else None
 
     def learning_noise_draws(self) -> np.ndarray:
@@ -584,7 +586,9 @@ class FitResult:
                 hk = None if history is None else history[c[k]]
                 summarise(pass_draws(self, row_state[:, k], a_idx[rows[c[k]]], None if sc is None else sc[k], hk), c[k])
             if (~k).any():
-                summarise(new_assessment_draws(self, row_state[:, ~k], None if sc is None else sc[~k], seed), c[~k])
+                hn = None if history is None else history[c[~k]]
+                summarise(new_assessment_draws(self, row_state[:, ~k], None if sc is None else sc[~k], seed, history=hn),
+                          c[~k])
         out = pd.DataFrame(
             {
                 "student_id": t["student_id"].iloc[rows].to_numpy(),
@@ -602,9 +606,10 @@ class FitResult:
         return out
 
     def history_of(self, rows: pd.DataFrame, sequential: bool = True) -> np.ndarray | None:
-        """The history term's counts (rows, 3) for rows to predict (None without the term):
-        earlier successes/failures on the same assessment, counted over the fitted training
-        answers at or before each row's timestep, and the lag since the last of them — the
+        """The history term's counts (rows, 5) for rows to predict (None without the term):
+        earlier successes/failures on the same assessment and on any assessment (practice),
+        counted over the fitted training answers at or before each row's timestep, and the
+        lag since the last answer to the same assessment — the
         student's answers from it to the row, where the rows being predicted (in the order
         given) count as answers in between; `sequential=False`: each row is a what-if of its
         own, answered next (`evaluate.paths` scores two branches of one student).  Rows being
@@ -628,18 +633,23 @@ class FitResult:
         key_t = code.get_indexer(t["student_id"]).astype(np.int64)
         ts = t["timestep"].to_numpy(np.int64)
         big = int(max(ts.max(initial=0), r["at"].max()) + 2)
-        keys = np.sort(key_t * big + ts)
+        by_key = np.argsort(key_t * big + ts, kind="stable")
+        keys = (key_t * big + ts)[by_key]
+        won = np.concatenate([[0.0], np.cumsum(t["outcome"].to_numpy(float)[by_key])])  # successes up to a position
         key_r = code.get_indexer(r["student_id"]).astype(np.int64)
-        n_before = (np.searchsorted(keys, key_r * big + r["at"].to_numpy(np.int64), side="right")
-                    - np.searchsorted(keys, key_r * big, side="left"))
+        hi = np.searchsorted(keys, key_r * big + r["at"].to_numpy(np.int64), side="right")
+        lo = np.searchsorted(keys, key_r * big, side="left")
+        n_before = hi - lo
         m = r.merge(t, on=["student_id", "module_id"])
         m = m[m["timestep"] <= m["at"]]
         agg = m.groupby("i").agg(s=("outcome", "sum"), n=("outcome", "size"), last=("rank", "max"))
         at = agg.index.to_numpy()
-        out = np.zeros((len(rows), 3))
+        out = np.zeros((len(rows), len(eq.HISTORY_COUNTS)))
         out[at, 0] = agg["s"].to_numpy()
         out[at, 1] = (agg["n"] - agg["s"]).to_numpy()
         out[at, 2] = n_before[at] - agg["last"].to_numpy() + r["k"].to_numpy()[at]
+        out[:, 3] = won[hi] - won[lo]  # the student's successes and failures on any assessment (practice)
+        out[:, 4] = n_before - out[:, 3]
         return out
 
     @staticmethod
@@ -778,8 +788,9 @@ def _restore_ranges(tree: xr.DataTree) -> None:
 def pass_draws(fitted: FitResult, state: np.ndarray, assessment: np.ndarray, student: np.ndarray | None,
                 history: np.ndarray | None = None) -> np.ndarray:
     """σ(D(s, a) + biases [+ history term]) for (samples, rows) given row states
-    (samples, rows, d); `history`: (rows, 3) earlier successes/failures on the same
-    assessment and the lag since the last of them (`terms.assessment_history_counts`),
+    (samples, rows, d); `history`: (rows, 5) earlier successes/failures on the same
+    assessment, the lag since the last of them, and successes/failures on any assessment
+    (`terms.assessment_history_counts`),
     needed when the model has the history term."""
     req = fitted.draws("requirement")[:, assessment]
     g_u = fitted.bias_draws(student) if student is not None and fitted.has("student_bias") else 0.0
@@ -802,7 +813,8 @@ NEW_ASSESSMENT_DRAWS = 4096
 
 
 def new_assessment_draws(fitted: FitResult, state: np.ndarray, student: np.ndarray | None,
-                         seed: int | None = None, total: int = NEW_ASSESSMENT_DRAWS) -> np.ndarray:
+                         seed: int | None = None, total: int = NEW_ASSESSMENT_DRAWS,
+                         history: np.ndarray | None = None) -> np.ndarray:
     """Pass-probability draws (samples·k, rows) for assessments the model has not seen.
 
     Such an assessment is one more draw from the population the fitted ones come from,
@@ -811,8 +823,9 @@ def new_assessment_draws(fitted: FitResult, state: np.ndarray, student: np.ndarr
     HalfNormal(σ_a)^d, bias ~ N(μ_g, σ_g²) at that draw's hyperparameters); otherwise
     — and for MAP, where σ_a is not learned (inference.empirical_bayes) — by resampling
     that draw's fitted assessments (the empirical population).  With no earlier answers
-    to it, its history term is 0.  The draws' spread is the band that says the
-    assessment is unknown.
+    to it, its history term has only the student's practice counts: `history` (rows, 5),
+    `FitResult.history_of`, for a model with the term.  The draws' spread is the band
+    that says the assessment is unknown.
     """
     rng = np.random.default_rng(seed)
     req = fitted.draws("requirement")  # (S, J, d)
@@ -830,11 +843,15 @@ def new_assessment_draws(fitted: FitResult, state: np.ndarray, student: np.ndarr
         new_g = np.take_along_axis(g_j, pick, axis=1)
     g_u = fitted.bias_draws(student) if student is not None and fitted.has("student_bias") else None
     rows = state.shape[1]
+    coefs = fitted.history_draws()
+    off = (np.zeros((n_s, rows)) if history is None or coefs is None
+           else eq.history_logit(np.asarray(history, dtype=float)[None], [c[:, None] for c in coefs]))
     out = np.empty((n_s, k, rows))
     for lo in range(0, rows, 256):  # (S, k, block, d) at a time
         hi = min(lo + 256, rows)
         gu = 0.0 if g_u is None else g_u[:, None, lo:hi]
-        out[:, :, lo:hi] = eq.pass_probability(state[:, None, lo:hi], new_req[:, :, None], gu, new_g[:, :, None])
+        out[:, :, lo:hi] = eq.pass_probability(state[:, None, lo:hi], new_req[:, :, None], gu,
+                                               new_g[:, :, None] + off[:, None, lo:hi])
     return out.reshape(n_s * k, rows)
 
 

@@ -116,7 +116,8 @@ def test_noncentered_prior_matches_the_simulator():
 
     coh = bl.simulate(n_students=150, n_steps=4, n_assessments=10, n_lessons=5, seed=3)
     log = read_interactions(coh.table)
-    model, idx = bl.LatentSkillEmbedding().build_model(log, parametrization="noncentered")
+    # history=False: simulate's default ("auto") draws no history term
+    model, idx = bl.LatentSkillEmbedding(history=False).build_model(log, parametrization="noncentered")
     with model:
         prior = pm.sample_prior_predictive(draws=300, random_seed=1, var_names=["later_state", "initial_state", "outcome"])
     pri = prior["prior"]

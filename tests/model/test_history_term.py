@@ -20,12 +20,14 @@ def test_history_counts_match_a_loop():
     student, assessment = rng.integers(0, 7, n), rng.integers(0, 5, n)
     y, time = rng.integers(0, 2, n), rng.integers(0, 6, n)
     got = assessment_history_counts(student, assessment, y, time)
-    want = np.zeros((n, 3))
+    want = np.zeros((n, 5))
     for i in range(n):
         for k in range(n):
             earlier = time[k] < time[i] or (time[k] == time[i] and k < i)
             if earlier and student[k] == student[i] and assessment[k] == assessment[i]:
                 want[i, 1 - y[k]] += 1
+            if earlier and student[k] == student[i]:  # practice: any assessment
+                want[i, 4 - y[k]] += 1
         # the lag: the student's answers from its latest earlier answer to this assessment to this one
         seq = sorted((k for k in range(n) if student[k] == student[i]), key=lambda k: (time[k], k))
         pos = seq.index(i)
@@ -36,11 +38,13 @@ def test_history_counts_match_a_loop():
     # float32 counts (the amortised fit's) are the same numbers
     np.testing.assert_array_equal(assessment_history_counts(student, assessment, y, time, dtype=np.float32), want)
     # without a time, "earlier" is row order alone
-    want0 = np.zeros((n, 3))
+    want0 = np.zeros((n, 5))
     for i in range(n):
         for k in range(i):
             if student[k] == student[i] and assessment[k] == assessment[i]:
                 want0[i, 1 - y[k]] += 1
+            if student[k] == student[i]:
+                want0[i, 4 - y[k]] += 1
         prev = [k for k in range(i) if student[k] == student[i] and assessment[k] == assessment[i]]
         want0[i, 2] = sum(student[k] == student[i] for k in range(prev[-1], i)) if prev else 0
     np.testing.assert_array_equal(assessment_history_counts(student, assessment, y), want0)
@@ -89,15 +93,17 @@ def test_predict_adds_the_history_term_by_hand():
     prev = t[(t.student_id == sid) & (t.module_id == mid)]  # every training answer at timestep 0 counts
     s_cnt, f_cnt = prev["outcome"].sum(), len(prev) - prev["outcome"].sum()
     # the row is the student's latest training answer: lag 1 from itself (rows within the history count)
-    np.testing.assert_array_equal(f.history_of(row), [[s_cnt, f_cnt, 1]])
+    mine = t[t.student_id == sid]  # practice: every training answer of the student
+    p_s, p_f = mine["outcome"].sum(), len(mine) - mine["outcome"].sum()
+    np.testing.assert_array_equal(f.history_of(row), [[s_cnt, f_cnt, 1, p_s, p_f]])
     j, u = list(f.assessments).index(mid), list(f.students).index(sid)
-    h = history_logit(np.array([s_cnt, f_cnt, 1], dtype=float), [c[0] for c in f.history_draws()])
+    h = history_logit(np.array([s_cnt, f_cnt, 1, p_s, p_f], dtype=float), [c[0] for c in f.history_draws()])
     p = eq.pass_probability(f.current_state(sid)[0], f.draws("requirement")[0, j], f.draws("student_bias")[0, u],
                             f.draws("assessment_bias")[0, j] + h)
     assert f.predict(row)["p_mean"].iloc[0] == pytest.approx(float(p), rel=1e-9)
     # in-sample probabilities use the training counts kept in constant_data
     cd = f.idata["constant_data"]
-    assert cd["obs_history"].shape == (len(t), 3)
+    assert cd["obs_history"].shape == (len(t), 5)
     assert f.pass_probability_draws().shape == (1, len(t))
 
 
@@ -227,6 +233,10 @@ def test_new_student_rows_get_the_recency_lag(monkeypatch):
     # A2 (answer 4: lag 3); "blank": nothing answered, so neither A1 row has an earlier answer
     assert [c[:, 2].tolist() for c in seen] == [[0.0, 0.0], [2.0, 0.0, 3.0], [0.0, 0.0]]
     assert seen[1][:, :2].tolist() == [[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]]
+    # practice: "new" passed its first answer and failed its second; rows to predict count
+    # the answered rows only; "blank" has practised nothing
+    assert seen[0][:, 3:].tolist() == [[0.0, 0.0], [1.0, 0.0]]
+    assert seen[1][:, 3:].tolist() == [[1.0, 1.0]] * 3 and seen[2][:, 3:].tolist() == [[0.0, 0.0]] * 2
     assert out["p_mean"].notna().all()
 
 
@@ -239,7 +249,8 @@ def test_a_model_saved_before_the_recency_feature_keeps_its_two_feature_term(tmp
                                                                              progressbar=False)
     f.save(tmp_path / "m")
     old = bl.load(tmp_path / "m")
-    old.idata["posterior"] = old.idata["posterior"].to_dataset().drop_vars("history_recency")
+    old.idata["posterior"] = old.idata["posterior"].to_dataset().drop_vars(
+        ["history_recency", "history_practice_success", "history_practice_failure"])
     cd = old.idata["constant_data"].to_dataset()
     old.idata["constant_data"] = cd.isel(history_kind=[0, 1])
     assert old.history_draws() is not None and len(old.history_draws()) == 2

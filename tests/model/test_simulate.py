@@ -99,12 +99,12 @@ def test_draw_with_history_is_the_sequential_model():
     n = 300
     student, assessment = rng.integers(0, 6, n), rng.integers(0, 4, n)
     time, logit = rng.integers(0, 5, n), rng.normal(size=n)
-    coefs = [1.2, -0.8, 0.9]
+    coefs = [1.2, -0.8, 0.9, 0.4, -0.3]  # practice too: it depends on every earlier outcome of the student
     y, p = draw_with_history(student, assessment, time, logit, coefs, np.random.default_rng(1))
     # the reference: counts from the drawn outcomes (assessment_history_counts), then p per row
     counts = eq.assessment_history_counts(student, assessment, y, time)
     np.testing.assert_allclose(p, eq.sigmoid(logit + eq.history_logit(counts, coefs)), rtol=1e-12)
-    assert (counts[:, 0] > 0).any() and (counts[:, 2] > 1).any()
+    assert (counts[:, 0] > 0).any() and (counts[:, 2] > 1).any() and (counts[:, 3:] > 0).all(axis=1).any()
 
 
 def test_simulate_with_history_is_the_graphs_likelihood():

@@ -38,7 +38,7 @@ def test_model_density_pins_every_prior_to_its_own_scale():
     prereq = np.array([tr["lessons"][k]["prerequisite"] for k in log.lessons])
     g_u = np.array([tr["students"][s]["bias"] for s in log.students])
     g_j = np.array([tr["assessments"][a]["bias"] for a in log.assessments])
-    sigma, g_s, g_f, g_r = tr["learning_noise"], 0.3, -0.2, 0.25
+    sigma, g_s, g_f, g_r, g_ps, g_pf = tr["learning_noise"], 0.3, -0.2, 0.25, 0.15, -0.1
     point = {
         "initial_state_log__": np.log(states[idx.initial_state]),
         "later_state_log__": np.log(states[idx.later_state]),
@@ -51,6 +51,8 @@ def test_model_density_pins_every_prior_to_its_own_scale():
         "history_success": g_s,
         "history_failure": g_f,
         "history_recency": g_r,
+        "history_practice_success": g_ps,
+        "history_practice_failure": g_pf,
     }
     lp = float(model.compile_logp(jacobian=False)(point))
 
@@ -61,13 +63,13 @@ def test_model_density_pins_every_prior_to_its_own_scale():
     ref += stats.norm.logpdf(g_u, scale=0.6).sum()
     ref += stats.norm.logpdf(g_j, scale=1.7).sum()
     ref += stats.halfnorm.logpdf(sigma, scale=0.45)
-    ref += stats.norm.logpdf([g_s, g_f, g_r], scale=2.2).sum()
+    ref += stats.norm.logpdf([g_s, g_f, g_r, g_ps, g_pf], scale=2.2).sum()
     k = idx.transition_lesson
     mu = eq.expected_update(states[idx.transition_from], gain[k], prereq[k])
     ref += stats.truncnorm.logpdf(states[idx.transition_to], a=-mu / sigma, b=np.inf, loc=mu, scale=sigma).sum()
     logit = eq.pass_logit(states[idx.obs_state], req[idx.obs_assessment], g_u[idx.obs_student], g_j[idx.obs_assessment])
-    assert (idx.history[:, 2] > 0).any()  # the recency feature is exercised
-    logit = logit + eq.history_logit(idx.history, [g_s, g_f, g_r])
+    assert (idx.history[:, 2:] > 0).any(axis=0).all()  # every feature is exercised
+    logit = logit + eq.history_logit(idx.history, [g_s, g_f, g_r, g_ps, g_pf])
     ref += stats.bernoulli.logpmf(idx.outcome, eq.sigmoid(logit)).sum()
     # PyMC's normal_lcdf (the truncation normaliser) is good to ~2e-8 per term
     assert lp == pytest.approx(ref, rel=1e-9, abs=1e-6)
