@@ -53,8 +53,10 @@ class LatentSkillEmbedding(ModelSpec):
     priors : dict, optional
         Overrides of individual prior scales (`core.config.DEFAULT_MODEL_CONFIG`).
     history : bool or "auto"
-        Adds the student's earlier successes/failures on the same assessment to the
-        pass logit (the per-item memory of a performance-factors model).  "auto" (the
+        Adds the student's earlier successes/failures on the same assessment, how many
+        answers ago it last answered it, and its earlier successes/failures on any
+        assessment to the pass logit (the memory and practice counts of a
+        performance-factors model, `model.terms.history_logit`).  "auto" (the
         default, as on the command line): on when at least 5 % of the answers repeat an
         earlier (student, assessment) pair (`model.graph.choose_history`; +0.04 AUC on
         both real logs with repeats), decided at fit time and listed in ``fitted.choices``.
@@ -218,7 +220,7 @@ class FittedLSE(FitResult):
 
     def _history_offset(self, student: str, hist: pd.DataFrame | None) -> np.ndarray | None:
         """The history term's offset per (draw, assessment), or None without the term: a goal's
-        logit also has γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R for the student's earlier
+        logit also has γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R (+ practice) for the student's earlier
         successes/failures on it (R as if it were answered next: lessons are not answers),
         which lessons do not change — folded into the assessment bias.  (The exact
         placement of a new student counts its repeats with the term too; the amortised

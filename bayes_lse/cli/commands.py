@@ -91,8 +91,9 @@ def _model_options(fn):
         click.option("--no-lessons", is_flag=True, help="Ignore lesson content: states drift by noise only."),
         click.option("--learning-noise", default=None, help="σ_L: a positive number or 'learned' (default √0.5)."),
         click.option("--history/--no-history", default=None,
-                     help="Add earlier successes/failures on the same assessment to the pass logit (PFA-style "
-                          "memory). Default for fit: on when at least 5% of the answers repeat a "
+                     help="Add earlier successes/failures on the same assessment, its recency and the "
+                          "student's successes/failures on any assessment to the pass logit (PFA-style memory "
+                          "and practice). Default for fit: on when at least 5% of the answers repeat a "
                           "(student, assessment) pair, and fit says so."),
         click.option("--hierarchical/--no-hierarchical", default=False, show_default=True,
                      help="Learn the prior scales and the assessment biases' mean from the data (partial "

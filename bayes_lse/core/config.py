@@ -49,7 +49,9 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     # earlier successes/failures on the *same* assessment (the per-item memory of a
     # performance-factors model; see docs/results.md on ASSISTments repeats) and
     # R = lag^(−1/2), lag its answers since the last one to it (forgetting; docs/results.md
-    # "Forgetting: the recency feature" on MoFaCTS, model.terms.history_features); "auto": on
+    # "Forgetting: the recency feature" on MoFaCTS, model.terms.history_features), plus
+    # γ_ps·log(1+P_s) + γ_pf·log(1+P_f) for its earlier successes/failures on *any* assessment
+    # (practice, PFA's overall counts; docs/results.md "Practice"); "auto": on
     # when ≥ 5 % of the answers repeat a (student, assessment) pair (inference.defaults)
     "history": "auto",
     # True: the prior scales of requirements, gains, prerequisites and both biases, and

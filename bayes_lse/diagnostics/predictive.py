@@ -83,7 +83,7 @@ def row_logits(post: xr.Dataset, cd: xr.Dataset, chains: np.ndarray, draws: np.n
     if "assessment_bias" in post:
         logit = logit + take("assessment_bias", "assessment")[:, as_i]
     if "history_success" in post and "obs_history" in cd:
-        # the history term (γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R, model.terms.history_logit).  Without
+        # the history term (γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R + practice, model.terms.history_logit).  Without
         # it every predictive check of a history fit was off: a NUTS fit of 100 MoFaCTS
         # students flagged 100 % of students' and 85 % of items' pass rates and 90 % of the
         # calibration bins, and PSIS-LOO scored a different model from the one fitted.

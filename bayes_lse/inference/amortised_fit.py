@@ -280,7 +280,7 @@ def fit_amortised(
 ) -> AmortisedFitResult:
     """Joint SVI of the global guide and the encoder on `cohort` (see the module docstring).
 
-    `history`: the assessment-history term (γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R in each answer's
+    `history`: the assessment-history term (γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R + practice, `terms.history_logit`, in each answer's
     logit, `terms.history_logit`; the counts are `cohort.history`), three global coefficients
     with normal guides.
 

@@ -1572,7 +1572,7 @@ def place_student(
     posterior draws (no refit).
 
     `history_coefficients`: (γ_s, γ_f[, γ_r]) draws (S,) of a model with the assessment-history
-    term — each answer's logit then has γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R for the student's
+    term — each answer's logit then has γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R (+ practice) for the student's
     earlier successes/failures on the same assessment in this history (as in the fit), so
     a repeated answer weighs as a repeat, not as fresh evidence about the state.
 

@@ -434,7 +434,12 @@ def _learned(post: xr.Dataset | None, diag: Diagnostics, facts: dict[str, Any], 
                             f"γ_s = {_interval(gs)}; earlier failures γ_f = {_interval(gf)}"
                             + (f"; recency γ_r = {_interval(np.asarray(post['history_recency'].values).ravel())} "
                                "times R = 1/√(answers since the last answer to it)"
-                               if "history_recency" in post else "") + "."})
+                               if "history_recency" in post else "")
+                            + (f"; practice (earlier answers to any assessment) γ_ps = "
+                               f"{_interval(np.asarray(post['history_practice_success'].values).ravel())} per log(1+successes), "
+                               f"γ_pf = {_interval(np.asarray(post['history_practice_failure'].values).ravel())} per log(1+failures)"
+                               if "history_practice_success" in post and "history_practice_failure" in post else "")
+                            + "."})
     if "learning_noise" in post:
         out.append({"label": "Learning noise", "text": f"σ_L = {_interval(np.asarray(post['learning_noise'].values).ravel())}."})
     return out
