@@ -33,7 +33,8 @@ def main(path: str, default: bool = False) -> None:
             (("advi", "advi", {}), ("advi-amortised", "advi", {"amortised": True})))
     for name, method, opts in runs:
         t = time.time()
-        model = bl.LatentSkillEmbedding() if default else bl.LatentSkillEmbedding(history=False)
+        # d = 2 for both methods (n_skills="auto" would choose d for the MAP fit only)
+        model = bl.LatentSkillEmbedding(n_skills=2) if default else bl.LatentSkillEmbedding(n_skills=2, history=False)
         r = evaluate(log, {"lse-d2": model}, folds=1, protocol="last-fraction",
                      method=method, fit_options=opts, seed=0, lessons=False)
         print(f"{name}: {time.time() - t:.0f} s", flush=True)

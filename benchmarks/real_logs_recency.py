@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     if "--lse" in argv:
         from bayes_lse.api import LatentSkillEmbedding
 
-        models = {"lse-d2": LatentSkillEmbedding(), **models}
+        models = {"lse-auto": LatentSkillEmbedding(), **models}  # the default model (d chosen per fit)
     log = read_interactions(argv[0])
     res = evaluate(log, models, folds=folds, test_students=0.2 if folds == 1 else 0.0,
                    protocol="last-fraction", fraction=0.1, seed=0, n_boot=100, reference="pfa",
