@@ -58,6 +58,7 @@ import pandas as pd
 
 from bayes_lse.diagnostics.arrays import as_array, thin_draws
 from bayes_lse.diagnostics.estimators import convergence_stats
+from bayes_lse.model.terms import HISTORY_COEFFICIENTS
 from bayes_lse.diagnostics.quantities import identified_quantities
 from bayes_lse.diagnostics.settings import MAX_OBS, MAX_TRANSITIONS
 
@@ -83,6 +84,7 @@ QUANTITIES = (
     "student_bias",
     "assessment_bias",
     "learning_noise",
+    *HISTORY_COEFFICIENTS,
 )
 
 #: one line per quantity for the table and the figure
@@ -99,6 +101,11 @@ QUANTITY_MEANING = {
     "student_bias": "g_u per student",
     "assessment_bias": "g_j per assessment",
     "learning_noise": "σ_L",
+    "history_success": "γ_s (same-assessment successes)",
+    "history_failure": "γ_f (same-assessment failures)",
+    "history_recency": "γ_r (recency of the same assessment)",
+    "history_practice_success": "γ_ps (successes on any assessment)",
+    "history_practice_failure": "γ_pf (failures on any assessment)",
 }
 
 
@@ -533,13 +540,10 @@ def run_sbc(
     if rank_draws < 1:
         raise ValueError("rank_draws must be at least 1")
     fit_model = fit_model or model
-    if model.config["history"] is True or fit_model.config["history"] is True:
-        raise ValueError("SBC does not support history=True yet (its refits keep the design's history counts, "
-                         "which depend on each simulation's outcomes)")
-    # history="auto" (the default) is off here: the refits keep the design's counts, and
-    # the fitted model must be the simulating one
+    # history="auto" (the default) is what the simulating model does: simulate_on_design draws
+    # "auto" without the term, history=True with it (each refit recounts from its outcomes)
     if fit_model.config["history"] == "auto":
-        fit_model = type(fit_model).from_config({**fit_model.config, "history": False})
+        fit_model = type(fit_model).from_config({**fit_model.config, "history": model.config["history"] is True})
     t_start = time.perf_counter()
     refitter = OutcomeRefitter(fit_model, design, draws=draws, tune=tune, chains=chains, target_accept=target_accept)
     idx = IndexArrays.from_log(design)

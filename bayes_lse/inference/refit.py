@@ -4,7 +4,8 @@ Simulation-based calibration fits the same design (same students, states, answer
 and lessons) again and again with only the outcomes changed.  A fit through
 `engine.run_fit` builds and compiles its PyMC model every time (about 8–20 s on a
 6-student design, of which sampling is under a second); here the outcomes are a
-`pm.Data` container (`ModelSpec.build_model(outcome_data=True)`), nutpie compiles
+`pm.Data` container (`ModelSpec.build_model(outcome_data=True)`; with the history term
+its features too, recounted from each outcome vector), nutpie compiles
 the log-density once, and each refit swaps the data (`CompiledModel.with_data`).
 Each refit returns the same DataTree layout as `run_fit` (`assemble.build_datatree`),
 so everything downstream (diagnostics, identified quantities) reads it unchanged.
@@ -21,6 +22,8 @@ import numpy as np
 from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge, validate_fit_config
 from bayes_lse.inference.assemble import build_datatree
 from bayes_lse.inference.engine import available_cores, reproducible_compilation
+from bayes_lse.model.graph import history_feature_data
+from bayes_lse.model.terms import assessment_history_counts
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -54,9 +57,7 @@ class OutcomeRefitter:
         cfg = validate_fit_config(merge(DEFAULT_FIT_CONFIG["nuts"], overrides, "nuts fit"), "nuts")
         if cfg["sampler"] != "nutpie":
             raise ValueError("refitting on new outcomes uses nutpie's compiled model; sampler must be 'nutpie'")
-        if spec.config["history"] is True:
-            raise ValueError("refitting on new outcomes does not support history=True (its counts depend on the outcomes)")
-        if spec.config["history"] == "auto":  # off: the refitter serves SBC, whose simulator has no history term
+        if spec.config["history"] == "auto":  # off, as simulate_on_design draws "auto" (say True for the term)
             spec = type(spec).from_config({**spec.config, "history": False})
         self.spec, self.log, self.config = spec, log, cfg
         model, self.idx = spec.build_model(log, parametrization=cfg["parametrization"],
@@ -99,8 +100,13 @@ class OutcomeRefitter:
             kwargs["adaptation"] = cfg["adaptation"]
         cores = int(cfg["cores"]) if cfg.get("cores") else min(int(cfg["chains"]), available_cores())
         t0 = time.perf_counter()
+        data: dict[str, np.ndarray] = {"outcome_data": outcome}
+        if self.spec.config["history"]:  # its counts follow the outcomes (`history_feature_data`)
+            idx = self.idx
+            data.update(history_feature_data(
+                assessment_history_counts(idx.obs_student, idx.obs_assessment, outcome, idx.obs_state)))
         trace = nutpie.sample(
-            self.compiled.with_data(outcome_data=outcome),
+            self.compiled.with_data(**data),
             draws=int(cfg["draws"]), tune=int(cfg["tune"]), chains=int(cfg["chains"]), cores=cores,
             seed=int(seed), progress_bar=False, save_warmup=False, **kwargs,
         )

@@ -19,8 +19,10 @@ from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, skills_of, validate_model_config
 from bayes_lse.model.terms import (
     HISTORY_COEFFICIENTS,
+    HISTORY_COUNTS,
     assessment_history_counts,
     hierarchical_variable,
+    history_features,
     history_logit,
     hyperparameters_used,
     learning_update_mean,
@@ -62,6 +64,14 @@ def repeat_share(log: InteractionLog) -> float:
     key = t["student"].to_numpy()[is_a].astype(np.int64) * (int(a.max()) + 1) + a
     key.sort()  # distinct = 1 + changes along the sorted keys (np.unique took 30 s at 17M, this 1.2 s)
     return (n - 1 - int(np.count_nonzero(key[1:] != key[:-1]))) / n
+
+
+def history_feature_data(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """The history term's features (`terms.history_features`) of `counts`, one array per
+    feature under the name of its `pm.Data` container (``history_<kind>_data``,
+    `terms.HISTORY_COUNTS`) in a model built with ``outcome_data=True``."""
+    feats = history_features(np.asarray(counts, dtype=float))
+    return {f"history_{kind}_data": np.asarray(f, dtype=float) for kind, f in zip(HISTORY_COUNTS, feats, strict=False)}
 
 
 def choose_history(log: InteractionLog) -> tuple[bool, str]:
@@ -318,8 +328,9 @@ class ModelSpec:
         values (floats or PyTensor shared variables) in `hyper`, parameters centred —
         the empirical-Bayes MAP (`inference.empirical_bayes`) optimises the biases' around them.
         `outcome_data=True` holds the outcomes in a `pm.Data` container named
-        ``"outcome_data"``, so one compiled model can be refit on other outcomes of the
-        same design (`inference.refit`, simulation-based calibration).
+        ``"outcome_data"`` (and the history term's features, which follow the outcomes, in
+        `history_feature_data`'s containers), so one compiled model can be refit on other
+        outcomes of the same design (`inference.refit`, simulation-based calibration).
         """
         if self.config["history"] == "auto":  # the same choice `fit` makes for this log
             spec, _ = self.resolve_history(log)
@@ -411,7 +422,13 @@ class ModelSpec:
                 logit = logit + g_u[idx.obs_student]
             if cfg["history"]:
                 coefs = [prior_variable(name, pri) for name in HISTORY_COEFFICIENTS]
-                logit = logit + history_logit(idx.history, coefs)
+                if outcome_data:
+                    # the counts follow the outcomes: a refit on other outcomes swaps these too
+                    data = history_feature_data(idx.history)
+                    logit = logit + sum(c * pm.Data(name, f, dims="obs")
+                                        for c, (name, f) in zip(coefs, data.items(), strict=True))
+                else:
+                    logit = logit + history_logit(idx.history, coefs)
             observed = pm.Data("outcome_data", idx.outcome, dims="obs") if outcome_data else idx.outcome
             pm.Bernoulli("outcome", logit_p=logit, observed=observed, dims="obs")
         return model, idx

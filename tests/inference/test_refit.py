@@ -20,8 +20,33 @@ def design():
 def test_refuses_what_it_cannot_refit(design):
     with pytest.raises(ValueError, match="nutpie"):
         OutcomeRefitter(bl.LatentSkillEmbedding(n_skills=1), design, sampler="pymc")
-    with pytest.raises(ValueError, match="history"):
-        OutcomeRefitter(bl.LatentSkillEmbedding(n_skills=1, history=True), design)
+
+
+def test_history_features_follow_the_new_outcomes(design):
+    """With the history term the refit model's features are data too: set to the counts of
+    other outcomes, its log-density equals that of a model built from a log with them."""
+    import pymc as pm
+
+    from bayes_lse.model.graph import history_feature_data
+    from bayes_lse.model.terms import assessment_history_counts
+
+    spec = bl.LatentSkillEmbedding(n_skills=1, history=True)
+    model, idx = spec.build_model(design, outcome_data=True)
+    y = np.random.default_rng(5).integers(0, 2, len(idx.outcome)).astype(np.int8)
+    assert not np.array_equal(y, idx.outcome)
+    counts = assessment_history_counts(idx.obs_student, idx.obs_assessment, y, idx.obs_state)
+    with model:
+        pm.set_data({"outcome_data": y, **history_feature_data(counts)})
+    table = design.table.copy()
+    is_a = (table["module_type"] == "assessment").to_numpy()
+    column = table["outcome"].to_numpy(dtype=float, copy=True)
+    column[is_a] = y
+    table["outcome"] = column
+    fresh, _ = spec.build_model(bl.read_interactions(table[["student_id", "module_id", "module_type", "outcome",
+                                                             "timestep"]]))
+    point = model.initial_point()
+    point.update({k: np.full_like(v, 0.3) for k, v in point.items() if k.startswith("history")})
+    assert float(model.compile_logp()(point)) == pytest.approx(float(fresh.compile_logp()(point)), rel=1e-12)
 
 
 def test_refits_on_new_outcomes_with_the_run_fit_layout(design):
