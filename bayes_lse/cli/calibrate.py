@@ -58,6 +58,9 @@ def _progress(quiet: bool):
 @click.option("--no-biases", is_flag=True, help="No student/assessment bias terms.")
 @click.option("--no-lessons", is_flag=True, help="Ignore lesson content: states drift by noise only.")
 @click.option("--learning-noise", default=None, help="σ_L: a positive number or 'learned' (default √0.5).")
+@click.option("--history", is_flag=True,
+              help="With the assessment-history term (memory, recency, practice), drawn answer by answer and "
+                   "recounted in every refit.")
 @click.option("--simulations", type=click.IntRange(min=2), default=100, show_default=True,
               help="Simulate-and-fit rounds.")
 @click.option("--draws", type=click.IntRange(min=10), default=250, show_default=True, help="NUTS draws per chain.")
@@ -73,7 +76,7 @@ def _progress(quiet: bool):
 def calibrate_command(data: Path | None, output: Path, students: int | None, steps: int | None,
                       assessments: int | None, lessons: int | None, answers_per_step: int, n_skills: int,
                       no_prerequisites: bool, no_biases: bool, no_lessons: bool, learning_noise: str | None,
-                      simulations: int, draws: int, tune: int, chains: int, rank_draws: int, alpha: float,
+                      history: bool, simulations: int, draws: int, tune: int, chains: int, rank_draws: int, alpha: float,
                       seed: int, overwrite: bool, quiet: bool) -> None:
     """Simulation-based calibration: do NUTS and the model agree on a design like yours?
 
@@ -90,14 +93,16 @@ def calibrate_command(data: Path | None, output: Path, students: int | None, ste
 
     guard(_run)(data=data, output=output, students=students, steps=steps, assessments=assessments, lessons=lessons,
                 answers_per_step=answers_per_step, n_skills=n_skills, no_prerequisites=no_prerequisites,
-                no_biases=no_biases, no_lessons=no_lessons, learning_noise=learning_noise, simulations=simulations,
+                no_biases=no_biases, no_lessons=no_lessons, learning_noise=learning_noise, history=history,
+                simulations=simulations,
                 draws=draws, tune=tune, chains=chains, rank_draws=rank_draws, alpha=alpha, seed=seed,
                 overwrite=overwrite, quiet=quiet, user_error=UserError, check_writable=check_writable)
 
 
 def _run(*, data: Path | None, output: Path, students: int | None, steps: int | None, assessments: int | None,
          lessons: int | None, answers_per_step: int, n_skills: int, no_prerequisites: bool, no_biases: bool,
-         no_lessons: bool, learning_noise: str | None, simulations: int, draws: int, tune: int, chains: int,
+         no_lessons: bool, learning_noise: str | None, history: bool, simulations: int, draws: int, tune: int,
+         chains: int,
          rank_draws: int, alpha: float, seed: int, overwrite: bool, quiet: bool, user_error: Any,
          check_writable: Any) -> None:
     for name in OUTPUT_FILES:
@@ -111,7 +116,7 @@ def _run(*, data: Path | None, output: Path, students: int | None, steps: int | 
     from bayes_lse.evaluate.calibration import describe_design, design_from_log, design_from_shape, run_sbc
 
     kwargs: dict[str, Any] = {"n_skills": n_skills, "prerequisites": not no_prerequisites, "biases": not no_biases,
-                              "lessons": not no_lessons}
+                              "lessons": not no_lessons, "history": history}
     if noise is not None:
         kwargs["learning_noise"] = noise
     model = LatentSkillEmbedding(**kwargs)

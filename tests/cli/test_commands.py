@@ -282,6 +282,7 @@ def test_calibrate_writes_ranks_table_and_figures(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert calls[0]["design"]["students"] == 6 and calls[0]["design"]["assessments"] == 3  # the default design
     assert calls[0]["n_simulations"] == 40 and calls[0]["seed"] == 3 and calls[0]["model"].n_skills == 1
+    assert calls[0]["model"].config["history"] is False  # the term only with --history
     assert "pass_probability" in r.output and "SBC OK" in r.output
     for name in ("sbc_ranks.nc", "sbc_summary.csv", "sbc_fits.csv", "sbc_ecdf_pit.png", "sbc_ecdf_bands.png"):
         assert (out / name).stat().st_size > 0, name
@@ -291,6 +292,10 @@ def test_calibrate_writes_ranks_table_and_figures(tmp_path, monkeypatch):
     # an earlier run's files are not replaced without --overwrite, before any work
     r = CliRunner().invoke(main, ["calibrate", "-o", str(out), "-q"])
     assert r.exit_code == 2 and "already exists" in r.output and len(calls) == 1
+
+    r = CliRunner().invoke(main, ["calibrate", "-o", str(tmp_path / "sbc_h"), "--simulations", "2", "--history", "-q"])
+    assert r.exit_code == 0, r.output
+    assert calls[-1]["model"].config["history"] is True
 
 
 def test_calibrate_on_a_users_design_and_failing_ranks(tmp_path, monkeypatch):
