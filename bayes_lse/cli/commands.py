@@ -202,9 +202,10 @@ def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequi
         except ValueError as exc:
             raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
         minibatch = method == "advi" and overrides.get("batch_size") is not None and not overrides.get("amortised")
-        if model.config["history"] == "auto" and not minibatch:
+        if model.history_unresolved and not (minibatch and model.config["history"] == "auto"):
             model, why = model.resolve_history(log)  # said before the work starts
-            choices.append(str(why))
+            if why:
+                choices.append(str(why))
         say = _say(quiet)
         for why in choices:
             say(f"chosen from the data: {why}")

@@ -214,8 +214,8 @@ def student_term(enc_params: dict[str, Any], stats: dict[str, Any], b: dict[str,
     bb["an_req"] = theta["requirement"][b["an_code"]]
     bb["an_ab"] = theta["assessment_bias"][b["an_code"]] if "assessment_bias" in theta else jnp.zeros_like(b["an_ab"])
     if "history_success" in theta:  # the history term, folded into the answer's offset
-        bb["an_ab"] = bb["an_ab"] + eq.history_logit(b["an_hist"], [theta[k] for k in eq.HISTORY_COEFFICIENTS],
-                                                     xp=jnp)
+        bb["an_ab"] = bb["an_ab"] + eq.history_logit(b["an_hist"], [theta[k] for k in eq.HISTORY_COEFFICIENTS
+                                                                    if k in theta], xp=jnp)
     if "gain" in theta:
         has = b["tr_has"][:, None]
         bb["tr_gain"] = has * theta["gain"][b["tr_lesson"]]
@@ -276,13 +276,13 @@ def fit_amortised(
     batch_size: int = 256, steps: int = 2000, hidden: int = 32, learning_rate: float = 1e-2, seed: int = 0,
     progress: Callable[[str], None] | None = None, schedule: str = "cosine", window: int = 500,
     tolerance: float = 1e-4, max_seconds: float | None = None, history: bool = False,
-    student_guide: str = "markov",
+    student_guide: str = "markov", history_names: tuple[str, ...] = eq.HISTORY_COEFFICIENTS[:3],
 ) -> AmortisedFitResult:
     """Joint SVI of the global guide and the encoder on `cohort` (see the module docstring).
 
     `history`: the assessment-history term (γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R + practice, `terms.history_logit`, in each answer's
-    logit, `terms.history_logit`; the counts are `cohort.history`), three global coefficients
-    with normal guides.
+    logit, `terms.history_logit`; the counts are `cohort.history`), global coefficients
+    `history_names` (`terms.history_coefficients` of the model config) with normal guides.
 
     `schedule`: "cosine" — exactly `steps` steps, the learning rate decayed by cosine to
     5 % (the benchmarks: a fixed cost); "plateau" — at most `steps`: `learning_rate`
@@ -318,7 +318,7 @@ def fit_amortised(
     if history:
         if cohort.history is None:
             raise ValueError("history=True needs the cohort's history counts (cohort_of(..., history=True))")
-        for name in eq.HISTORY_COEFFICIENTS:
+        for name in history_names:
             guide[name] = (jnp.zeros(()), jnp.full((), -2.0))
     # strongly typed float32 from the start: arrays filled from Python floats are "weak",
     # Adam's update makes them strong, and each change of type recompiled the step (3
@@ -591,6 +591,7 @@ def run_amortised_advi(spec: ModelSpec, log: InteractionLog, fit_cfg: dict[str, 
                         seed=seed, progress=say if progressbar else None, schedule="plateau",
                         window=int(fit_cfg["window"]), tolerance=float(fit_cfg["tolerance"]),
                         max_seconds=fit_cfg.get("max_seconds"), history=with_history,
+                        history_names=eq.history_coefficients(cfg),
                         student_guide=str(fit_cfg.get("amortised_guide", "markov")))
     info = res.stopping or {}
     if progressbar:

@@ -106,13 +106,15 @@ def run_fit(
     if method == "advi" and fit_cfg.get("amortised") and fit_cfg.get("batch_size") is None:
         fit_cfg = {**fit_cfg, "batch_size": 256}
         notes.append("batch_size 256: amortised ADVI trains on minibatches of students (default size)")
-    if spec.config["history"] == "auto":
-        if method == "advi" and fit_cfg.get("batch_size") is not None and not fit_cfg.get("amortised"):
-            spec = type(spec).from_config({**spec.config, "history": False})
+    if spec.history_unresolved:
+        if (spec.config["history"] == "auto" and method == "advi" and fit_cfg.get("batch_size") is not None
+                and not fit_cfg.get("amortised")):
+            spec = type(spec).from_config({**spec.config, "history": False, "practice": False})
             notes.append("history term off: minibatch ADVI (batch_size) has no history term yet")
         else:
             spec, why = spec.resolve_history(data)
-            notes.append(str(why))
+            if why:
+                notes.append(str(why))
     if method == "map":
         fit_cfg, why = resolve_map_settings(fit_cfg, data)
         notes += why

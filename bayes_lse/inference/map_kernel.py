@@ -32,8 +32,8 @@ from scipy.special import expit, log_ndtr
 
 from bayes_lse.core.config import skills_of
 from bayes_lse.model.terms import (
-    HISTORY_COEFFICIENTS,
     NORM_EPS,
+    history_coefficients,
     history_features,
     prior_family,
     prior_location,
@@ -324,7 +324,8 @@ class CentredObjective:
         if self.learn_sigma:
             shapes.append(("learning_noise", (), True))
         if self.use_history:
-            shapes += [(name, (), False) for name in HISTORY_COEFFICIENTS]
+            self.history_names = history_coefficients(cfg)
+            shapes += [(name, (), False) for name in self.history_names]
         self.blocks: dict[str, Block] = {}
         start = 0
         for name, shape, pos in shapes:
@@ -341,7 +342,8 @@ class CentredObjective:
         # numba's loop wants floats; numpy takes the int8 0/1 as they are (2 MB less on ASSISTments)
         self.outcome = np.asarray(idx.outcome, dtype=np.float64) if backend == "numba" else np.asarray(idx.outcome)
         if self.use_history:
-            self.history_features = np.column_stack(history_features(np.asarray(idx.history, dtype=float)))
+            feats = history_features(np.asarray(idx.history, dtype=float))[:len(self.history_names)]
+            self.history_features = np.column_stack(feats)
         self._none = np.zeros(0)
         self.is_initial = np.zeros(idx.n_states, dtype=bool)
         self.is_initial[idx.initial_state] = True
@@ -446,7 +448,7 @@ class CentredObjective:
         dGU = grad.get("student_bias", self._empty1)
         dGJ = grad.get("assessment_bias", self._empty1)
         if self.use_history:
-            coefs = [float(v[name]) for name in HISTORY_COEFFICIENTS]
+            coefs = [float(v[name]) for name in self.history_names]
             offset = self.history_features @ np.asarray(coefs)
             dlogit = np.zeros(len(offset))
         else:
@@ -459,7 +461,7 @@ class CentredObjective:
             dS, dA, dL, dQ, dGU, dGJ, offset, dlogit,
         )  # fmt: skip
         if self.use_history:
-            for col, (name, g_val) in enumerate(zip(HISTORY_COEFFICIENTS, coefs, strict=True)):
+            for col, (name, g_val) in enumerate(zip(self.history_names, coefs, strict=True)):
                 p, g = self._prior(name, np.atleast_1d(g_val), pri)
                 lp += p
                 grad[name][...] = float(g[0]) + float(dlogit @ self.history_features[:, col])

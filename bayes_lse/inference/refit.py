@@ -59,6 +59,7 @@ class OutcomeRefitter:
             raise ValueError("refitting on new outcomes uses nutpie's compiled model; sampler must be 'nutpie'")
         if spec.config["history"] == "auto":  # off, as simulate_on_design draws "auto" (say True for the term)
             spec = type(spec).from_config({**spec.config, "history": False})
+        spec, _ = spec.resolve_history(log)  # practice="auto" as a fit decides it for this design
         self.spec, self.log, self.config = spec, log, cfg
         model, self.idx = spec.build_model(log, parametrization=cfg["parametrization"],
                                            requirement=cfg["requirement"], outcome_data=True)
@@ -104,7 +105,8 @@ class OutcomeRefitter:
         if self.spec.config["history"]:  # its counts follow the outcomes (`history_feature_data`)
             idx = self.idx
             data.update(history_feature_data(
-                assessment_history_counts(idx.obs_student, idx.obs_assessment, outcome, idx.obs_state)))
+                assessment_history_counts(idx.obs_student, idx.obs_assessment, outcome, idx.obs_state),
+                self.spec.config))
         trace = nutpie.sample(
             self.compiled.with_data(**data),
             draws=int(cfg["draws"]), tune=int(cfg["tune"]), chains=int(cfg["chains"]), cores=cores,

@@ -18,10 +18,10 @@ import numpy as np
 from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import DEFAULT_MODEL_CONFIG, merge, skills_of, validate_model_config
 from bayes_lse.model.terms import (
-    HISTORY_COEFFICIENTS,
     HISTORY_COUNTS,
     assessment_history_counts,
     hierarchical_variable,
+    history_coefficients,
     history_features,
     history_logit,
     hyperparameters_used,
@@ -66,11 +66,12 @@ def repeat_share(log: InteractionLog) -> float:
     return (n - 1 - int(np.count_nonzero(key[1:] != key[:-1]))) / n
 
 
-def history_feature_data(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """The history term's features (`terms.history_features`) of `counts`, one array per
-    feature under the name of its `pm.Data` container (``history_<kind>_data``,
-    `terms.HISTORY_COUNTS`) in a model built with ``outcome_data=True``."""
-    feats = history_features(np.asarray(counts, dtype=float))
+def history_feature_data(counts: np.ndarray, config: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The history term's features (`terms.history_features`) of `counts` that a model with
+    `config` has (`terms.history_coefficients`), one array per feature under the name of its
+    `pm.Data` container (``history_<kind>_data``, `terms.HISTORY_COUNTS`) in a model built
+    with ``outcome_data=True``."""
+    feats = history_features(np.asarray(counts, dtype=float))[:len(history_coefficients(config))]
     return {f"history_{kind}_data": np.asarray(f, dtype=float) for kind, f in zip(HISTORY_COUNTS, feats, strict=False)}
 
 
@@ -233,6 +234,7 @@ class ModelSpec:
         priors: dict[str, float] | None = None,
         history: bool | str = "auto",
         hierarchical: bool = False,
+        practice: bool | str = "auto",
     ) -> None:
         self.config = validate_model_config(
             merge(
@@ -244,6 +246,7 @@ class ModelSpec:
                     "lessons": lessons,
                     "learning_noise": learning_noise,
                     "history": history,
+                    "practice": practice,
                     "hierarchical": hierarchical,
                     "priors": priors or {},
                 },
@@ -265,13 +268,29 @@ class ModelSpec:
             + (", hierarchical=True)" if c["hierarchical"] else ")")
         )
 
+    @property
+    def history_unresolved(self) -> bool:
+        """Whether the history term or its practice counts are still "auto"."""
+        return "auto" in (self.config["history"], self.config["practice"])
+
     def resolve_history(self, log: InteractionLog) -> tuple[ModelSpec, str | None]:
-        """This spec with history="auto" decided for `log` (`choose_history`), and the
-        reason (None when the config already said true or false)."""
-        if self.config["history"] != "auto":
+        """This spec with history="auto" decided for `log` (`choose_history`) and
+        practice="auto" decided (on for a history model with no lessons to learn from: no
+        lesson rows or lessons=False), and the reason (None when the config already said)."""
+        cfg = self.config
+        if not self.history_unresolved:
             return self, None
-        on, why = choose_history(log)
-        return type(self).from_config({**self.config, "history": on}), why
+        on, why = choose_history(log) if cfg["history"] == "auto" else (bool(cfg["history"]), None)
+        practice = cfg["practice"]
+        if practice == "auto":
+            no_lessons = not (cfg["lessons"] and log.n_lessons > 0)
+            practice = on and no_lessons
+            if on:
+                said = (f"practice counts {'on' if practice else 'off'} "
+                        + ("(no lessons to learn from: the student's successes/failures on any assessment stand in)"
+                           if practice else "(the lessons model the learning)"))
+                why = f"{why}; {said}" if why else f"history term: {said}"
+        return type(self).from_config({**cfg, "history": on, "practice": practice}), why
 
     def with_skills(self, d: int) -> ModelSpec:
         """This spec with ``n_skills`` set to `d` (an "auto" decided by a fit)."""
@@ -332,7 +351,7 @@ class ModelSpec:
         `history_feature_data`'s containers), so one compiled model can be refit on other
         outcomes of the same design (`inference.refit`, simulation-based calibration).
         """
-        if self.config["history"] == "auto":  # the same choice `fit` makes for this log
+        if self.history_unresolved:  # the same choice `fit` makes for this log
             spec, _ = self.resolve_history(log)
             return spec.build_model(log, parametrization=parametrization, normalised=normalised,
                                     constrained=constrained, requirement=requirement, hyper=hyper,
@@ -421,10 +440,10 @@ class ModelSpec:
             if cfg["biases"]:
                 logit = logit + g_u[idx.obs_student]
             if cfg["history"]:
-                coefs = [prior_variable(name, pri) for name in HISTORY_COEFFICIENTS]
+                coefs = [prior_variable(name, pri) for name in history_coefficients(cfg)]
                 if outcome_data:
                     # the counts follow the outcomes: a refit on other outcomes swaps these too
-                    data = history_feature_data(idx.history)
+                    data = history_feature_data(idx.history, cfg)
                     logit = logit + sum(c * pm.Data(name, f, dims="obs")
                                         for c, (name, f) in zip(coefs, data.items(), strict=True))
                 else:

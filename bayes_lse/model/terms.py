@@ -260,6 +260,12 @@ def step_states(
 #: overall counts measure; docs/results.md "Practice").
 HISTORY_COEFFICIENTS: tuple[str, ...] = ("history_success", "history_failure", "history_recency",
                                          "history_practice_success", "history_practice_failure")
+def history_coefficients(config: dict[str, Any]) -> tuple[str, ...]:
+    """The history term's coefficients in a model config: all of `HISTORY_COEFFICIENTS` with
+    the practice counts (``practice`` true), else the first three (memory and recency)."""
+    return HISTORY_COEFFICIENTS if config.get("practice") is True else HISTORY_COEFFICIENTS[:3]
+
+
 #: the columns of the history counts (`assessment_history_counts`), one feature each
 HISTORY_COUNTS = ("success", "failure", "lag", "practice_success", "practice_failure")
 

@@ -169,7 +169,7 @@ def test_run_sbc_with_the_history_term_recounts_it_per_simulation():
     """history=True: each simulation draws the term (`simulate_on_design`) and each refit
     recounts its features from that simulation's outcomes; its coefficients are ranked."""
     design = design_from_shape(4, 3, 2, 1, answers_per_step=2, seed=0)
-    res = run_sbc(bl.LatentSkillEmbedding(n_skills=1, history=True), design, n_simulations=2, draws=30, tune=30,
+    res = run_sbc(bl.LatentSkillEmbedding(n_skills=1, history=True, practice=True), design, n_simulations=2, draws=30, tune=30,
                   chains=2, rank_draws=10, seed=4)
     ranks = res.ranks["prior_sbc"].to_dataset()
     assert {"history_success", "history_failure", "history_recency", "history_practice_success",
@@ -182,7 +182,8 @@ def test_sbc_ranks_are_uniform_with_the_history_term():
     """The default model on real logs has the history term (memory, recency, practice): NUTS on
     the model it simulates from, the term drawn answer by answer, ranks uniform."""
     design = design_from_shape(**SLOW_DESIGN)
-    res = run_sbc(bl.LatentSkillEmbedding(n_skills=1, history=True), design, n_simulations=60, draws=250, tune=250,
+    res = run_sbc(bl.LatentSkillEmbedding(n_skills=1, history=True, practice=True), design, n_simulations=60,
+                  draws=250, tune=250,
                   chains=2, rank_draws=100, seed=3)
     print(res.summary[["quantity", "elements", "p_value", "p_adjusted"]].to_string(index=False))
     print(res.verdict(), "divergences", int(res.fits["divergences"].sum()))

@@ -20,6 +20,7 @@ def small_log() -> bl.InteractionLog:
 
 
 def _objective(log: bl.InteractionLog, spec: LatentSkillEmbedding, idx: IndexArrays, **kw) -> CentredObjective:
+    spec, _ = spec.resolve_history(log)  # history and practice "auto" as a fit (and build_model) decide them
     return CentredObjective(
         idx, spec.config, n_students=log.n_students, n_assessments=log.n_assessments, n_lessons=log.n_lessons, **kw
     )

@@ -30,13 +30,13 @@ def test_history_features_follow_the_new_outcomes(design):
     from bayes_lse.model.graph import history_feature_data
     from bayes_lse.model.terms import assessment_history_counts
 
-    spec = bl.LatentSkillEmbedding(n_skills=1, history=True)
+    spec = bl.LatentSkillEmbedding(n_skills=1, history=True, practice=True)
     model, idx = spec.build_model(design, outcome_data=True)
     y = np.random.default_rng(5).integers(0, 2, len(idx.outcome)).astype(np.int8)
     assert not np.array_equal(y, idx.outcome)
     counts = assessment_history_counts(idx.obs_student, idx.obs_assessment, y, idx.obs_state)
     with model:
-        pm.set_data({"outcome_data": y, **history_feature_data(counts)})
+        pm.set_data({"outcome_data": y, **history_feature_data(counts, spec.config)})
     table = design.table.copy()
     is_a = (table["module_type"] == "assessment").to_numpy()
     column = table["outcome"].to_numpy(dtype=float, copy=True)

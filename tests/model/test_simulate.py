@@ -113,9 +113,12 @@ def test_simulate_with_history_is_the_graphs_likelihood():
     with the counts the fit computes from the table (`IndexArrays.history`), is the
     simulator's p_true to the last digit."""
     cohort = bl.simulate(n_students=40, n_steps=6, n_assessments=4, n_lessons=3, n_skills=2, answers_per_step=2,
-                         seed=3, model_config={"history": True})
+                         seed=3, model_config={"history": True, "practice": True})
     tr = cohort.truth
     assert set(tr["history"]) == set(eq.HISTORY_COEFFICIENTS)
+    # practice="auto" is off where lessons teach, as a fit of this cohort decides it
+    plain = bl.simulate(n_students=5, n_steps=3, n_assessments=4, n_lessons=3, seed=3, model_config={"history": True})
+    assert list(plain.truth["history"]) == list(eq.HISTORY_COEFFICIENTS[:3])
     log = read_interactions(cohort.table)
     idx = IndexArrays.from_log(log)
     assert (idx.history[:, 0] + idx.history[:, 1] > 0).any()  # repeats exist

@@ -25,10 +25,10 @@ PRIORS = DISTINCT_PRIORS
 def test_model_density_pins_every_prior_to_its_own_scale():
     """model.logp() at a point with every prior scale different equals a sum written by
     hand with the literal scales (scipy.stats) and the terms' numpy forms."""
-    cfg = {"priors": PRIORS, "learning_noise": "learned", "history": True}
+    cfg = {"priors": PRIORS, "learning_noise": "learned", "history": True, "practice": True}
     coh = bl.simulate(n_students=10, n_steps=4, n_assessments=5, n_lessons=3, seed=11, model_config=cfg)
     log = read_interactions(coh.table)
-    spec = LatentSkillEmbedding(n_skills=2, priors=PRIORS, learning_noise="learned", history=True)
+    spec = LatentSkillEmbedding(n_skills=2, priors=PRIORS, learning_noise="learned", history=True, practice=True)
     model, idx = spec.build_model(log, parametrization="centered")
     tr = coh.truth
     states = np.concatenate([np.asarray(tr["students"][s]["states"])[:n]
@@ -139,7 +139,7 @@ def reference_logp(values: dict[str, np.ndarray], idx: IndexArrays, config: dict
                           values.get("student_bias", zeros_u)[idx.obs_student],
                           values.get("assessment_bias", zeros_a)[idx.obs_assessment])
     if "history_success" in values:
-        logit = logit + eq.history_logit(idx.history, [values[k] for k in eq.HISTORY_COEFFICIENTS])
+        logit = logit + eq.history_logit(idx.history, [values[k] for k in eq.HISTORY_COEFFICIENTS if k in values])
     lp += stats.bernoulli.logpmf(idx.outcome, eq.sigmoid(logit)).sum()
     return float(lp)
 
