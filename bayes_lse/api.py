@@ -38,7 +38,7 @@ class LatentSkillEmbedding(ModelSpec):
     ----------
     n_skills : int or "auto"
         Dimension d of the skill space.  "auto" (the default, as on the command line): a
-        MAP fit above 20,000 answers fits d = 1 and d = 2 to all but the last 10 % of 300
+        MAP fit above 20,000 answers fits d = 1 and d = 2 to all but the last 10 % of 150
         students' answers and keeps the d that predicts those better (d = 1 on both real
         logs, docs/results.md); other fits use d = 2 (`results.selection`).  The choice
         and its held-out scores are listed in ``fitted.choices``.
@@ -104,7 +104,11 @@ class LatentSkillEmbedding(ModelSpec):
         if self.config["n_skills"] == "auto":
             from bayes_lse.results.selection import choose_skills
 
-            spec, why = choose_skills(self, log, method, _fit_candidate, kwargs)
+            if method == "map" and spec.history_unresolved:  # the candidates get the full log's history term
+                spec, why_history = spec.resolve_history(log)
+                if why_history:
+                    choices.append(why_history)
+            spec, why = choose_skills(spec, log, method, _fit_candidate, kwargs)
             choices.append(why)
         # history="auto" (the default) is decided by `run_fit` for this log, with its reason
         return FittedLSE(run_fit(spec, log, method, choices=choices, **kwargs))

@@ -37,7 +37,7 @@ DEFAULT_SKILLS = 2
 
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     # an integer >= 1, or "auto": MAP fits above 20k answers compare d = 1 and d = 2 on the
-    # held-out last 10 % of 300 students' answers and keep the better (d = 1 won on both
+    # held-out last 10 % of 150 students' answers and keep the better (d = 1 won on both
     # real logs, docs/results.md); everywhere else DEFAULT_SKILLS (`results.selection`)
     "n_skills": "auto",
     "prerequisites": True,

@@ -14,10 +14,12 @@ in docs/results.md): MoFaCTS d = 1 lower by 0.006–0.013 (± 0.003), ASSISTment
 
 It runs for MAP fits above `MIN_ANSWERS` answers only: below, the held-out answers are
 too few to rank the candidates, and NUTS/ADVI fits are too slow to repeat; those fits
-use `core.config.DEFAULT_SKILLS` and say so.  The two extra fits see 300 students at most,
-with the settings the full fit gets (`inference.defaults.resolve_map_settings` for the
-whole log: the compiled kernel, one start), so the check costs about two fits of a
-300-student log whatever the log's size.
+use `core.config.DEFAULT_SKILLS` and say so.  The two extra fits see `STUDENTS` students
+at most, with the settings the full fit gets (`inference.defaults.resolve_map_settings`
+for the whole log: the compiled kernel, one start) but `inference.defaults.CHECK_MAXITER`
+iterations, so the check costs about two short fits of a 150-student log whatever the
+log's size.  At 150 students and 200 iterations MoFaCTS chose d = 1 on three seeds out
+of three (log-loss lower by 0.014 / 0.011 / 0.004, ± 0.0045).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ CANDIDATES = (1, 2)
 #: answers above which a MAP fit chooses d by the held-out check (= inference.defaults.SMALL_ANSWERS)
 MIN_ANSWERS = 20_000
 #: students whose last answers are held out (their other rows train the candidates)
-STUDENTS = 300
+STUDENTS = 150
 #: share of each chosen student's answers held out (at least one)
 HOLDOUT = 0.1
 
@@ -95,7 +97,7 @@ def choose_skills(
     candidate's fit with the seed.  A spec whose d is already a number comes back as it is."""
     if spec.config["n_skills"] != "auto":
         return spec, ""
-    from bayes_lse.inference.defaults import n_answers, resolve_map_settings
+    from bayes_lse.inference.defaults import CHECK_MAXITER, n_answers, resolve_map_settings
 
     n = n_answers(log)
     if method != "map":
@@ -113,6 +115,8 @@ def choose_skills(
     resolved, _ = resolve_map_settings(merge(DEFAULT_FIT_CONFIG["map"], opts, "map fit"), log)
     cand_opts = {**opts, **{k: resolved[k] for k in ("starts", "maxiter", "parametrization", "kernel_backend")},
                  "seed": seed}
+    if (options or {}).get("maxiter", "auto") == "auto":  # a ranking, not the final fit: a short budget
+        cand_opts["maxiter"] = CHECK_MAXITER
     t0 = time.perf_counter()
     train, test = holdout_split(log, STUDENTS, HOLDOUT, seed)
     y = test["outcome"].to_numpy()

@@ -38,8 +38,6 @@ def test_method_and_map_settings_follow_the_number_of_answers(monkeypatch):
     method, implied, why = defaults.choose_method(small)
     assert method == "map" and implied == {} and "2 answers" in why
     assert defaults.resolve_map_settings({"starts": "auto"}, small)[0]["starts"] == 1
-    cfg, why = defaults.resolve_map_settings({"maxiter": "auto"}, small)  # a large log's iteration budget
-    assert cfg["maxiter"] == defaults.LARGE_MAXITER < defaults.MAXITER and f"maxiter {defaults.LARGE_MAXITER}" in why[0]
 
 
 def test_large_logs_get_amortised_advi_where_it_can_run(monkeypatch):
