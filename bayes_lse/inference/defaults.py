@@ -73,7 +73,7 @@ MAXITER = 1_000
 #: < 0.001; not the fits' default: on a simulated cohort whose lessons teach (the bubble
 #: protocol, tests/evaluate/test_paths.py) 300 iterations ranked 77 % of the path pairs
 #: right where 1,000 ranked all of them
-CHECK_MAXITER = 200
+CHECK_MAXITER = 150
 SMALL_STARTS = 2
 NUMBA_MAX_ANSWERS = 200_000
 #: the largest posterior state array (draws × states × skills, float64) a minibatch or
