@@ -60,6 +60,13 @@ class LatentSkillEmbedding(ModelSpec):
         default, as on the command line): on when at least 5 % of the answers repeat an
         earlier (student, assessment) pair (`model.graph.choose_history`; +0.04 AUC on
         both real logs with repeats), decided at fit time and listed in ``fitted.choices``.
+    practice : bool or "auto"
+        The history term's practice counts (the student's earlier successes/failures on any
+        assessment).  "auto" (the default): on where the model has no lessons to learn
+        from (no lesson rows, or ``lessons=False``; ASSISTments +0.001 AUC over PFA), off
+        where lessons model the learning (docs/results.md "Practice").
+    hierarchical : bool
+        Learned prior scales and assessment-bias mean (partial pooling; MAP by empirical Bayes).
     """
 
     def fit(self, log: InteractionLog | pd.DataFrame | str, method: str = "auto", **kwargs: Any) -> FittedLSE:
