@@ -283,8 +283,7 @@ class ModelSpec:
         on, why = choose_history(log) if cfg["history"] == "auto" else (bool(cfg["history"]), None)
         practice = cfg["practice"]
         if practice == "auto":
-            no_lessons = not (cfg["lessons"] and log.n_lessons > 0)
-            practice = on and no_lessons
+            practice = on and len(history_coefficients(cfg, has_lessons=log.n_lessons > 0)) > 3
             if on:
                 said = (f"practice counts {'on' if practice else 'off'} "
                         + ("(no lessons to learn from: the student's successes/failures on any assessment stand in)"

@@ -167,10 +167,8 @@ def simulate(
     picks = np.argsort(rng.random((U, T, A)), axis=-1)[..., :n_ans]  # (U, T, n_ans)
     history: dict[str, float] = {}
     if cfg["history"] is True:  # the history term, drawn answer by answer (`draw_with_history`)
-        # practice="auto" is a fit's choice for a log with no lessons (`ModelSpec.resolve_history`)
-        practice = cfg["practice"] is True or (cfg["practice"] == "auto" and not (cfg["lessons"] and L > 0 and T > 1))
-        history = {k: float(eq.draw_prior(k, pri, rng))
-                   for k in eq.history_coefficients({**cfg, "practice": practice})}
+        # practice="auto" as a fit of this cohort decides it (lesson rows exist when L > 0 and T > 1)
+        history = {k: float(eq.draw_prior(k, pri, rng)) for k in eq.history_coefficients(cfg, has_lessons=L > 0 and T > 1)}
         logit = eq.pass_logit(states[:, :, None, :], req[picks], g_student[:, None, None], g_assess[picks])
         uu0, tt0, _ = np.meshgrid(np.arange(U), np.arange(T), np.arange(n_ans), indexing="ij")
         y, pp = draw_with_history(uu0.ravel(), picks.ravel(), tt0.ravel(), logit.ravel(), list(history.values()), rng)
@@ -329,8 +327,7 @@ def simulate_on_design(
         states[idx.transition_to[tk]] = eq.sample_truncated_normal(mu, noise, rng)
     params["student_state"] = states
     if cfg["history"] is True:  # the graph's history term, its counts from the drawn outcomes
-        practice = cfg["practice"] is True or (cfg["practice"] == "auto" and not use_lessons)  # as a fit decides
-        coefs = {k: float(eq.draw_prior(k, pri, rng)) for k in eq.history_coefficients({**cfg, "practice": practice})}
+        coefs = {k: float(eq.draw_prior(k, pri, rng)) for k in eq.history_coefficients(cfg, has_lessons=n_lessons > 0)}
         params.update({k: np.asarray(v) for k, v in coefs.items()})
         logit = eq.pass_logit(states[idx.obs_state], req[idx.obs_assessment],
                               g_student[idx.obs_student], g_assess[idx.obs_assessment])
