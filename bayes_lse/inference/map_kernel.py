@@ -31,10 +31,10 @@ import numpy as np
 from scipy.special import expit, log_ndtr
 
 from bayes_lse.core.config import skills_of
+from bayes_lse.model.graph import history_feature_data
 from bayes_lse.model.terms import (
     NORM_EPS,
     history_coefficients,
-    history_features,
     prior_family,
     prior_location,
     prior_scale,
@@ -342,8 +342,8 @@ class CentredObjective:
         # numba's loop wants floats; numpy takes the int8 0/1 as they are (2 MB less on ASSISTments)
         self.outcome = np.asarray(idx.outcome, dtype=np.float64) if backend == "numba" else np.asarray(idx.outcome)
         if self.use_history:
-            feats = history_features(np.asarray(idx.history, dtype=float))[:len(self.history_names)]
-            self.history_features = np.column_stack(feats)
+            # the features this model's coefficients multiply, in their order (`history_feature_data`)
+            self.history_features = np.column_stack(list(history_feature_data(idx.history, cfg).values()))
         self._none = np.zeros(0)
         self.is_initial = np.zeros(idx.n_states, dtype=bool)
         self.is_initial[idx.initial_state] = True

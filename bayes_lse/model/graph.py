@@ -24,6 +24,7 @@ from bayes_lse.model.terms import (
     history_coefficients,
     history_features,
     history_logit,
+    practice_on,
     hyperparameters_used,
     learning_update_mean,
     prior_location,
@@ -283,7 +284,7 @@ class ModelSpec:
         on, why = choose_history(log) if cfg["history"] == "auto" else (bool(cfg["history"]), None)
         practice = cfg["practice"]
         if practice == "auto":
-            practice = on and len(history_coefficients(cfg, has_lessons=log.n_lessons > 0)) > 3
+            practice = on and practice_on(cfg, has_lessons=log.n_lessons > 0)
             if on:
                 said = (f"practice counts {'on' if practice else 'off'} "
                         + ("(no lessons to learn from: the student's successes/failures on any assessment stand in)"

@@ -260,15 +260,21 @@ def step_states(
 #: overall counts measure; docs/results.md "Practice").
 HISTORY_COEFFICIENTS: tuple[str, ...] = ("history_success", "history_failure", "history_recency",
                                          "history_practice_success", "history_practice_failure")
-def history_coefficients(config: dict[str, Any], has_lessons: bool | None = None) -> tuple[str, ...]:
-    """The history term's coefficients in a model config: all of `HISTORY_COEFFICIENTS` with
-    the practice counts, else the first three (memory and recency).  ``practice`` "auto" is
-    decided by `has_lessons` when given — the counts stand in for learning where the model
-    has no lessons to learn from (no lesson rows, or ``lessons=False``) — and off otherwise."""
+def practice_on(config: dict[str, Any], has_lessons: bool | None = None) -> bool:
+    """Whether a model config's history term has the practice counts.  ``practice`` "auto"
+    is decided by `has_lessons` when given — the counts stand in for learning where the
+    model has no lessons to learn from (no lesson rows, or ``lessons=False``) — and is
+    off otherwise."""
     practice = config.get("practice")
     if practice == "auto" and has_lessons is not None:
-        practice = not (bool(config.get("lessons", True)) and has_lessons)
-    return HISTORY_COEFFICIENTS if practice is True else HISTORY_COEFFICIENTS[:3]
+        return not (bool(config.get("lessons", True)) and has_lessons)
+    return practice is True
+
+
+def history_coefficients(config: dict[str, Any], has_lessons: bool | None = None) -> tuple[str, ...]:
+    """The history term's coefficients in a model config: all of `HISTORY_COEFFICIENTS` with
+    the practice counts (`practice_on`), else the first three (memory and recency)."""
+    return HISTORY_COEFFICIENTS if practice_on(config, has_lessons) else HISTORY_COEFFICIENTS[:3]
 
 
 #: the columns of the history counts (`assessment_history_counts`), one feature each
