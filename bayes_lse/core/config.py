@@ -246,7 +246,8 @@ def validate_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
         if key in ("history", "practice") and cfg[key] == "auto":  # chosen from the data at fit time
             continue
         if not isinstance(cfg[key], bool):
-            raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
+            allowed = "true, false or 'auto'" if key in ("history", "practice") else "true or false"
+            raise ValueError(f"{key} must be {allowed}, got {cfg[key]!r}")
     for key, value in cfg["priors"].items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not (value > 0 and math.isfinite(value)):
             raise ValueError(f"prior {key} must be a finite positive number, got {value!r}")

@@ -116,3 +116,6 @@ def test_n_skills_auto_is_a_valid_config_and_other_words_are_not():
     for bad in ("two", 0, 1.5, True):
         with pytest.raises(ValueError, match="n_skills must be an integer >= 1 or 'auto'"):
             LatentSkillEmbedding(n_skills=bad)
+    for key in ("history", "practice"):  # the same words for the other data-chosen settings
+        with pytest.raises(ValueError, match=f"{key} must be true, false or 'auto', got 'yes'"):
+            LatentSkillEmbedding(**{key: "yes"})
