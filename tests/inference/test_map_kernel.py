@@ -102,6 +102,35 @@ def test_numpy_and_numba_backends_agree(small_log, variant, monkeypatch):
         np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-9 * np.abs(g2).max())
 
 
+@pytest.mark.parametrize("variant", VARIANTS, ids=[",".join(f"{k}={x}" for k, x in v.items()) or "full" for v in VARIANTS])
+def test_threaded_answer_loop_agrees_with_the_serial_one(small_log, variant, monkeypatch):
+    """The numba backend's answer loop in blocks on several threads (forced on this tiny
+    log) gives the serial loop's density and gradient to rounding, and the same bits on
+    one thread as on all of them."""
+    import numba
+
+    import bayes_lse.inference.map_kernel_numba as mkn
+
+    spec = LatentSkillEmbedding(**variant)
+    idx = IndexArrays.from_log(small_log)
+    obj = _objective(small_log, spec, idx, normalised=True, backend="numba")
+    x = obj.initial_point() + np.random.default_rng(5).uniform(-1.0, 1.0, size=obj.size)
+    f_serial, g_serial = obj(x)
+    monkeypatch.setattr(mkn, "PARALLEL_MIN_ANSWERS", 0)
+    f_par, g_par = obj(x)
+    g_par = g_par.copy()
+    assert f_par == pytest.approx(f_serial, rel=1e-12)
+    np.testing.assert_allclose(g_par, g_serial, rtol=1e-9, atol=1e-12 * np.abs(g_serial).max())
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        f_one, g_one = obj(x)
+    finally:
+        numba.set_num_threads(threads)
+    assert f_one == f_par
+    np.testing.assert_array_equal(g_one, g_par)
+
+
 def test_kernel_map_fit_is_used_for_centred_map_and_predicts(small_log):
     fit = LatentSkillEmbedding().fit(small_log, method="map", parametrization="centered", starts=2, seed=0)
     opt = fit.idata["optimization"]
