@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from bayes_lse.model.graph import METHODS, ModelSpec
-from bayes_lse.results.posterior import VERDICT_ATTR, FitResult, load_tree, read_history
+from bayes_lse.results.posterior import VERDICT_ATTR, FitResult, load_tree, read_history, read_modules_file
 
 if TYPE_CHECKING:
     from bayes_lse.data.log import InteractionLog
+    from bayes_lse.data.modules import ModuleTable
     from bayes_lse.diagnostics import Diagnostics
     from bayes_lse.recommend.policies import PlanAdvice
     from bayes_lse.recommend.sequences import Recommendation
@@ -69,7 +70,8 @@ class LatentSkillEmbedding(ModelSpec):
         Learned prior scales and assessment-bias mean (partial pooling; MAP by empirical Bayes).
     """
 
-    def fit(self, log: InteractionLog | pd.DataFrame | str, method: str = "auto", **kwargs: Any) -> FittedLSE:
+    def fit(self, log: InteractionLog | pd.DataFrame | str, method: str = "auto", *,
+            modules: Any = None, **kwargs: Any) -> FittedLSE:
         """Fit the model to an interaction log.
 
         Parameters
@@ -77,6 +79,12 @@ class LatentSkillEmbedding(ModelSpec):
         log : InteractionLog, DataFrame or path
             The interactions (DESIGN §2); anything but an `InteractionLog` is read and
             validated with `read_interactions`.
+        modules : ModuleTable, DataFrame or path, optional
+            The modules table (`bayes_lse.data.modules.read_modules`: ``module_id``,
+            ``module_type``, ``tags``, groups such as ``part``), kept with the fit and in
+            its saved folder: an assessment added after the fit is predicted from the
+            fitted assessments that share its tags (`FitResult.predict`). Refused when it
+            names none of the log's modules (ids spelt differently, e.g. ``q12`` / ``12``).
         method : {"auto", "map", "advi", "nuts"}
             Inference method; "auto" (default): NUTS up to 2,000 answers, MAP beyond,
             amortised ADVI from 500k answers at most 20 a student where it can run
@@ -117,8 +125,35 @@ class LatentSkillEmbedding(ModelSpec):
                     choices.append(why_history)
             spec, why = choose_skills(spec, log, method, _fit_candidate, kwargs)
             choices.append(why)
+        table = None
+        if modules is not None:
+            table, why = _modules_for(modules, log)
+            choices.append(why)
         # history="auto" (the default) is decided by `run_fit` for this log, with its reason
-        return FittedLSE(run_fit(spec, log, method, choices=choices, **kwargs))
+        fitted = FittedLSE(run_fit(spec, log, method, choices=choices, **kwargs))
+        fitted.modules = table
+        return fitted
+
+
+def _modules_for(modules: Any, log: InteractionLog) -> tuple[ModuleTable, str]:
+    """`modules` read and validated (`read_modules`) and checked against `log`: the table
+    and a line saying how much of the log it tags."""
+    from bayes_lse.data.modules import ModuleTable, read_modules
+
+    table = modules if isinstance(modules, ModuleTable) else read_modules(modules)
+    keys = table.keys_of("assessment")
+    tagged = sum(1 for a in log.assessments if keys.get(str(a)))
+    lesson_keys = table.keys_of("lesson")
+    tagged_l = sum(1 for m in log.lessons if lesson_keys.get(str(m)))
+    if tagged + tagged_l == 0 and (log.n_assessments + log.n_lessons):
+        example = next(iter(keys or lesson_keys), None)
+        raise ValueError(f"{table.source}: the modules table tags none of the log's modules (the log has e.g. "
+                         f"{str(log.assessments[0]) if log.n_assessments else str(log.lessons[0])!r}, the table "
+                         f"{example!r}); module ids must be spelt as in the log")
+    return table, (f"modules table {table.source}: {tagged} of {log.n_assessments} assessments and {tagged_l} of "
+                   f"{log.n_lessons} lessons tagged ({len(table.tag_index())} tags, groups "
+                   f"{', '.join(table.groups) or 'none'}); an assessment added after the fit is predicted from "
+                   "the fitted ones sharing its tags")
 
 
 def _fit_candidate(spec: ModelSpec, table: pd.DataFrame, options: dict[str, Any]) -> FitResult:
@@ -396,7 +431,7 @@ class FittedLSE(FitResult):
                 lk = np.array([les.get(k, -1)])
                 cur = eq.step_states(cur[:, None, :], lk, gain, prereq, noise[:, None, None], update, rng)[:, 0]
         return pd.DataFrame(rows_out, columns=["_row", "student_id", "module_id", "timestep", "p_mean", "p_low",
-                                               "p_high"]).assign(assessment_seen=True)
+                                               "p_high"]).assign(assessment_seen=True, assessment_from="fit")
 
     # ------------------------------------------------------------ placing new students
     def train_encoder(self, *, progress: Any = None, design: dict[str, Any] | None = None, **options: Any) -> Any:
@@ -836,4 +871,5 @@ def load(path: str | Path) -> FittedLSE:
 
     fitted = FittedLSE(load_tree(path))
     fitted.encoder = read_encoder(path, fitted)
+    fitted.modules = read_modules_file(path)
     return fitted

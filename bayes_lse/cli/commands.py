@@ -142,6 +142,10 @@ def _model_from_options(n_skills: int | str, no_prerequisites: bool, no_biases: 
               help="ADVI: students through an encoder trained jointly with the modules (needs the jax extra); "
               "training memory does not grow with the number of students; minibatches of 256 unless --batch-size.")
 @click.option("--seed", type=int, default=None)
+@click.option("--modules", "modules_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Modules table (CSV/Parquet: module_id, module_type, tags ';'-separated, groups such as part; "
+                   "`convert --modules-out` writes one): kept with the model, so that an assessment added "
+                   "after the fit is predicted from the fitted ones sharing its tags.")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON file with fit settings merged over the method's defaults.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
@@ -152,7 +156,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequi
         sampler: str | None, draws: int | None,
         tune: int | None, chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None,
         batch_size: int | None, amortised: bool | None,
-        seed: int | None, config_file: Path | None, overwrite: bool, quiet: bool) -> None:
+        seed: int | None, modules_file: Path | None, config_file: Path | None, overwrite: bool, quiet: bool) -> None:
     """Fit the model to DATA (CSV or Parquet) and save it as a model folder.
 
     Progress goes to stderr: a MAP fit prints a line every 10 s on a terminal, every
@@ -172,6 +176,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequi
         model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise,
                                     "auto" if history is None else history, hierarchical)
         log = read_log(data)  # a raw DKT / EdNet / ... file gets the convert command to run
+        modules = _read_modules_option(modules_file)
         overrides: dict[str, Any] = {}
         if config_file is not None:
             try:
@@ -214,7 +219,8 @@ def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequi
         # MAP's and amortised ADVI's progress lines also when stderr is not a terminal (issue 20:
         # silent for minutes); NUTS and ADVI keep their progress bars on a terminal only
         progressbar = False if quiet else (True if method == "map" or overrides.get("amortised") else None)
-        fitted = model.fit(log, method=method, choices=choices, progressbar=progressbar, **overrides)
+        fitted = model.fit(log, method=method, choices=choices, progressbar=progressbar, modules=modules,
+                           **overrides)
         for why in fitted.choices[len(choices):]:  # what the engine chose (MAP starts, iterations)
             say(f"chosen from the data: {why}")
         # the fit's own checks, in one line (issue 20): a saved model whose checks fail must say so.
@@ -227,6 +233,17 @@ def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequi
         fitted.save(output, overwrite=overwrite)
     click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
     click.echo(f"{line}\n(details: bayes-lse report {output})")
+
+
+def _read_modules_option(path: Path | None) -> Any:
+    """`--modules FILE` read and validated (`data.modules.read_modules`), or None."""
+    if path is None:
+        return None
+    from bayes_lse.data.modules import read_modules
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such modules file")
+    return read_modules(path)
 
 
 def _say(quiet: bool):
@@ -269,11 +286,14 @@ def _warn_if_failed(fitted: Any, model: Path) -> dict[str, Any] | None:
                    "has one, else exact).")
 @click.option("--particles", type=click.IntRange(min=1), default=500, show_default=True,
               help="Particles per posterior draw for exact placement.")
+@click.option("--modules", "modules_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A modules table to use instead of the one saved with the model (e.g. one listing the "
+                   "assessments added since the fit with their tags).")
 @click.option("--overwrite", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress or notes on stderr (warnings and errors still show).")
 @guard
 def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, update: str, seed: int | None,
-            placement: str, particles: int, overwrite: bool, quiet: bool) -> None:
+            placement: str, particles: int, modules_file: Path | None, overwrite: bool, quiet: bool) -> None:
     """Pass probability of every assessment row of DATA under a saved MODEL.
 
     DATA needs no outcome column. Without a timestep column, each student's rows
@@ -289,6 +309,8 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, u
     from bayes_lse.data.log import read_interactions
 
     fitted = load(model)
+    if modules_file is not None:
+        fitted.modules = _read_modules_option(modules_file)
     rows = read_interactions(data, require_outcomes=False)  # rows to predict need no outcome
     _warn_if_failed(fitted, model)
     if rows.timesteps_derived:  # issue 20: such rows were scored at step 0, before any lesson
@@ -305,8 +327,14 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, u
         _say(quiet)(f"bayes-lse: placing {n_new} student(s) not in the model from their answered rows ({how})")
     pred = fitted.predict(rows, ci=ci, update=update, seed=seed, from_last_state=rows.timesteps_derived,
                           placement=placement, n_particles=particles)
-    cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"]
+    cols = ["student_id", "module_id", "timestep", "p_mean", "p_low", "p_high", "assessment_from"]
     pred = pred[cols]
+    new = pred["assessment_from"] != "fit"
+    if new.any():
+        _say(quiet)(f"bayes-lse: {int(new.sum())} row(s) answer assessments the model has not seen: "
+                    f"{int((pred['assessment_from'] == 'tags').sum())} predicted from the fitted assessments "
+                    f"sharing their tags, {int((pred['assessment_from'] == 'population').sum())} from all of them "
+                    "(column assessment_from; their bands include the spread of assessments)")
     text = pred.to_csv(index=False) if fmt == "csv" else pred.to_json(orient="records", indent=1) + "\n"
     write_text(output, text, overwrite)
     if output is not None:
@@ -605,11 +633,14 @@ def plan(model: Path, student: str | None, goals: tuple[str, ...], history: Path
               help="datashop: Outcome values that are lessons (default STUDY).")
 @click.option("--module-column", default=None, metavar="COLUMN",
               help="datashop: the column that names the module (default 'KC (Default)', e.g. 'KC (Cluster)').")
+@click.option("--modules-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the modules table (tags, groups) from the format's metadata: riiid / ednet-kt4 "
+                   "read questions.csv and lectures.csv beside the first input, datashop its KC columns.")
 @click.option("--overwrite", is_flag=True)
 @guard
 def convert(inputs: tuple[Path, ...], fmt: str, output: Path, items_as_lessons: bool,
             explanations_as_lessons: bool, lesson_outcomes: str | None, module_column: str | None,
-            overwrite: bool) -> None:
+            modules_out: Path | None, overwrite: bool) -> None:
     """Convert public interaction logs (ASSISTments DKT, EdNet-KT4, Riiid, DataShop) to the bayes-lse table."""
     from bayes_lse.data.readers import convert as run
 
@@ -627,13 +658,25 @@ def convert(inputs: tuple[Path, ...], fmt: str, output: Path, items_as_lessons: 
             raise UserError("--lesson-outcomes needs at least one value, e.g. STUDY")
     if module_column is not None:
         options["module_column"] = module_column
+    if modules_out is not None:
+        if fmt == "assistments-dkt":
+            raise UserError("--modules-out: assistments-dkt files carry no module metadata (tags)")
+        refuse_existing(modules_out, overwrite)
     table = run(fmt, [str(p) for p in inputs], **options)
+    modules = None
+    if modules_out is not None:  # read before anything is written: a metadata error leaves no half output
+        from bayes_lse.data.readers import convert_modules
+
+        modules = convert_modules(fmt, [str(p) for p in inputs], **options)
     from bayes_lse.core.files import atomic_write_text
 
     atomic_write_text(output, table.to_csv(index=False), exclusive=not overwrite)
     n_a = int((table["module_type"] == "assessment").sum())
     click.echo(f"wrote {len(table)} interactions ({n_a} assessments, {len(table) - n_a} lessons, "
                f"{table['student_id'].nunique()} students) to {output}")
+    if modules is not None:
+        atomic_write_text(modules_out, modules.to_frame().to_csv(index=False), exclusive=not overwrite)
+        click.echo(f"wrote the modules table ({modules!r}) to {modules_out}")
 
 
 # --------------------------------------------------------------------- demo

@@ -100,6 +100,7 @@ def run_evaluate_cli(
     scheduler: str | None = None,
     workers: int | None = None,
     update: str = "expected",
+    modules: Path | None = None,
 ) -> Any:
     """Everything `bayes-lse evaluate` does, callable from Python; returns the EvaluationResult."""
     from bayes_lse.data.log import read_interactions
@@ -118,6 +119,13 @@ def run_evaluate_cli(
             from bayes_lse.cli.common import check_writable
 
             check_writable(Path(path))
+    module_table = None
+    if modules is not None:
+        from bayes_lse.data.modules import read_modules
+
+        if not Path(modules).is_file():
+            raise FileNotFoundError(f"{modules}: no such modules file")
+        module_table = read_modules(modules)
     if fmt_in is None and (items_as_lessons or explanations_as_lessons):
         raise ValueError("--items-as-lessons / --explanations-as-lessons need --from (a public format)")
     d_list = _skills_list(skills)
@@ -175,6 +183,7 @@ def run_evaluate_cli(
             log, models, folds=folds, protocol=protocol, fraction=fraction, test_students=test_students, seed=seed,
             method=method, fit_options=fit_options, split=split_in, reference=reference, lessons=lessons_check,
             loo=loo, n_boot=bootstrap, progress=say, scheduler=scheduler, workers=workers, update=update,
+            modules=module_table,
         )
     for w in result.settings.get("warnings", []):
         click.echo(f"bayes-lse: warning: {w}", err=True)
@@ -255,6 +264,10 @@ def run_evaluate_cli(
                    "(its workers need the same bayes-lse).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Run the fits on a local Dask cluster of this many worker processes (default: in-process).")
+@click.option("--modules", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Modules table (module_id, module_type, tags, groups; `convert --modules-out` writes one) for "
+                   "the LSE fits: held-out answers to assessments a run never trained on are predicted from the "
+                   "fitted ones sharing their tags.")
 @_guarded
 def evaluate_command(**kwargs: Any) -> None:
     """Compare LSE variants and baselines on held-out answers of DATA.

@@ -89,6 +89,67 @@ class ModuleTable:
         indices = np.concatenate(codes).astype(np.int64) if codes else np.zeros(0, dtype=np.int64)
         return indptr, indices, tags
 
+    def keys_of(self, module_type: str) -> dict[str, frozenset[str]]:
+        """Each module's tags plus its group values (as ``"group=value"``), by module id:
+        what two modules must share to be neighbours (`neighbours`)."""
+        sub = self.table[self.table["module_type"] == module_type]
+        values = [[f"{g}={str(v).strip()}" if str(v).strip() and str(v).strip().lower() != "nan" else None
+                   for v in sub[g]] for g in self.groups]
+        out: dict[str, frozenset[str]] = {}
+        for k, (mid, tags) in enumerate(zip(sub["module_id"], sub["tags"], strict=True)):
+            out[str(mid)] = frozenset(tags) | frozenset(v[k] for v in values if v[k] is not None)
+        return out
+
+    def neighbours(self, module_ids: Any, among: Any, module_type: str = "assessment", *,
+                   exclude_self: bool = False) -> dict[str, np.ndarray]:
+        """For each of `module_ids`, the positions in `among` (e.g. the modules a model
+        has fitted) of the modules sharing the most tags and groups with it.
+
+        A module that shares nothing with any of `among` — or is not in the table, or has
+        neither tags nor groups — gets an empty array (it falls back on the population).
+        Sharing is counted over tags and group values alike (`keys_of`), so a Riiid
+        question with no tag in common with the fitted ones is pooled with its ``part``.
+        `exclude_self`: a module of `among` is not its own neighbour (leave-one-out).
+        """
+        from scipy import sparse
+
+        if module_type not in MODULE_TYPES:
+            raise ValueError(f"module_type must be 'assessment' or 'lesson', got {module_type!r}")
+        keys = self.keys_of(module_type)
+        module_ids = [str(m) for m in module_ids]
+        among = [str(m) for m in among]
+        vocab: dict[str, int] = {}
+
+        def incidence(ids: list[str]) -> Any:
+            rows, cols = [], []
+            for r, m in enumerate(ids):
+                for key in keys.get(m, ()):
+                    rows.append(r)
+                    cols.append(vocab.setdefault(key, len(vocab)))
+            return rows, cols
+
+        ra, ca = incidence(among)
+        rq, cq = incidence(module_ids)
+        shape = max(len(vocab), 1)
+        K = sparse.csr_matrix((np.ones(len(ra)), (ra, ca)), shape=(len(among), shape))
+        Q = sparse.csr_matrix((np.ones(len(rq)), (rq, cq)), shape=(len(module_ids), shape))
+        S = (Q @ K.T).tocsr()
+        pos_of = {m: i for i, m in enumerate(among)} if exclude_self else {}
+        out: dict[str, np.ndarray] = {}
+        for r, m in enumerate(module_ids):
+            cols = S.indices[S.indptr[r]:S.indptr[r + 1]]
+            vals = S.data[S.indptr[r]:S.indptr[r + 1]]
+            if exclude_self and m in pos_of:
+                keep = cols != pos_of[m]
+                cols, vals = cols[keep], vals[keep]
+            out[m] = (np.sort(cols[vals == vals.max()]).astype(np.int64) if len(vals)
+                      else np.zeros(0, dtype=np.int64))
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """The table as a file holds it: ``tags`` one ";"-separated string per row."""
+        return self.table.assign(tags=[";".join(t) for t in self.table["tags"]])
+
     def to_json(self) -> str:
         """JSON text (for a model folder: open format, no pickle)."""
         t = self.table

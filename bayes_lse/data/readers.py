@@ -546,6 +546,37 @@ def convert(fmt: str, inputs: Sequence[PathLike] | PathLike, **options: Any) -> 
     return read_riiid(train, questions=questions)
 
 
+def convert_modules(fmt: str, inputs: Sequence[PathLike] | PathLike, **options: Any) -> Any:
+    """The modules table (`data.modules.ModuleTable`: tags, groups) of the logs that
+    `convert(fmt, inputs, **options)` reads, from the format's own metadata: Riiid's and
+    EdNet's ``questions.csv`` / ``lectures.csv`` (given among the inputs or beside the
+    first one; module ids as their readers write them), a DataShop export's KC columns.
+    ASSISTments' DKT files have none (ValueError)."""
+    from bayes_lse.data.modules import ednet_modules, read_modules, riiid_modules
+
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    paths = [Path(p) for p in inputs]
+    if fmt == "datashop":
+        from bayes_lse.data.datashop import datashop_modules
+
+        keep = {k: v for k, v in options.items() if k in ("lesson_outcomes", "module_column") and v is not None}
+        return read_modules(datashop_modules(paths[0], **keep), name=str(paths[0]))
+    if fmt not in ("riiid", "ednet-kt4"):
+        raise ValueError(f"{fmt} logs carry no module metadata (tags); write a modules table by hand "
+                         "(module_id, module_type, tags)")
+    named = {p.name.lower(): p for p in paths if p.is_file() and p.name.lower() in ("questions.csv", "lectures.csv")}
+    first = next((p for p in paths if p.name.lower() not in ("questions.csv", "lectures.csv")), paths[0])
+    home = first if first.is_dir() else first.parent
+    found = {n: named.get(n) or (home / n if (home / n).is_file() else None) for n in ("questions.csv", "lectures.csv")}
+    questions = options.get("questions") or found["questions.csv"]
+    if questions is None:
+        raise reader_error(f"{fmt} module metadata needs questions.csv: give it as an input or put it beside "
+                           "the log", source=home)
+    build = riiid_modules if fmt == "riiid" else ednet_modules
+    return build(questions, options.get("lectures") or found["lectures.csv"])
+
+
 # ------------------------------------------------------------------- recognising a raw format
 
 #: header columns (lower case, letters and digits only) that only a raw export of that format has

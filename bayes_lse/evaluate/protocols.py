@@ -831,6 +831,7 @@ def evaluate(
     scheduler: str | None = None,
     workers: int | None = None,
     update: str = "expected",
+    modules: Any = None,
 ) -> EvaluationResult:
     """Fit every model on every run of the split and score the held-out rows.
 
@@ -846,6 +847,9 @@ def evaluate(
     ADVI/NUTS only. `keep_fits`: keep every fitted model in ``result.fits``.
     `update`: how LSE forecasts move a state through held-out steps, as in
     :meth:`FittedLSE.predict` ("expected": each step's truncated-normal mean; "mode").
+    `modules`: a modules table (`data.modules.read_modules`) given to every LSE fit, so
+    that held-out answers to assessments a run's training rows never had are predicted
+    from the fitted assessments sharing their tags (scored apart as "unseen").
 
     Every (run, model) fit is one job (baselines that share a fit share a job), run
     in-process by default, on a local Dask cluster of `workers` processes, or on the
@@ -859,6 +863,10 @@ def evaluate(
     say = progress or (lambda msg: None)
     if not isinstance(log, InteractionLog):
         log = read_interactions(log)
+    if modules is not None:
+        from bayes_lse.data.modules import ModuleTable, read_modules
+
+        modules = modules if isinstance(modules, ModuleTable) else read_modules(modules)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if loo and method == "map":
@@ -926,7 +934,7 @@ def evaluate(
         for (kind, _), names in grouped.items():
             jobs.append(_FitJob(run_index=ri, run=run, specs={n: specs[n] for n in names}, method=method,
                                 fit_options=fit_options, seed=seed, lessons=lessons, update=update,
-                                return_fit=keep_fits or (loo and kind == "lse" and ri == len(runs) - 1)))
+                                modules=modules, return_fit=keep_fits or (loo and kind == "lse" and ri == len(runs) - 1)))
     n_done = 0
 
     def report(i: int, res: dict[str, dict[str, Any]]) -> None:
@@ -1064,6 +1072,7 @@ class _FitJob:
     lessons: bool
     update: str
     return_fit: bool  # send the fitted object back (keep_fits, or PSIS-LOO on the last run)
+    modules: Any = None  # the modules table for the LSE fits (data.modules.ModuleTable)
 
 
 def _run_fit_job(ctx: Mapping[str, Any], job: _FitJob) -> dict[str, dict[str, Any]]:
@@ -1086,7 +1095,7 @@ def _run_fit_job(ctx: Mapping[str, Any], job: _FitJob) -> dict[str, dict[str, An
             opts = {"progressbar": False, **job.fit_options}
             if job.seed is not None and "seed" not in opts:
                 opts["seed"] = job.seed
-            fitted = spec.fit(train_log, method=job.method, **opts)
+            fitted = spec.fit(train_log, method=job.method, modules=job.modules, **opts)
             t_fit = time.perf_counter() - t0
             t1 = time.perf_counter()
             p = _predict_lse(fitted, held, preds, job.update)
@@ -1150,7 +1159,8 @@ def _groups(runs: list[str]) -> dict[str, list[str]]:
 def _predict_lse(fitted: FittedLSE, held: pd.DataFrame, preds: pd.DataFrame, update: str = "expected") -> np.ndarray:
     """Posterior-mean pass probability of the held-out assessment rows; an assessment the
     run's training rows never had (role ``unseen``) is predicted from the population
-    of assessments (`FitResult.predict`)."""
+    of assessments, or from the fitted ones sharing its tags when the fit has a modules
+    table (`FitResult.predict`)."""
     known_l = set(pd.Index(fitted.lessons).astype(str)) if fitted.model_config["lessons"] else set()
     is_a = (held["module_type"] == "assessment").to_numpy()
     mid = held["module_id"].astype(str).to_numpy()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
+import math
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import canonical_json, config_hash
 from bayes_lse.inference.assemble import package_version, table_frame, table_frame_of_students
 from bayes_lse.core.errors import InteractionLogError
+from bayes_lse.data.modules import ModuleTable
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -191,6 +193,17 @@ class FitResult:
         self.idata = idata
         #: the amortised placement encoder (`inference.encoder.Encoder`), if trained or loaded
         self.encoder: Any = None
+        #: the modules table the fit was given (`data.modules.ModuleTable`), if any: the tags
+        #: from which an assessment added after the fit is predicted (`predict`)
+        self.modules: ModuleTable | None = None
+        self._tag_weight: tuple[int, dict[str, float]] | None = None
+
+    def tag_weight(self) -> dict[str, float]:
+        """How far a new assessment is drawn from its tag neighbours (module function
+        `tag_weight`), computed once per modules table."""
+        if self._tag_weight is None or self._tag_weight[0] != id(self.modules):
+            self._tag_weight = (id(self.modules), tag_weight(self))
+        return self._tag_weight[1]
 
     # ------------------------------------------------------------ properties
     @property
@@ -446,7 +459,12 @@ class FitResult:
         An assessment that is not in the model (added after the fit) is predicted as a
         draw from the population of assessments (`new_assessment_draws`): its interval
         covers the spread of assessments as well as the student's uncertainty, and the
-        row's ``assessment_seen`` is False.  ``new_assessments=False`` refuses such rows.
+        row's ``assessment_seen`` is False.  When the fit was given a modules table
+        (``fit(..., modules=)``) and the table tags that assessment, the population is
+        the fitted assessments sharing the most tags and groups with it
+        (`ModuleTable.neighbours`) and ``assessment_from`` says ``"tags"``; otherwise
+        ``"population"`` (``"fit"`` for a seen assessment).  ``new_assessments=False``
+        refuses such rows.
 
         A row within a student's fitted history uses that step's state; a row beyond it
         starts from the student's last fitted state and follows the lessons given in the
@@ -489,7 +507,7 @@ class FitResult:
         -------
         pandas.DataFrame
             One row per assessment row: ``student_id, module_id, timestep, p_mean,
-            p_low, p_high, assessment_seen`` (and ``outcome`` / ``p_true`` when the
+            p_low, p_high, assessment_seen, assessment_from`` (and ``outcome`` / ``p_true`` when the
             input has them; an ``outcome`` column left empty is not returned).
             A point estimate (MAP) gives ``p_low = p_high = p_mean``.
         """
@@ -555,6 +573,14 @@ class FitResult:
 
         stu_codes = pd.Index(self.ids_of("student")).get_indexer(t["student_id"].iloc[rows]) if self.has("student_bias") else None
         seen = a_idx[rows] >= 0
+        row_ids = t["module_id"].iloc[rows].astype(str).to_numpy()
+        pools = (self.modules.neighbours(np.unique(row_ids[~seen]), self.assessments)
+                 if self.modules is not None and (~seen).any() else {})
+        weight = self.tag_weight()["weight"] if any(len(v) for v in pools.values()) else 0.0
+        source = np.where(seen, "fit", "population").astype(object)
+        for m, pool in pools.items():
+            if len(pool) and weight > 0:
+                source[~seen & (row_ids == m)] = "tags"
         # every answer row, seen assessment or not: each counts as an answer in between for the lag
         history = self.history_of(t.iloc[rows])
         alpha = (1 - ci) / 2
@@ -586,9 +612,14 @@ class FitResult:
                 hk = None if history is None else history[c[k]]
                 summarise(pass_draws(self, row_state[:, k], a_idx[rows[c[k]]], None if sc is None else sc[k], hk), c[k])
             if (~k).any():
-                hn = None if history is None else history[c[~k]]
-                summarise(new_assessment_draws(self, row_state[:, ~k], None if sc is None else sc[~k], seed, history=hn),
-                          c[~k])
+                # one population per new assessment with tag neighbours, one for the rest
+                groups = [(None, ~k & (source[c] == "population"))]
+                groups += [(pools[m], ~k & (row_ids[c] == m)) for m in np.unique(row_ids[c][~k & (source[c] == "tags")])]
+                for pool, g in groups:
+                    if g.any():
+                        hn = None if history is None else history[c[g]]
+                        summarise(new_assessment_draws(self, row_state[:, g], None if sc is None else sc[g], seed,
+                                                       history=hn, pool=pool, pool_weight=weight), c[g])
         out = pd.DataFrame(
             {
                 "student_id": t["student_id"].iloc[rows].to_numpy(),
@@ -598,6 +629,7 @@ class FitResult:
                 "p_low": p_low,
                 "p_high": p_high,
                 "assessment_seen": seen,
+                "assessment_from": source.astype(str),
             }
         )
         for extra in ("outcome", "p_true"):
@@ -740,6 +772,9 @@ class FitResult:
             "ids.json": write_ids,
             "fit.nc": write_nc,
         }
+        if self.modules is not None:
+            text = self.modules.to_json()
+            writers["modules.json"] = lambda p: p.write_text(text)
         encoder = getattr(self, "encoder", None)
         if encoder is not None:  # the amortised placement encoder (issue 16), checked to be this fit's
             from bayes_lse.results.encoder import check_encoder, encoder_writers
@@ -814,7 +849,8 @@ NEW_ASSESSMENT_DRAWS = 4096
 
 def new_assessment_draws(fitted: FitResult, state: np.ndarray, student: np.ndarray | None,
                          seed: int | None = None, total: int = NEW_ASSESSMENT_DRAWS,
-                         history: np.ndarray | None = None) -> np.ndarray:
+                         history: np.ndarray | None = None, pool: np.ndarray | None = None,
+                         pool_weight: float = 1.0) -> np.ndarray:
     """Pass-probability draws (samples·k, rows) for assessments the model has not seen.
 
     Such an assessment is one more draw from the population the fitted ones come from,
@@ -826,6 +862,12 @@ def new_assessment_draws(fitted: FitResult, state: np.ndarray, student: np.ndarr
     to it, its history term has only the student's practice counts: `history` (rows, 5),
     `FitResult.history_of`, for a model with the term.  The draws' spread is the band
     that says the assessment is unknown.
+
+    `pool` (indices of fitted assessments): the assessment's tag neighbours
+    (`ModuleTable.neighbours`); a share `pool_weight` of the draws (`tag_weight`) then
+    resamples those assessments, whatever the method — the empirical population of what
+    shares its tags — and the rest comes from the population as above (docs/results.md,
+    "New assessments from their tags").
     """
     rng = np.random.default_rng(seed)
     req = fitted.draws("requirement")  # (S, J, d)
@@ -841,6 +883,11 @@ def new_assessment_draws(fitted: FitResult, state: np.ndarray, student: np.ndarr
         pick = rng.integers(0, n_j, size=(n_s, k))
         new_req = np.take_along_axis(req, pick[..., None], axis=1)
         new_g = np.take_along_axis(g_j, pick, axis=1)
+    if pool is not None and len(pool) and pool_weight > 0:
+        pick = np.asarray(pool)[rng.integers(0, len(pool), size=(n_s, k))]
+        from_pool = rng.random((n_s, k)) < pool_weight
+        new_req = np.where(from_pool[..., None], np.take_along_axis(req, pick[..., None], axis=1), new_req)
+        new_g = np.where(from_pool, np.take_along_axis(g_j, pick, axis=1), new_g)
     g_u = fitted.bias_draws(student) if student is not None and fitted.has("student_bias") else None
     rows = state.shape[1]
     coefs = fitted.history_draws()
@@ -853,6 +900,72 @@ def new_assessment_draws(fitted: FitResult, state: np.ndarray, student: np.ndarr
         out[:, :, lo:hi] = eq.pass_probability(state[:, None, lo:hi], new_req[:, :, None], gu,
                                                new_g[:, :, None] + off[:, None, lo:hi])
     return out.reshape(n_s * k, rows)
+
+
+#: fitted assessments (at most; a seeded sample beyond) whose difficulties `tag_weight` scores
+TAG_WEIGHT_MAX_ITEMS = 2000
+
+
+def tag_weight(fitted: FitResult) -> dict[str, float]:
+    """How much a new assessment's tags say about it: the weight w of the mixture
+    w·(its tag neighbours) + (1 − w)·(all fitted assessments) that best predicts the
+    fitted assessments' own difficulties, each left out of its neighbours in turn.
+
+    Difficulty is |a_j| − g_j at the posterior means (the pass logit's offset for a
+    student along â_j); each pool's density is a Gaussian kernel estimate with
+    Silverman's bandwidth over the whole population's difficulties; w maximises the
+    leave-one-out log density over a grid of 101 values in [0, 1], over the assessments
+    that have neighbours (at most `TAG_WEIGHT_MAX_ITEMS`, a seeded sample beyond).  Why
+    not always 1: on MoFaCTS the four cloze items of a fact are no more alike in
+    difficulty than any four items (intra-fact correlation −0.01) and drawing a new item
+    from its three siblings alone lost 0.022 AUC against the whole population
+    (`benchmarks/real_logs_new_items.py`); there w comes out 0.
+
+    Returns ``weight``, ``items`` (assessments scored), ``gain`` (mean log-density
+    gain per assessment over w = 0).
+    """
+    none = {"weight": 0.0, "items": 0, "gain": 0.0}
+    if fitted.modules is None:
+        return none
+    req = np.linalg.norm(fitted.draws("requirement").mean(axis=0), axis=-1)
+    g = fitted.draws("assessment_bias").mean(axis=0) if fitted.has("assessment_bias") else np.zeros(len(req))
+    diff = req - g
+    ids = [str(a) for a in fitted.assessments]
+    scored = np.arange(len(ids))
+    if len(scored) > TAG_WEIGHT_MAX_ITEMS:
+        scored = np.sort(np.random.default_rng(0).choice(scored, TAG_WEIGHT_MAX_ITEMS, replace=False))
+    pools = fitted.modules.neighbours([ids[j] for j in scored], ids, exclude_self=True)
+    has = [(j, pools[ids[j]]) for j in scored if len(pools[ids[j]])]
+    n = len(diff)
+    if len(has) < 2 or n < 3:
+        return none
+    h = 1.06 * float(np.std(diff)) * n ** -0.2 or 1e-3
+
+    def kernel(x: float, at: np.ndarray) -> np.ndarray:
+        return np.exp(-0.5 * ((x - at) / h) ** 2) / (h * math.sqrt(2 * math.pi))
+
+    nb = np.empty(len(has))
+    pop = np.empty(len(has))
+    for r, (j, pool) in enumerate(has):
+        k_all = kernel(diff[j], diff)
+        pop[r] = (k_all.sum() - k_all[j]) / (n - 1)
+        nb[r] = k_all[pool].mean()
+    grid = np.linspace(0.0, 1.0, 101)
+    ll = np.log(np.maximum(grid[:, None] * nb[None] + (1 - grid[:, None]) * pop[None], 1e-300)).sum(axis=1)
+    best = int(np.argmax(ll))
+    return {"weight": float(grid[best]), "items": len(has), "gain": float((ll[best] - ll[0]) / len(has))}
+
+
+def read_modules_file(path: str | Path) -> ModuleTable | None:
+    """The modules table saved in model folder `path` (``modules.json``), None if it
+    has none; checked against the manifest's hash and validated again."""
+    text = storage.read_optional_file(Path(path), "modules.json")
+    if text is None:
+        return None
+    try:
+        return ModuleTable.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise storage.ModelFolderError(f"{path}: modules.json cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def read_history(path: str | Path) -> pd.DataFrame:

@@ -9,6 +9,9 @@ Layout of a model folder::
     ids.json        the user's ids: students, assessments, lessons
     fit.nc          the whole DataTree (posterior, sample stats, data) as netCDF4/HDF5; its root
                     attribute ``fit_verdict`` (optional) keeps the fit's overall diagnostic verdict
+    modules.json    (optional) the modules table the fit was given: knowledge-component tags
+                    per module (`data.modules`), for predicting modules added after the fit
+    encoder.*       (optional) the amortised placement encoder (`results.encoder`)
 
 Writers of one destination exclude each other: a writer holds ``.NAME.lock`` next to
 the folder (`folder_lock`; ``fcntl.flock``, so a killed writer's lock is released by
@@ -44,7 +47,7 @@ from bayes_lse.inference.assemble import FORMAT_VERSION
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MANIFEST", "DATA_FILES", "ModelFolderError", "ModelFolderBusy",
            "atomic_write_text", "sha256_file", "write_folder", "check_folder", "folder_lock", "lock_path",
-           "recover_folder"]
+           "recover_folder", "read_optional_file"]
 
 FORMAT_NAME = "bayes-lse-model"
 MANIFEST = "manifest.json"
@@ -335,6 +338,29 @@ def _regular_file(path: Path) -> None:
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
         raise ModelFolderError(f"{path}: is {kind}; a model folder holds regular files only")
+
+
+def read_optional_file(src: Path, name: str) -> str | None:
+    """The text of optional file `name` of model folder `src` (e.g. ``modules.json``),
+    checked against the manifest's hash; None when the manifest does not list it.
+
+    Refused (`ModelFolderError`) when the file is there but the manifest does not list
+    it, when it is listed but missing, or when its content differs from its hash."""
+    src = Path(src)
+    try:
+        files = json.loads((src / MANIFEST).read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelFolderError(f"{src}: {MANIFEST} cannot be read ({exc})") from None
+    path = src / name
+    if name not in files:
+        if path.exists():
+            raise ModelFolderError(f"{src}: holds {name}, which the manifest does not list; refusing it")
+        return None
+    if not path.is_file():
+        raise ModelFolderError(f"{src}: incomplete model folder, {name} is missing")
+    if sha256_file(path) != files[name]:
+        raise ModelFolderError(f"{src}: {name} does not match its recorded hash (modified after saving?)")
+    return path.read_text()
 
 
 def check_folder(src: Path) -> dict[str, Any]:

@@ -59,11 +59,11 @@ def test_simulate_fit_predict(tmp_path):
 
     out = run("predict", "models/m", "data.csv", cwd=tmp_path).stdout
     lines = out.strip().splitlines()
-    assert lines[0] == "student_id,module_id,timestep,p_mean,p_low,p_high"
+    assert lines[0] == "student_id,module_id,timestep,p_mean,p_low,p_high,assessment_from"
     assert len(lines) - 1 == int((table.module_type == "assessment").sum())
     run("predict", "models/m", "data.csv", "--format", "json", "-o", "pred.json", cwd=tmp_path)
     recs = json.loads((tmp_path / "pred.json").read_text())
-    assert set(recs[0]) == {"student_id", "module_id", "timestep", "p_mean", "p_low", "p_high"}
+    assert set(recs[0]) == {"student_id", "module_id", "timestep", "p_mean", "p_low", "p_high", "assessment_from"}
 
 
 @pytest.mark.parametrize(
@@ -400,3 +400,32 @@ def test_predict_places_students_not_in_the_model(tiny_map, tmp_path):
     assert r.exit_code == 0, r.output
     assert "amortised encoder" in r.output
     assert len([x for x in r.output.splitlines() if x.startswith(("newA", "newB", known))]) == 4
+
+
+def test_modules_from_convert_to_fit_to_predict(tmp_path):
+    """convert --modules-out writes the Riiid metadata as a modules table, fit --modules keeps
+    it in the model, predict scores an assessment the fit never saw from its tags."""
+    src = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "readers" / "riiid"
+    run("convert", "--from", "riiid", str(src / "train.csv"), "-o", "log.csv", "--modules-out", "modules.csv",
+        cwd=tmp_path)
+    mods = pd.read_csv(tmp_path / "modules.csv", dtype=str, keep_default_na=False)
+    assert {"module_id", "module_type", "tags", "part"} <= set(mods.columns)
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert set(log["module_id"]) <= set(mods["module_id"])
+    run("fit", "log.csv", "-o", "m", "--method", "map", "--maxiter", "30", "--starts", "1", "--modules", "modules.csv",
+        cwd=tmp_path)
+    assert (tmp_path / "m" / "modules.json").is_file()
+    unseen = sorted(set(mods.loc[mods["module_type"] == "assessment", "module_id"]) - set(log["module_id"]))
+    assert unseen, "the fixture's questions.csv lists questions nobody answered"
+    pd.DataFrame({"student_id": log["student_id"].iloc[0], "module_id": unseen[:1], "module_type": "assessment",
+                  "timestep": 0}).to_csv(tmp_path / "new.csv", index=False)
+    proc = run("predict", "m", "new.csv", cwd=tmp_path)
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].endswith(",assessment_from") and lines[1].split(",")[-1] in ("tags", "population")
+    assert "answer assessments the model has not seen" in proc.stderr
+    # a modules file that is not there: one line, no traceback
+    bad = run("fit", "log.csv", "-o", "m2", "--method", "map", "--modules", "nope.csv", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "nope.csv: no such modules file" in bad.stderr and "Traceback" not in bad.stderr
+    dkt = run("convert", "--from", "assistments-dkt", str(src.parent / "dkt_small.csv"), "-o", "d.csv",
+              "--modules-out", "dm.csv", cwd=tmp_path, check=False)
+    assert dkt.returncode == 2 and "carry no module metadata" in dkt.stderr and not (tmp_path / "d.csv").exists()
