@@ -68,6 +68,11 @@ class LatentSkillEmbedding(ModelSpec):
         where lessons model the learning (docs/results.md "Practice").
     hierarchical : bool
         Learned prior scales and assessment-bias mean (partial pooling; MAP by empirical Bayes).
+    tags : bool
+        When the fit is given a modules table (``fit(..., modules=)``): each assessment's bias
+        centred on the mean effect of its tags and group values (each ~ N(0, tag_bias_sd²)),
+        so sparse items borrow strength from their tags and new ones are predicted from
+        them. Nothing changes without a table (default True).
     """
 
     def fit(self, log: InteractionLog | pd.DataFrame | str, method: str = "auto", *,
@@ -129,9 +134,14 @@ class LatentSkillEmbedding(ModelSpec):
         if modules is not None:
             table, why = _modules_for(modules, log)
             choices.append(why)
+            log = log.with_modules(table)  # the model's tag effects (config "tags") read it from the log
         # history="auto" (the default) is decided by `run_fit` for this log, with its reason
         fitted = FittedLSE(run_fit(spec, log, method, choices=choices, **kwargs))
         fitted.modules = table
+        if table is not None and fitted.has("tag_bias"):
+            sigma = float(fitted.draws("sigma_tag_bias").mean()) if fitted.has("sigma_tag_bias") else float("nan")
+            note = f"tag effects on {fitted.idata.posterior.sizes['tag']} tags (σ_τ {sigma:.3g}); " + fitted.tag_check()["reason"]
+            fitted.idata.attrs["choices"] = json.dumps([*fitted.choices, note])
         return fitted
 
 
@@ -152,8 +162,8 @@ def _modules_for(modules: Any, log: InteractionLog) -> tuple[ModuleTable, str]:
                          f"{example!r}); module ids must be spelt as in the log")
     return table, (f"modules table {table.source}: {tagged} of {log.n_assessments} assessments and {tagged_l} of "
                    f"{log.n_lessons} lessons tagged ({len(table.tag_index())} tags, groups "
-                   f"{', '.join(table.groups) or 'none'}); an assessment added after the fit is predicted from "
-                   "the fitted ones sharing its tags")
+                   f"{', '.join(table.groups) or 'none'}): each assessment's bias is centred on its tags' effects "
+                   "(model config tags) and an assessment added after the fit is predicted from its tags")
 
 
 def _fit_candidate(spec: ModelSpec, table: pd.DataFrame, options: dict[str, Any]) -> FitResult:

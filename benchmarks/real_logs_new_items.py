@@ -1,14 +1,12 @@
 """Issue 15: assessments added after the fit, predicted from their tags or from the
 population.  Items-out cross-validation: the assessments are cut into K folds; for each
 fold every row of its assessments (answers, and lesson rows with the same id — a
-MoFaCTS study trial shows its item) is removed, the default LSE is fitted to the rest
-with the log's modules table, and every removed answer of a student still in the fit
-is predicted twice from the same fit: with the modules table (a new assessment is drawn
-from the fitted assessments sharing the most tags and groups with it,
-`ModuleTable.neighbours`) and without it (drawn from all fitted assessments).  Both
-predictions use the same states, student biases and history counts (the student's
-practice counts where the model has them; no earlier answers to the new item), so the
-difference is the tags alone.  ± is a bootstrap SE over students, p DeLong's.
+MoFaCTS study trial shows its item) is removed, and the default LSE is fitted to the
+rest twice: with the log's modules table (tag effects on the assessment biases, model
+config "tags"; a new assessment's bias centred on its tags) and without it (a new
+assessment drawn from all fitted ones).  Each student's first answer to each removed
+assessment is scored (no memory of it for the history term to model).  ± is a bootstrap
+SE over students, p DeLong's.
 
     python -m benchmarks.real_logs_new_items [mofacts|riiid] [--folds K] [--seed S]
 
@@ -68,22 +66,25 @@ def main(argv: list[str] | None = None) -> None:
         test = test[test["student_id"].isin(set(train["student_id"]))]
         if first_only:  # each student's first answer to each held-out item: no memory of it to model
             test = test[~test.duplicated(["student_id", "module_id"])]
-        fitted = LatentSkillEmbedding().fit(train, modules=modules, progressbar=False)
         rows = test.drop(columns=["outcome"])
+        fitted = LatentSkillEmbedding().fit(train, modules=modules, progressbar=False)
         with_tags = fitted.predict(rows, seed=args.seed)
-        tw = fitted.tag_weight()
-        fitted.modules = None
-        without = fitted.predict(rows, seed=args.seed)
+        fitted.modules = None  # the same fit, new items drawn from all fitted ones
+        same_fit = fitted.predict(rows, seed=args.seed)
+        plain = LatentSkillEmbedding().fit(train, progressbar=False)
+        without = plain.predict(rows, seed=args.seed)
         out.append(pd.DataFrame({"student_id": test["student_id"].to_numpy(), "y": test["outcome"].to_numpy(),
                                  "tags": with_tags["p_mean"].to_numpy(), "population": without["p_mean"].to_numpy(),
+                                 "tag-fit, population": same_fit["p_mean"].to_numpy(),
                                  "from": with_tags["assessment_from"].to_numpy(), "fold": k}))
         print(f"fold {k}: {len(fold)} items out, {len(test)} answers; from tags: "
-              f"{(with_tags['assessment_from'] == 'tags').mean():.0%} (tag weight {tw['weight']:.2f} from {tw['items']} "
-              f"fitted items, LOO gain {tw['gain']:+.3f} nats/item)", flush=True)
+              f"{(with_tags['assessment_from'] == 'tags').mean():.0%}; σ_τ "
+              f"{float(fitted.draws('sigma_tag_bias').mean()):.3f} over {fitted.idata.posterior.sizes.get('tag', 0)} "
+              f"tags", flush=True)
     res = pd.concat(out, ignore_index=True)
     print(f"{args.log}: {len(res)} answers to {len(items)} held-out items, {res['student_id'].nunique()} students, "
           f"{time.perf_counter() - t0:.0f} s")
-    for name in ("tags", "population"):
+    for name in ("tags", "tag-fit, population", "population"):
         print(f"  {name:10s} AUC {auc(res['y'], res[name]):.4f}  log-loss {log_loss(res['y'], res[name]):.4f}")
     c = paired_comparison(res["y"].to_numpy(), res["tags"].to_numpy(), res["population"].to_numpy(),
                           res["student_id"].to_numpy())

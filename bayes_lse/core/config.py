@@ -29,6 +29,8 @@ DEFAULT_PRIORS: dict[str, float] = {
     "learning_noise_scale": 1.0,
     # normal sd of the two coefficients of the assessment-history term (history=True)
     "history_sd": 1.0,
+    # normal sd of a tag's effect on the biases of the assessments it tags (model config "tags")
+    "tag_bias_sd": 1.0,
 }
 
 #: the skill dimension d where "auto" is not decided by a held-out check (simulation, NUTS,
@@ -64,6 +66,12 @@ DEFAULT_MODEL_CONFIG: dict[str, Any] = {
     # the assessment biases' mean, are learned (hyperpriors with the "priors" scales;
     # model.terms.HYPER_OF); MAP sets them by empirical Bayes (inference.empirical_bayes)
     "hierarchical": False,
+    # True: when the log comes with a modules table (fit(..., modules=), --modules), an
+    # assessment's bias is centred on the mean of its tags' effects (its tags and group
+    # values, `ModuleTable.key_matrix`; each effect ~ N(0, tag_bias_sd²)), so sparse items
+    # borrow strength from their tags and a new item is predicted from them
+    # (model.terms.tag_mean; docs/results.md "Tags"). Nothing changes without a table.
+    "tags": True,
     "priors": DEFAULT_PRIORS,
 }
 
@@ -242,7 +250,7 @@ def validate_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not (noise > 0 and math.isfinite(noise)):
             raise ValueError(f"learning_noise must be a finite positive number or 'learned', got {noise!r}")
         cfg["learning_noise"] = float(noise)
-    for key in ("prerequisites", "biases", "lessons", "history", "practice", "hierarchical"):
+    for key in ("prerequisites", "biases", "lessons", "history", "practice", "hierarchical", "tags"):
         if key in ("history", "practice") and cfg[key] == "auto":  # chosen from the data at fit time
             continue
         if not isinstance(cfg[key], bool):

@@ -86,6 +86,8 @@ class InteractionLog:
     state_student, state_step : int64 per flat state: its student code and timestep.
     timesteps_derived : True when the input had no ``timestep`` column (or an empty
         one) and timesteps were derived from row order or ``timestamp``.
+    modules : the modules table given with the log (`data.modules.ModuleTable`: tags and
+        groups per module), or None; `with_modules` attaches one.
     """
 
     table: pd.DataFrame
@@ -97,6 +99,13 @@ class InteractionLog:
     state_student: np.ndarray
     state_step: np.ndarray
     timesteps_derived: bool = False
+    modules: Any = None
+
+    def with_modules(self, modules: Any) -> InteractionLog:
+        """The same log carrying `modules` (a `ModuleTable`, or None to drop it)."""
+        import dataclasses
+
+        return dataclasses.replace(self, modules=modules)
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, *, name: str | None = None) -> InteractionLog:

@@ -194,6 +194,7 @@ def build_datatree(
         "prerequisite": ("lesson", "skill"),
         "student_bias": ("student",),
         "assessment_bias": ("assessment",),
+        "tag_bias": ("tag",),
         "learning_noise": (),
         **{h: () for h in HISTORY_COEFFICIENTS},
         # the hierarchical model's hyperparameters (model.terms.HYPER_OF)
@@ -202,6 +203,8 @@ def build_datatree(
     for name, dd in dims.items():
         if name in raw:
             post[name] = ((*cd, *dd), np.asarray(raw[name]))
+    if "tag_bias" in post:  # the tags and group values of the modules table (`IndexArrays.tag_names`)
+        coords["tag"] = np.asarray(idx.tag_names, dtype=object)
     posterior = xr.Dataset(post, coords=coords)
     # each state's student as its code into the ``student`` coordinate / the "ids" attribute:
     # ids as strings per state were 11.3M Python strings at 25M rows (0.9 GB when xarray

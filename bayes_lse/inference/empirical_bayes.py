@@ -174,6 +174,63 @@ class HyperObjective:
         }
 
 
+@dataclass
+class TagScaleObjective:
+    """The tag effects' scale σ_τ by empirical Bayes (model config "tags", MAP): wraps a
+    MAP objective x ↦ (−log p, −∇ log p) whose tag effects τ have the prior N(0, σ0²)
+    into one over [x, log σ_τ] with the prior N(0, σ_τ²), σ_τ's hyperprior
+    HalfNormal(σ0) and the Laplace correction −½ Σ_t log(F_t + 1/σ_τ²) of the marginal
+    likelihood — the same construction as `HyperObjective` for the biases' scales, one
+    optimisation.  Without the correction the joint mode collapses σ_τ to 0 with τ; with
+    it σ_τ settles where σ_τ² = mean(τ̂² + 1/(F_t + 1/σ_τ²)), and goes to 0 only where the
+    tags say nothing about the assessments' biases.
+
+    F_t, the curvature of the likelihood in τ_t through the biases of the assessments it
+    tags, is Σ_j w_jt² / (σ_g² + 1/F_j) (w: the row-normalised tag matrix, σ_g the
+    assessment biases' prior sd, F_j = n_j/4 the curvature of assessment j's n_j answers
+    at p = ½ — the largest a Bernoulli answer has), fixed.  Why it is needed: with σ_τ
+    fixed at 1 (the prior's scale), the tag effects of MoFaCTS — whose four cloze items
+    of a fact are no more alike than any four (intra-fact correlation of first-answer
+    difficulty −0.01) — centred new items on noise: −0.008 AUC against drawing them from
+    the whole population (`benchmarks/real_logs_new_items.py`).
+    """
+
+    inner: Callable[[np.ndarray], tuple[float, np.ndarray]]
+    tags: slice
+    base_sd: float
+    fisher_t: np.ndarray
+
+    @staticmethod
+    def curvature(matrix: Any, answers_per_assessment: np.ndarray, bias_sd: float) -> np.ndarray:
+        """F_t of the class doc from the row-normalised tag matrix (assessment × tag)."""
+        f_j = 0.25 * np.asarray(answers_per_assessment, dtype=float)
+        with np.errstate(divide="ignore"):
+            eff = np.where(f_j > 0, 1.0 / (bias_sd**2 + 1.0 / f_j), 0.0)
+        return np.asarray(matrix.multiply(matrix).T @ eff).ravel()
+
+    def __call__(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        x, ls = z[:-1], float(z[-1])
+        f, g_inner = self.inner(x)
+        if not np.isfinite(f) or abs(ls) > 30:
+            return 1e300, np.zeros_like(z)
+        grad = np.zeros_like(z)
+        grad[:-1] = g_inner
+        v = x[self.tags]
+        sigma, sd0, n = math.exp(ls), self.base_sd, v.size
+        vv = float(v @ v)
+        # N(0, σ_τ²) replaces the inner objective's N(0, σ0²)
+        lp = -n * ls - 0.5 * vv / sigma**2 + n * math.log(sd0) + 0.5 * vv / sd0**2
+        grad[self.tags] -= -v / sigma**2 + v / sd0**2  # minimiser's sign
+        d_ls = -n + vv / sigma**2
+        prec = 1.0 / sigma**2
+        lp += -0.5 * float(np.sum(np.log(self.fisher_t + prec)))
+        d_ls += float(np.sum(prec / (self.fisher_t + prec)))
+        lp += -0.5 * sigma**2 / sd0**2  # hyperprior σ_τ ~ HalfNormal(σ0)
+        d_ls += -(sigma**2) / sd0**2
+        grad[-1] = -d_ls
+        return f - lp, grad
+
+
 def fit(
     inner: Callable[[np.ndarray], tuple[float, np.ndarray]],
     x0: np.ndarray,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -22,7 +23,8 @@ from bayes_lse.core.lazy import LazyModule
 from bayes_lse.core.config import DEFAULT_FIT_CONFIG, DEFAULT_SKILLS, merge, validate_fit_config
 from bayes_lse.core.memory import release_free_memory
 from bayes_lse.inference.stopping import LossPlateau, TimeLimit
-from bayes_lse.model.terms import hyperparameters_used
+from bayes_lse.model.graph import tags_on
+from bayes_lse.model.terms import hyperparameters_used, prior_scale
 
 if TYPE_CHECKING:
     import xarray as xr  # noqa: F811
@@ -115,6 +117,14 @@ def run_fit(
             spec, why = spec.resolve_history(data)
             if why:
                 notes.append(str(why))
+    if getattr(data, "modules", None) is not None and spec.config.get("tags", True):
+        batched = method == "advi" and fit_cfg.get("batch_size") is not None
+        if batched or (method == "map" and spec.config["hierarchical"]):
+            data = data.with_modules(None)
+            notes.append("tag effects off: " + ("minibatch and amortised ADVI have" if batched else
+                         "the empirical-Bayes MAP of a hierarchical model has") + " no tag effects yet (full-batch "
+                         "ADVI, NUTS or non-hierarchical MAP do); new assessments are still drawn from their tag "
+                         "neighbours")
     if method == "map":
         fit_cfg, why = resolve_map_settings(fit_cfg, data)
         notes += why
@@ -199,11 +209,14 @@ def _run_fit(
         constrained=is_map and fit_cfg.get("constrained", False),
         requirement=fit_cfg.get("requirement", "cartesian") if method == "nuts" else "cartesian",
         hyper=fixed_hyper,
+        # MAP: σ_τ by empirical Bayes around the graph at the prior's scale (`_tag_scale_fit`)
+        tag_scale=float(prior_scale("sigma_tag_bias", spec.config["priors"])) if is_map else None,
     )
     t0 = time.perf_counter()
     if method == "map":
         eb = (idx, eb_config, data.n_students, data.n_assessments) if eb_config is not None else None
-        raw, extra = fit_map(model, fit_cfg, progressbar, empirical_bayes=eb)
+        raw, extra = fit_map(model, fit_cfg, progressbar, empirical_bayes=eb,
+                             tags=(idx, spec.config) if tags_on(spec.config, idx) else None)
     elif method == "advi":
         raw, extra = fit_advi(model, fit_cfg, progressbar)
     else:
@@ -284,6 +297,7 @@ def fit_map(
     progressbar: bool,
     *,
     empirical_bayes: tuple[IndexArrays, dict[str, Any], int, int] | None = None,
+    tags: tuple[IndexArrays, dict[str, Any]] | None = None,
 ) -> tuple[xr.Dataset, dict]:
     """Joint point estimate by L-BFGS-B from `starts` jittered points; the best is kept
     and every start's result is recorded.
@@ -333,6 +347,14 @@ def fit_map(
             slices[name] = slice(pos, pos + size)
             pos += size
         point, opt = _empirical_bayes(fun, x0.data, named, slices, positive, empirical_bayes, cfg, progressbar)
+        return _point_dataset(point), {"optimization": opt}
+    if tags is not None:
+        pos, tau = 0, None
+        for name, _, size, _ in x0.point_map_info:
+            if name == "tag_bias":
+                tau = slice(pos, pos + size)
+            pos += size
+        point, opt = _tag_scale_fit(fun, x0.data, named, tau, positive, *tags, cfg, progressbar)
         return _point_dataset(point), {"optimization": opt}
     best_x, opt = _multistart(fun, x0.data, positive, cfg, progressbar)
     return _point_dataset(named(best_x)), {"optimization": opt}
@@ -486,9 +508,45 @@ def fit_map_kernel(
         point, opt = _empirical_bayes(obj, obj.initial_point(), obj.named_point, slices, positive, eb, cfg, progressbar)
         opt.attrs["engine"] = "kernel"
         return _point_dataset(point), {"optimization": opt}
+    if obj.tags is not None:
+        b = obj.blocks["tag_bias"]
+        point, opt = _tag_scale_fit(obj, obj.initial_point, obj.named_point, slice(b.start, b.stop), positive, idx,
+                                    spec.config, cfg, progressbar)
+        opt.attrs["engine"] = "kernel"
+        return _point_dataset(point), {"optimization": opt}
     best_x, opt = _multistart(obj, obj.initial_point, positive, cfg, progressbar)
     opt.attrs["engine"] = "kernel"
     return _point_dataset(obj.named_point(best_x)), {"optimization": opt}
+
+
+def _tag_scale_fit(
+    inner: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    x0: np.ndarray | Callable[[], np.ndarray],
+    named: Callable[[np.ndarray], dict[str, np.ndarray]],
+    tags: slice,
+    positive: np.ndarray,
+    idx: IndexArrays,
+    config: dict[str, Any],
+    cfg: dict[str, Any],
+    progressbar: bool,
+) -> tuple[dict[str, np.ndarray], xr.Dataset]:
+    """MAP of a model with tag effects: the parameters and log σ_τ in one optimisation of
+    `empirical_bayes.TagScaleObjective` around `inner` (whose tag effects have the prior
+    N(0, tag_bias_sd²), at `tags` in its x); the point gets ``sigma_tag_bias``."""
+    from bayes_lse.inference.empirical_bayes import TagScaleObjective
+
+    pri = config["priors"]
+    sd0 = float(prior_scale("sigma_tag_bias", pri))
+    n_j = np.bincount(np.asarray(idx.obs_assessment, dtype=np.int64), minlength=idx.tag_matrix.shape[0])
+    fisher = TagScaleObjective.curvature(idx.tag_matrix, n_j, float(prior_scale("assessment_bias", pri)))
+    obj = TagScaleObjective(inner, tags, sd0, fisher)
+    start = x0() if callable(x0) else np.asarray(x0, dtype=float)
+    z0 = np.concatenate([start, [math.log(sd0)]])
+    best, opt = _multistart(obj, z0, np.concatenate([positive, [False]]), cfg, progressbar)
+    point = named(best[:-1])
+    point["sigma_tag_bias"] = np.asarray(math.exp(float(best[-1])))
+    opt.attrs["sigma_tag_bias"] = math.exp(float(best[-1]))
+    return point, opt
 
 
 def _constrained_point(model: pm.Model, point_t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

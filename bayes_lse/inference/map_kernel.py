@@ -31,13 +31,14 @@ import numpy as np
 from scipy.special import expit, log_ndtr
 
 from bayes_lse.core.config import skills_of
-from bayes_lse.model.graph import history_feature_data
+from bayes_lse.model.graph import history_feature_data, tags_on
 from bayes_lse.model.terms import (
     NORM_EPS,
     history_coefficients,
     prior_family,
     prior_location,
     prior_scale,
+    tag_mean,
 )
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -326,6 +327,10 @@ class CentredObjective:
         if self.use_history:
             self.history_names = history_coefficients(cfg)
             shapes += [(name, (), False) for name in self.history_names]
+        #: the tag effects' (assessment × key) matrix when the model has them (`graph.tags_on`)
+        self.tags = idx.tag_matrix.tocsr() if tags_on(cfg, idx) else None
+        if self.tags is not None:
+            shapes.append(("tag_bias", (self.tags.shape[1],), False))
         self.blocks: dict[str, Block] = {}
         start = 0
         for name, shape, pos in shapes:
@@ -474,8 +479,18 @@ class CentredObjective:
             if name in v:
                 lp += self._prior_into(name, v[name], pri, grad[name], self.hyper)
         if self.use_bias:
-            for name in ("student_bias", "assessment_bias"):
-                lp += self._prior_into(name, v[name], pri, grad[name], self.hyper)
+            lp += self._prior_into("student_bias", v["student_bias"], pri, grad["student_bias"], self.hyper)
+            if self.tags is None:
+                lp += self._prior_into("assessment_bias", v["assessment_bias"], pri, grad["assessment_bias"], self.hyper)
+            else:  # g_j ~ N(μ + tag mean_j, σ_g²), each tag effect ~ N(0, σ_τ²) (`terms.tag_mean`)
+                tau = v["tag_bias"]
+                centre = tag_mean(self.tags, tau)
+                sd = float(prior_scale("assessment_bias", pri, self.hyper))
+                r = v["assessment_bias"] - float(prior_location("assessment_bias", self.hyper)) - centre
+                lp += r.size * (-0.5 * _LOG_2PI - math.log(sd)) - 0.5 * float(r @ r) / sd**2
+                grad["assessment_bias"] -= r / sd**2
+                grad["tag_bias"] += self.tags.T @ r / sd**2
+                lp += self._prior_into("tag_bias", tau, pri, grad["tag_bias"], self.hyper)
         if self.learn_sigma:
             p, g = self._prior("learning_noise", np.atleast_1d(sigma), pri)
             lp += p

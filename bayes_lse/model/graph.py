@@ -31,6 +31,7 @@ from bayes_lse.model.terms import (
     prior_scale,
     prior_variable,
     relevance_at,
+    tag_mean,
     tensor_norm,
     truncated_normal_from_innovation,
     truncated_normal_logp,
@@ -110,6 +111,11 @@ class IndexArrays:
     state_step: np.ndarray
     #: int32 indices and float32 history counts (`from_log(lean=True)`)
     lean: bool = False
+    #: the log's modules table as a row-normalised (assessment × key) scipy matrix, and the
+    #: keys (tags, "group=value") that tag two assessments or more: `ModuleTable.key_matrix`;
+    #: None without a table
+    tag_matrix: Any = None
+    tag_names: tuple[str, ...] = ()
 
     @classmethod
     def from_log(cls, log: InteractionLog, lean: bool = False) -> IndexArrays:
@@ -129,6 +135,11 @@ class IndexArrays:
         initial = offset[:-1]
         later_mask = np.ones(n_states, dtype=bool)
         later_mask[initial] = False
+        tag_matrix, tag_names = None, ()
+        if getattr(log, "modules", None) is not None:
+            m, names = log.modules.key_matrix(log.assessments, "assessment", min_modules=2)
+            if m.nnz:
+                tag_matrix, tag_names = m, tuple(names)
         return cls(
             obs_state=obs_state,
             obs_student=student,
@@ -142,6 +153,8 @@ class IndexArrays:
             state_student=np.asarray(log.state_student, dtype=np.int64),
             state_step=np.asarray(log.state_step, dtype=np.int64),
             lean=lean,
+            tag_matrix=tag_matrix,
+            tag_names=tag_names,
         )
 
     @property
@@ -218,6 +231,17 @@ def _offset_assessment_bias(req_norm: Any, sd: Any, loc: Any = 0.0) -> Any:
     return g_j
 
 
+def tags_on(config: dict[str, Any], idx: IndexArrays) -> bool:
+    """Whether a model with `config` has tag effects on the log of `idx`: config "tags",
+    bias terms (the effects centre the assessment biases), and a modules table tagging
+    some of the log's assessments (`IndexArrays.tag_matrix`)."""
+    return bool(config.get("tags", True)) and bool(config["biases"]) and idx.tag_matrix is not None
+
+
+#: assessment × key cells up to which the graph holds the tag matrix dense
+DENSE_TAG_CELLS = 50_000_000
+
+
 class ModelSpec:
     """Students, lessons and assessments in one non-negative latent skill space.
 
@@ -236,6 +260,7 @@ class ModelSpec:
         history: bool | str = "auto",
         hierarchical: bool = False,
         practice: bool | str = "auto",
+        tags: bool = True,
     ) -> None:
         self.config = validate_model_config(
             merge(
@@ -249,6 +274,7 @@ class ModelSpec:
                     "history": history,
                     "practice": practice,
                     "hierarchical": hierarchical,
+                    "tags": tags,
                     "priors": priors or {},
                 },
                 "model",
@@ -266,7 +292,8 @@ class ModelSpec:
             f"{type(self).__name__}(n_skills={c['n_skills']}, prerequisites={c['prerequisites']}, "
             f"biases={c['biases']}, lessons={c['lessons']}, learning_noise={c['learning_noise']!r}"
             + (f", history={c['history']!r}" if c["history"] else "")
-            + (", hierarchical=True)" if c["hierarchical"] else ")")
+            + (", hierarchical=True" if c["hierarchical"] else "")
+            + (", tags=False)" if not c.get("tags", True) else ")")
         )
 
     @property
@@ -311,6 +338,7 @@ class ModelSpec:
             "later": np.arange(len(idx.later_state)),
             "obs": np.arange(len(idx.outcome)),
             "transition": np.arange(len(idx.transition_from)),
+            **({"tag": list(idx.tag_names)} if tags_on(self.config, idx) else {}),
         }
 
     def build_model(
@@ -323,6 +351,7 @@ class ModelSpec:
         requirement: str = "cartesian",
         hyper: dict[str, Any] | None = None,
         outcome_data: bool = False,
+        tag_scale: float | None = None,
     ) -> tuple[pm.Model, IndexArrays]:
         """The PyMC model for `log` and the index arrays it was built from.
 
@@ -350,12 +379,16 @@ class ModelSpec:
         ``"outcome_data"`` (and the history term's features, which follow the outcomes, in
         `history_feature_data`'s containers), so one compiled model can be refit on other
         outcomes of the same design (`inference.refit`, simulation-based calibration).
+        With tag effects (`tags_on`: a modules table with the log) the tags' scale σ_τ is
+        a random variable with the effects non-centred when `tag_scale` is None (ADVI,
+        NUTS), or held at `tag_scale` with the effects centred (MAP, whose σ_τ comes from
+        `inference.empirical_bayes.TagScaleObjective`).
         """
         if self.history_unresolved:  # the same choice `fit` makes for this log
             spec, _ = self.resolve_history(log)
             return spec.build_model(log, parametrization=parametrization, normalised=normalised,
                                     constrained=constrained, requirement=requirement, hyper=hyper,
-                                    outcome_data=outcome_data)
+                                    outcome_data=outcome_data, tag_scale=tag_scale)
         cfg, pri = self.config, self.config["priors"]
         idx = IndexArrays.from_log(log)
         use_lessons = cfg["lessons"] and log.n_lessons > 0
@@ -431,11 +464,24 @@ class ModelSpec:
             g_j = None
             if cfg["biases"]:
                 g_u = param("student_bias", "student")
+                shift: Any = 0.0  # the tags' mean effect per assessment (model config "tags")
+                if tags_on(cfg, idx):
+                    if idx.tag_matrix.shape[0] * idx.tag_matrix.shape[1] > DENSE_TAG_CELLS:
+                        raise ValueError(f"{idx.tag_matrix.shape[0]} assessments × {idx.tag_matrix.shape[1]} tags is "
+                                         "too large for the PyMC graph's tag effects; fit by MAP, or tags=False")
+                    if tag_scale is None:
+                        s_tau = prior_variable("sigma_tag_bias", pri, **tr)
+                        tau = hierarchical_variable("tag_bias", {"sigma_tag_bias": s_tau}, dims="tag")
+                    else:
+                        tau = prior_variable("tag_bias", pri, {"sigma_tag_bias": tag_scale}, dims="tag")
+                    shift = tag_mean(idx.tag_matrix.toarray(), tau)
                 if polar and not learned:
                     g_j = _offset_assessment_bias(req_norm, prior_scale("assessment_bias", pri, hyper),
-                                                  prior_location("assessment_bias", hyper))
+                                                  prior_location("assessment_bias", hyper) + shift)
+                elif learned:
+                    g_j = hierarchical_variable("assessment_bias", hyper, dims="assessment", shift=shift)
                 else:
-                    g_j = param("assessment_bias", "assessment")
+                    g_j = prior_variable("assessment_bias", pri, hyper, dims="assessment", shift=shift)
             logit = relevance_at(states[idx.obs_state], req_unit, req_len, idx.obs_assessment, g_j)
             if cfg["biases"]:
                 logit = logit + g_u[idx.obs_student]

@@ -403,6 +403,8 @@ PRIORS: dict[str, tuple[str, str]] = {
     "history_recency": ("normal", "history_sd"),
     "history_practice_success": ("normal", "history_sd"),
     "history_practice_failure": ("normal", "history_sd"),
+    # a tag's effect on the biases of the assessments it tags (model config "tags")
+    "tag_bias": ("normal", "tag_bias_sd"),
     # the hierarchical model's hyperparameters (model config "hierarchical": true); the
     # config's scale of a parameter becomes the scale of its hyperprior
     "sigma_requirement": ("halfnormal", "requirement_scale"),
@@ -411,6 +413,9 @@ PRIORS: dict[str, tuple[str, str]] = {
     "sigma_student_bias": ("halfnormal", "student_bias_sd"),
     "sigma_assessment_bias": ("halfnormal", "assessment_bias_sd"),
     "mu_assessment_bias": ("normal", "assessment_bias_sd"),
+    # the tag effects' scale σ_τ (model config "tags"): learned by NUTS and ADVI, set by
+    # empirical Bayes in MAP (inference.empirical_bayes.TagScaleObjective)
+    "sigma_tag_bias": ("halfnormal", "tag_bias_sd"),
 }
 
 #: In the hierarchical model, which hyperparameter is each parameter's prior scale and
@@ -427,6 +432,7 @@ HYPER_OF: dict[str, dict[str, str]] = {
     "prerequisite": {"scale": "sigma_prerequisite"},
     "student_bias": {"scale": "sigma_student_bias"},
     "assessment_bias": {"scale": "sigma_assessment_bias", "location": "mu_assessment_bias"},
+    "tag_bias": {"scale": "sigma_tag_bias"},
 }
 HYPERPARAMETERS = tuple(h for m in HYPER_OF.values() for h in m.values())
 
@@ -460,6 +466,19 @@ def prior_scale(name: str, priors: dict[str, Any], hyper: dict[str, Any] | None 
     if hyper and h in hyper:
         return hyper[h]
     return float(priors[PRIORS[name][1]])
+
+
+def tag_mean(matrix: Any, effects: Any) -> Any:
+    """Each assessment's tag mean, the centre of its bias prior when the model has tag
+    effects (model config "tags"): its row of the row-normalised key matrix
+    (`data.modules.ModuleTable.key_matrix`: 1/k for each of its k tags and group values)
+    times the keys' effects.  `matrix`: scipy sparse or numpy with numpy `effects`
+    (draws along a leading axis allowed: (..., n_keys) → (..., n_modules)), or a dense
+    array with a PyTensor vector (the graph)."""
+    if isinstance(effects, np.ndarray) or np.isscalar(effects):
+        e = np.asarray(effects, dtype=float)
+        return np.asarray((matrix @ e.reshape(-1, e.shape[-1]).T).T).reshape(*e.shape[:-1], matrix.shape[0])
+    return pt.dot(matrix, effects)
 
 
 def prior_location(name: str, hyper: dict[str, Any] | None = None) -> Any:
@@ -512,18 +531,20 @@ pm: Any = LazyModule("pymc")
 _dist_math: Any = LazyModule("pymc.distributions.dist_math")
 
 
-def prior_variable(name: str, priors: dict[str, Any], hyper: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+def prior_variable(name: str, priors: dict[str, Any], hyper: dict[str, Any] | None = None, shift: Any = 0.0,
+                   **kwargs: Any) -> Any:
     """The PyMC random variable of parameter `name` with its prior from PRIORS
     (`kwargs`: dims, default_transform, ...; inside a `pm.Model` context); `hyper`:
     hyperparameter values or tensors that replace the config's scale and location
-    (the empirical-Bayes MAP passes shared variables here)."""
+    (the empirical-Bayes MAP passes shared variables here); `shift`: added to a normal
+    prior's location (the assessment biases' tag means, `tag_mean`)."""
     sigma = prior_scale(name, priors, hyper)
     if prior_family(name) == "halfnormal":
         return pm.HalfNormal(name, sigma=sigma, **kwargs)
-    return pm.Normal(name, prior_location(name, hyper), sigma, **kwargs)
+    return pm.Normal(name, prior_location(name, hyper) + shift, sigma, **kwargs)
 
 
-def hierarchical_variable(name: str, hyper: dict[str, Any], **kwargs: Any) -> Any:
+def hierarchical_variable(name: str, hyper: dict[str, Any], shift: Any = 0.0, **kwargs: Any) -> Any:
     """Parameter `name` of the hierarchical model in non-centred form: σ·r with r ~
     HalfNormal(1) (vectors) or μ + σ·z with z ~ N(0, 1) (biases), the standardised
     variable named ``<name>_raw``.  The same distribution as `prior_variable` with
@@ -534,7 +555,7 @@ def hierarchical_variable(name: str, hyper: dict[str, Any], **kwargs: Any) -> An
         raw = pm.HalfNormal(f"{name}_raw", sigma=1.0, **kwargs)
         return pm.Deterministic(name, sigma * raw, dims=kwargs.get("dims"))
     raw = pm.Normal(f"{name}_raw", 0.0, 1.0, **kwargs)
-    return pm.Deterministic(name, prior_location(name, hyper) + sigma * raw, dims=kwargs.get("dims"))
+    return pm.Deterministic(name, prior_location(name, hyper) + shift + sigma * raw, dims=kwargs.get("dims"))
 
 
 def tensor_norm(v: pt.TensorVariable) -> pt.TensorVariable:

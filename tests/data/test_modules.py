@@ -112,21 +112,13 @@ def test_ednet_metadata():
     assert not any("t-1" in t for t in m.table["tags"])
 
 
-def test_neighbours_share_the_most_tags_and_groups():
-    m = read_modules(pd.DataFrame({"module_id": ["q1", "q2", "q3", "q4", "n1", "n2", "n3"],
-                                   "module_type": "assessment",
-                                   "tags": ["a;b", "b", "c", "a;b", "a;b", "c", "zzz"],
-                                   "part": ["1", "1", "2", "2", "1", "", ""]}))
-    among = ["q1", "q2", "q3", "q4"]
-    nb = m.neighbours(["n1", "n2", "n3", "unknown"], among)
-    assert nb["n1"].tolist() == [0]        # q1 shares a, b and part 1; q2 and q4 two keys each
-    assert nb["n2"].tolist() == [2]        # tag c
-    assert nb["n3"].tolist() == [] and nb["unknown"].tolist() == []  # nothing shared / not in the table
-    loo = m.neighbours(among, among, exclude_self=True)
-    assert loo["q1"].tolist() == [1, 3]    # itself left out: q2 (b, part 1) and q4 (a, b)
-    assert m.neighbours(["q1"], among)["q1"].tolist() == [0]
-    with pytest.raises(ValueError, match="module_type"):
-        m.neighbours(["q1"], among, "quiz")
+def test_key_matrix_averages_tags_and_group_values():
+    m = read_modules(pd.DataFrame({"module_id": ["q1", "q2", "q3"], "module_type": "assessment",
+                                   "tags": ["a;b", "b", ""], "part": ["1", "1", ""]}))
+    mat, names = m.key_matrix(["q2", "q9", "q1", "q3"])
+    assert names == ["a", "b", "part=1"]
+    np.testing.assert_allclose(mat.toarray(), [[0, 0.5, 0.5], [0, 0, 0], [1 / 3, 1 / 3, 1 / 3], [0, 0, 0]])
+    assert m.keys_of("assessment")["q1"] == frozenset({"a", "b", "part=1"})
 
 
 def test_to_frame_reads_back_as_the_same_table(tmp_path):

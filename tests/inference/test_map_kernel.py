@@ -60,6 +60,53 @@ def test_matches_pymc_logp_and_gradient(small_log, variant, normalised, backend)
     assert offset == g_pm.size and set(named) == {v.name for v in model.value_vars}
 
 
+@pytest.fixture(scope="module")
+def tagged_log(small_log) -> bl.InteractionLog:
+    """small_log with a modules table: tags shared by some assessments, a group column,
+    and one assessment without any (its bias keeps the plain prior)."""
+    import pandas as pd
+
+    from bayes_lse.data.modules import read_modules
+
+    ids = [str(a) for a in small_log.assessments]
+    tags = ["x;y", "y", "x", "z", "y;z", ""][: len(ids)]
+    part = ["1", "1", "2", "2", "1", ""][: len(ids)]
+    return small_log.with_modules(read_modules(pd.DataFrame({"module_id": ids, "module_type": "assessment",
+                                                             "tags": tags, "part": part})))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("variant", [{}, {"history": True}, {"lessons": False}], ids=["full", "history", "nolessons"])
+def test_tag_effects_match_pymc_logp_and_gradient(tagged_log, variant, backend):
+    """The assessment biases centred on their tags' effects (model config "tags"): kernel
+    and PyMC graph agree on the density and on every gradient, the tag effects' included."""
+    spec = LatentSkillEmbedding(**variant)
+    model, idx = spec.build_model(tagged_log, parametrization="centered", normalised=False, constrained=True,
+                                  tag_scale=1.0)
+    assert "tag_bias" in {v.name for v in model.value_vars} and idx.tag_matrix.shape == (6, 5)  # x, y, z, part=1, part=2
+    obj = _objective(tagged_log, spec, idx, normalised=False, log_space=False, backend=backend)
+    rng = np.random.default_rng(6)
+    x = np.abs(rng.normal(size=obj.size)) + 0.05
+    x[obj.blocks["tag_bias"].start:obj.blocks["tag_bias"].stop] = rng.normal(size=obj.blocks["tag_bias"].size)
+    point = obj.named_point(x)
+    values = {v.name: point[v.name] for v in model.value_vars}
+    assert float(model.compile_logp(jacobian=False)(values)) == pytest.approx(obj.logp_and_grad(x)[0], rel=1e-10)
+    g_pm = model.compile_dlogp(jacobian=False)(values)
+    _, g = obj.logp_and_grad(x)
+    named = {name: g[b.start : b.stop].reshape(b.shape) for name, b in obj.blocks.items()}
+    states = named.pop("state")
+    named["initial_state"] = states[idx.initial_state]
+    named["later_state"] = states[idx.later_state]
+    offset = 0
+    for v in model.value_vars:
+        n = values[v.name].size
+        np.testing.assert_allclose(named[v.name].ravel(), g_pm[offset : offset + n], rtol=1e-8, atol=1e-9)
+        offset += n
+    # without the table the same config has no tag effects (nothing changes without one)
+    plain = _objective(tagged_log.with_modules(None), spec, IndexArrays.from_log(tagged_log.with_modules(None)))
+    assert "tag_bias" not in plain.blocks
+
+
 @pytest.mark.parametrize("jacobian", [False, True])
 def test_log_space_gradient_is_the_derivative(small_log, jacobian):
     spec = LatentSkillEmbedding(learning_noise="learned")

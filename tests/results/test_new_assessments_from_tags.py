@@ -1,6 +1,6 @@
-"""Assessments added after the fit, predicted from the fitted ones sharing their tags
-(`FitResult.predict`, `results.posterior.tag_weight`, `ModuleTable.neighbours`), and the
-modules table carried through save and load."""
+"""Tag effects (model config "tags"): assessments added after the fit predicted from their
+tags (`FitResult.predict`, `FitResult.tag_means`), and the modules table carried through
+save and load."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def grouped():
 
 def test_tags_move_a_new_assessment_towards_its_group(grouped):
     fitted, modules, rows, held = grouped
-    assert fitted.tag_weight()["weight"] > 0.5  # the groups are far apart: the tags say a lot
+    tau = fitted.idata.posterior["tag_bias"].mean(("chain", "draw")).to_series()
+    assert tau["easy"] > tau["hard"] + 1.0  # the tag effects carry the groups' difficulty
     with_tags = fitted.predict(rows, seed=0).set_index("module_id")
     assert (with_tags["assessment_from"] == "tags").all() and not with_tags["assessment_seen"].any()
     fitted.modules = None
@@ -52,18 +53,21 @@ def test_tags_move_a_new_assessment_towards_its_group(grouped):
     assert with_tags.loc[hard, "p_mean"] < without.loc[hard, "p_mean"] - 0.1
 
 
-def test_uninformative_tags_get_little_weight(grouped):
+def test_a_tag_the_fit_never_saw_is_drawn_from_its_prior(grouped):
     fitted, modules, rows, held = grouped
-    rng = np.random.default_rng(1)
-    ids = [str(a) for a in fitted.assessments] + held
-    shuffled = read_modules(pd.DataFrame({"module_id": ids, "module_type": "assessment",
-                                          "tags": rng.choice(["t1", "t2", "t3", "t4"], len(ids))}))
-    fitted.modules = shuffled
+    means, has = fitted.tag_means(["new-item", "q-none"], seed=0, unknown="prior")
+    assert not has.any() and (means == 0).all()  # not in the table: no tags
+    extra = read_modules(pd.concat([modules.to_frame(), pd.DataFrame(
+        {"module_id": ["new-item"], "module_type": ["assessment"], "tags": ["unseen-tag"]})], ignore_index=True))
+    fitted.modules = extra
     try:
-        w = fitted.tag_weight()["weight"]
+        means, has = fitted.tag_means(["new-item"], seed=0, unknown="prior")
+        dropped, has_d = fitted.tag_means(["new-item"], unknown="drop")
     finally:
         fitted.modules = modules
-    assert w < fitted.tag_weight()["weight"]
+    assert has[0] and not has_d[0]
+    sd = fitted.model_config["priors"]["tag_bias_sd"]
+    assert means.shape == (fitted.n_samples, 1) and np.all(np.isfinite(means)) and np.std(means) <= 5 * sd
 
 
 def test_the_modules_table_is_saved_hashed_and_loaded(grouped, tmp_path):
