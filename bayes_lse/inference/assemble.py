@@ -14,7 +14,7 @@ import pandas as pd
 
 from bayes_lse.core.config import canonical_json, config_hash, skills_of
 from bayes_lse.core.lazy import LazyModule
-from bayes_lse.model.terms import HISTORY_COEFFICIENTS, HISTORY_COUNTS, HYPERPARAMETERS
+from bayes_lse.model.terms import HISTORY_COEFFICIENTS, HISTORY_COUNTS, LEARNED_SCALES
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -198,7 +198,7 @@ def build_datatree(
         "learning_noise": (),
         **{h: () for h in HISTORY_COEFFICIENTS},
         # the hierarchical model's hyperparameters (model.terms.HYPER_OF)
-        **{h: () for h in HYPERPARAMETERS},
+        **{h: () for h in LEARNED_SCALES},
     }
     for name, dd in dims.items():
         if name in raw:

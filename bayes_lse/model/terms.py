@@ -434,7 +434,10 @@ HYPER_OF: dict[str, dict[str, str]] = {
     "assessment_bias": {"scale": "sigma_assessment_bias", "location": "mu_assessment_bias"},
     "tag_bias": {"scale": "sigma_tag_bias"},
 }
-HYPERPARAMETERS = tuple(h for m in HYPER_OF.values() for h in m.values())
+#: the hierarchical config's hyperparameters (`hyperparameters_used`), and with them the
+#: tag effects' scale, which any model with tag effects has (model config "tags")
+HYPERPARAMETERS = tuple(h for p, m in HYPER_OF.items() if p != "tag_bias" for h in m.values())
+LEARNED_SCALES = (*HYPERPARAMETERS, "sigma_tag_bias")
 
 
 def hyperparameters_used(config: dict[str, Any]) -> tuple[str, ...]:

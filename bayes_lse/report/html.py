@@ -317,19 +317,21 @@ def _embedding_tables(idata: xr.DataTree, aligned: xr.Dataset, max_rows: int) ->
                              title=f"Lessons: the {min(max_rows, len(df))} largest gains |l|",
                              description="|l| is how much a lesson moves a student who meets its prerequisites "
                                          "(|q| = how demanding they are)."))
-    hyper = [h for h in eq.HYPERPARAMETERS if h in idata["posterior"]]
+    hyper = [h for h in eq.LEARNED_SCALES if h in idata["posterior"]]
     if hyper:
         rows = []
         for h in hyper:
             x = np.asarray(idata["posterior"][h].values, dtype=float).ravel()
             rows.append({"hyperparameter": h, "mean": x.mean(), "5%": np.percentile(x, 5), "95%": np.percentile(x, 95),
                          "learned": "yes" if x.std() > 0 or idata.attrs.get("method") != "map"
-                         or h in ("sigma_student_bias", "sigma_assessment_bias", "mu_assessment_bias") else
+                         or h in ("sigma_student_bias", "sigma_assessment_bias", "mu_assessment_bias",
+                                  "sigma_tag_bias") else
                          "no (MAP: held at the hyperprior's scale)"})
         tables.append(_table(pd.DataFrame(rows), key="emb_hyper", max_rows=max_rows,
                              title="Learned prior scales (hierarchical model)",
                              description="The population the modules and students are pooled towards: each "
-                                         "group's prior scale σ and the assessment biases' mean μ_g. The "
+                                         "group's prior scale σ and the assessment biases' mean μ_g "
+                                         "(σ_tag_bias: how far the tags' effects spread). The "
                                          "assessments table's 'pooled to μ_g' column says how far each bias "
                                          "was pulled towards μ_g (1: all prior, 0: all data)."))
     return tables
