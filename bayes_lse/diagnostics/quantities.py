@@ -158,7 +158,8 @@ def identified_quantities(
                             "transition_student": ("transition", np.where(owner >= 0, students[np.maximum(owner, 0)], "?")),
                             "transition_lesson": ("transition", lesson_lab[les[pick]])},
                 )
-    for v in ("student_bias", "assessment_bias", "learning_noise", *eq.HISTORY_COEFFICIENTS):
+    for v in ("student_bias", "assessment_bias", "learning_noise", *eq.HISTORY_COEFFICIENTS, "tag_bias",
+              "sigma_tag_bias"):
         if v in post and (v != "assessment_bias" or length_and_bias):
             out[v] = post[v]
     return xr.Dataset(out)

@@ -85,6 +85,8 @@ QUANTITIES = (
     "assessment_bias",
     "learning_noise",
     *HISTORY_COEFFICIENTS,
+    "tag_bias",
+    "sigma_tag_bias",
 )
 
 #: one line per quantity for the table and the figure
@@ -93,6 +95,8 @@ QUANTITY_MEANING = {
     "relevance": "D(s, a) of answered rows",
     "assessment_logit": "D(s, a) + g_j of answered rows",
     "assessment_offset": "g_j − |a| per assessment",
+    "tag_bias": "a tag's effect τ_t on the biases of the assessments it tags",
+    "sigma_tag_bias": "σ_τ, the tag effects' scale",
     "bias_sum": "g_u + g_j of answered (student, assessment) pairs",
     "requirement_norm": "|a| per assessment",
     "gain_norm": "|l| per lesson",

@@ -263,7 +263,8 @@ def simulate_on_design(
     moves each state to the next.  Only parameters and outcomes are random, drawn
     exactly as the PyMC graph built from the same log defines them: the same variant
     logic (lessons only when the log has some; prerequisites only with lessons; σ_L
-    drawn only when learned and some transition exists), the same priors
+    drawn only when learned and some transition exists; tag effects when the design's
+    log carries a modules table, `graph.tags_on`), the same priors
     (`terms.draw_prior`), the truncated-normal learning update (a step without a
     lesson keeps the mean) and Bernoulli outcomes of σ(D(s, a) + g_u + g_j).
 
@@ -283,6 +284,8 @@ def simulate_on_design(
     -------
     DesignDraw
     """
+    from bayes_lse.model.graph import tags_on
+
     cfg = validate_model_config(merge(DEFAULT_MODEL_CONFIG, model_config, "model"))
     pri, d = cfg["priors"], skills_of(cfg)
     n_students = len(idx.initial_state)
@@ -310,6 +313,12 @@ def simulate_on_design(
     if cfg["biases"]:
         g_student = params["student_bias"] = eq.draw_prior("student_bias", pri, rng, n_students, hyper)
         g_assess = params["assessment_bias"] = eq.draw_prior("assessment_bias", pri, rng, n_assessments, hyper)
+        if tags_on(cfg, idx):  # tag effects, as the graph: σ_τ, then τ ~ N(0, σ_τ²), biases centred on their tags
+            s_tau = float(eq.draw_prior("sigma_tag_bias", pri, rng))
+            tau = params["tag_bias"] = eq.draw_prior("tag_bias", pri, rng, idx.tag_matrix.shape[1],
+                                                     {"sigma_tag_bias": s_tau})
+            params["sigma_tag_bias"] = np.asarray(s_tau)
+            g_assess = params["assessment_bias"] = g_assess + eq.tag_mean(idx.tag_matrix, tau)
 
     states = np.full((idx.n_states, d), np.nan)
     states[idx.initial_state] = s0

@@ -94,3 +94,64 @@ def test_bias_curvature_is_the_sum_of_p_times_1_minus_p(cohort):
     assert fu == pytest.approx(np.bincount(idx.obs_student, minlength=log.n_students) / 4)
     assert fj.sum() == pytest.approx(len(idx.outcome) / 4)
     assert math.isclose(fu.sum(), fj.sum())
+
+
+# ------------------------------------------------------------------ tag effects' scale
+def _tag_objective(n: int = 8, sd0: float = 1.0, fisher: np.ndarray | None = None):
+    from bayes_lse.inference.empirical_bayes import TagScaleObjective
+
+    fisher = np.random.default_rng(2).uniform(0.5, 4.0, n) if fisher is None else fisher
+    return TagScaleObjective(_quadratic, slice(2, 2 + n), sd0, fisher)
+
+
+def test_tag_scale_gradient_matches_finite_differences():
+    obj = _tag_objective()
+    z = np.concatenate([np.random.default_rng(3).normal(size=12), [-0.4]])
+    err = optimize.check_grad(lambda v: obj(v)[0], lambda v: obj(v)[1], z)
+    assert err < 1e-5 * max(1.0, float(np.linalg.norm(obj(z)[1])))
+
+
+def test_tag_scale_optimum_is_the_laplace_em_fixed_point():
+    """σ_τ² (1 + σ_τ²/(n σ0²)) = mean(τ̂² + 1/(F + 1/σ_τ²)) at the joint optimum: the PQL
+    fixed point of TagScaleObjective's doc, with its hyperprior's pull."""
+    n = 40
+    obj = _tag_objective(n=n, sd0=1.3)
+    res = optimize.minimize(obj, np.zeros(n + 5), jac=True, method="L-BFGS-B", options={"gtol": 1e-10, "ftol": 1e-14})
+    tau, s = res.x[2:2 + n], math.exp(res.x[-1])
+    lhs = np.mean(tau**2 + 1 / (obj.fisher_t + 1 / s**2))
+    assert s**2 * (1 + s**2 / (n * 1.3**2)) == pytest.approx(lhs, rel=1e-4)
+
+
+def test_tag_curvature_weights_each_assessment_by_its_answers():
+    from scipy import sparse
+
+    from bayes_lse.inference.empirical_bayes import TagScaleObjective
+
+    w = sparse.csr_matrix(np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 0.0]]))
+    f = TagScaleObjective.curvature(w, np.array([4, 8, 0]), 1.0)
+    # F_j = n_j / 4 = 1, 2; precision 1/(σ_g² + 1/F_j) = 0.5, 2/3; F_t = Σ_j w_jt² · that
+    np.testing.assert_allclose(f, [0.5 + 0.25 * 2 / 3, 0.25 * 2 / 3])
+
+
+def test_map_fit_with_tags_learns_their_scale(cohort):
+    """A cohort whose assessment biases are set by two tags far apart: the MAP fit with the
+    modules table learns a large σ_τ, tag effects apart in the right order, and says so."""
+    import pandas as pd
+
+    from bayes_lse.data.modules import read_modules
+
+    t = cohort.table.copy()
+    ids = sorted(t.loc[t["module_type"] == "assessment", "module_id"].unique())
+    easy = set(ids[::2])
+    rng = np.random.default_rng(0)
+    a = t["module_type"] == "assessment"
+    t.loc[a, "outcome"] = np.where(t.loc[a, "module_id"].isin(easy), rng.random(a.sum()) < 0.95,
+                                   rng.random(a.sum()) < 0.2).astype(float)
+    modules = read_modules(pd.DataFrame({"module_id": ids, "module_type": "assessment",
+                                         "tags": ["easy" if m in easy else "hard" for m in ids]}))
+    fit = LatentSkillEmbedding(n_skills=1, history=False).fit(t, method="map", starts=1, seed=0, modules=modules)
+    tau = fit.idata.posterior["tag_bias"].mean(("chain", "draw")).to_series()
+    assert tau["easy"] > tau["hard"] + 1.0
+    assert float(fit.draws("sigma_tag_bias").mean()) > 0.5
+    assert any("tag effects on 2 tags" in c for c in fit.choices)
+    assert fit.tag_check()["use"]

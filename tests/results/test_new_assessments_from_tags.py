@@ -97,3 +97,19 @@ def test_a_table_naming_none_of_the_logs_modules_is_refused(tiny_cohort):
     wrong = pd.DataFrame({"module_id": ["x1", "x2"], "module_type": "assessment", "tags": ["a", "b"]})
     with pytest.raises(ValueError, match="tags none of the log's modules"):
         LatentSkillEmbedding(n_skills=1).fit(tiny_cohort.table, method="map", starts=1, maxiter=5, modules=wrong)
+
+
+@pytest.mark.filterwarnings("ignore:ADVI did not meet its stopping rule")
+def test_advi_learns_the_tag_scale_and_hierarchical_map_says_it_has_none(grouped):
+    fitted, modules, rows, held = grouped
+    table = fitted.interactions  # the grouped log's training rows, as the fit kept them
+    advi = LatentSkillEmbedding(n_skills=1, history=False).fit(table, method="advi", max_iterations=400, draws=50,
+                                                                seed=0, modules=modules)
+    s = advi.draws("sigma_tag_bias")
+    assert s.shape[0] == 50 and np.std(s) > 0 and "tag_bias" in advi.idata.posterior
+    pred = advi.predict(rows, seed=0)
+    assert set(pred["assessment_from"]) <= {"tags", "population"}
+    hier = LatentSkillEmbedding(n_skills=1, history=False, hierarchical=True).fit(
+        table, method="map", starts=1, maxiter=50, seed=0, modules=modules)
+    assert "tag_bias" not in hier.idata.posterior
+    assert any(c.startswith("tag effects off") for c in hier.choices)
