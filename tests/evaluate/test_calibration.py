@@ -190,3 +190,26 @@ def test_sbc_ranks_are_uniform_with_the_history_term():
     assert res.status != "fail", res.summary.to_string()
     assert (res.summary["p_adjusted"] >= 0.01).all()
     assert res.fits["divergences"].sum() <= 3
+
+
+@pytest.mark.slow
+def test_sbc_ranks_are_uniform_with_tag_effects():
+    """A design whose assessments come with a modules table (two tags of three assessments
+    and one shared by two): σ_τ, the tag effects and the biases centred on them, drawn by
+    the simulator and fitted by NUTS with σ_τ learned — ranks uniform (measured 2026-12-05,
+    60 simulations: every p ≥ 0.11, 3 divergences in 1 fit, 41 s)."""
+    import pandas as pd
+
+    from bayes_lse.data.modules import read_modules
+
+    design = design_from_shape(n_students=6, n_steps=2, n_assessments=6, n_lessons=1, answers_per_step=2, seed=0)
+    ids = [str(a) for a in design.assessments]
+    design = design.with_modules(read_modules(pd.DataFrame({"module_id": ids, "module_type": "assessment",
+                                                            "tags": ["x", "x", "x;z", "y", "y", "y;z"]})))
+    res = run_sbc(bl.LatentSkillEmbedding(n_skills=1, history=False), design, n_simulations=60, draws=250, tune=250,
+                  chains=2, rank_draws=100, seed=3)
+    print(res.summary[["quantity", "elements", "p_value", "p_adjusted"]].to_string(index=False))
+    assert {"tag_bias", "sigma_tag_bias"} <= set(res.summary["quantity"])
+    assert res.status != "fail", res.summary.to_string()
+    assert (res.summary["p_adjusted"] >= 0.01).all()
+    assert res.fits["divergences"].sum() <= 5
