@@ -12,13 +12,15 @@ log-loss.  Measured on three such subsamples each (`python /work/exp`-style scre
 in docs/results.md): MoFaCTS d = 1 lower by 0.006–0.013 (± 0.003), ASSISTments by
 0.11–0.18 (± 0.012) — the same d every time.
 
-It runs for MAP fits above `MIN_ANSWERS` answers only: below, the held-out answers are
-too few to rank the candidates, and NUTS/ADVI fits are too slow to repeat; those fits
-use `core.config.DEFAULT_SKILLS` and say so.  The two extra fits see `STUDENTS` students
-at most, with the settings the full fit gets (`inference.defaults.resolve_map_settings`
-for the whole log: the compiled kernel, one start) but `inference.defaults.CHECK_MAXITER`
-iterations, so the check costs about two short fits of a 150-student log whatever the
-log's size (0.5 s on MoFaCTS).  At 150 students and 150 iterations MoFaCTS chose d = 1
+It runs for MAP fits whose held-out set has at least `MIN_HELDOUT` answers: with fewer
+the candidates cannot be ranked, and NUTS/ADVI fits are too slow to repeat; those fits
+use `core.config.DEFAULT_SKILLS` and say so.  (Until 2026-12-05 the rule was "above 20k
+answers": the 26-user Riiid smoke set, 18k answers but 1.8k held out, got d = 2 and AUC
+0.685 where d = 1 gives 0.765 — 1PL 0.824; docs/results.md "Tags".)  The two extra fits
+see `STUDENTS` students at most, on the centred compiled kernel with one start (the
+settings of a large log's full fit; `inference.defaults.resolve_map_settings`) and
+`inference.defaults.CHECK_MAXITER` iterations, so the check costs about two short fits
+of a 150-student log whatever the log's size (0.5 s on MoFaCTS).  At 150 students and 150 iterations MoFaCTS chose d = 1
 on four seeds out of four (log-loss lower by 0.013 / 0.008 / 0.005 / 0.012, ± 0.0045).
 """
 
@@ -40,8 +42,8 @@ if TYPE_CHECKING:
 
 #: the candidate dimensions, smallest first (a tie keeps the smaller)
 CANDIDATES = (1, 2)
-#: answers above which a MAP fit chooses d by the held-out check (= inference.defaults.SMALL_ANSWERS)
-MIN_ANSWERS = 20_000
+#: held-out answers from which a MAP fit chooses d by the check (fewer: the default d)
+MIN_HELDOUT = 1_000
 #: students whose last answers are held out (their other rows train the candidates)
 STUDENTS = 150
 #: share of each chosen student's answers held out (at least one)
@@ -97,28 +99,28 @@ def choose_skills(
     candidate's fit with the seed.  A spec whose d is already a number comes back as it is."""
     if spec.config["n_skills"] != "auto":
         return spec, ""
-    from bayes_lse.inference.defaults import CHECK_MAXITER, n_answers, resolve_map_settings
+    from bayes_lse.inference.defaults import CHECK_MAXITER, resolve_map_settings
 
-    n = n_answers(log)
     if method != "map":
         return spec.with_skills(DEFAULT_SKILLS), (
             f"n_skills {DEFAULT_SKILLS}: the default d (the held-out choice of d runs for MAP fits only)")
-    if n <= MIN_ANSWERS:
-        return spec.with_skills(DEFAULT_SKILLS), (
-            f"n_skills {DEFAULT_SKILLS}: the default d ({n} answers <= {MIN_ANSWERS}: too few held-out answers "
-            "to choose d)")
     from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge
 
     opts = {k: v for k, v in (options or {}).items() if k != "progressbar"}
     seed = int(opts.get("seed") or 0)
-    # the settings the full fit gets (compiled kernel, one start) rather than a small log's
-    resolved, _ = resolve_map_settings(merge(DEFAULT_FIT_CONFIG["map"], opts, "map fit"), log)
-    cand_opts = {**opts, **{k: resolved[k] for k in ("starts", "maxiter", "parametrization", "kernel_backend")},
-                 "seed": seed}
-    if (options or {}).get("maxiter", "auto") == "auto":  # a ranking, not the final fit: a short budget
-        cand_opts["maxiter"] = CHECK_MAXITER
     t0 = time.perf_counter()
     train, test = holdout_split(log, STUDENTS, HOLDOUT, seed)
+    if len(test) < MIN_HELDOUT:
+        return spec.with_skills(DEFAULT_SKILLS), (
+            f"n_skills {DEFAULT_SKILLS}: the default d ({len(test)} held-out answers < {MIN_HELDOUT}: too few to "
+            "choose d)")
+    # the settings of a large log's full fit (compiled centred kernel, one start): a ranking, cheap at any size
+    resolved, _ = resolve_map_settings(merge(DEFAULT_FIT_CONFIG["map"], {**opts, "parametrization": "centered"},
+                                             "map fit"), log)
+    cand_opts = {**opts, **{k: resolved[k] for k in ("maxiter", "parametrization", "kernel_backend")},
+                 "starts": 1, "seed": seed}
+    if (options or {}).get("maxiter", "auto") == "auto":  # a ranking, not the final fit: a short budget
+        cand_opts["maxiter"] = CHECK_MAXITER
     y = test["outcome"].to_numpy()
     losses: dict[int, np.ndarray] = {}
     for d in CANDIDATES:
