@@ -307,7 +307,7 @@ class FittedLSE(FitResult):
         interactions: pd.DataFrame | str | Path | InteractionLog,
         *,
         ci: float = 0.9,
-        update: str = "expected",
+        update: str = "auto",
         seed: int | None = None,
         new_assessments: bool = True,
         from_last_state: bool | None = None,

@@ -276,9 +276,10 @@ def _warn_if_failed(fitted: Any, model: Path) -> dict[str, Any] | None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write here instead of stdout.")
 @click.option("--ci", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9, show_default=True,
               help="Credible interval mass for p_low/p_high.")
-@click.option("--update", type=click.Choice(["expected", "mode", "sample"]), default="expected", show_default=True,
+@click.option("--update", type=click.Choice(["auto", "expected", "mode", "sample"]), default="auto", show_default=True,
               help="How a state moves through steps beyond the fitted history: each step's truncated-normal "
-                   "mean, its mode, or one noisy draw per posterior draw.")
+                   "mean, its mode, or one noisy draw per posterior draw; auto: the mode for a MAP fit (which "
+                   "follows the modes), the mean for ADVI/NUTS.")
 @click.option("--seed", type=int, default=None, help="Seed for --update sample and for placing new students.")
 @click.option("--placement", type=click.Choice(["auto", "exact", "amortised"]), default="auto", show_default=True,
               help="How students not in the model are placed from their answered rows: the model's amortised "

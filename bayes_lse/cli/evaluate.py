@@ -99,7 +99,7 @@ def run_evaluate_cli(
     quiet: bool = False,
     scheduler: str | None = None,
     workers: int | None = None,
-    update: str = "expected",
+    update: str = "auto",
     modules: Path | None = None,
 ) -> Any:
     """Everything `bayes-lse evaluate` does, callable from Python; returns the EvaluationResult."""
@@ -243,9 +243,10 @@ def run_evaluate_cli(
 @click.option("--lessons-check/--no-lessons-check", default=True, show_default=True,
               help="Compare LSE predictions after lessons with and without the learning update.")
 @click.option("--loo", is_flag=True, help="PSIS-LOO comparison of the LSE fits (ADVI/NUTS only).")
-@click.option("--update", type=click.Choice(["expected", "mode"]), default="expected", show_default=True,
+@click.option("--update", type=click.Choice(["auto", "expected", "mode"]), default="auto", show_default=True,
               help="How LSE forecasts move a state through held-out steps: each step's truncated-normal "
-                   "mean, or its mode (no upward drift from the truncation).")
+                   "mean, or its mode (no upward drift from the truncation); auto: the mode for MAP fits, the "
+                   "mean for ADVI/NUTS.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=200, show_default=True,
               help="Bootstrap resamples (over students) for the standard errors.")
 @click.option("--split-out", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -575,7 +575,7 @@ def lessons_check(
     train: pd.DataFrame,
     heldout: pd.DataFrame,
     *,
-    update: str = "expected",
+    update: str = "auto",
 ) -> pd.DataFrame:
     """Predictions for held-out answers that follow one or more lessons, with and without them.
 
@@ -587,8 +587,8 @@ def lessons_check(
     lessons at steps h..t−1; the *without* prediction pushes it through the same
     number of steps with zero gain (the model's own "no lesson" step). The update is
     `update` as in `FittedLSE.predict`: the truncated-normal mean
-    (:func:`equations.expected_next_state`, default) or the mode of each step
-    ("sample" counts as "expected" here). Rows with no known lesson in between are
+    (:func:`equations.expected_next_state`) or the mode of each step ("auto", the
+    default: the mode for a MAP fit; "sample" counts as "expected" here). Rows with no known lesson in between are
     left out. Returns one row per included answer: student_id, module_id, timestep,
     outcome, n_lessons, p_with, p_without (posterior means).
     """
@@ -830,7 +830,7 @@ def evaluate(
     progress: Callable[[str], None] | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
-    update: str = "expected",
+    update: str = "auto",
     modules: Any = None,
 ) -> EvaluationResult:
     """Fit every model on every run of the split and score the held-out rows.
@@ -846,7 +846,8 @@ def evaluate(
     `loo`: PSIS-LOO comparison of the LSE fits of the last run (test run if any),
     ADVI/NUTS only. `keep_fits`: keep every fitted model in ``result.fits``.
     `update`: how LSE forecasts move a state through held-out steps, as in
-    :meth:`FittedLSE.predict` ("expected": each step's truncated-normal mean; "mode").
+    :meth:`FittedLSE.predict` ("auto", the default: the mode for MAP fits, the mean for
+    ADVI/NUTS; "expected": each step's truncated-normal mean; "mode").
     `modules`: a modules table (`data.modules.read_modules`) given to every LSE fit, so
     that held-out answers to assessments a run's training rows never had are predicted
     from the fitted assessments sharing their tags (scored apart as "unseen").
@@ -1156,7 +1157,7 @@ def _groups(runs: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _predict_lse(fitted: FittedLSE, held: pd.DataFrame, preds: pd.DataFrame, update: str = "expected") -> np.ndarray:
+def _predict_lse(fitted: FittedLSE, held: pd.DataFrame, preds: pd.DataFrame, update: str = "auto") -> np.ndarray:
     """Posterior-mean pass probability of the held-out assessment rows; an assessment the
     run's training rows never had (role ``unseen``) is predicted from the population
     of assessments, or from the fitted ones sharing its tags when the fit has a modules

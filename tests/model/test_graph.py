@@ -291,7 +291,7 @@ def test_predict_beyond_history_follows_lessons(tiny_map):
         "outcome": [1, None, 1],
         "timestep": [T, T, T + 1],
     })
-    pred = f.predict(rows)
+    pred = f.predict(rows, update="expected")
     s_last = f.current_state(sid)[0]
     k = list(f.lessons).index(lesson)
     mu = eq.expected_update(s_last, f.draws("gain")[0, k], f.draws("prerequisite")[0, k])
@@ -306,7 +306,8 @@ def test_predict_beyond_history_follows_lessons(tiny_map):
 
 def test_forecast_by_mode_has_no_drift_and_mean_ratchets_up(tiny_map):
     """update="mode" moves a state to the transition's mode (no upward drift from the
-    truncation at zero); "expected" (default) to its truncated-normal mean."""
+    truncation at zero); "expected" to its truncated-normal mean; "auto" (default) is the
+    mode for a MAP fit."""
     f = tiny_map
     sid = f.last_states().index[0]
     T = int(f.last_states().loc[sid, "step"])
@@ -320,7 +321,8 @@ def test_forecast_by_mode_has_no_drift_and_mean_ratchets_up(tiny_map):
     })
     default, mode, mean = (f.predict(rows, **kw)["p_mean"].to_numpy()
                            for kw in ({}, {"update": "mode"}, {"update": "expected"}))
-    np.testing.assert_array_equal(default, mean)
+    assert f.method == "map"
+    np.testing.assert_array_equal(default, mode)
     k = list(f.lessons).index(lesson)
     s_next = np.maximum(eq.expected_update(f.current_state(sid)[0], f.draws("gain")[0, k],
                                            f.draws("prerequisite")[0, k]), 0.0)
@@ -331,7 +333,7 @@ def test_forecast_by_mode_has_no_drift_and_mean_ratchets_up(tiny_map):
     # 29 steps without lessons: the mode stays put, the mean ratchets upwards
     assert mode[2] == pytest.approx(mode[1], rel=1e-12)
     assert mean[2] > mean[1] + 1e-3
-    with pytest.raises(ValueError, match="update must be one of"):
+    with pytest.raises(ValueError, match="update must be 'auto' or one of"):
         f.predict(rows, update="median")
 
 
