@@ -48,6 +48,12 @@ def test_matches_pymc_logp_and_gradient(small_log, variant, normalised, backend)
     lp, g = obj.logp_and_grad(x)
     # PyMC's normal_lcdf is an approximation good to ~2e-8 per term; without the normaliser the match is exact
     assert lp == pytest.approx(lp_pm, rel=1e-9, abs=1e-6 if normalised else 1e-9)
+    _assert_gradients_match(obj, idx, model, values, g, g_pm, rtol=1e-6, atol=1e-6)
+
+
+def _assert_gradients_match(obj, idx, model, values, g, g_pm, *, rtol: float, atol: float) -> None:
+    """The kernel's gradient `g`, block by block under the model's variable names, equals
+    PyMC's `g_pm` (raveled in `model.value_vars` order), every variable accounted for."""
     named = {name: g[b.start : b.stop].reshape(b.shape) for name, b in obj.blocks.items()}
     states = named.pop("state")
     named["initial_state"] = states[idx.initial_state]
@@ -55,7 +61,7 @@ def test_matches_pymc_logp_and_gradient(small_log, variant, normalised, backend)
     offset = 0
     for v in model.value_vars:
         n = values[v.name].size
-        np.testing.assert_allclose(named[v.name].ravel(), g_pm[offset : offset + n], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(named[v.name].ravel(), g_pm[offset : offset + n], rtol=rtol, atol=atol)
         offset += n
     assert offset == g_pm.size and set(named) == {v.name for v in model.value_vars}
 
@@ -93,15 +99,7 @@ def test_tag_effects_match_pymc_logp_and_gradient(tagged_log, variant, backend):
     assert float(model.compile_logp(jacobian=False)(values)) == pytest.approx(obj.logp_and_grad(x)[0], rel=1e-10)
     g_pm = model.compile_dlogp(jacobian=False)(values)
     _, g = obj.logp_and_grad(x)
-    named = {name: g[b.start : b.stop].reshape(b.shape) for name, b in obj.blocks.items()}
-    states = named.pop("state")
-    named["initial_state"] = states[idx.initial_state]
-    named["later_state"] = states[idx.later_state]
-    offset = 0
-    for v in model.value_vars:
-        n = values[v.name].size
-        np.testing.assert_allclose(named[v.name].ravel(), g_pm[offset : offset + n], rtol=1e-8, atol=1e-9)
-        offset += n
+    _assert_gradients_match(obj, idx, model, values, g, g_pm, rtol=1e-8, atol=1e-9)
     # without the table the same config has no tag effects (nothing changes without one)
     plain = _objective(tagged_log.with_modules(None), spec, IndexArrays.from_log(tagged_log.with_modules(None)))
     assert "tag_bias" not in plain.blocks
