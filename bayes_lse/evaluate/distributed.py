@@ -25,9 +25,11 @@ Threads: every job runs with BLAS/OpenMP limited to one thread (threadpoolctl), 
 every engine: a multi-threaded BLAS sums in another order, and results would differ
 in the last bits between engines.  Dask's nannies also start worker processes with
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` set to 1 (its
-``distributed.nanny.pre-spawn-environ`` default; a local cluster's workers also get
-``NUMBA_NUM_THREADS=1`` for the MAP kernel's threaded answer loop, whose sums do not
-depend on the thread count), so N one-thread workers do not oversubscribe the cores.  PyTensor's compile cache (its ``compiledir``, where numba's
+``distributed.nanny.pre-spawn-environ`` default), so N one-thread workers do not
+oversubscribe the cores — except for the numba MAP kernel's answer loop, which uses
+numba's threads from 10k answers (`inference.map_kernel_numba`) in every process alike:
+its blocked sums are the same on any number of threads above one, so in-process and
+Dask fits keep the same bits on one machine.  PyTensor's compile cache (its ``compiledir``, where numba's
 file cache lives) is on disk and shared by the worker processes of one machine.
 """
 
@@ -177,10 +179,7 @@ def executor(scheduler: str | None = None, workers: int | None = None, *,
         n = int(workers)
         # Worker processes must be allowed children of their own (pm.sample with
         # sampler='pymc' starts one process per chain); Dask makes them daemons by default.
-        # One numba thread per worker, as for BLAS: N workers share the cores (the MAP
-        # kernel's blocks add up to the same bits on any number of threads).
-        with dask.config.set({"distributed.worker.daemon": False,
-                              "distributed.nanny.pre-spawn-environ.NUMBA_NUM_THREADS": 1}):
+        with dask.config.set({"distributed.worker.daemon": False}):
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                    silence_logs=logging.ERROR)
         try:

@@ -151,7 +151,7 @@ def test_numpy_and_numba_backends_agree(small_log, variant, monkeypatch):
 def test_threaded_answer_loop_agrees_with_the_serial_one(small_log, variant, monkeypatch):
     """The numba backend's answer loop in blocks on several threads (forced on this tiny
     log) gives the serial loop's density and gradient to rounding, and the same bits on
-    one thread as on all of them."""
+    two threads as on all of them."""
     import numba
 
     import bayes_lse.inference.map_kernel_numba as mkn
@@ -161,19 +161,32 @@ def test_threaded_answer_loop_agrees_with_the_serial_one(small_log, variant, mon
     obj = _objective(small_log, spec, idx, normalised=True, backend="numba")
     x = obj.initial_point() + np.random.default_rng(5).uniform(-1.0, 1.0, size=obj.size)
     f_serial, g_serial = obj(x)
+    threads = numba.get_num_threads()  # before the patch below
     monkeypatch.setattr(mkn, "PARALLEL_MIN_ANSWERS", 0)
+    monkeypatch.setattr(mkn.numba, "get_num_threads", lambda: 2)  # the blocked loop even on a one-core machine
     f_par, g_par = obj(x)
     g_par = g_par.copy()
     assert f_par == pytest.approx(f_serial, rel=1e-12)
     np.testing.assert_allclose(g_par, g_serial, rtol=1e-9, atol=1e-12 * np.abs(g_serial).max())
-    threads = numba.get_num_threads()
+    # the blocks' sums do not depend on how many threads share them out
+    rng = np.random.default_rng(0)
+    S, A, GU, GJ = rng.random((40, 2)), rng.random((7, 2)), rng.normal(size=9), rng.normal(size=7)
+    rows = 500
+    args = (S, A, GU, GJ, np.sort(rng.integers(0, 40, rows)), rng.integers(0, 9, rows), rng.integers(0, 7, rows),
+            (rng.random(rows) < 0.6).astype(float), True, rng.normal(size=rows))
+
+    def blocked() -> list[np.ndarray]:
+        out = [np.zeros(rows), np.zeros_like(S), np.zeros_like(A), np.zeros(9), np.zeros(7)]
+        total = mkn._answers_parallel(*args, *out, mkn.ANSWER_BLOCKS)
+        return [np.asarray(total), *out]
+
     try:
         numba.set_num_threads(1)
-        f_one, g_one = obj(x)
+        one = blocked()
     finally:
         numba.set_num_threads(threads)
-    assert f_one == f_par
-    np.testing.assert_array_equal(g_one, g_par)
+    for a, b in zip(one, blocked(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_kernel_map_fit_is_used_for_centred_map_and_predicts(small_log):
