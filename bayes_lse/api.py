@@ -163,7 +163,7 @@ def _modules_for(modules: Any, log: InteractionLog) -> tuple[ModuleTable, str]:
     return table, (f"modules table {table.source}: {tagged} of {log.n_assessments} assessments and {tagged_l} of "
                    f"{log.n_lessons} lessons tagged ({len(table.tag_index())} tags, groups "
                    f"{', '.join(table.groups) or 'none'}): each assessment's bias is centred on its tags' effects "
-                   "(model config tags) and an assessment added after the fit is predicted from its tags")
+                   "(model config tags)")
 
 
 def _fit_candidate(spec: ModelSpec, table: pd.DataFrame, options: dict[str, Any]) -> FitResult:
