@@ -87,9 +87,12 @@ class LatentSkillEmbedding(ModelSpec):
         modules : ModuleTable, DataFrame or path, optional
             The modules table (`bayes_lse.data.modules.read_modules`: ``module_id``,
             ``module_type``, ``tags``, groups such as ``part``), kept with the fit and in
-            its saved folder: an assessment added after the fit is predicted from the
-            fitted assessments that share its tags (`FitResult.predict`). Refused when it
-            names none of the log's modules (ids spelt differently, e.g. ``q12`` / ``12``).
+            its saved folder. With it the model has tag effects (config ``tags``): each
+            assessment's bias is centred on its tags' effects, and an assessment added
+            after the fit is predicted from its tags when the fit's check says they predict
+            difficulty (`FitResult.tag_check`, printed among ``fitted.choices``). Refused
+            when it names none of the log's modules (ids spelt differently, e.g. ``q12`` /
+            ``12``).
         method : {"auto", "map", "advi", "nuts"}
             Inference method; "auto" (default): NUTS up to 2,000 answers, MAP beyond,
             amortised ADVI from 500k answers at most 20 a student where it can run

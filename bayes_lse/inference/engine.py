@@ -123,8 +123,7 @@ def run_fit(
             data = data.with_modules(None)
             notes.append("tag effects off: " + ("minibatch and amortised ADVI have" if batched else
                          "the empirical-Bayes MAP of a hierarchical model has") + " no tag effects yet (full-batch "
-                         "ADVI, NUTS or non-hierarchical MAP do); new assessments are still drawn from their tag "
-                         "neighbours")
+                         "ADVI, NUTS or non-hierarchical MAP do); new assessments are drawn from the population")
     if method == "map":
         fit_cfg, why = resolve_map_settings(fit_cfg, data)
         notes += why

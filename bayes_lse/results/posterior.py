@@ -195,11 +195,12 @@ class FitResult:
         #: the modules table the fit was given (`data.modules.ModuleTable`), if any: the tags
         #: from which an assessment added after the fit is predicted (`predict`)
         self.modules: ModuleTable | None = None
+        self._tag_check: tuple[Any, dict[str, Any]] | None = None  # (modules it was made for, result)
 
     def tag_check(self) -> dict[str, Any]:
         """Whether the tags say something about the fitted assessments' difficulty — the
         gate on predicting new assessments from their tags (`tag_check`, computed once)."""
-        if getattr(self, "_tag_check", None) is None or self._tag_check[0] is not self.modules:
+        if self._tag_check is None or self._tag_check[0] is not self.modules:
             self._tag_check = (self.modules, tag_check(self))
         return self._tag_check[1]
 
@@ -485,12 +486,12 @@ class FitResult:
         An assessment that is not in the model (added after the fit) is predicted as a
         draw from the population of assessments (`new_assessment_draws`): its interval
         covers the spread of assessments as well as the student's uncertainty, and the
-        row's ``assessment_seen`` is False.  When the fit was given a modules table
-        (``fit(..., modules=)``) and the table tags that assessment, the population is
-        the fitted assessments sharing the most tags and groups with it
-        (`ModuleTable.neighbours`) and ``assessment_from`` says ``"tags"``; otherwise
-        ``"population"`` (``"fit"`` for a seen assessment).  ``new_assessments=False``
-        refuses such rows.
+        row's ``assessment_seen`` is False.  When the fit has tag effects (a modules
+        table given to ``fit``, model config ``tags``), the table tags that assessment and
+        the fit's `tag_check` says tags predict difficulty, its bias is centred on its
+        tags' fitted effects (`tag_means`, `new_assessment_draws`) and ``assessment_from``
+        says ``"tags"``; otherwise ``"population"`` (``"fit"`` for a seen assessment).
+        ``new_assessments=False`` refuses such rows.
 
         A row within a student's fitted history uses that step's state; a row beyond it
         starts from the student's last fitted state and follows the lessons given in the
@@ -647,7 +648,7 @@ class FitResult:
                 hk = None if history is None else history[c[k]]
                 summarise(pass_draws(self, row_state[:, k], a_idx[rows[c[k]]], None if sc is None else sc[k], hk), c[k])
             if (~k).any():
-                # one population per new assessment with tag neighbours, one for the rest
+                # the population once for the untagged, once per new assessment centred on its tags
                 groups = [(None, ~k & (source[c] == "population"))]
                 groups += [(shifts[m], ~k & (row_ids[c] == m)) for m in np.unique(row_ids[c][~k & (source[c] == "tags")])]
                 for shift, g in groups:
