@@ -3,9 +3,10 @@ bulk ESS of the identified quantities, and the learned prior scales.
 
 100 MoFaCTS students (seed 0) with their study trials as lessons, d = 1, history term
 on, `hierarchical=True`, NUTS at the package defaults (nutpie, 4 chains x 1,000 draws).
-Target: no divergences and bulk ESS >= 400 on every identified quantity.
+Target: no divergences and bulk ESS >= 400 on every identified quantity.  ``--tags``
+fits with the export's modules table (tag effects on the assessment biases, σ_τ learned).
 
-    python -m benchmarks.bench_hierarchical_nuts [--quick]
+    python -m benchmarks.bench_hierarchical_nuts [--quick] [--tags]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="30 students, 2 chains x 300 draws")
     ap.add_argument("--students", type=int, default=None)
+    ap.add_argument("--tags", action="store_true", help="with the export's modules table (tag effects)")
     args = ap.parse_args(argv)
     from benchmarks.runner import emit_result
 
@@ -42,6 +44,11 @@ def main(argv: list[str] | None = None) -> None:
     log = bl.read_interactions(sub)
     fit_kw = dict(chains=2, draws=300, tune=300) if args.quick else {}
     t0 = time.perf_counter()
+    if args.tags:
+        from bayes_lse.data.datashop import datashop_modules
+        from bayes_lse.data.modules import read_modules
+
+        fit_kw["modules"] = read_modules(datashop_modules(MOFACTS), name=str(MOFACTS))
     fit = bl.LatentSkillEmbedding(n_skills=1, hierarchical=True, history=True).fit(log, method="nuts", seed=0,
                                                                                     progressbar=False, **fit_kw)
     seconds = time.perf_counter() - t0
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     print(summary[["n", "max_rhat", "min_ess_bulk", "min_ess_tail"]].round(3).to_string())
     print(d.verdict_line())
     scales = {k: float(fit.idata["posterior"][k].mean()) for k in fit.idata["posterior"].data_vars
-              if k.startswith(("sigma_", "mu_"))}
+              if k.startswith(("sigma_", "mu_")) and fit.idata["posterior"][k].ndim == 2}
     print("learned prior scales (posterior means):", {k: round(v, 3) for k, v in scales.items()})
     emit_result(
         "hierarchical_nuts",
