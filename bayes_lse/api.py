@@ -151,9 +151,9 @@ class LatentSkillEmbedding(ModelSpec):
 def _modules_for(modules: Any, log: InteractionLog) -> tuple[ModuleTable, str]:
     """`modules` read and validated (`read_modules`) and checked against `log`: the table
     and a line saying how much of the log it tags."""
-    from bayes_lse.data.modules import ModuleTable, read_modules
+    from bayes_lse.data.modules import read_modules
 
-    table = modules if isinstance(modules, ModuleTable) else read_modules(modules)
+    table = read_modules(modules)
     keys = table.keys_of("assessment")
     tagged = sum(1 for a in log.assessments if keys.get(str(a)))
     lesson_keys = table.keys_of("lesson")

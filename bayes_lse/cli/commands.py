@@ -17,6 +17,7 @@ from bayes_lse.cli.common import (  # noqa: F401
     check_writable,
     guard,
     read_log,
+    read_modules_option,
     refuse_existing,
     write_text,
 )
@@ -176,7 +177,7 @@ def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequi
         model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise,
                                     "auto" if history is None else history, hierarchical)
         log = read_log(data)  # a raw DKT / EdNet / ... file gets the convert command to run
-        modules = _read_modules_option(modules_file)
+        modules = read_modules_option(modules_file)
         overrides: dict[str, Any] = {}
         if config_file is not None:
             try:
@@ -233,17 +234,6 @@ def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequi
         fitted.save(output, overwrite=overwrite)
     click.echo(f"fitted in {fitted.runtime_seconds:.1f} s; model saved to {output}")
     click.echo(f"{line}\n(details: bayes-lse report {output})")
-
-
-def _read_modules_option(path: Path | None) -> Any:
-    """`--modules FILE` read and validated (`data.modules.read_modules`), or None."""
-    if path is None:
-        return None
-    from bayes_lse.data.modules import read_modules
-
-    if not path.is_file():
-        raise UserError(f"{path}: no such modules file")
-    return read_modules(path)
 
 
 def _say(quiet: bool):
@@ -311,7 +301,7 @@ def predict(model: Path, data: Path, fmt: str, output: Path | None, ci: float, u
 
     fitted = load(model)
     if modules_file is not None:
-        fitted.modules = _read_modules_option(modules_file)
+        fitted.modules = read_modules_option(modules_file)
     rows = read_interactions(data, require_outcomes=False)  # rows to predict need no outcome
     _warn_if_failed(fitted, model)
     if rows.timesteps_derived:  # issue 20: such rows were scored at step 0, before any lesson

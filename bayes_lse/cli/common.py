@@ -106,6 +106,18 @@ def read_log(data: Path, *, accepts_from: bool = False) -> Any:
                         f"bayes-lse convert --from {fmt} {data} -o interactions.csv{needs}") from None
 
 
+def read_modules_option(path: Path | None) -> Any:
+    """`--modules FILE` read and validated (`data.modules.read_modules`), or None; a file
+    that is not there is a FileNotFoundError (`guard`'s one line)."""
+    if path is None:
+        return None
+    from bayes_lse.data.modules import read_modules
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such modules file")
+    return read_modules(path)
+
+
 def check_writable(path: Path, what: str = "output") -> None:
     """Refuse, before any work, an output whose folder cannot be written: the nearest
     existing ancestor must be a folder we may write into (issue 19 item 10: `fit` ran

@@ -119,13 +119,9 @@ def run_evaluate_cli(
             from bayes_lse.cli.common import check_writable
 
             check_writable(Path(path))
-    module_table = None
-    if modules is not None:
-        from bayes_lse.data.modules import read_modules
+    from bayes_lse.cli.common import read_modules_option
 
-        if not Path(modules).is_file():
-            raise FileNotFoundError(f"{modules}: no such modules file")
-        module_table = read_modules(modules)
+    module_table = read_modules_option(modules)
     if fmt_in is None and (items_as_lessons or explanations_as_lessons):
         raise ValueError("--items-as-lessons / --explanations-as-lessons need --from (a public format)")
     d_list = _skills_list(skills)

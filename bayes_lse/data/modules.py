@@ -175,15 +175,15 @@ def _split_tags(value: Any, sep: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p for p in parts if p))
 
 
-def read_modules(source: PathLike | pd.DataFrame, *, tag_separator: str | None = ";",
+def read_modules(source: PathLike | pd.DataFrame | ModuleTable, *, tag_separator: str | None = ";",
                  name: str | None = None) -> ModuleTable:
     """Read and validate a modules table.
 
     Parameters
     ----------
-    source : path or DataFrame
+    source : path, DataFrame or ModuleTable
         CSV (``.csv``, optionally compressed), Parquet (``.parquet``/``.pq``) or a
-        DataFrame (never modified).
+        DataFrame (never modified); a `ModuleTable` (already validated) comes back as it is.
     tag_separator : str or None
         What separates tags inside the ``tags`` string (default ``;``; None: any
         whitespace, as in Riiid's ``questions.csv``). Lists in a DataFrame or Parquet
@@ -202,6 +202,8 @@ def read_modules(source: PathLike | pd.DataFrame, *, tag_separator: str | None =
         ``lesson``, or a (module_id, module_type) listed twice — naming the source,
         the line (row for a DataFrame) and the column.
     """
+    if isinstance(source, ModuleTable):
+        return source
     if isinstance(source, pd.DataFrame):
         src, row_kind, first = name or "<DataFrame>", "row", 0
         df = source.copy(deep=False)

@@ -455,7 +455,29 @@ def read_riiid(path: PathLike | Sequence[PathLike], *,
 # ---------------------------------------------------------------- dispatch
 
 
-_EDNET_CONTENT = {"questions.csv": "questions", "lectures.csv": "lectures"}
+#: the content (metadata) files of EdNet and Riiid logs, by file name → reader option
+_CONTENT_FILES = {"questions.csv": "questions", "lectures.csv": "lectures"}
+
+
+def _content_files(inputs: Sequence[PathLike]) -> tuple[list[Path], dict[str, Path], Path | None]:
+    """Inputs split into logs and content files (`_CONTENT_FILES`): an input named
+    ``questions.csv`` / ``lectures.csv`` is that file, and one not given is looked for in
+    the folder of the first log (a folder input is its own).  Returns the logs, the content
+    files found by option name, and that folder (None without logs)."""
+    logs: list[Path] = []
+    found: dict[str, Path] = {}
+    for p in map(Path, inputs):
+        if p.is_file() and p.name.lower() in _CONTENT_FILES:
+            found[_CONTENT_FILES[p.name.lower()]] = p
+        else:
+            logs.append(p)
+    if not logs:
+        return logs, found, None
+    home = logs[0] if logs[0].is_dir() else logs[0].parent
+    for name, key in _CONTENT_FILES.items():
+        if key not in found and (home / name).is_file():
+            found[key] = home / name
+    return logs, found, home
 
 
 def _ednet_inputs(inputs: Sequence[PathLike], options: dict[str, Any]) -> pd.DataFrame:
@@ -467,19 +489,9 @@ def _ednet_inputs(inputs: Sequence[PathLike], options: dict[str, Any]) -> pd.Dat
     ``questions.csv`` is required (it holds the correct answers); ``lectures.csv``
     is optional.
     """
-    users: list[Path] = []
-    found: dict[str, Path] = {}
-    for p in map(Path, inputs):
-        if p.is_file() and p.name.lower() in _EDNET_CONTENT:
-            found[_EDNET_CONTENT[p.name.lower()]] = p
-        else:
-            users.append(p)
+    users, found, home = _content_files(inputs)
     if not users:
         raise reader_error("no EdNet-KT4 user files among the inputs (only questions/lectures)")
-    home = users[0] if users[0].is_dir() else users[0].parent
-    for name, key in _EDNET_CONTENT.items():
-        if options.get(key) is None and key not in found and (home / name).is_file():
-            found[key] = home / name
     opts = {k: v for k, v in options.items() if v is not None}
     for key, p in found.items():
         opts.setdefault(key, p)
@@ -565,16 +577,13 @@ def convert_modules(fmt: str, inputs: Sequence[PathLike] | PathLike, **options: 
     if fmt not in ("riiid", "ednet-kt4"):
         raise ValueError(f"{fmt} logs carry no module metadata (tags); write a modules table by hand "
                          "(module_id, module_type, tags)")
-    named = {p.name.lower(): p for p in paths if p.is_file() and p.name.lower() in ("questions.csv", "lectures.csv")}
-    first = next((p for p in paths if p.name.lower() not in ("questions.csv", "lectures.csv")), paths[0])
-    home = first if first.is_dir() else first.parent
-    found = {n: named.get(n) or (home / n if (home / n).is_file() else None) for n in ("questions.csv", "lectures.csv")}
-    questions = options.get("questions") or found["questions.csv"]
+    _, found, home = _content_files(paths)
+    questions = options.get("questions") or found.get("questions")
     if questions is None:
         raise reader_error(f"{fmt} module metadata needs questions.csv: give it as an input or put it beside "
-                           "the log", source=home)
+                           "the log", source=home or paths[0].parent)
     build = riiid_modules if fmt == "riiid" else ednet_modules
-    return build(questions, options.get("lectures") or found["lectures.csv"])
+    return build(questions, options.get("lectures") or found.get("lectures"))
 
 
 # ------------------------------------------------------------------- recognising a raw format

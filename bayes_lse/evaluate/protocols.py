@@ -865,9 +865,9 @@ def evaluate(
     if not isinstance(log, InteractionLog):
         log = read_interactions(log)
     if modules is not None:
-        from bayes_lse.data.modules import ModuleTable, read_modules
+        from bayes_lse.data.modules import read_modules
 
-        modules = modules if isinstance(modules, ModuleTable) else read_modules(modules)
+        modules = read_modules(modules)
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if loo and method == "map":

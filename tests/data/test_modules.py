@@ -127,3 +127,4 @@ def test_to_frame_reads_back_as_the_same_table(tmp_path):
     p = tmp_path / "m.csv"
     m.to_frame().to_csv(p, index=False)
     pd.testing.assert_frame_equal(read_modules(p).table, m.table)
+    assert read_modules(m) is m  # an already validated table passes through
