@@ -206,9 +206,9 @@ class FitResult:
 
     def tag_means(self, module_ids: Any, seed: int | None = None, *,
                   unknown: str = "drop") -> tuple[np.ndarray, np.ndarray]:
-        """Draws of each module's tag mean (`terms.tag_mean`: its tags' and group values'
-        effects averaged, from `modules`) and whether it has any tag, for a fit with tag
-        effects.  A tag the fit has no effect for is left out (``unknown="drop"``, the
+        """Draws of each module's tag mean (`terms.tag_mean` over its row of the key matrix:
+        its tags' and group values' effects averaged, from `modules`) and whether it has
+        any tag, for a fit with tag effects.  A tag the fit has no effect for is left out (``unknown="drop"``, the
         default: the fit keeps only tags shared by two assessments, so a tag it lacks is
         one that pools nothing, like a new item's own id) or drawn from its prior
         N(0, tag_bias_sd²) (``"prior"``).
@@ -219,18 +219,29 @@ class FitResult:
         col = {str(t): i for i, t in enumerate(self.ids_of("tag"))}
         keys = self.modules.keys_of("assessment") if self.modules is not None else {}
         sd = float(self.model_config["priors"].get("tag_bias_sd", 1.0))
+        from scipy import sparse
+
         rng = np.random.default_rng(seed)
-        out = np.zeros((tau.shape[0], len(module_ids)))
-        has = np.zeros(len(module_ids), dtype=bool)
+        # the modules' rows of the key matrix over the fit's keys, plus one column per
+        # unknown key of a module drawn from the prior; then the model's own tag mean
+        rows: list[int] = []
+        cols: list[int] = []
+        drawn: list[np.ndarray] = []
         for i, m in enumerate(module_ids):
             ks = sorted(keys.get(str(m), ()))
-            cols = [tau[:, col[k]] for k in ks if k in col]
+            known = [col[k] for k in ks if k in col]
+            rows += [i] * len(known)
+            cols += known
             if unknown == "prior":
-                cols += [rng.normal(0.0, sd, tau.shape[0]) for k in ks if k not in col]
-            if cols:
-                out[:, i] = np.mean(cols, axis=0)
-                has[i] = True
-        return out, has
+                for _ in (k for k in ks if k not in col):
+                    rows.append(i)
+                    cols.append(len(col) + len(drawn))
+                    drawn.append(rng.normal(0.0, sd, tau.shape[0]))
+        per_row = np.bincount(np.asarray(rows, dtype=np.int64), minlength=len(module_ids))
+        has = per_row > 0
+        matrix = sparse.csr_matrix((1.0 / per_row[rows], (rows, cols)), shape=(len(module_ids), len(col) + len(drawn)))
+        effects = np.column_stack([tau, *drawn]) if drawn else tau
+        return eq.tag_mean(matrix, effects), has
 
     # ------------------------------------------------------------ properties
     @property
