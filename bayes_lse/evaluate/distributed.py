@@ -26,10 +26,11 @@ every engine: a multi-threaded BLAS sums in another order, and results would dif
 in the last bits between engines.  Dask's nannies also start worker processes with
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` set to 1 (its
 ``distributed.nanny.pre-spawn-environ`` default), so N one-thread workers do not
-oversubscribe the cores — except for the numba MAP kernel's answer loop, which uses
-numba's threads from 10k answers (`inference.map_kernel_numba`) in every process alike:
-its blocked sums are the same on any number of threads above one, so in-process and
-Dask fits keep the same bits on one machine.  PyTensor's compile cache (its ``compiledir``, where numba's
+oversubscribe the cores — except for the numba MAP kernel's answer loop, which from
+10k answers runs on numba's threads or on one, whichever its timing says is faster on
+the machine as loaded (`inference.map_kernel_numba.AnswerLoop`: N workers on N cores
+leave it on one thread), in every process alike: its blocked sums are the same on any
+number of threads, so in-process and Dask fits keep the same bits on one machine.  PyTensor's compile cache (its ``compiledir``, where numba's
 file cache lives) is on disk and shared by the worker processes of one machine.
 """
 

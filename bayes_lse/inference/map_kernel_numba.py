@@ -9,17 +9,30 @@ The loop over answers — nearly all of the work on a real log — runs on every
 numba is allowed (`NUMBA_NUM_THREADS`) once a log has `PARALLEL_MIN_ANSWERS` answers:
 the answers are cut into `ANSWER_BLOCKS` contiguous blocks, whatever the number of
 threads, each summed into its own gradient buffers, and the blocks are added in
-order — so a fit gives the same bits on two threads as on eight.  On a single thread
-the plain loop runs instead: the blocked one costs 12 % more there (2.3 against 2.1 ms
-an evaluation on a synthetic 55k-answer log), and its sums differ from the blocked
-ones in the last bits only.  Measured on the MoFaCTS log (55k answers, 2
-cores, `benchmarks/bench_default_fit.py`): 2.5 ms an evaluation on one thread, 1.5 ms
-on two; below ~10k answers the threads' start-up costs more than it saves.
+order — so a fit gives the same bits on one thread as on eight.  Where numba has one
+thread only (`NUMBA_NUM_THREADS=1`) the plain loop runs instead: the blocked one costs
+12 % more there (2.3 against 2.1 ms an evaluation on a synthetic 55k-answer log), and
+its sums differ from the blocked ones in the last bits only.  Measured on the MoFaCTS
+log (55k answers, 2 cores, `benchmarks/bench_default_fit.py`): 2.5 ms an evaluation on
+one thread, 1.5 ms on two; below ~10k answers the threads' start-up costs more than it
+saves.
+
+Threads pay only on idle cores.  numba's OpenMP threads spin between the ~1 ms
+parallel sections, and a thread that waits at the end of a section for a sibling the
+OS has descheduled waits a whole time slice: three default MoFaCTS fits side by side
+on 2 cores took 41–43 s each on two threads against 8 s each on one (one fit alone:
+3.7 s on two threads, 4.8 s on one; `python -m benchmarks.bench_concurrent_fits`).
+Evaluation jobs on Dask workers, a test suite under pytest-xdist and a user's two
+notebooks all run fits side by side.  So `AnswerLoop` times the blocked loop on all
+threads and on one, keeps the faster, and races them again later (the machine's load
+changes); because the blocks are the same either way, the choice changes no bit of the
+result.  With it, the same benchmark: 3.5 s alone, 7.6–8.5 s side by side.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 import numba
 import numpy as np
@@ -34,6 +47,8 @@ _SQRT1_2 = math.sqrt(0.5)
 PARALLEL_MIN_ANSWERS = 10_000
 #: blocks of answers (fixed, so that the sums do not depend on the thread count)
 ANSWER_BLOCKS = 8
+#: a race's first all-threads evaluation this many times slower than one thread ends it
+BUSY_FACTOR = 3.0
 
 
 @numba.njit(cache=True, inline="always")
@@ -171,23 +186,107 @@ def likelihood_and_grad(
     dGJ: np.ndarray,
     offset: np.ndarray,
     dlogit: np.ndarray,
+    answer_loop: AnswerLoop | None = None,
 ) -> tuple[float, float]:
     """Σ log p(outcome) + Σ log p(transition); gradients added into the d* arrays.
 
     `offset` (one per answer, or empty) is added to each logit (the history term) and
     `dlogit` (same length, or empty) receives ∂/∂logit of each answer, from which the
     caller forms the offset's own gradients. Returns (log-density, d/dσ).  Priors are
-    added by the caller.  The answers run on several threads from
-    `PARALLEL_MIN_ANSWERS` answers (module docstring).
+    added by the caller.  The answers run in blocks from `PARALLEL_MIN_ANSWERS` answers,
+    on as many threads as `answer_loop` chooses (module docstring; the process's
+    `shared_answer_loop` when None).
     """
     args = (S, A, GU, GJ, obs_state, obs_student, obs_assessment, outcome, use_bias, offset, dlogit, dS, dA, dGU, dGJ)
     if obs_state.shape[0] >= PARALLEL_MIN_ANSWERS and numba.get_num_threads() > 1:
-        total = _answers_parallel(*args, ANSWER_BLOCKS)
+        total = (answer_loop or shared_answer_loop())(args)
     else:
         total = _answers_serial(*args)
     t_total, d_sigma = _transitions(S, L, Q, sigma, tr_from, tr_to, tr_lesson, use_lessons, use_prereq, normalised,
                                     dS, dL, dQ)
     return total + t_total, d_sigma
+
+
+class AnswerLoop:
+    """The blocked answer loop on all of numba's threads or on one, whichever is faster now.
+
+    A race: `race` evaluations on one thread, then up to `race` on all threads — cut
+    short when the first is `BUSY_FACTOR` times slower than the one-thread median or
+    two are slower (on a busy machine one all-threads evaluation cost up to 400
+    one-thread ones: 300 against 0.7 ms) — and the faster median wins for
+    the next `hold` evaluations.  The hold doubles (up to `max_hold`) while the same
+    count keeps winning and starts again from `hold` when the other one wins.  The load
+    is the machine's, so one chooser serves every fit of a process (`SHARED`): the held-
+    out check of d, the fit and its refits do not race afresh.  On an idle 2-core machine
+    the races cost ~2 % (8 one-thread evaluations, each ~1.6× slower, per 200 or more).
+    """
+
+    def __init__(self, race: int = 8, hold: int = 200, max_hold: int = 12_800) -> None:
+        self.race, self.hold, self.max_hold = race, hold, max_hold
+        self.threads = numba.get_num_threads()
+        self.choice = self.threads
+        self._hold = hold
+        self._times: dict[int, list[float]] = {1: [], self.threads: []}
+        self._left = 0  # evaluations left on `choice` before the next race
+        self.races = 0
+
+    def _racing(self) -> int | None:
+        """The thread count of the next race evaluation, or None (run the choice)."""
+        if self._left > 0:
+            return None
+        return 1 if len(self._times[1]) < self.race else self.threads
+
+    def _settled(self) -> bool:
+        one, many = float(np.median(self._times[1])), self._times[self.threads]
+        # a busy machine shows at once (~400x slower on 3 fits' threads over 2 cores), an
+        # idle one within the race; two slower ones settle it between the two
+        return (len(many) >= self.race or many[0] > BUSY_FACTOR * one
+                or (len(many) >= 2 and sorted(many)[1] > one))
+
+    def _decide(self) -> None:
+        one, many = float(np.median(self._times[1])), float(np.median(self._times[self.threads]))
+        best = self.threads if many < one else 1
+        self._hold = min(2 * self._hold, self.max_hold) if best == self.choice and self.races else self.hold
+        self.choice, self._left = best, self._hold
+        self._times = {1: [], self.threads: []}
+        self.races += 1
+
+    @staticmethod
+    def _timed(threads: int, args: tuple) -> tuple[float, float]:
+        """The blocked loop on `threads` threads: (log-likelihood, seconds it took)."""
+        before = numba.get_num_threads()
+        t0 = time.perf_counter()
+        try:
+            numba.set_num_threads(threads)
+            total = _answers_parallel(*args, ANSWER_BLOCKS)
+        finally:
+            numba.set_num_threads(before)
+        return total, time.perf_counter() - t0
+
+    def __call__(self, args: tuple) -> float:
+        if self.threads == 1:
+            return self._timed(1, args)[0]
+        racing = self._racing()
+        total, seconds = self._timed(self.choice if racing is None else racing, args)
+        if racing is None:
+            self._left -= 1
+        else:
+            self._times[racing].append(seconds)
+            if racing != 1 and self._settled():
+                self._decide()
+        return total
+
+
+#: the chooser every objective of this process shares (the load it measures is the machine's)
+SHARED: AnswerLoop | None = None
+
+
+def shared_answer_loop() -> AnswerLoop:
+    """`SHARED`, made on first use (numba's thread count is read then)."""
+    global SHARED
+    if SHARED is None or SHARED.threads != numba.get_num_threads():
+        SHARED = AnswerLoop()
+    return SHARED
 
 
 @numba.njit(cache=True)

@@ -162,6 +162,8 @@ def test_threaded_answer_loop_agrees_with_the_serial_one(small_log, variant, mon
     x = obj.initial_point() + np.random.default_rng(5).uniform(-1.0, 1.0, size=obj.size)
     f_serial, g_serial = obj(x)
     threads = numba.get_num_threads()  # before the patch below
+    loop = mkn.AnswerLoop()  # on this machine's threads: one on a one-core machine, still the blocked loop
+    monkeypatch.setattr(mkn, "shared_answer_loop", lambda: loop)
     monkeypatch.setattr(mkn, "PARALLEL_MIN_ANSWERS", 0)
     monkeypatch.setattr(mkn.numba, "get_num_threads", lambda: 2)  # the blocked loop even on a one-core machine
     f_par, g_par = obj(x)
@@ -187,6 +189,60 @@ def test_threaded_answer_loop_agrees_with_the_serial_one(small_log, variant, mon
         numba.set_num_threads(threads)
     for a, b in zip(one, blocked(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _answer_args(rows: int = 500) -> tuple:
+    rng = np.random.default_rng(0)
+    S, A, GU, GJ = rng.random((40, 2)), rng.random((7, 2)), rng.normal(size=9), rng.normal(size=7)
+    return (S, A, GU, GJ, np.sort(rng.integers(0, 40, rows)), rng.integers(0, 9, rows), rng.integers(0, 7, rows),
+            (rng.random(rows) < 0.6).astype(float), True, rng.normal(size=rows),
+            np.zeros(rows), np.zeros_like(S), np.zeros_like(A), np.zeros(9), np.zeros(7))
+
+
+class _FakeSpeed:
+    """An `AnswerLoop` whose evaluations take `seconds[threads]` (the loop itself still runs)."""
+
+    def __init__(self, seconds: dict[int, float]) -> None:
+        self.seconds, self.used = seconds, []
+
+    def __call__(self, threads: int, args: tuple) -> tuple[float, float]:
+        import bayes_lse.inference.map_kernel_numba as mkn
+
+        self.used.append(threads)
+        return mkn._answers_parallel(*args, mkn.ANSWER_BLOCKS), self.seconds[threads]
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "busy"])
+def test_answer_loop_keeps_the_faster_thread_count(busy, monkeypatch):
+    """The chooser races one thread against all, keeps the faster, holds it longer while it
+    keeps winning, and ends a race at the first all-threads evaluation that is 3x slower
+    (on a busy machine one cost 400 one-thread ones)."""
+    import numba
+
+    import bayes_lse.inference.map_kernel_numba as mkn
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("numba has one thread here")
+    many = numba.get_num_threads()
+    speed = _FakeSpeed({1: 1.0, many: 50.0 if busy else 0.5})
+    loop = mkn.AnswerLoop(race=4, hold=10, max_hold=20)
+    monkeypatch.setattr(loop, "_timed", speed)
+    args = _answer_args()
+    first = [loop(args) for _ in range(4 + (1 if busy else 4))]
+    assert loop.races == 1 and loop.choice == (1 if busy else many)
+    assert speed.used == [1] * 4 + [many] * (1 if busy else 4)
+    assert len(set(first)) == 1  # the same sum whichever thread count ran it
+    speed.used.clear()
+    for _ in range(10):
+        loop(args)
+    assert speed.used == [loop.choice] * 10  # the hold: no race
+    for _ in range(4 + (1 if busy else 4)):
+        loop(args)
+    assert loop.races == 2 and loop._left == 20  # the same winner: the hold doubled
+    speed.seconds = {1: 1.0, many: 0.5} if busy else {1: 1.0, many: 50.0}  # the load changed
+    for _ in range(20 + 4 + (4 if busy else 1)):
+        loop(args)
+    assert loop.races == 3 and loop.choice == (many if busy else 1) and loop._left == 10
 
 
 def test_kernel_map_fit_is_used_for_centred_map_and_predicts(small_log):
