@@ -131,7 +131,13 @@ def check_calibration(cal: pd.DataFrame | None, th: dict[str, float]) -> CheckRe
 
     Leave-one-out probabilities are judged when PSIS-LOO ran (attr ``source``): in-sample
     ones were fit to these very answers, which makes observed rates look more extreme
-    than predicted even for a good model.
+    than predicted even for a good model.  So an in-sample bin counts only when it is
+    also more than ``calibration_in_sample_tolerance`` (0.05) from its prediction: on a
+    large log the 90 % intervals are narrower than that bias.  Measured on MoFaCTS (55k
+    answers, the default MAP fit): in-sample, 9 of 10 bins were outside intervals of
+    ±0.005–0.01, by up to 0.032 (0.149 predicted, 0.118 observed), while the same model's
+    held-out predictions (5-fold CV, last 10 %) were calibrated — a logit scale fitted
+    on the other folds was 1.00–1.06 and left the log-loss at 0.443.
 
     Parameters
     ----------
@@ -150,18 +156,25 @@ def check_calibration(cal: pd.DataFrame | None, th: dict[str, float]) -> CheckRe
         return out
     source = cal.attrs.get("source", "in-sample")
     big = cal[cal["answers"] >= th["ppc_min_answers"]]
-    frac = float(big["outside"].mean()) if len(big) else 0.0
+    in_sample = source != "leave-one-out"
+    tol = th["calibration_in_sample_tolerance"] if in_sample else 0.0
+    off = big["outside"] & ((big["observed"] - big["predicted"]).abs() > tol)
+    frac = float(off.mean()) if len(big) else 0.0
     ece = float(np.average(np.abs(cal["observed"] - cal["predicted"]), weights=cal["answers"]))
     ok = frac <= th["calibration_outside_max"]
-    msg = (f"{'Leave-one-out' if source == 'leave-one-out' else 'In-sample'} predicted pass probabilities: "
-           f"mean |observed − predicted| rate across bins {ece:.3f}; {int(big['outside'].sum())} of {len(big)} "
-           f"bins outside their 90% interval")
+    msg = (f"{'In-sample' if in_sample else 'Leave-one-out'} predicted pass probabilities: "
+           f"mean |observed − predicted| rate across bins {ece:.3f}; {int(off.sum())} of {len(big)} "
+           f"bins outside their 90% interval" + (f" by more than {tol:g}" if in_sample else ""))
+    near = int(big["outside"].sum()) - int(off.sum())
+    if in_sample and near:
+        msg += f" ({near} outside by less)"
     msg += "." if ok else ": predicted probabilities are miscalibrated."
-    if source != "leave-one-out":
+    if in_sample:
         msg += (" (In-sample: the predictions were fit to these answers, so observed rates tend to look more "
-                "extreme than predicted even for a good model.)")
+                "extreme than predicted even for a good model; `bayes-lse evaluate` measures held-out calibration.)")
     return out.add("Calibration", "ok" if ok else "warn", frac,
-                   f"≤ {th['calibration_outside_max']:g} of bins outside 90%", msg)
+                   f"≤ {th['calibration_outside_max']:g} of bins outside 90%" + (f" by > {tol:g}" if in_sample else ""),
+                   msg)
 
 
 def check_pass_rates(table: pd.DataFrame | None, what: str, th: dict[str, float]) -> CheckResult:

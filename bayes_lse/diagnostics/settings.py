@@ -58,6 +58,9 @@ DEFAULT_THRESHOLDS: dict[str, float] = {
     "ebfmi_min": 0.3,
     "ppc_outside_max": 0.2,  # fraction of students/assessments outside their 90% interval
     "calibration_outside_max": 0.3,  # fraction of calibration bins outside their 90% interval
+    # in-sample bins count as off only when also this far from their prediction (absolute rate;
+    # `calibration.check_calibration` says why)
+    "calibration_in_sample_tolerance": 0.05,
     "ppc_min_answers": 5,  # entities with fewer answers are not judged
     "pareto_k_max": 0.7,
     "advi_rel_tol": 0.01,  # relative change of windowed mean loss at the end

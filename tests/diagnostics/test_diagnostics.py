@@ -412,10 +412,36 @@ def test_miscalibrated_predictions_warn(misfit):
     assert row["status"] == "warn" and "miscalibrated" in row["message"]
     cal = d.tables["calibration"]
     judged = cal[cal["answers"] >= DEFAULT_THRESHOLDS["ppc_min_answers"]]
-    assert row["value"] == pytest.approx(judged["outside"].mean())
+    # in-sample: a bin counts when outside its interval and off by more than the tolerance
+    far = (judged["observed"] - judged["predicted"]).abs() > DEFAULT_THRESHOLDS["calibration_in_sample_tolerance"]
+    assert row["value"] == pytest.approx((judged["outside"] & far).mean())
     assert row["value"] > DEFAULT_THRESHOLDS["calibration_outside_max"]
     lenient = diagnose(dt, loo=False, calibration_outside_max=1.0)
     assert lenient.check("Calibration")["status"] == "ok"
+    tolerant = diagnose(dt, loo=False, calibration_in_sample_tolerance=1.0)  # no bin is off by more than 1
+    assert tolerant.check("Calibration")["status"] == "ok" and tolerant.check("Calibration")["value"] == 0.0
+
+
+def test_in_sample_calibration_tolerates_the_in_sample_bias():
+    """In-sample bins outside their (narrow, large-log) intervals by less than the tolerance
+    do not count; leave-one-out bins count however little they miss by."""
+    import pandas as pd
+
+    from bayes_lse.diagnostics.calibration import check_calibration
+
+    cal = pd.DataFrame({"bin": ["a", "b", "c"], "answers": [5000, 5000, 5000], "predicted": [0.15, 0.55, 0.85],
+                        "observed": [0.118, 0.58, 0.95], "lo90": [0.14, 0.54, 0.84], "hi90": [0.16, 0.56, 0.86],
+                        "outside": [True, True, True]})
+    cal.attrs["source"] = "in-sample"
+    row = check_calibration(cal, DEFAULT_THRESHOLDS).verdicts[0]
+    assert row["value"] == pytest.approx(1 / 3) and row["status"] == "warn"  # only the 0.10 miss counts
+    assert "1 of 3 bins outside their 90% interval by more than 0.05 (2 outside by less)" in row["message"]
+    cal.loc[2, "observed"] = 0.88
+    row = check_calibration(cal, DEFAULT_THRESHOLDS).verdicts[0]
+    assert row["value"] == 0.0 and row["status"] == "ok" and "(3 outside by less)" in row["message"]
+    cal.attrs["source"] = "leave-one-out"
+    row = check_calibration(cal, DEFAULT_THRESHOLDS).verdicts[0]
+    assert row["value"] == 1.0 and row["status"] == "warn"
 
 
 @pytest.mark.parametrize("what", ["students", "assessments"])
