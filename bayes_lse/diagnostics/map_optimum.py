@@ -8,7 +8,7 @@ import xarray as xr
 
 from bayes_lse.diagnostics.result import CheckResult
 
-__all__ = ["best_start", "check_map_gradient", "check_map_optimiser", "check_map_starts", "map_table"]
+__all__ = ["at_limit", "best_start", "check_map_gradient", "check_map_optimiser", "check_map_starts", "map_table"]
 
 
 def map_table(opt: xr.Dataset | None) -> pd.DataFrame:
@@ -43,6 +43,11 @@ def best_start(table: pd.DataFrame) -> pd.Series:
     return table[table["best"]].iloc[0] if table["best"].any() else table.iloc[0]
 
 
+def at_limit(best: pd.Series) -> bool:
+    """Whether a start stopped at its iteration limit (L-BFGS-B's message) without converging."""
+    return not bool(best.get("success", True)) and "ITERATIONS REACHED LIMIT" in str(best.get("message", "")).upper()
+
+
 def check_map_optimiser(table: pd.DataFrame) -> CheckResult:
     """"MAP optimiser": did the best start report convergence?
 
@@ -62,16 +67,21 @@ def check_map_optimiser(table: pd.DataFrame) -> CheckResult:
     best = best_start(table)
     succ = bool(best.get("success", True))
     msg = str(best.get("message", ""))
-    # an iteration budget is a choice (early stopping on large logs), not a breakdown
-    at_limit = not succ and "ITERATIONS REACHED LIMIT" in msg.upper()
+    limit = at_limit(best)
+    # an iteration budget is a choice (early stopping on large logs), not a breakdown: 5-fold CV on
+    # MoFaCTS, last 10 %, the default fit with its modules table: AUC / log-loss 0.865 / 0.443 at 1,000
+    # iterations, 0.865 / 0.443 at 4,000, 0.863 / 0.445 at 15,000 (docs/results.md)
     return CheckResult().add(
-        "MAP optimiser", "ok" if succ else "warn" if at_limit else "fail", msg, "success",
+        "MAP optimiser", "ok" if succ else "warn" if limit else "fail", msg, "success",
         f"The best of {len(table)} starts (start {best['start']}) "
         + (f"converged after {int(best['n_iterations'])} iterations." if succ and "n_iterations" in best
            else "converged." if succ
            else f"stopped at the iteration limit ({int(best['n_iterations'])} iterations) before meeting its "
-           "tolerance: the point is near, not at, a mode (see the gradient norm); raise maxiter to converge."
-           if at_limit else "did not report convergence: the point may not be a mode."))
+           "tolerance: the point is near, not at, a mode (see the gradient norm). On large logs the default "
+           "budget works as an early stop: on MoFaCTS 4,000 and 15,000 iterations predicted held-out answers no "
+           "better (AUC 0.865, 0.865, 0.863). Raise maxiter to come closer to the mode; fit by ADVI or NUTS for "
+           "a posterior."
+           if limit else "did not report convergence: the point may not be a mode."))
 
 
 def check_map_gradient(table: pd.DataFrame, th: dict[str, float]) -> CheckResult:
@@ -96,7 +106,9 @@ def check_map_gradient(table: pd.DataFrame, th: dict[str, float]) -> CheckResult
         ok = g <= th["map_grad_norm_max"]
         out.add("MAP gradient norm", "ok" if ok else "warn", g, f"≤ {th['map_grad_norm_max']:g}",
                 f"Gradient norm at the optimum is {g:.2g}"
-                + ("." if ok else ": the optimiser stopped before the gradient vanished; tighten gtol/ftol."))
+                + ("." if ok else ": the optimiser stopped before the gradient vanished"
+                   + (" (at its iteration limit: see MAP optimiser)." if at_limit(best)
+                      else "; tighten gtol/ftol.")))
     return out
 
 

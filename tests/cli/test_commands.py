@@ -48,7 +48,7 @@ def test_simulate_fit_predict(tmp_path):
     # a fit stopped at its iteration limit says so instead of a bare "model saved"
     out = run("fit", "data.csv", "-o", "models/short", "--method", "map", "--starts", "1", "--maxiter", "2",
               "--skills", "1", "--seed", "0", cwd=tmp_path).stdout
-    assert "diagnostics: WARN" in out and "worst: MAP optimiser" in out and "raise maxiter" in out
+    assert "diagnostics: WARN" in out and "worst: MAP optimiser" in out and "Raise maxiter" in out
 
     # refuses to overwrite the saved model, and leaves it as it was
     before = (tmp_path / "models/m/fit.nc").read_bytes()
