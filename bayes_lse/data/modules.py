@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -89,15 +92,22 @@ class ModuleTable:
         indices = np.concatenate(codes).astype(np.int64) if codes else np.zeros(0, dtype=np.int64)
         return indptr, indices, tags
 
-    def keys_of(self, module_type: str) -> dict[str, frozenset[str]]:
+    def keys_of(self, module_type: str) -> Mapping[str, frozenset[str]]:
         """Each module's tags plus its group values (as ``"group=value"``), by module id:
-        the keys whose effects a model with tag effects averages (`key_matrix`)."""
-        sub = self.table[self.table["module_type"] == module_type]
-        values = [[f"{g}={str(v).strip()}" if str(v).strip() and str(v).strip().lower() != "nan" else None
-                   for v in sub[g]] for g in self.groups]
-        out: dict[str, frozenset[str]] = {}
-        for k, (mid, tags) in enumerate(zip(sub["module_id"], sub["tags"], strict=True)):
-            out[str(mid)] = frozenset(tags) | frozenset(v[k] for v in values if v[k] is not None)
+        the keys whose effects a model with tag effects averages (`key_matrix`).  Made
+        once per table and module type (a fit, `tag_check` and every `predict` with new
+        assessments ask for them) and read-only."""
+        return MappingProxyType(self._keys.get(module_type, {}))
+
+    @cached_property
+    def _keys(self) -> dict[str, dict[str, frozenset[str]]]:
+        out: dict[str, dict[str, frozenset[str]]] = {}
+        for module_type, sub in self.table.groupby("module_type", sort=False):
+            values = [[f"{g}={str(v).strip()}" if str(v).strip() and str(v).strip().lower() != "nan" else None
+                       for v in sub[g]] for g in self.groups]
+            keys = {str(mid): frozenset(tags) | frozenset(v[k] for v in values if v[k] is not None)
+                    for k, (mid, tags) in enumerate(zip(sub["module_id"], sub["tags"], strict=True))}
+            out[str(module_type)] = keys
         return out
 
     def key_matrix(self, module_ids: Any, module_type: str = "assessment",

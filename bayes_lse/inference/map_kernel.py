@@ -350,8 +350,8 @@ class CentredObjective:
             # the features this model's coefficients multiply, in their order (`history_feature_data`)
             self.history_features = np.column_stack(list(history_feature_data(idx.history, cfg).values()))
         self._none = np.zeros(0)
-        self.is_initial = np.zeros(idx.n_states, dtype=bool)
-        self.is_initial[idx.initial_state] = True
+        #: the students' first states (a gather of ~500 rows, not a mask over every state)
+        self.initial_state = np.asarray(idx.initial_state, dtype=np.int64)
         self.n_students, self.n_assessments, self.n_lessons = n_students, n_assessments, n_lessons
         self._work: np.ndarray | None = None  # see _values_buffer (not thread-safe)
 
@@ -466,15 +466,16 @@ class CentredObjective:
             dS, dA, dL, dQ, dGU, dGJ, offset, dlogit,
         )  # fmt: skip
         if self.use_history:
-            for col, (name, g_val) in enumerate(zip(self.history_names, coefs, strict=True)):
+            d_coefs = self.history_features.T @ dlogit  # one pass over the answers for every coefficient
+            for name, g_val, d_coef in zip(self.history_names, coefs, d_coefs, strict=True):
                 p, g = self._prior(name, np.atleast_1d(g_val), pri)
                 lp += p
-                grad[name][...] = float(g[0]) + float(dlogit @ self.history_features[:, col])
+                grad[name][...] = float(g[0]) + float(d_coef)
         # priors (with their constants, as PyMC's logp)
-        s0 = S[self.is_initial]
+        s0 = S[self.initial_state]
         p, g = self._prior("initial_state", s0, pri)
         lp += p
-        dS[self.is_initial] += g
+        dS[self.initial_state] += g
         for name in ("requirement", "gain", "prerequisite"):
             if name in v:
                 lp += self._prior_into(name, v[name], pri, grad[name], self.hyper)
@@ -484,12 +485,12 @@ class CentredObjective:
                 lp += self._prior_into("assessment_bias", v["assessment_bias"], pri, grad["assessment_bias"], self.hyper)
             else:  # g_j ~ N(μ + tag mean_j, σ_g²), each tag effect ~ N(0, σ_τ²) (`terms.tag_mean`)
                 tau = v["tag_bias"]
-                centre = tag_mean(self.tags, tau)
-                sd = float(prior_scale("assessment_bias", pri, self.hyper))
-                r = v["assessment_bias"] - float(prior_location("assessment_bias", self.hyper)) - centre
-                lp += r.size * (-0.5 * _LOG_2PI - math.log(sd)) - 0.5 * float(r @ r) / sd**2
-                grad["assessment_bias"] -= r / sd**2
-                grad["tag_bias"] += self.tags.T @ r / sd**2
+                loc = float(prior_location("assessment_bias", self.hyper)) + tag_mean(self.tags, tau)
+                g_before = grad["assessment_bias"].copy()
+                lp += self._normal_into(v["assessment_bias"], float(prior_scale("assessment_bias", pri, self.hyper)),
+                                        grad["assessment_bias"], loc)
+                # ∂/∂τ of the same term: the location's gradient is minus the bias's, through the tag matrix
+                grad["tag_bias"] -= self.tags.T @ (grad["assessment_bias"] - g_before)
                 lp += self._prior_into("tag_bias", tau, pri, grad["tag_bias"], self.hyper)
         if self.learn_sigma:
             p, g = self._prior("learning_noise", np.atleast_1d(sigma), pri)
@@ -515,9 +516,10 @@ class CentredObjective:
         return lp
 
     @staticmethod
-    def _normal_into(v: np.ndarray, sd: float, grad: np.ndarray, loc: float = 0.0) -> float:
-        """Normal(loc, sd) log-density of `v`; its gradient is added into `grad` in place."""
-        if loc:
+    def _normal_into(v: np.ndarray, sd: float, grad: np.ndarray, loc: float | np.ndarray = 0.0) -> float:
+        """Normal(loc, sd) log-density of `v` (`loc` a number or one per element); its
+        gradient with respect to `v` is added into `grad` in place."""
+        if np.any(loc):
             v = v - loc
         lp = v.size * (-0.5 * _LOG_2PI - math.log(sd)) - 0.5 * float(np.vdot(v, v)) / sd**2
         grad -= v / sd**2
