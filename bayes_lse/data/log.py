@@ -135,6 +135,21 @@ class InteractionLog:
     def n_states(self) -> int:
         return int(self.state_offset[-1])
 
+    def mirrored_answer_share(self) -> float:
+        """The share of answers that come with a lesson of the same module id, by the same
+        student at the same step: 1.0 for a log converted with items as lessons (every
+        answered item also a lesson, the original LSE treatment of ASSISTments), 0.0
+        where lessons and assessments are different modules."""
+        t = self.table
+        answers = t[t["module_type"] == "assessment"]
+        lessons = t[t["module_type"] == "lesson"]
+        if answers.empty or lessons.empty:
+            return 0.0
+        keys = ["student_id", "module_id", "timestep"]
+        les = lessons[keys].astype({"student_id": str, "module_id": str}).drop_duplicates()
+        hit = answers[keys].astype({"student_id": str, "module_id": str}).merge(les, on=keys, how="inner")
+        return len(hit) / len(answers)
+
     @property
     def last_step(self) -> np.ndarray:
         """T_u per student (its states are timesteps 0..T_u)."""

@@ -79,6 +79,28 @@ def test_fit_records_what_it_chose():
         bl.LatentSkillEmbedding().fit(c.table, method="laplace")
 
 
+def test_a_fit_with_lessons_warns_when_the_answers_are_also_its_lessons():
+    """Items as lessons (every answered item also a lesson, the original LSE treatment of
+    ASSISTments) overshoots forecasts; a fit with lessons says so, one without does not."""
+    import warnings
+
+    c = bl.simulate(n_students=8, n_steps=3, n_assessments=4, n_lessons=2, answers_per_step=1, seed=0)
+    answers = c.table[c.table["module_type"] == "assessment"].drop(columns=["p_true"])
+    mirrored = pd.concat([answers, answers.assign(module_type="lesson", outcome=float("nan"))])
+    mirrored = mirrored.sort_values(["student_id", "timestep", "module_type"], kind="stable")
+    log = bl.read_interactions(mirrored)
+    assert log.mirrored_answer_share() == 1.0
+    assert bl.read_interactions(c.table).mirrored_answer_share() < 0.9  # lessons and items differ
+    with pytest.warns(UserWarning, match=r"100% of this log's answers are also lessons .*--no-lessons"):
+        bl.LatentSkillEmbedding(n_skills=1).fit(log, method="map", maxiter=5, starts=1, parametrization="centered",
+                                                  progressbar=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*also lessons", category=UserWarning)
+        bl.LatentSkillEmbedding(n_skills=1, lessons=False).fit(log, method="map", maxiter=5, starts=1,
+                                                                 parametrization="centered",
+                                                                 progressbar=False)
+
+
 def test_large_logs_get_the_centred_kernel_and_numba_up_to_its_memory_limit(monkeypatch):
     """Issue 15: above SMALL_ANSWERS answers MAP runs the centred kernel (MoFaCTS default
     fit 22.7 s -> 8.3 s, AUC 0.854 -> 0.859), numba up to NUMBA_MAX_ANSWERS, numpy beyond
