@@ -29,6 +29,20 @@ class OneLineErrors(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
+        import warnings
+
+        # the package's own warnings as one line each ("bayes-lse: warning: ..."), not Python's
+        # file:line and source echo, which points into this CLI's code rather than at the data
+        show = warnings.showwarning
+
+        def one_line(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                     line: str | None = None) -> None:
+            if issubclass(category, UserWarning) and "bayes_lse" in filename.replace("-", "_"):
+                click.echo(f"bayes-lse: warning: {message}", err=True)
+            else:
+                show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = one_line
         try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.UsageError as exc:

@@ -429,3 +429,21 @@ def test_modules_from_convert_to_fit_to_predict(tmp_path):
     dkt = run("convert", "--from", "assistments-dkt", str(src.parent / "dkt_small.csv"), "-o", "d.csv",
               "--modules-out", "dm.csv", cwd=tmp_path, check=False)
     assert dkt.returncode == 2 and "carry no module metadata" in dkt.stderr and not (tmp_path / "d.csv").exists()
+
+
+def test_package_warnings_are_one_line_on_stderr(tmp_path):
+    """A warning of the package (here: a log whose answers are also its lessons) is one line,
+    "bayes-lse: warning: ...", not Python's file:line and echoed source."""
+    rows = []
+    for s in range(6):
+        for t in range(3):
+            item = f"q{(s + t) % 4}"
+            rows += [(f"s{s}", item, "assessment", float((s + t) % 2), t), (f"s{s}", item, "lesson", "", t)]
+    pd.DataFrame(rows, columns=["student_id", "module_id", "module_type", "outcome", "timestep"]).to_csv(
+        tmp_path / "ial.csv", index=False)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.run([EXE, "fit", "ial.csv", "-o", "m", "--method", "map", "--maxiter", "5", "--starts", "1",
+                           "--skills", "1"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "bayes-lse: warning: 100% of this log's answers are also lessons" in proc.stderr
+    assert "UserWarning" not in proc.stderr and "model.fit(" not in proc.stderr
