@@ -24,7 +24,7 @@ Used by `inference.fit_map` for the centred form; NUTS and ADVI keep PyMC.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -252,18 +252,20 @@ def _transitions(
 
 @dataclass(frozen=True)
 class Block:
+    """One named block of the flat parameter vector: x[start:stop] reshaped to `shape`."""
+
     name: str
     shape: tuple[int, ...]
     start: int
     positive: bool
+    #: made once (`size` and `stop` were read ~13 times per evaluation: 0.1 s of a 3 s MoFaCTS fit as np.prod)
+    size: int = field(init=False)
+    stop: int = field(init=False)
 
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    @property
-    def stop(self) -> int:
-        return self.start + self.size
+    def __post_init__(self) -> None:
+        size = int(np.prod(self.shape, dtype=np.int64))
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "stop", self.start + size)
 
 
 class CentredObjective:
