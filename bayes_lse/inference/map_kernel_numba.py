@@ -204,7 +204,6 @@ def likelihood_and_grad(
     dGJ: np.ndarray,
     offset: np.ndarray,
     dlogit: np.ndarray,
-    answer_loop: AnswerLoop | None = None,
 ) -> tuple[float, float]:
     """Σ log p(outcome) + Σ log p(transition); gradients added into the d* arrays.
 
@@ -212,12 +211,11 @@ def likelihood_and_grad(
     `dlogit` (same length, or empty) receives ∂/∂logit of each answer, from which the
     caller forms the offset's own gradients. Returns (log-density, d/dσ).  Priors are
     added by the caller.  The answers run in blocks from `PARALLEL_MIN_ANSWERS` answers,
-    on as many threads as `answer_loop` chooses (module docstring; the process's
-    `shared_answer_loop` when None).
+    on as many threads as the process's `shared_answer_loop` chooses (module docstring).
     """
     args = (S, A, GU, GJ, obs_state, obs_student, obs_assessment, outcome, use_bias, offset, dlogit, dS, dA, dGU, dGJ)
     if obs_state.shape[0] >= PARALLEL_MIN_ANSWERS and numba.get_num_threads() > 1:
-        total = (answer_loop or shared_answer_loop())(args)
+        total = shared_answer_loop()(args)
     else:
         total = _answers_serial(*args)
     t_total, d_sigma = _transitions(S, L, Q, sigma, tr_from, tr_to, tr_lesson, use_lessons, use_prereq, normalised,
