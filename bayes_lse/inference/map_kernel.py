@@ -487,12 +487,10 @@ class CentredObjective:
                 lp += self._prior_into("assessment_bias", v["assessment_bias"], pri, grad["assessment_bias"], self.hyper)
             else:  # g_j ~ N(μ + tag mean_j, σ_g²), each tag effect ~ N(0, σ_τ²) (`terms.tag_mean`)
                 tau = v["tag_bias"]
-                loc = float(prior_location("assessment_bias", self.hyper)) + tag_mean(self.tags, tau)
-                g_before = grad["assessment_bias"].copy()
-                lp += self._normal_into(v["assessment_bias"], float(prior_scale("assessment_bias", pri, self.hyper)),
-                                        grad["assessment_bias"], loc)
-                # ∂/∂τ of the same term: the location's gradient is minus the bias's, through the tag matrix
-                grad["tag_bias"] -= self.tags.T @ (grad["assessment_bias"] - g_before)
+                sd = float(prior_scale("assessment_bias", pri, self.hyper))
+                r = v["assessment_bias"] - float(prior_location("assessment_bias", self.hyper)) - tag_mean(self.tags, tau)
+                lp += self._normal_into(r, sd, grad["assessment_bias"])  # N(r | 0, σ_g²): ∂/∂g_j = −r_j/σ_g²
+                grad["tag_bias"] += self.tags.T @ r / sd**2  # and ∂/∂τ through the tag mean
                 lp += self._prior_into("tag_bias", tau, pri, grad["tag_bias"], self.hyper)
         if self.learn_sigma:
             p, g = self._prior("learning_noise", np.atleast_1d(sigma), pri)
@@ -518,10 +516,9 @@ class CentredObjective:
         return lp
 
     @staticmethod
-    def _normal_into(v: np.ndarray, sd: float, grad: np.ndarray, loc: float | np.ndarray = 0.0) -> float:
-        """Normal(loc, sd) log-density of `v` (`loc` a number or one per element); its
-        gradient with respect to `v` is added into `grad` in place."""
-        if np.any(loc):
+    def _normal_into(v: np.ndarray, sd: float, grad: np.ndarray, loc: float = 0.0) -> float:
+        """Normal(loc, sd) log-density of `v`; its gradient is added into `grad` in place."""
+        if loc:
             v = v - loc
         lp = v.size * (-0.5 * _LOG_2PI - math.log(sd)) - 0.5 * float(np.vdot(v, v)) / sd**2
         grad -= v / sd**2
