@@ -44,6 +44,12 @@ class OneLineErrors(click.Group):
 
         warnings.showwarning = one_line
         try:
+            self._run(*args, **kwargs)
+        finally:  # the hook is this command's: a caller that catches SystemExit (tests, a notebook) gets its own back
+            warnings.showwarning = show
+
+    def _run(self, *args: Any, **kwargs: Any) -> None:
+        try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "bayes-lse"
