@@ -105,11 +105,15 @@ def simulate(output: Path, students: int, steps: int, assessments: int, lessons:
 def _model_options(fn):
     opts = [
         click.option("--skills", "n_skills", default="auto", show_default=True,
-                     help="Latent skills d, or auto: above 20,000 answers a MAP fit compares d = 1 and d = 2 on "
-                          "held-out answers and keeps the better (fit says which and why); otherwise 2."),
+                     help="Latent skills d, or auto: a MAP fit with at least 1,000 answers to hold out compares d = 1 "
+                          "and d = 2 on them and keeps the better (fit says which and why); otherwise 2."),
         click.option("--no-prerequisites", is_flag=True, help="Lessons give their full gain to everyone."),
         click.option("--no-biases", is_flag=True, help="No student/assessment bias terms."),
-        click.option("--no-lessons", is_flag=True, help="Ignore lesson content: states drift by noise only."),
+        click.option("--lessons/--no-lessons", default=None,
+                     help="--no-lessons: ignore lesson content (states drift by noise only). Default: a MAP fit "
+                          "with enough held-out answers fits the model once more without lessons and drops them "
+                          "only when that predicts clearly better (a log whose answers are also its lessons), "
+                          "and fit says so; --lessons keeps them."),
         click.option("--learning-noise", default=None, help="σ_L: a positive number or 'learned' (default √0.5)."),
         click.option("--history/--no-history", default=None,
                      help="Add earlier successes/failures on the same assessment, its recency and the "
@@ -125,7 +129,7 @@ def _model_options(fn):
     return fn
 
 
-def _model_from_options(n_skills: int | str, no_prerequisites: bool, no_biases: bool, no_lessons: bool,
+def _model_from_options(n_skills: int | str, no_prerequisites: bool, no_biases: bool, lessons: bool | str,
                         learning_noise: str | None, history: bool | str | None = False, hierarchical: bool = False):
     from bayes_lse.core.config import DEFAULT_LEARNING_NOISE
     from bayes_lse.api import LatentSkillEmbedding
@@ -136,8 +140,19 @@ def _model_from_options(n_skills: int | str, no_prerequisites: bool, no_biases: 
     if noise is None:
         noise = DEFAULT_LEARNING_NOISE
     return LatentSkillEmbedding(n_skills=parse_skills(n_skills), prerequisites=not no_prerequisites, biases=not no_biases,
-                                lessons=not no_lessons, learning_noise=noise, history=history,
+                                lessons=lessons, learning_noise=noise, history=history,
                                 hierarchical=hierarchical)
+
+
+def _no_lessons_why(fitted: Any) -> str:
+    """Why a fitted model has no lessons, in command-line words."""
+    if fitted.model_config["lessons"]:
+        return "was fitted to a log with no lesson rows"
+    chosen = next((c for c in fitted.choices if c.startswith("lessons off:")), None)
+    if chosen is not None:
+        return ("was fitted without lessons: its held-out check found the model predicts better without them "
+                "(`bayes-lse show` lists the numbers); fit with --lessons to keep them")
+    return "was fitted with --no-lessons; fit without it"
 
 
 @main.command()
@@ -173,7 +188,7 @@ def _model_from_options(n_skills: int | str, no_prerequisites: bool, no_biases: 
 @click.option("-q", "--quiet", is_flag=True, help="No progress or notes on stderr (warnings and errors still show).")
 @guard
 def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequisites: bool, no_biases: bool,
-        no_lessons: bool, learning_noise: str | None, history: bool | None, hierarchical: bool,
+        lessons: bool | None, learning_noise: str | None, history: bool | None, hierarchical: bool,
         sampler: str | None, draws: int | None,
         tune: int | None, chains: int | None, starts: int | None, maxiter: int | None, advi_kind: str | None,
         batch_size: int | None, amortised: bool | None,
@@ -194,7 +209,8 @@ def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequi
                 raise UserError(f"{output}: already exists; pass --overwrite to replace it")
             if output.is_dir() and not (output / MANIFEST).exists():
                 raise UserError(f"{output}: holds files that are not a bayes-lse model; refusing to replace them")
-        model = _model_from_options(n_skills, no_prerequisites, no_biases, no_lessons, learning_noise,
+        model = _model_from_options(n_skills, no_prerequisites, no_biases, "auto" if lessons is None else lessons,
+                                    learning_noise,
                                     "auto" if history is None else history, hierarchical)
         log = read_log(data)  # a raw DKT / EdNet / ... file gets the convert command to run
         modules = read_modules_option(modules_file)
@@ -227,11 +243,8 @@ def fit(data: Path, output: Path | None, method: str, n_skills: str, no_prerequi
             validate_fit_config(merge(DEFAULT_FIT_CONFIG[method], overrides, f"{method} fit"), method)
         except ValueError as exc:
             raise UserError(f"{config_file}: {exc}" if config_file is not None else str(exc)) from None
-        minibatch = method == "advi" and overrides.get("batch_size") is not None and not overrides.get("amortised")
-        if model.history_unresolved and not (minibatch and model.config["history"] == "auto"):
-            model, why = model.resolve_history(log)  # said before the work starts
-            if why:
-                choices.append(str(why))
+        model, why = model.resolve(log, method, **overrides)  # d, lessons, history: said before the fit starts
+        choices += why
         say = _say(quiet)
         for why in choices:
             say(f"chosen from the data: {why}")
@@ -552,8 +565,7 @@ def recommend(model: Path, student: str | None, goals: tuple[str, ...], max_leng
     fitted = load(model)
     # refusals in command-line words (the Python API's messages name keyword arguments)
     if not fitted.model_config["lessons"] or not fitted.has("gain"):
-        raise UserError(f"{model} was fitted with --no-lessons: it has no lessons to recommend; "
-                        "fit without --no-lessons")
+        raise UserError(f"{model} {_no_lessons_why(fitted)}: it has no lessons to recommend")
     if history is None and str(student) not in set(fitted.last_states().index):
         raise UserError(f"student {student!r} is not in the model {model}; to place a new student, give their "
                         "interactions so far with --history FILE (no refit needed)")
@@ -617,7 +629,7 @@ def plan(model: Path, student: str | None, goals: tuple[str, ...], history: Path
     lo, hi, cost_map = _student_band_costs(student, history, band, costs)
     fitted = load(model)
     if not fitted.model_config["lessons"] or not fitted.has("gain"):
-        raise UserError(f"{model} was fitted with --no-lessons: it has no lessons to plan; fit without --no-lessons")
+        raise UserError(f"{model} {_no_lessons_why(fitted)}: it has no lessons to plan")
     if history is None and str(student) not in set(fitted.last_states().index):
         raise UserError(f"student {student!r} is not in the model {model}; to place a new student, give their "
                         "interactions so far with --history FILE (no refit needed)")

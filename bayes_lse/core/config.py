@@ -34,17 +34,21 @@ DEFAULT_PRIORS: dict[str, float] = {
 }
 
 #: the skill dimension d where "auto" is not decided by a held-out check (simulation, NUTS,
-#: ADVI, MAP up to 20k answers; `results.selection.choose_skills`)
+#: ADVI, MAP with fewer than 1,000 held-out answers; `results.selection.choose_structure`)
 DEFAULT_SKILLS = 2
 
 DEFAULT_MODEL_CONFIG: dict[str, Any] = {
-    # an integer >= 1, or "auto": MAP fits above 20k answers compare d = 1 and d = 2 on the
-    # held-out last 10 % of 150 students' answers and keep the better (d = 1 won on both
+    # an integer >= 1, or "auto": MAP fits with ≥ 1,000 held-out answers compare d = 1 and d = 2
+    # on the held-out last 10 % of 150 students' answers and keep the better (d = 1 won on both
     # real logs, docs/results.md); everywhere else DEFAULT_SKILLS (`results.selection`)
     "n_skills": "auto",
     "prerequisites": True,
     "biases": True,
-    "lessons": True,
+    # True, False (a model of assessments only: states drift by noise), or "auto": a MAP fit
+    # with enough held-out answers fits the chosen d once more without lessons and drops
+    # them only when that predicts clearly better (items as lessons; results.selection);
+    # everywhere else True
+    "lessons": "auto",
     # a positive float (fixed σ_L) or the string "learned"
     "learning_noise": DEFAULT_LEARNING_NOISE,
     # True: the pass logit also has γ_s·log(1+S) + γ_f·log(1+F) + γ_r·R, S/F the student's
@@ -251,10 +255,10 @@ def validate_model_config(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"learning_noise must be a finite positive number or 'learned', got {noise!r}")
         cfg["learning_noise"] = float(noise)
     for key in ("prerequisites", "biases", "lessons", "history", "practice", "hierarchical", "tags"):
-        if key in ("history", "practice") and cfg[key] == "auto":  # chosen from the data at fit time
+        if key in ("lessons", "history", "practice") and cfg[key] == "auto":  # chosen from the data at fit time
             continue
         if not isinstance(cfg[key], bool):
-            allowed = "true, false or 'auto'" if key in ("history", "practice") else "true or false"
+            allowed = "true, false or 'auto'" if key in ("lessons", "history", "practice") else "true or false"
             raise ValueError(f"{key} must be {allowed}, got {cfg[key]!r}")
     for key, value in cfg["priors"].items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not (value > 0 and math.isfinite(value)):

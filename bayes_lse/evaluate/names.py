@@ -21,5 +21,7 @@ VARIANTS = {
     "no-prerequisites": {"prerequisites": False},
     "no-biases": {"biases": False},
     "no-lessons": {"lessons": False},
+    # lessons kept whatever the fit's held-out check says (the default, "full", lets it drop them)
+    "lessons": {"lessons": True},
     "history": {"history": True},
 }

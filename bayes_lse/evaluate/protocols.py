@@ -90,7 +90,7 @@ UNSEEN_SUFFIX = " unseen"
 ANSWER_KINDS = (" first-time", " repeat")
 METRICS = ("auc", "log_loss", "brier", "accuracy", "ece")
 _VARIANT_SUFFIX = {"full": "", "no-prerequisites": "-noprereq", "no-biases": "-nobias", "no-lessons": "-nolessons",
-                   "history": "-history"}
+                   "lessons": "-lessons", "history": "-history"}
 _SPLIT_COLUMNS = ["row", "source_row", "student_id", "module_id", "module_type", "timestep", "fold", "role"]
 TEST = "test"
 
@@ -358,7 +358,8 @@ def lse_variants(skills: Iterable[int | str] = ("auto",), variants: Iterable[str
     ``lse-auto[...]`` for d = "auto" (chosen by each fit, `results.selection`).
 
     `variants` from ``full``, ``no-prerequisites``, ``no-biases``, ``no-lessons``,
-    ``history``, or several joined by ``+`` (``no-lessons+history``);
+    ``lessons`` (kept whatever the fit's held-out check says), ``history``, or several
+    joined by ``+`` (``no-lessons+history``);
     `options` go to every :class:`LatentSkillEmbedding` (e.g. learning_noise).
     """
     from bayes_lse.api import LatentSkillEmbedding

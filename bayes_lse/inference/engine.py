@@ -105,6 +105,11 @@ def run_fit(
         # not decided by a held-out check (`LatentSkillEmbedding.fit` runs one where it applies)
         spec = spec.with_skills(DEFAULT_SKILLS)
         notes.append(f"n_skills {DEFAULT_SKILLS}: the default d (no held-out choice was made for this fit)")
+    if spec.config["lessons"] == "auto":
+        # not decided by a held-out check (`LatentSkillEmbedding.fit` runs one where it applies)
+        spec = spec.with_lessons(True)
+        if data.n_lessons:
+            notes.append("lessons on: the default (no held-out choice was made for this fit)")
     if method == "advi" and fit_cfg.get("amortised") and fit_cfg.get("batch_size") is None:
         fit_cfg = {**fit_cfg, "batch_size": 256}
         notes.append("batch_size 256: amortised ADVI trains on minibatches of students (default size)")

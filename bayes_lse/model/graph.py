@@ -254,7 +254,7 @@ class ModelSpec:
         n_skills: int | str = "auto",
         prerequisites: bool = True,
         biases: bool = True,
-        lessons: bool = True,
+        lessons: bool | str = "auto",
         learning_noise: float | str = DEFAULT_MODEL_CONFIG["learning_noise"],
         priors: dict[str, float] | None = None,
         history: bool | str = "auto",
@@ -290,7 +290,7 @@ class ModelSpec:
         c = self.config
         return (
             f"{type(self).__name__}(n_skills={c['n_skills']}, prerequisites={c['prerequisites']}, "
-            f"biases={c['biases']}, lessons={c['lessons']}, learning_noise={c['learning_noise']!r}"
+            f"biases={c['biases']}, lessons={c['lessons']!r}, learning_noise={c['learning_noise']!r}"
             + (f", history={c['history']!r}" if c["history"] else "")
             + (", hierarchical=True" if c["hierarchical"] else "")
             + (", tags=False)" if not c.get("tags", True) else ")")
@@ -322,6 +322,10 @@ class ModelSpec:
     def with_skills(self, d: int) -> ModelSpec:
         """This spec with ``n_skills`` set to `d` (an "auto" decided by a fit)."""
         return type(self).from_config({**self.config, "n_skills": int(d)})
+
+    def with_lessons(self, on: bool) -> ModelSpec:
+        """This spec with ``lessons`` set to `on` (an "auto" decided by a fit)."""
+        return type(self).from_config({**self.config, "lessons": bool(on)})
 
     @property
     def n_skills(self) -> int:

@@ -51,12 +51,13 @@ HOLDOUT = 0.1
 
 
 def holdout_split(log: InteractionLog, n_students: int, share: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(training rows, held-out answers) of `n_students` random students of `log`.
+    """(training rows, held-out rows) of `n_students` random students of `log`.
 
     A student's rows in time order (timestep, then the order read); its last `share` of
     answers (at least one) are held out with every row after the first of them, as in
-    `bayes-lse evaluate --protocol last-fraction`.  Students left with no training row
-    are dropped."""
+    `bayes-lse evaluate --protocol last-fraction`: the held-out rows are those answers and
+    the lessons among them (a model with lessons is pushed through them to the answers
+    after).  Students left with no training row are dropped."""
     t = log.table
     cols = ["student_id", "module_id", "module_type", "outcome", "timestep"]
     rng = np.random.default_rng(seed)
@@ -73,7 +74,7 @@ def holdout_split(log: InteractionLog, n_students: int, share: float, seed: int)
     first_held = is_a & (after == n_hold - 1)
     held = pd.Series(first_held.astype(int)).groupby(stu).cumsum().to_numpy() > 0
     train = sub.loc[~held, cols]
-    test = sub.loc[held & is_a, cols]
+    test = sub.loc[held, cols]
     test = test[test["student_id"].isin(set(train["student_id"]))]
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
@@ -85,35 +86,81 @@ def heldout_logloss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
-def choose_skills(
+#: the model without lessons is kept only when its held-out log-loss is lower by more than
+#: this (nats per answer) and by more than `LESSONS_SE` paired standard errors: dropping
+#: the lessons costs the recommender everything it recommends, so a tie keeps them
+LESSONS_MARGIN = 0.01
+LESSONS_SE = 2.0
+
+
+def lessons_verdict(loss_with: np.ndarray, loss_without: np.ndarray) -> tuple[bool, float, float]:
+    """(keep the lessons?, mean difference without − with, its paired standard error) from
+    per-answer held-out log-losses: the lessons go only when the model without them is
+    lower by more than `LESSONS_MARGIN` and by more than `LESSONS_SE` standard errors."""
+    diff = np.asarray(loss_without, dtype=float) - np.asarray(loss_with, dtype=float)
+    mean = float(diff.mean())
+    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+    drop = mean < -LESSONS_MARGIN and mean < -LESSONS_SE * se
+    return not drop, mean, se
+
+
+def choose_structure(
     spec: ModelSpec,
     log: InteractionLog,
     method: str,
     fit: Callable[[ModelSpec, pd.DataFrame, Mapping[str, Any]], Any],
     options: Mapping[str, Any] | None = None,
-) -> tuple[ModelSpec, str]:
-    """`spec` with ``n_skills="auto"`` decided for `log`, and the reason (one line).
+) -> tuple[ModelSpec, list[str]]:
+    """`spec` with ``n_skills="auto"`` and ``lessons="auto"`` decided for `log`, and the
+    reasons (one line each, for ``fitted.choices``).
+
+    d: the candidates of `CANDIDATES`, the lower held-out log-loss kept.  Lessons (a log
+    with lesson rows): the chosen d is fitted once more with ``lessons=False`` (and the
+    history term's practice counts, as any model without lessons), and the lessons are
+    dropped only when that model predicts the held-out answers clearly better
+    (`lessons_verdict`).  Why: on a log whose answers are also its lessons (ASSISTments
+    converted with ``--items-as-lessons``) the model with lessons scored AUC 0.722 /
+    log-loss 0.777 against 0.813 / 0.484 without (docs/results.md); on MoFaCTS, whose study
+    trials are real lessons, the two tie and the lessons stay.  The candidates predict the
+    held-out answers through the held-out lessons before them, as `bayes-lse evaluate` does.
 
     `fit(spec, table, options)` fits a candidate and returns an object with
     ``predict(table)`` (a `FitResult`); `options` are the fit's settings, passed to each
-    candidate's fit with the seed.  A spec whose d is already a number comes back as it is."""
-    if spec.config["n_skills"] != "auto":
-        return spec, ""
+    candidate's fit with the seed.  Where a candidate is fitted, the history term is
+    decided for the full log (`ModelSpec.resolve_history`) for every candidate and the
+    returned spec has it decided too (its reason among the lines).  A spec with nothing
+    "auto" comes back as it is."""
+    cfg = spec.config
+    if cfg["lessons"] == "auto" and not log.n_lessons:
+        spec = spec.with_lessons(True)  # no lesson rows: nothing to choose, and the same model either way
+    d_auto = spec.config["n_skills"] == "auto"
+    l_auto = spec.config["lessons"] == "auto"
+    if not (d_auto or l_auto):
+        return spec, []
     from bayes_lse.inference.defaults import CHECK_MAXITER, resolve_map_settings
 
+    def defaults(reason: str) -> tuple[ModelSpec, list[str]]:
+        out, lines = spec, []
+        if d_auto:
+            out = out.with_skills(DEFAULT_SKILLS)
+            lines.append(f"n_skills {DEFAULT_SKILLS}: the default d ({reason})")
+        if l_auto:
+            out = out.with_lessons(True)
+            lines.append(f"lessons on: the default ({reason})")
+        return out, lines
+
+    what = " and ".join(w for w, on in (("d", d_auto), ("lessons", l_auto)) if on)
     if method != "map":
-        return spec.with_skills(DEFAULT_SKILLS), (
-            f"n_skills {DEFAULT_SKILLS}: the default d (the held-out choice of d runs for MAP fits only)")
+        return defaults(f"the held-out choice of {what} runs for MAP fits only")
     from bayes_lse.core.config import DEFAULT_FIT_CONFIG, merge
 
     opts = {k: v for k, v in (options or {}).items() if k != "progressbar"}
     seed = int(opts.get("seed") or 0)
     t0 = time.perf_counter()
     train, test = holdout_split(log, STUDENTS, HOLDOUT, seed)
-    if len(test) < MIN_HELDOUT:
-        return spec.with_skills(DEFAULT_SKILLS), (
-            f"n_skills {DEFAULT_SKILLS}: the default d ({len(test)} held-out answers < {MIN_HELDOUT}: too few to "
-            "choose d)")
+    answers = test[test["module_type"] == "assessment"]
+    if len(answers) < MIN_HELDOUT:
+        return defaults(f"{len(answers)} held-out answers < {MIN_HELDOUT}: too few to choose {what}")
     # the settings of a large log's full fit (compiled centred kernel, one start): a ranking, cheap at any size
     resolved, _ = resolve_map_settings(merge(DEFAULT_FIT_CONFIG["map"], {**opts, "parametrization": "centered"},
                                              "map fit"), log)
@@ -121,18 +168,49 @@ def choose_skills(
                  "starts": 1, "seed": seed}
     if (options or {}).get("maxiter", "auto") == "auto":  # a ranking, not the final fit: a short budget
         cand_opts["maxiter"] = CHECK_MAXITER
-    y = test["outcome"].to_numpy()
-    losses: dict[int, np.ndarray] = {}
-    for d in CANDIDATES:
-        fitted = fit(spec.with_skills(d), train, cand_opts)
-        losses[d] = heldout_logloss(fitted.predict(test)["p_mean"].to_numpy(), y)
-    best = min(CANDIDATES, key=lambda d: float(losses[d].mean()))
-    a, b = CANDIDATES
-    diff = losses[a] - losses[b]
-    se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-    scores = ", ".join(f"d = {d} {losses[d].mean():.4f}" for d in CANDIDATES)
-    return spec.with_skills(best), (
-        f"n_skills {best}: held-out log-loss {scores} (difference {float(diff.mean()):+.4f} ± {se:.4f}) on the "
-        f"last {HOLDOUT:.0%} of {test['student_id'].nunique()} students' answers ({len(test)} answers; "
-        f"MAP fits of d = {' and '.join(map(str, CANDIDATES))} to their other {len(train)} rows, "
-        f"{time.perf_counter() - t0:.1f} s)")
+    y = answers["outcome"].to_numpy()
+    # held-out lessons a candidate has never seen cannot be pushed through (none on the real logs' checks)
+    known = set(train.loc[train["module_type"] == "lesson", "module_id"])
+    with_lessons = test[(test["module_type"] == "assessment") | test["module_id"].isin(known)]
+
+    def held_out_loss(candidate: ModelSpec) -> np.ndarray:
+        fitted = fit(candidate, train, cand_opts)
+        return heldout_logloss(fitted.predict(with_lessons if candidate.config["lessons"] else answers)["p_mean"]
+                               .to_numpy(), y)
+
+    def resolved_spec(**changes: Any) -> tuple[ModelSpec, str | None]:
+        return type(spec).from_config({**spec.config, **changes}).resolve_history(log)
+
+    lines: list[str] = []
+    scope = (f"on the last {HOLDOUT:.0%} of {answers['student_id'].nunique()} students' answers ({len(answers)} "
+             f"answers; MAP fits to their other {len(train)} rows")
+    lessons_on = {"lessons": True} if l_auto else {}
+    if d_auto:
+        losses = {d: held_out_loss(resolved_spec(n_skills=d, **lessons_on)[0]) for d in CANDIDATES}
+        best = min(CANDIDATES, key=lambda d: float(losses[d].mean()))
+        a, b = CANDIDATES
+        diff = losses[a] - losses[b]
+        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        scores = ", ".join(f"d = {d} {losses[d].mean():.4f}" for d in CANDIDATES)
+        lines.append(f"n_skills {best}: held-out log-loss {scores} (difference {float(diff.mean()):+.4f} ± {se:.4f}) "
+                     f"{scope} of d = {' and '.join(map(str, CANDIDATES))})")
+        loss_with = losses[best]
+    else:
+        best = int(spec.config["n_skills"])
+        loss_with = held_out_loss(resolved_spec(**lessons_on)[0])
+    keep = True
+    if l_auto:
+        loss_without = held_out_loss(resolved_spec(n_skills=best, lessons=False)[0])
+        keep, mean, se = lessons_verdict(loss_with, loss_without)
+        lines.append(
+            f"lessons {'on' if keep else 'off'}: held-out log-loss {loss_with.mean():.4f} with the lessons, "
+            f"{loss_without.mean():.4f} without (difference {mean:+.4f} ± {se:.4f}; they are dropped only when the "
+            f"model without them is lower by more than {LESSONS_MARGIN} and {LESSONS_SE:g} SE) {scope} with d = "
+            f"{best}" + ("" if keep else "; a model without lessons has nothing to recommend: --lessons keeps them")
+            + ")")
+    chosen, why_history = resolved_spec(n_skills=best, **({"lessons": keep} if l_auto else {}))
+    if why_history:
+        lines.append(why_history)
+    at = -2 if why_history else -1  # the last line of the check: how long it took
+    lines[at] = f"{lines[at][:-1]}, {time.perf_counter() - t0:.1f} s)"
+    return chosen, lines

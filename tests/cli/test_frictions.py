@@ -220,3 +220,23 @@ def test_help_does_not_import_the_modelling_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_recommend_and_plan_say_why_a_model_has_no_lessons(tiny_cohort, tmp_path):
+    """--no-lessons, or the fit's held-out check dropping them ("lessons off" among its
+    choices): each refusal says which, in command-line words."""
+    from bayes_lse import LatentSkillEmbedding
+
+    fitted = LatentSkillEmbedding(n_skills=1, lessons=False, history=False).fit(
+        tiny_cohort.table, method="map", starts=1, seed=1, maxiter=50, engine="kernel", parametrization="centered")
+    saved_copy(fitted, tmp_path / "forced", None)
+    dropped = saved_copy(fitted, tmp_path / "dropped_src", None)
+    dropped.idata.attrs["choices"] = json.dumps([*fitted.choices, "lessons off: held-out log-loss 0.6 with ..."])
+    dropped.save(tmp_path / "dropped")
+    for command, extra in (("recommend", ["--goal", "A0"]), ("plan", ["--goal", "A0"])):
+        sid = str(tiny_cohort.table["student_id"].iloc[0])
+        r = cli(command, str(tmp_path / "forced"), "--student", sid, *extra)
+        assert r.exit_code == 2 and "was fitted with --no-lessons; fit without it" in r.stderr, r.stderr
+        r = cli(command, str(tmp_path / "dropped"), "--student", sid, *extra)
+        assert r.exit_code == 2 and "held-out check found the model predicts better without them" in r.stderr
+        assert "fit with --lessons to keep them" in r.stderr, r.stderr

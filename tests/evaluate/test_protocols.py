@@ -370,6 +370,9 @@ def test_lse_variants_names():
                        "lse-d3", "lse-d3-noprereq", "lse-d3-nobias", "lse-d3-nolessons"]
     assert v["lse-d3-noprereq"].config["prerequisites"] is False
     assert v["lse-d1-nolessons"].config["lessons"] is False
+    # the default leaves lessons to the fit's held-out check; "lessons" keeps them
+    assert v["lse-d1"].config["lessons"] == "auto"
+    assert lse_variants([1], ["lessons+history"])["lse-d1-lessons-history"].config["lessons"] is True
     with pytest.raises(ValueError, match="variant"):
         lse_variants([2], ["tiny"])
 
