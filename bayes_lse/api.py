@@ -163,22 +163,22 @@ class LatentSkillEmbedding(ModelSpec):
         return fitted
 
 
-#: answers mirrored by a lesson of the same module (`InteractionLog.mirrored_answer_share`)
-#: from which a fit with lessons warns that its log treats items as lessons
-ITEMS_AS_LESSONS_SHARE = 0.9
 
 
 def _warn_items_as_lessons(spec: ModelSpec, log: InteractionLog) -> None:
     """Warn when a model with lessons is fit to a log whose answers are also its lessons:
     forecasts pushed through many such lessons overshoot (docs/results.md, "MAP's
     iteration budget, in-sample calibration, items as lessons")."""
+    from bayes_lse.results.selection import ITEMS_AS_LESSONS_SHARE
+
     if not spec.config["lessons"] or not log.n_lessons:
         return
     share = log.mirrored_answer_share()
     if share >= ITEMS_AS_LESSONS_SHARE:
         warnings.warn(
             f"{share:.0%} of this log's answers are also lessons (items as lessons): the model adds a learned gain "
-            "for every one, and forecasts pushed through many of them overshoot. ASSISTments 2009 converted with "
+            "for every one, and forecasts pushed through many of them overshoot (the default, lessons='auto', "
+            "drops such lessons). ASSISTments 2009 converted with "
             "--items-as-lessons, last 10 % of each student's answers held out: AUC 0.722 / log-loss 0.777 with "
             "the lessons against 0.813 / 0.484 with lessons=False (--no-lessons) and 0.828 / 0.468 for the log "
             "without item lessons (docs/results.md)", UserWarning, stacklevel=3)

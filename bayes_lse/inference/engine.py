@@ -390,7 +390,6 @@ def _multistart(
     """
     rng = np.random.default_rng(cfg["seed"])
     size = len(positive)
-    bounds = [(0.0, None) if p else (None, None) for p in positive] if positive.any() else None
 
     def safe(x: np.ndarray) -> tuple[float, np.ndarray]:
         f, g = fun(x)
@@ -405,20 +404,9 @@ def _multistart(
             x_init += x0() if callable(x0) else x0  # in place: the same sum as x0 + jitter
             x_init[positive] = np.abs(x_init[positive]) + 0.05
             t0 = time.perf_counter()
-            res = optimize.minimize(
-                safe,
-                x_init,
-                jac=True,
-                method="L-BFGS-B",
-                bounds=bounds,
-                callback=_MapProgress(start, int(cfg["starts"]), int(cfg["maxiter"])) if progressbar else None,
-                options={
-                    "maxiter": int(cfg["maxiter"]),
-                    "ftol": cfg["ftol"],
-                    "gtol": cfg["gtol"],
-                    "maxcor": _maxcor(cfg.get("maxcor", "auto"), size),
-                },
-            )
+            callback = _MapProgress(start, int(cfg["starts"]), int(cfg["maxiter"])) if progressbar else None
+            res, restarts = lbfgsb_with_restarts(safe, x_init, positive, cfg,
+                                                  _maxcor(cfg.get("maxcor", "auto"), size), callback)
             _, g = safe(res.x)
             # projected gradient: a coordinate held at its bound by a push outward is stationary
             g[positive & (res.x <= 0.0) & (g > 0)] = 0.0
@@ -432,6 +420,7 @@ def _multistart(
                     "grad_max": float(np.max(np.abs(g))) if len(g) else 0.0,
                     "success": bool(res.success),
                     "message": str(res.message),
+                    "restarts": restarts,
                     "seconds": time.perf_counter() - t0,
                 }
             )
@@ -448,12 +437,60 @@ def _multistart(
     opt = xr.Dataset(
         {
             key: ("start", np.array([r[key] for r in results]))
-            for key in ("objective", "n_iterations", "n_evaluations", "grad_norm", "grad_max", "success", "message", "seconds")
+            for key in ("objective", "n_iterations", "n_evaluations", "grad_norm", "grad_max", "success", "message",
+                        "restarts", "seconds")
         },
         coords={"start": np.arange(len(results))},
         attrs={"best_start": best, "jacobian": int(bool(cfg.get("jacobian", True)))},
     )
     return results[best]["x"], opt
+
+
+#: L-BFGS-B restarts, from where it stopped, after a stop on the relative reduction of the
+#: objective while the gradient is still far from zero (`lbfgsb_with_restarts`)
+MAX_RESTARTS = 3
+#: the largest gradient coordinate from which a stop on the objective's reduction is a stall
+RESTART_GRAD = 1.0
+
+
+def lbfgsb_with_restarts(
+    fun: Callable[[np.ndarray], tuple[float, np.ndarray]], x: np.ndarray, positive: np.ndarray, cfg: dict[str, Any],
+    maxcor: int, callback: Any,
+) -> tuple[Any, int]:
+    """scipy's L-BFGS-B (`positive` coordinates bounded below by 0), restarted with a fresh
+    memory where it stopped when it stopped because the objective's relative reduction
+    fell below ``ftol`` while some projected gradient coordinate was still above
+    `RESTART_GRAD` and iterations were left (at most `MAX_RESTARTS` times, and only while
+    a restart gains more than ``ftol``).  Returns the last result, with the iterations and
+    evaluations of every leg summed, and the number of restarts.
+
+    Why: a default MAP fit of one CV run of ASSISTments (items as lessons, lessons off,
+    d = 2; 263k answers) stopped after 83 of its 1,000 iterations with "CONVERGENCE:
+    RELATIVE REDUCTION OF F <= FACTR*EPSMCH" and the largest gradient coordinate at 7,159:
+    a stall of the line search on a stale curvature memory, not an optimum."""
+    bounds = [(0.0, None) if p else (None, None) for p in positive] if positive.any() else None
+    maxiter = int(cfg["maxiter"])
+    nit = nfev = restarts = 0
+    previous = None
+    while True:
+        res = optimize.minimize(fun, x, jac=True, method="L-BFGS-B", bounds=bounds, callback=callback,
+                                options={"maxiter": maxiter - nit, "ftol": cfg["ftol"], "gtol": cfg["gtol"],
+                                         "maxcor": maxcor})
+        nit += int(res.nit)
+        nfev += int(res.nfev)
+        g = np.array(res.jac, dtype=float)
+        g[positive & (res.x <= 0.0) & (g > 0)] = 0.0  # held at its bound by a push outward: stationary
+        stalled = ("RELATIVE REDUCTION" in str(res.message) and nit < maxiter
+                   and float(np.max(np.abs(g), initial=0.0)) > RESTART_GRAD)
+        gained = previous is None or previous - float(res.fun) > cfg["ftol"] * max(abs(float(res.fun)), 1.0)
+        del g
+        if not (stalled and gained) or restarts >= MAX_RESTARTS:
+            break
+        previous, x = float(res.fun), res.x
+        restarts += 1
+        del res
+    res.nit, res.nfev = nit, nfev
+    return res, restarts
 
 
 def _maxcor(value: Any, n: int) -> int:

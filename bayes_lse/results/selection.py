@@ -1,4 +1,5 @@
-"""The skill dimension d chosen from the data: ``n_skills="auto"`` (the default).
+"""The skill dimension d and the lessons chosen from the data: ``n_skills="auto"`` and
+``lessons="auto"`` (the defaults; `choose_structure`).
 
 Why a held-out check, and why this one (issue 15, docs/results.md "Choosing d"):
 d = 1 predicted better than d = 2 on both real logs — MoFaCTS AUC 0.865 vs 0.860,
@@ -22,6 +23,15 @@ settings of a large log's full fit; `inference.defaults.resolve_map_settings`) a
 `inference.defaults.CHECK_MAXITER` iterations, so the check costs about two short fits
 of a 150-student log whatever the log's size (0.5 s on MoFaCTS).  At 150 students and 150 iterations MoFaCTS chose d = 1
 on four seeds out of four (log-loss lower by 0.013 / 0.008 / 0.005 / 0.012, ± 0.0045).
+
+Lessons (issue 15, docs/results.md "Lessons chosen from the data"): a log converted with
+items as lessons (`ITEMS_AS_LESSONS_SHARE` of its answers mirrored by a lesson of the same
+module at the same step) is fitted without them — every method, no check.  Elsewhere the
+check fits each candidate d without lessons as well and drops them only past
+`LESSONS_MARGIN` and `LESSONS_SE` (`lessons_verdict`): the check's short fits understate
+what lessons cost where they hurt (ASSISTments with item lessons: 0.016–0.10 lower
+log-loss without them on the check's 150 students, 0.29 on the full 5-fold evaluation), so
+it is a safety net, not a fine ranking, and a tie keeps the lessons the recommender needs.
 """
 
 from __future__ import annotations
@@ -86,6 +96,11 @@ def heldout_logloss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
+#: answers that are also lessons of the same module at the same step
+#: (`InteractionLog.mirrored_answer_share`) from which "auto" drops the lessons without a
+#: check: a log converted with items as lessons (1.0; MoFaCTS, real study trials: 0.024)
+ITEMS_AS_LESSONS_SHARE = 0.9
+
 #: the model without lessons is kept only when its held-out log-loss is lower by more than
 #: this (nats per answer) and by more than `LESSONS_SE` paired standard errors: dropping
 #: the lessons costs the recommender everything it recommends, so a tie keeps them
@@ -115,10 +130,10 @@ def choose_structure(
     reasons (one line each, for ``fitted.choices``).
 
     d: the candidates of `CANDIDATES`, the lower held-out log-loss kept.  Lessons (a log
-    with lesson rows): the chosen d is fitted once more with ``lessons=False`` (and the
-    history term's practice counts, as any model without lessons), and the lessons are
-    dropped only when that model predicts the held-out answers clearly better
-    (`lessons_verdict`).  Why: on a log whose answers are also its lessons (ASSISTments
+    with lesson rows): every candidate d is fitted with and without lessons (without: with
+    the history term's practice counts, as any model without lessons), and the lessons are
+    dropped only when the best model without them predicts the held-out answers clearly
+    better than the best with them (`lessons_verdict`); d is then the best of the kept kind.  Why: on a log whose answers are also its lessons (ASSISTments
     converted with ``--items-as-lessons``) the model with lessons scored AUC 0.722 /
     log-loss 0.777 against 0.813 / 0.484 without (docs/results.md); on MoFaCTS, whose study
     trials are real lessons, the two tie and the lessons stay.  The candidates predict the
@@ -131,16 +146,23 @@ def choose_structure(
     returned spec has it decided too (its reason among the lines).  A spec with nothing
     "auto" comes back as it is."""
     cfg = spec.config
+    lines: list[str] = []
     if cfg["lessons"] == "auto" and not log.n_lessons:
         spec = spec.with_lessons(True)  # no lesson rows: nothing to choose, and the same model either way
+    elif cfg["lessons"] == "auto" and (share := log.mirrored_answer_share()) >= ITEMS_AS_LESSONS_SHARE:
+        spec = spec.with_lessons(False)
+        lines.append(
+            f"lessons off: {share:.0%} of the answers are also lessons of the same module at the same step (items as "
+            "lessons), which add no observation the history term does not count and whose learned gains make "
+            "forecasts overshoot (ASSISTments, last 10 %: AUC 0.722 with them, 0.813 without); --lessons keeps them")
     d_auto = spec.config["n_skills"] == "auto"
     l_auto = spec.config["lessons"] == "auto"
     if not (d_auto or l_auto):
-        return spec, []
+        return spec, lines
     from bayes_lse.inference.defaults import CHECK_MAXITER, resolve_map_settings
 
     def defaults(reason: str) -> tuple[ModelSpec, list[str]]:
-        out, lines = spec, []
+        out = spec
         if d_auto:
             out = out.with_skills(DEFAULT_SKILLS)
             lines.append(f"n_skills {DEFAULT_SKILLS}: the default d ({reason})")
@@ -181,34 +203,40 @@ def choose_structure(
     def resolved_spec(**changes: Any) -> tuple[ModelSpec, str | None]:
         return type(spec).from_config({**spec.config, **changes}).resolve_history(log)
 
-    lines: list[str] = []
     scope = (f"on the last {HOLDOUT:.0%} of {answers['student_id'].nunique()} students' answers ({len(answers)} "
              f"answers; MAP fits to their other {len(train)} rows")
-    lessons_on = {"lessons": True} if l_auto else {}
-    if d_auto:
-        losses = {d: held_out_loss(resolved_spec(n_skills=d, **lessons_on)[0]) for d in CANDIDATES}
-        best = min(CANDIDATES, key=lambda d: float(losses[d].mean()))
-        a, b = CANDIDATES
-        diff = losses[a] - losses[b]
-        se = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-        scores = ", ".join(f"d = {d} {losses[d].mean():.4f}" for d in CANDIDATES)
-        lines.append(f"n_skills {best}: held-out log-loss {scores} (difference {float(diff.mean()):+.4f} ± {se:.4f}) "
-                     f"{scope} of d = {' and '.join(map(str, CANDIDATES))})")
-        loss_with = losses[best]
-    else:
-        best = int(spec.config["n_skills"])
-        loss_with = held_out_loss(resolved_spec(**lessons_on)[0])
-    keep = True
+    dims = CANDIDATES if d_auto else (int(spec.config["n_skills"]),)
+    settings: tuple[bool | None, ...] = (True, False) if l_auto else (None,)  # None: as the spec says
+    losses: dict[tuple[int, bool | None], np.ndarray] = {}
+    for on in settings:
+        for d in dims:
+            losses[(d, on)] = held_out_loss(resolved_spec(n_skills=d, **({} if on is None else {"lessons": on}))[0])
+
+    def best_d(on: bool | None) -> int:  # a tie keeps the smaller d
+        return min(dims, key=lambda d: float(losses[(d, on)].mean()))
+
+    keep, on = True, settings[0]
     if l_auto:
-        loss_without = held_out_loss(resolved_spec(n_skills=best, lessons=False)[0])
-        keep, mean, se = lessons_verdict(loss_with, loss_without)
+        d_with, d_without = best_d(True), best_d(False)
+        keep, mean, se = lessons_verdict(losses[(d_with, True)], losses[(d_without, False)])
+        on = keep
+    best = best_d(on)
+    if d_auto:
+        a, b = CANDIDATES
+        diff = losses[(a, on)] - losses[(b, on)]
+        se_d = float(diff.std(ddof=1) / math.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        scores = ", ".join(f"d = {d} {losses[(d, on)].mean():.4f}" for d in CANDIDATES)
+        lines.append(f"n_skills {best}: held-out log-loss {scores} (difference {float(diff.mean()):+.4f} ± {se_d:.4f}) "
+                     f"{scope} of d = {' and '.join(map(str, CANDIDATES))}"
+                     + ("" if on is None else f" {'with' if on else 'without'} lessons") + ")")
+    if l_auto:
         lines.append(
-            f"lessons {'on' if keep else 'off'}: held-out log-loss {loss_with.mean():.4f} with the lessons, "
-            f"{loss_without.mean():.4f} without (difference {mean:+.4f} ± {se:.4f}; they are dropped only when the "
-            f"model without them is lower by more than {LESSONS_MARGIN} and {LESSONS_SE:g} SE) {scope} with d = "
-            f"{best}" + ("" if keep else "; a model without lessons has nothing to recommend: --lessons keeps them")
-            + ")")
-    chosen, why_history = resolved_spec(n_skills=best, **({"lessons": keep} if l_auto else {}))
+            f"lessons {'on' if keep else 'off'}: held-out log-loss {losses[(d_with, True)].mean():.4f} with the "
+            f"lessons (d = {d_with}), {losses[(d_without, False)].mean():.4f} without (d = {d_without}; difference "
+            f"{mean:+.4f} ± {se:.4f}; they are dropped only when the model without them is lower by more than "
+            f"{LESSONS_MARGIN} and {LESSONS_SE:g} SE) {scope}"
+            + ("" if keep else "; a model without lessons has nothing to recommend: --lessons keeps them") + ")")
+    chosen, why_history = resolved_spec(n_skills=best, **({} if on is None else {"lessons": on}))
     if why_history:
         lines.append(why_history)
     at = -2 if why_history else -1  # the last line of the check: how long it took

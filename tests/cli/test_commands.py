@@ -443,7 +443,8 @@ def test_package_warnings_are_one_line_on_stderr(tmp_path):
         tmp_path / "ial.csv", index=False)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     proc = subprocess.run([EXE, "fit", "ial.csv", "-o", "m", "--method", "map", "--maxiter", "5", "--starts", "1",
-                           "--skills", "1"], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+                           "--skills", "1", "--lessons"], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "bayes-lse: warning: 100% of this log's answers are also lessons" in proc.stderr
     assert "UserWarning" not in proc.stderr and "model.fit(" not in proc.stderr

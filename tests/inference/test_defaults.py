@@ -92,13 +92,20 @@ def test_a_fit_with_lessons_warns_when_the_answers_are_also_its_lessons():
     assert log.mirrored_answer_share() == 1.0
     assert bl.read_interactions(c.table).mirrored_answer_share() < 0.9  # lessons and items differ
     with pytest.warns(UserWarning, match=r"100% of this log's answers are also lessons .*--no-lessons"):
-        bl.LatentSkillEmbedding(n_skills=1).fit(log, method="map", maxiter=5, starts=1, parametrization="centered",
-                                                  progressbar=False)
+        bl.LatentSkillEmbedding(n_skills=1, lessons=True).fit(log, method="map", maxiter=5, starts=1,
+                                                                parametrization="centered", progressbar=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*also lessons", category=UserWarning)
         bl.LatentSkillEmbedding(n_skills=1, lessons=False).fit(log, method="map", maxiter=5, starts=1,
                                                                  parametrization="centered",
                                                                  progressbar=False)
+        # the default drops such lessons, by any method, and says why among its choices
+        for method in ("map", "advi"):
+            opts = ({"maxiter": 5, "starts": 1, "parametrization": "centered"} if method == "map"
+                    else {"max_iterations": 50, "draws": 5})
+            fit = bl.LatentSkillEmbedding(n_skills=1).fit(log, method=method, progressbar=False, **opts)
+            assert fit.model_config["lessons"] is False
+            assert any(ch.startswith("lessons off: 100% of the answers are also lessons") for ch in fit.choices)
 
 
 def test_large_logs_get_the_centred_kernel_and_numba_up_to_its_memory_limit(monkeypatch):

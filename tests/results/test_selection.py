@@ -121,11 +121,18 @@ def test_lessons_are_dropped_only_when_the_model_without_them_is_clearly_better(
     calls.clear()
     spec, why = selection.choose_structure(LatentSkillEmbedding(n_skills=2), log, "map", fit_by(rate, rate))
     assert spec.config["lessons"] is True and why[0].startswith("lessons on:")
-    # with d also "auto": the chosen d is the one fitted without lessons (three fits in all)
+    # with d also "auto": each d with and without lessons, d chosen among the kept kind
     calls.clear()
-    spec, why = selection.choose_structure(LatentSkillEmbedding(), log, "map", fit_by(0.05, rate))
-    assert [(c.n_skills, c.config["lessons"]) for c, _ in calls] == [(1, True), (2, True), (1, False)]
-    assert spec.config["lessons"] is False and [w.split(":")[0] for w in why[:2]] == ["n_skills 1", "lessons off"]
+
+    def fit_d2_without(spec, table, options):
+        calls.append((spec, []))
+        return _Fake(rate if (spec.n_skills, spec.config["lessons"]) == (2, False) else 0.05)
+
+    spec, why = selection.choose_structure(LatentSkillEmbedding(), log, "map", fit_d2_without)
+    assert [(c.n_skills, c.config["lessons"]) for c, _ in calls] == [(1, True), (2, True), (1, False), (2, False)]
+    assert (spec.config["lessons"], spec.n_skills) == (False, 2)
+    assert [w.split(":")[0] for w in why[:2]] == ["n_skills 2", "lessons off"]
+    assert "without lessons" in why[0] and "(d = 1), " in why[1] and "without (d = 2;" in why[1]
 
 
 def test_lessons_verdict_needs_both_the_margin_and_the_standard_errors():
