@@ -129,15 +129,18 @@ def choose_structure(
     """`spec` with ``n_skills="auto"`` and ``lessons="auto"`` decided for `log`, and the
     reasons (one line each, for ``fitted.choices``).
 
-    d: the candidates of `CANDIDATES`, the lower held-out log-loss kept.  Lessons (a log
-    with lesson rows): every candidate d is fitted with and without lessons (without: with
-    the history term's practice counts, as any model without lessons), and the lessons are
-    dropped only when the best model without them predicts the held-out answers clearly
-    better than the best with them (`lessons_verdict`); d is then the best of the kept kind.  Why: on a log whose answers are also its lessons (ASSISTments
-    converted with ``--items-as-lessons``) the model with lessons scored AUC 0.722 /
-    log-loss 0.777 against 0.813 / 0.484 without (docs/results.md); on MoFaCTS, whose study
-    trials are real lessons, the two tie and the lessons stay.  The candidates predict the
-    held-out answers through the held-out lessons before them, as `bayes-lse evaluate` does.
+    d: the candidates of `CANDIDATES`, the lower held-out log-loss kept.  Lessons: a log
+    converted with items as lessons (at least `ITEMS_AS_LESSONS_SHARE` of its answers
+    mirrored by a lesson of the same module at the same step) gets none, by any method and
+    without a check; such lessons add no observation the history term does not count, and
+    forecasts through their gains overshoot (ASSISTments with item lessons: AUC 0.722 /
+    log-loss 0.777 with them, 0.813 / 0.484 without; docs/results.md).  Another log with
+    lesson rows: the best d with lessons is fitted once more without them (with the history
+    term's practice counts, as any model without lessons), and the lessons are dropped only
+    when that predicts the held-out answers clearly better (`lessons_verdict`); then every
+    d is scored without lessons and the best kept.  On MoFaCTS, whose study trials are real
+    lessons, the two tie and the lessons stay.  The candidates with lessons are pushed
+    through the held-out lessons to the answers after them, as `bayes-lse evaluate` does.
 
     `fit(spec, table, options)` fits a candidate and returns an object with
     ``predict(table)`` (a `FitResult`); `options` are the fit's settings, passed to each
@@ -206,19 +209,27 @@ def choose_structure(
     scope = (f"on the last {HOLDOUT:.0%} of {answers['student_id'].nunique()} students' answers ({len(answers)} "
              f"answers; MAP fits to their other {len(train)} rows")
     dims = CANDIDATES if d_auto else (int(spec.config["n_skills"]),)
-    settings: tuple[bool | None, ...] = (True, False) if l_auto else (None,)  # None: as the spec says
     losses: dict[tuple[int, bool | None], np.ndarray] = {}
-    for on in settings:
-        for d in dims:
-            losses[(d, on)] = held_out_loss(resolved_spec(n_skills=d, **({} if on is None else {"lessons": on}))[0])
+
+    def score(d: int, on: bool | None) -> None:  # on None: lessons as the spec says
+        losses[(d, on)] = held_out_loss(resolved_spec(n_skills=d, **({} if on is None else {"lessons": on}))[0])
 
     def best_d(on: bool | None) -> int:  # a tie keeps the smaller d
         return min(dims, key=lambda d: float(losses[(d, on)].mean()))
 
-    keep, on = True, settings[0]
+    on: bool | None = True if l_auto else None
+    for d in dims:
+        score(d, on)
     if l_auto:
-        d_with, d_without = best_d(True), best_d(False)
-        keep, mean, se = lessons_verdict(losses[(d_with, True)], losses[(d_without, False)])
+        # the best d with lessons against the same d without; only when they go are the other
+        # d fitted without them too (three fits where the lessons stay, as on MoFaCTS)
+        d_with = best_d(True)
+        score(d_with, False)
+        keep, mean, se = lessons_verdict(losses[(d_with, True)], losses[(d_with, False)])
+        if not keep:
+            for d in dims:
+                if (d, False) not in losses:
+                    score(d, False)
         on = keep
     best = best_d(on)
     if d_auto:
@@ -231,10 +242,10 @@ def choose_structure(
                      + ("" if on is None else f" {'with' if on else 'without'} lessons") + ")")
     if l_auto:
         lines.append(
-            f"lessons {'on' if keep else 'off'}: held-out log-loss {losses[(d_with, True)].mean():.4f} with the "
-            f"lessons (d = {d_with}), {losses[(d_without, False)].mean():.4f} without (d = {d_without}; difference "
-            f"{mean:+.4f} ± {se:.4f}; they are dropped only when the model without them is lower by more than "
-            f"{LESSONS_MARGIN} and {LESSONS_SE:g} SE) {scope}"
+            f"lessons {'on' if keep else 'off'}: held-out log-loss with d = {d_with} {losses[(d_with, True)].mean():.4f} "
+            f"with the lessons, {losses[(d_with, False)].mean():.4f} without (difference {mean:+.4f} ± {se:.4f}; they "
+            f"are dropped only when the model without them is lower by more than {LESSONS_MARGIN} and "
+            f"{LESSONS_SE:g} SE) {scope}"
             + ("" if keep else "; a model without lessons has nothing to recommend: --lessons keeps them") + ")")
     chosen, why_history = resolved_spec(n_skills=best, **({} if on is None else {"lessons": on}))
     if why_history:

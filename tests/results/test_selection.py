@@ -121,18 +121,25 @@ def test_lessons_are_dropped_only_when_the_model_without_them_is_clearly_better(
     calls.clear()
     spec, why = selection.choose_structure(LatentSkillEmbedding(n_skills=2), log, "map", fit_by(rate, rate))
     assert spec.config["lessons"] is True and why[0].startswith("lessons on:")
-    # with d also "auto": each d with and without lessons, d chosen among the kept kind
+    # with d also "auto": both d with lessons, the better one without; where the lessons stay,
+    # that is all (three fits), where they go the other d is fitted without them and d chosen there
+    calls.clear()
+    p_of = {(1, True): 0.3, (2, True): 0.05, (1, False): 0.3}
+    spec, why = selection.choose_structure(LatentSkillEmbedding(), log, "map",
+                                           lambda spec, table, options: _Fake(p_of[(spec.n_skills, spec.config["lessons"])]))
+    assert (spec.config["lessons"], spec.n_skills) == (True, 1)
     calls.clear()
 
     def fit_d2_without(spec, table, options):
         calls.append((spec, []))
-        return _Fake(rate if (spec.n_skills, spec.config["lessons"]) == (2, False) else 0.05)
+        p = {(1, False): (rate + 0.05) / 2, (2, False): rate}.get((spec.n_skills, spec.config["lessons"]), 0.05)
+        return _Fake(p)
 
     spec, why = selection.choose_structure(LatentSkillEmbedding(), log, "map", fit_d2_without)
     assert [(c.n_skills, c.config["lessons"]) for c, _ in calls] == [(1, True), (2, True), (1, False), (2, False)]
     assert (spec.config["lessons"], spec.n_skills) == (False, 2)
     assert [w.split(":")[0] for w in why[:2]] == ["n_skills 2", "lessons off"]
-    assert "without lessons" in why[0] and "(d = 1), " in why[1] and "without (d = 2;" in why[1]
+    assert "without lessons" in why[0] and "with d = 1 " in why[1]
 
 
 def test_lessons_verdict_needs_both_the_margin_and_the_standard_errors():
