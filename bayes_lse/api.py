@@ -49,11 +49,12 @@ class LatentSkillEmbedding(ModelSpec):
         Student and assessment bias terms in the pass logit.
     lessons : bool or "auto"
         Whether lessons move the state (False: a model of assessments only).  "auto" (the
-        default, as on the command line): where the held-out check of d runs (a MAP fit,
-        `results.selection`) the chosen d is also fitted without lessons, and the lessons
-        are dropped only when that model's held-out log-loss is lower by more than 0.01 and
-        2 SE — a log whose answers are also its lessons (ASSISTments with items as lessons:
-        AUC 0.722 with them, 0.813 without); otherwise on.  Listed in ``fitted.choices``.
+        default, as on the command line; `results.selection.choose_structure`): off for a
+        log whose answers are also its lessons (items as lessons: ASSISTments, last 10 %,
+        AUC 0.722 with them, 0.815 without); elsewhere, where the held-out check of d runs
+        (a MAP fit), the best d is also fitted without lessons and they are dropped only
+        when that lowers the held-out log-loss by more than 0.01 and 2 SE; otherwise on.
+        Listed in ``fitted.choices``.
     learning_noise : float or "learned"
         σ_L of the learning update; ``"learned"`` gives it a half-normal prior.
     priors : dict, optional
