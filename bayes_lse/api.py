@@ -39,9 +39,9 @@ class LatentSkillEmbedding(ModelSpec):
     ----------
     n_skills : int or "auto"
         Dimension d of the skill space.  "auto" (the default, as on the command line): a
-        MAP fit whose check holds out at least 1,000 answers fits d = 1 and d = 2 to all but the last 10 % of 150
-        students' answers and keeps the d that predicts those better (d = 1 on both real
-        logs, docs/results.md); other fits use d = 2 (`results.selection`).  The choice
+        MAP fit whose check holds out at least 1,000 answers fits d = 1 and d = 2 to all but
+        the last 10 % of 150 students' answers and keeps the d that predicts those better
+        (d = 1 on both real logs, docs/results.md); other fits use d = 2 (`results.selection`).  The choice
         and its held-out scores are listed in ``fitted.choices``.
     prerequisites : bool
         Whether lessons have prerequisite vectors q (gain realised as σ(D(s, q))).
@@ -164,8 +164,6 @@ class LatentSkillEmbedding(ModelSpec):
         return fitted
 
 
-
-
 def _warn_items_as_lessons(spec: ModelSpec, log: InteractionLog) -> None:
     """Warn when a model with lessons is fit to a log whose answers are also its lessons:
     forecasts pushed through many such lessons overshoot (docs/results.md, "MAP's
@@ -179,8 +177,8 @@ def _warn_items_as_lessons(spec: ModelSpec, log: InteractionLog) -> None:
         warnings.warn(
             f"{share:.0%} of this log's answers are also lessons (items as lessons): the model adds a learned gain "
             "for every one, and forecasts pushed through many of them overshoot (the default, lessons='auto', "
-            "drops such lessons). ASSISTments 2009 converted with "
-            "--items-as-lessons, last 10 % of each student's answers held out: AUC 0.722 / log-loss 0.777 with "
+            "drops such lessons). ASSISTments 2009 converted with --items-as-lessons, last 10 % of each "
+            "student's answers held out: AUC 0.722 / log-loss 0.777 with "
             "the lessons against 0.813 / 0.484 with lessons=False (--no-lessons) and 0.828 / 0.468 for the log "
             "without item lessons (docs/results.md)", UserWarning, stacklevel=3)
 

@@ -110,10 +110,10 @@ def _model_options(fn):
         click.option("--no-prerequisites", is_flag=True, help="Lessons give their full gain to everyone."),
         click.option("--no-biases", is_flag=True, help="No student/assessment bias terms."),
         click.option("--lessons/--no-lessons", default=None,
-                     help="--no-lessons: ignore lesson content (states drift by noise only). Default: a MAP fit "
-                          "with enough held-out answers fits the model once more without lessons and drops them "
-                          "only when that predicts clearly better (a log whose answers are also its lessons), "
-                          "and fit says so; --lessons keeps them."),
+                     help="--no-lessons: ignore lesson content (states drift by noise only); --lessons: keep "
+                          "them. Default: off for a log whose answers are also its lessons (items as lessons); "
+                          "elsewhere a MAP fit with enough held-out answers also fits the model without lessons "
+                          "and drops them only when that predicts clearly better. fit says which and why."),
         click.option("--learning-noise", default=None, help="σ_L: a positive number or 'learned' (default √0.5)."),
         click.option("--history/--no-history", default=None,
                      help="Add earlier successes/failures on the same assessment, its recency and the "
@@ -148,10 +148,9 @@ def _no_lessons_why(fitted: Any) -> str:
     """Why a fitted model has no lessons, in command-line words."""
     if fitted.model_config["lessons"]:
         return "was fitted to a log with no lesson rows"
-    chosen = next((c for c in fitted.choices if c.startswith("lessons off:")), None)
-    if chosen is not None:
-        return ("was fitted without lessons: its held-out check found the model predicts better without them "
-                "(`bayes-lse show` lists the numbers); fit with --lessons to keep them")
+    if any(c.startswith("lessons off:") for c in fitted.choices):
+        return ("was fitted without lessons, as chosen from its data (the fit's 'chosen from the data: lessons off' "
+                "line says why); fit with --lessons to keep them")
     return "was fitted with --no-lessons; fit without it"
 
 
