@@ -148,7 +148,8 @@ class LatentSkillEmbedding(ModelSpec):
             kwargs = {**settings, **kwargs}  # what the choice implies (amortised=True), under the caller's
         spec, why = self.resolve(log, method, **kwargs)
         choices += why
-        _warn_items_as_lessons(spec, log)
+        if self.config["lessons"] is True:  # an "auto" resolved here never keeps item lessons: no second share
+            _warn_items_as_lessons(spec, log)
         table = None
         if modules is not None:
             table, why = _modules_for(modules, log)
@@ -165,8 +166,8 @@ class LatentSkillEmbedding(ModelSpec):
 
 
 def _warn_items_as_lessons(spec: ModelSpec, log: InteractionLog) -> None:
-    """Warn when a model with lessons is fit to a log whose answers are also its lessons:
-    forecasts pushed through many such lessons overshoot (docs/results.md, "MAP's
+    """Warn when a model forced to keep its lessons is fit to a log whose answers are also
+    its lessons: forecasts pushed through many such lessons overshoot (docs/results.md, "MAP's
     iteration budget, in-sample calibration, items as lessons")."""
     from bayes_lse.results.selection import ITEMS_AS_LESSONS_SHARE
 

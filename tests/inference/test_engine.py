@@ -35,7 +35,7 @@ def test_a_stall_with_a_large_gradient_is_restarted_from_where_it_stopped(monkey
     calls: list[int] = []
     _stalling_first_leg(monkeypatch, calls)
     cfg = {"maxiter": 200, "ftol": 1e-12, "gtol": 1e-8}
-    res, restarts = engine.lbfgsb_with_restarts(quadratic, np.full(40, 5.0), np.zeros(40, dtype=bool), cfg, 10, None)
+    res, restarts, _ = engine.lbfgsb_with_restarts(quadratic, np.full(40, 5.0), np.zeros(40, dtype=bool), cfg, 10, None)
     assert restarts == 1
     assert calls[0] == 200 and calls[1] == 200 - 3  # the second leg gets the iterations left
     assert res.nit > 3 and float(np.max(np.abs(res.x))) < 1e-4  # it went on to the optimum
@@ -48,7 +48,7 @@ def test_a_stall_with_a_large_gradient_is_restarted_from_where_it_stopped(monkey
 def test_no_restart_at_an_optimum_at_the_bound_or_past_the_limit(monkeypatch):
     cfg = {"maxiter": 200, "ftol": 1e-12, "gtol": 1e-8}
     # an ordinary convergence: one leg
-    res, restarts = engine.lbfgsb_with_restarts(quadratic, np.full(40, 5.0), np.zeros(40, dtype=bool), cfg, 10, None)
+    res, restarts, _ = engine.lbfgsb_with_restarts(quadratic, np.full(40, 5.0), np.zeros(40, dtype=bool), cfg, 10, None)
     assert restarts == 0 and float(np.max(np.abs(res.x))) < 1e-4
     # a stall whose only large gradient pushes coordinates against their bound at 0 is an optimum
 
@@ -57,11 +57,11 @@ def test_no_restart_at_an_optimum_at_the_bound_or_past_the_limit(monkeypatch):
 
     calls: list[int] = []
     _stalling_first_leg(monkeypatch, calls)
-    res, restarts = engine.lbfgsb_with_restarts(pushed, np.full(5, 2.0), np.ones(5, dtype=bool), cfg, 10, None)
+    res, restarts, _ = engine.lbfgsb_with_restarts(pushed, np.full(5, 2.0), np.ones(5, dtype=bool), cfg, 10, None)
     assert restarts == 0 and len(calls) == 1 and np.allclose(res.x, 0.0)
     # stalls are restarted at most MAX_RESTARTS times
     calls.clear()
     _stalling_first_leg(monkeypatch, calls, legs=10)
-    res, restarts = engine.lbfgsb_with_restarts(quadratic, np.full(40, 50.0), np.zeros(40, dtype=bool), cfg, 3, None)
+    res, restarts, _ = engine.lbfgsb_with_restarts(quadratic, np.full(40, 50.0), np.zeros(40, dtype=bool), cfg, 3, None)
     assert restarts == engine.MAX_RESTARTS and len(calls) == engine.MAX_RESTARTS + 1
     assert res.nit == 3 * len(calls)
